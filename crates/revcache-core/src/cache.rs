@@ -1,0 +1,330 @@
+//! The cache: one handle over the tiers, the catalog and generations.
+//!
+//! It stores and finds entries and removes them on purpose. It never
+//! decides freshness (the HTTP layer does) and never fetches (the proxy's
+//! single flight does).
+
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::entry::Entry;
+use crate::generation::{FillTicket, Generations};
+use crate::identity_map::IdentityMap;
+use crate::key::PrimaryKey;
+use crate::memory_tier::{MAX_VARIANTS, MemoryTier, Variants};
+use crate::tag::Tag;
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// Byte budget of the memory tier.
+    pub memory_limit: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            memory_limit: 256 << 20,
+        }
+    }
+}
+
+/// What a purge or invalidation reaches.
+#[derive(Clone, Copy, Debug)]
+pub enum PurgeScope<'a> {
+    /// One request target (path and query), every host, partition and variant.
+    Target(&'a str),
+    /// Every target whose path starts with the prefix.
+    Prefix(&'a str),
+    /// Every entry carrying the tag.
+    Tag(&'a Tag),
+    /// One primary key, all its variants.
+    Key(&'a PrimaryKey),
+}
+
+/// Result of [`Cache::store`].
+#[derive(Debug)]
+pub enum StoreOutcome {
+    /// Stored; the canonical copy.
+    Stored(Arc<Entry>),
+    /// An invalidation overtook the fill; the entry was not kept, but may be
+    /// served to the request that fetched it.
+    Outdated(Arc<Entry>),
+}
+
+impl StoreOutcome {
+    pub fn entry(&self) -> &Arc<Entry> {
+        match self {
+            StoreOutcome::Stored(e) | StoreOutcome::Outdated(e) => e,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CacheStats {
+    pub identity_entries: usize,
+    pub memory_keys: usize,
+    pub memory_bytes: u64,
+    pub memory_capacity: u64,
+    pub memory_evictions: u64,
+    pub tags: usize,
+}
+
+pub struct Cache {
+    identity: IdentityMap,
+    memory: MemoryTier,
+    catalog: Arc<Catalog>,
+    generations: Generations,
+}
+
+impl Cache {
+    pub fn new(config: CacheConfig) -> Self {
+        let catalog = Arc::new(Catalog::default());
+        Cache {
+            identity: IdentityMap::default(),
+            memory: MemoryTier::new(config.memory_limit, catalog.clone()),
+            catalog,
+            generations: Generations::default(),
+        }
+    }
+
+    /// The variants stored for `key`, newest last.
+    pub fn lookup(&self, key: &PrimaryKey) -> Option<Variants> {
+        self.memory.get(key)
+    }
+
+    /// Call before sending the request whose response may be stored.
+    pub fn begin_fill(&self) -> FillTicket {
+        self.generations.begin_fill()
+    }
+
+    /// Stores `entry`, replacing the same variant of its key, unless an
+    /// invalidation of its target or tags happened after `ticket`.
+    pub fn store(&self, entry: Entry, ticket: FillTicket) -> StoreOutcome {
+        let entry = self.identity.canonicalize(entry);
+        let key = entry.key.clone();
+        let old = self.memory.peek(&key);
+        let mut kept: Vec<Arc<Entry>> = old
+            .iter()
+            .flat_map(|v| v.iter())
+            .filter(|e| !e.same_variant(&entry))
+            .cloned()
+            .collect();
+        if kept.len() >= MAX_VARIANTS {
+            kept.drain(..=kept.len() - MAX_VARIANTS);
+        }
+        kept.push(entry.clone());
+        let new: Variants = kept.into();
+
+        self.catalog.add(&key, &entry.tags);
+        self.memory.insert(key.clone(), new.clone());
+        if let Some(old) = &old {
+            let gone: Vec<Tag> = old
+                .iter()
+                .filter(|e| !new.iter().any(|n| Arc::ptr_eq(n, e)))
+                .flat_map(|e| e.tags.iter())
+                .filter(|t| !new.iter().any(|n| n.tags.contains(t)))
+                .cloned()
+                .collect();
+            self.catalog.remove_tags(&key, &gone);
+        }
+
+        // Insert, then check: see the store protocol in `generation`.
+        if self
+            .generations
+            .is_current(ticket, key.target(), &entry.tags)
+        {
+            StoreOutcome::Stored(entry)
+        } else {
+            self.remove_where(&key, |e| Arc::ptr_eq(e, &entry));
+            StoreOutcome::Outdated(entry)
+        }
+    }
+
+    /// Removes what `scope` reaches from every tier and outdates fills in
+    /// flight for it. Returns how many entries went.
+    pub fn purge(&self, scope: PurgeScope<'_>) -> usize {
+        match scope {
+            PurgeScope::Target(target) => {
+                self.generations.bump_target(target);
+                let keys = self.catalog.by_target(target);
+                keys.iter().map(|k| self.remove_where(k, |_| true)).sum()
+            }
+            PurgeScope::Prefix(prefix) => {
+                self.generations.bump_prefix(prefix);
+                let keys = self.catalog.by_prefix(prefix);
+                keys.iter()
+                    .filter(|k| k.path().starts_with(prefix))
+                    .map(|k| self.remove_where(k, |_| true))
+                    .sum()
+            }
+            PurgeScope::Tag(tag) => {
+                self.generations.bump_tag(tag);
+                let keys = self.catalog.by_tag(tag);
+                keys.iter()
+                    .map(|k| self.remove_where(k, |e| e.tags.contains(tag)))
+                    .sum()
+            }
+            PurgeScope::Key(key) => {
+                self.generations.bump_target(key.target());
+                self.remove_where(key, |_| true)
+            }
+        }
+    }
+
+    /// Removes the variants of `key` matching `pred`; returns how many.
+    fn remove_where(&self, key: &PrimaryKey, pred: impl Fn(&Arc<Entry>) -> bool) -> usize {
+        // Retry when another store replaced the variants between our read
+        // and our removal, so a concurrent store cannot resurrect them.
+        loop {
+            let Some(current) = self.memory.peek(key) else {
+                self.catalog.remove(key, &[]);
+                return 0;
+            };
+            let (gone, kept): (Vec<_>, Vec<_>) = current.iter().cloned().partition(|e| pred(e));
+            if gone.is_empty() {
+                return 0;
+            }
+            if self.memory.remove_if_same(key, &current).is_none() {
+                continue;
+            }
+            if kept.is_empty() {
+                let tags: Vec<Tag> = gone.iter().flat_map(|e| e.tags.iter().cloned()).collect();
+                self.catalog.remove(key, &tags);
+            } else {
+                let tags: Vec<Tag> = gone
+                    .iter()
+                    .flat_map(|e| e.tags.iter())
+                    .filter(|t| !kept.iter().any(|k| k.tags.contains(t)))
+                    .cloned()
+                    .collect();
+                self.catalog.remove_tags(key, &tags);
+                self.memory.insert(key.clone(), kept.into());
+            }
+            return gone.len();
+        }
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            identity_entries: self.identity.len(),
+            memory_keys: self.memory.keys(),
+            memory_bytes: self.memory.bytes(),
+            memory_capacity: self.memory.capacity(),
+            memory_evictions: self.memory.evictions(),
+            tags: self.catalog.tag_count(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderName, StatusCode};
+
+    use super::*;
+    use crate::entry::{EntryTiming, Freshness, Variant};
+    use crate::key::KeyClass;
+    use crate::partition::Partition;
+    use crate::version::Version;
+
+    fn key(target: &str) -> PrimaryKey {
+        PrimaryKey::new(0, KeyClass::Get, "h", target, Partition::Public)
+    }
+
+    fn entry(key: PrimaryKey, variant: Variant, tags: &[&str], body: usize) -> Entry {
+        Entry::new(
+            key,
+            variant,
+            Version::from_etag("\"v\""),
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from(vec![b'x'; body]),
+            tags.iter().map(|t| Tag::new(*t)).collect(),
+            EntryTiming {
+                request_time: SystemTime::now(),
+                response_time: SystemTime::now(),
+                initial_age: Duration::ZERO,
+            },
+            Freshness::default(),
+        )
+    }
+
+    fn lang(v: &str) -> Variant {
+        Box::new([(HeaderName::from_static("accept-language"), Some(v.into()))])
+    }
+
+    #[test]
+    fn store_then_lookup_returns_the_entry_and_replaces_the_same_variant() {
+        let cache = Cache::new(CacheConfig::default());
+        let t = cache.begin_fill();
+        cache.store(entry(key("/a"), lang("en"), &[], 10), t);
+        cache.store(entry(key("/a"), lang("de"), &[], 20), t);
+        cache.store(entry(key("/a"), lang("en"), &[], 30), t);
+        let variants = cache.lookup(&key("/a")).unwrap();
+        let mut sizes: Vec<_> = variants.iter().map(|e| e.body.len()).collect();
+        sizes.sort();
+        assert_eq!(sizes, vec![20, 30]);
+    }
+
+    #[test]
+    fn purge_by_target_prefix_and_tag_counts_what_went() {
+        let cache = Cache::new(CacheConfig::default());
+        let t = cache.begin_fill();
+        cache.store(entry(key("/a/1"), Box::new([]), &["t1"], 1), t);
+        cache.store(entry(key("/a/2"), Box::new([]), &["t1", "t2"], 1), t);
+        cache.store(entry(key("/b/3"), Box::new([]), &["t2"], 1), t);
+        cache.store(
+            entry(
+                key("/b/3").with_partition(Partition::Credential([1; 16])),
+                Box::new([]),
+                &[],
+                1,
+            ),
+            t,
+        );
+        assert_eq!(cache.purge(PurgeScope::Target("/b/3")), 2);
+        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("t2"))), 1);
+        assert_eq!(cache.purge(PurgeScope::Prefix("/a/")), 1);
+        assert!(cache.lookup(&key("/a/1")).is_none());
+        assert_eq!(cache.stats().memory_keys, 0);
+        assert_eq!(cache.stats().tags, 0);
+    }
+
+    #[test]
+    fn a_purge_during_a_fill_keeps_the_fill_from_being_stored() {
+        let cache = Cache::new(CacheConfig::default());
+        let t = cache.begin_fill();
+        cache.purge(PurgeScope::Tag(&Tag::new("change:1")));
+        let out = cache.store(entry(key("/c"), Box::new([]), &["change:1"], 1), t);
+        assert!(matches!(out, StoreOutcome::Outdated(_)));
+        assert!(cache.lookup(&key("/c")).is_none());
+        let out = cache.store(
+            entry(key("/c"), Box::new([]), &["change:1"], 1),
+            cache.begin_fill(),
+        );
+        assert!(matches!(out, StoreOutcome::Stored(_)));
+    }
+
+    #[test]
+    fn byte_budget_evicts_and_keeps_the_catalog_in_step() {
+        let cache = Cache::new(CacheConfig {
+            memory_limit: 1 << 20,
+        });
+        for i in 0..200 {
+            let t = cache.begin_fill();
+            cache.store(
+                entry(key(&format!("/k{i}")), Box::new([]), &["all"], 16 << 10),
+                t,
+            );
+        }
+        let stats = cache.stats();
+        assert!(stats.memory_bytes <= 1 << 20, "{stats:?}");
+        assert!(stats.memory_evictions > 0, "{stats:?}");
+        assert_eq!(
+            cache.purge(PurgeScope::Tag(&Tag::new("all"))),
+            stats.memory_keys
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! Entries: one stored representation, immutable once built.
+//!
+//! An entry carries what the HTTP layer decided about it at store time
+//! ([`Freshness`], [`EntryTiming`]) as plain data, so the hit path does not
+//! re-parse headers. A revalidation never mutates an entry: it builds a new
+//! one that shares the body bytes.
+
+use std::sync::Weak;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, StatusCode};
+
+use crate::identity_map::{IdentityKey, IdentityShards};
+use crate::key::PrimaryKey;
+use crate::tag::Tag;
+use crate::version::Version;
+
+/// The Vary-selected request header values an entry was stored for:
+/// (header name, normalized value or `None` when the request lacked it),
+/// in the order of the response's `Vary`.
+pub type Variant = Box<[(HeaderName, Option<Box<str>>)]>;
+
+/// Freshness facts decided by the HTTP policy when the entry was stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Freshness {
+    /// Freshness lifetime (RFC 9111 §4.2.1).
+    pub lifetime: Duration,
+    /// Must be revalidated before every reuse (`no-cache`).
+    pub no_cache: bool,
+    /// May never be served stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`).
+    pub must_revalidate: bool,
+    /// RFC 5861 windows beyond the lifetime.
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
+}
+
+/// When the entry was fetched, for Age arithmetic (RFC 9111 §4.2.3).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EntryTiming {
+    /// When the request that produced it was sent.
+    pub request_time: SystemTime,
+    /// When its response arrived.
+    pub response_time: SystemTime,
+    /// `corrected_initial_age` of §4.2.3.
+    pub initial_age: Duration,
+}
+
+impl EntryTiming {
+    /// `current_age` of §4.2.3 at `now`.
+    pub fn age_at(&self, now: SystemTime) -> Duration {
+        let resident = now.duration_since(self.response_time).unwrap_or_default();
+        self.initial_age.saturating_add(resident)
+    }
+}
+
+/// A stored representation.
+pub struct Entry {
+    pub key: PrimaryKey,
+    pub variant: Variant,
+    pub version: Version,
+    pub status: StatusCode,
+    /// End-to-end response headers as stored (hop-by-hop removed).
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub tags: Box<[Tag]>,
+    pub timing: EntryTiming,
+    pub freshness: Freshness,
+    pub(crate) identity: Option<(Weak<IdentityShards>, IdentityKey)>,
+}
+
+impl Entry {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        key: PrimaryKey,
+        variant: Variant,
+        version: Version,
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        tags: Vec<Tag>,
+        timing: EntryTiming,
+        freshness: Freshness,
+    ) -> Self {
+        Entry {
+            key,
+            variant,
+            version,
+            status,
+            headers,
+            body,
+            tags: tags.into_boxed_slice(),
+            timing,
+            freshness,
+            identity: None,
+        }
+    }
+
+    /// Bytes this entry costs in memory, for the byte budget.
+    pub fn weight(&self) -> u64 {
+        const FIXED: usize = std::mem::size_of::<Entry>() + 64;
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 32)
+            .sum();
+        let tags: usize = self.tags.iter().map(|t| t.as_str().len() + 24).sum();
+        (FIXED + self.body.len() + headers + tags + self.key.target().len()) as u64
+    }
+
+    /// Whether `other` is the same variant of the same resource.
+    pub fn same_variant(&self, other: &Entry) -> bool {
+        self.key == other.key && self.variant == other.variant
+    }
+
+    /// A copy with other headers, timing and freshness (after a 304), sharing
+    /// the body bytes.
+    pub fn refreshed(
+        &self,
+        headers: HeaderMap,
+        timing: EntryTiming,
+        freshness: Freshness,
+    ) -> Entry {
+        Entry {
+            key: self.key.clone(),
+            variant: self.variant.clone(),
+            version: self.version.clone(),
+            status: self.status,
+            headers,
+            body: self.body.clone(),
+            tags: self.tags.clone(),
+            timing,
+            freshness,
+            identity: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("key", &self.key)
+            .field("version", &self.version)
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        if let Some((shards, id)) = self.identity.take()
+            && let Some(shards) = shards.upgrade()
+        {
+            shards.forget_if_dead(&id);
+        }
+    }
+}

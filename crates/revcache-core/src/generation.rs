@@ -1,0 +1,160 @@
+//! Generations: a purge or invalidation that happens while a fill is in
+//! flight keeps that fill from being stored (no stale set).
+//!
+//! A single sequence counts every invalidation. A fill takes a
+//! [`FillTicket`] (the sequence when it began); an invalidation of a target
+//! or tag raises that scope's slot to its own sequence number. A fill is
+//! current when no slot of its scopes, and no prefix invalidation covering
+//! its target, is newer than its ticket.
+//!
+//! Slots are a fixed array indexed by hash, so memory stays bounded however
+//! many tags exist. Two scopes sharing a slot only ever make a fill look
+//! outdated (it is then not stored and refetched next time), never current.
+//!
+//! Store protocol (see `Cache::store`): the fill inserts, *then* checks; an
+//! invalidation bumps, *then* removes. Either the check sees the bump, or
+//! the removal sees the insert.
+
+use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::tag::Tag;
+
+const SLOTS: usize = 1 << 16;
+const PREFIX_HISTORY: usize = 256;
+
+/// The sequence number at which a fill began.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FillTicket(u64);
+
+pub struct Generations {
+    seq: AtomicU64,
+    slots: Box<[AtomicU64]>,
+    prefixes: Mutex<PrefixHistory>,
+}
+
+#[derive(Default)]
+struct PrefixHistory {
+    recent: VecDeque<(u64, Box<str>)>,
+    /// Sequence of the newest record dropped from `recent`.
+    forgotten_upto: u64,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Generations {
+            seq: AtomicU64::new(0),
+            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            prefixes: Mutex::new(PrefixHistory::default()),
+        }
+    }
+}
+
+enum Scope<'a> {
+    Target(&'a str),
+    Tag(&'a str),
+}
+
+impl Scope<'_> {
+    fn slot(&self) -> usize {
+        let mut h = DefaultHasher::new();
+        match self {
+            Scope::Target(t) => (0u8, t).hash(&mut h),
+            Scope::Tag(t) => (1u8, t).hash(&mut h),
+        }
+        h.finish() as usize % SLOTS
+    }
+}
+
+impl Generations {
+    pub fn begin_fill(&self) -> FillTicket {
+        FillTicket(self.seq.load(Ordering::SeqCst))
+    }
+
+    /// Invalidates one request target (path and query) in every partition.
+    pub fn bump_target(&self, target: &str) {
+        self.bump_slot(Scope::Target(target).slot());
+    }
+
+    pub fn bump_tag(&self, tag: &Tag) {
+        self.bump_slot(Scope::Tag(tag.as_str()).slot());
+    }
+
+    /// Invalidates every target whose path starts with `prefix`.
+    pub fn bump_prefix(&self, prefix: &str) {
+        let mut history = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        history.recent.push_back((seq, prefix.into()));
+        if history.recent.len() > PREFIX_HISTORY
+            && let Some((old, _)) = history.recent.pop_front()
+        {
+            history.forgotten_upto = old;
+        }
+    }
+
+    fn bump_slot(&self, slot: usize) {
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        self.slots[slot].fetch_max(seq, Ordering::SeqCst);
+    }
+
+    /// Whether a fill that began at `ticket` for `target` with `tags` may
+    /// still be stored.
+    pub fn is_current(&self, ticket: FillTicket, target: &str, tags: &[Tag]) -> bool {
+        let newer = |slot: usize| self.slots[slot].load(Ordering::SeqCst) > ticket.0;
+        if newer(Scope::Target(target).slot()) {
+            return false;
+        }
+        if tags.iter().any(|t| newer(Scope::Tag(t.as_str()).slot())) {
+            return false;
+        }
+        let history = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        if history.forgotten_upto > ticket.0 {
+            return false;
+        }
+        let path = target.split('?').next().unwrap_or_default();
+        !history
+            .recent
+            .iter()
+            .any(|(seq, prefix)| *seq > ticket.0 && path.starts_with(&**prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bump_after_the_ticket_outdates_only_its_scope() {
+        let g = Generations::default();
+        let t = g.begin_fill();
+        g.bump_target("/a");
+        assert!(!g.is_current(t, "/a", &[]));
+        assert!(g.is_current(t, "/b", &[]));
+        assert!(g.is_current(g.begin_fill(), "/a", &[]));
+    }
+
+    #[test]
+    fn tag_and_prefix_bumps_outdate_fills_in_flight() {
+        let g = Generations::default();
+        let t = g.begin_fill();
+        g.bump_tag(&Tag::new("change:1"));
+        assert!(!g.is_current(t, "/x", &[Tag::new("change:1")]));
+        assert!(g.is_current(t, "/x", &[Tag::new("change:2")]));
+        g.bump_prefix("/dir/");
+        assert!(!g.is_current(t, "/dir/file?q=1", &[]));
+        assert!(g.is_current(t, "/other", &[]));
+    }
+
+    #[test]
+    fn forgotten_prefix_history_makes_old_fills_outdated() {
+        let g = Generations::default();
+        let t = g.begin_fill();
+        for i in 0..=PREFIX_HISTORY {
+            g.bump_prefix(&format!("/p{i}/"));
+        }
+        assert!(!g.is_current(t, "/unrelated", &[]));
+        assert!(g.is_current(g.begin_fill(), "/unrelated", &[]));
+    }
+}

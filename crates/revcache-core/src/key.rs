@@ -1,0 +1,146 @@
+//! Keys: the identity of a cached resource.
+//!
+//! A [`PrimaryKey`] is (route, key class, host, request target, partition).
+//! Vary-selected request headers form the secondary part and live on the
+//! entry as its [`Variant`](crate::entry::Variant); a primary key holds a
+//! small set of variants. The hash is computed once at construction, so
+//! every tier and map that uses the key hashes a single `u64`.
+
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use crate::partition::Partition;
+
+/// Which kind of request a key stands for. GET and HEAD share `Get`;
+/// dialects name other cacheable request shapes (a PROPFIND with its depth
+/// and property set, say) so they never collide with a GET of the same URL.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum KeyClass {
+    Get,
+    Named(Arc<str>),
+}
+
+/// Identity of a cached resource, without the Vary part. Cheap to clone.
+#[derive(Clone)]
+pub struct PrimaryKey(Arc<KeyInner>);
+
+#[derive(PartialEq, Eq)]
+struct KeyInner {
+    hash: u64,
+    route: u32,
+    class: KeyClass,
+    host: Box<str>,
+    target: Box<str>,
+    partition: Partition,
+}
+
+impl PrimaryKey {
+    /// `target` is the request's path and query as sent by the client;
+    /// `host` the lower-cased authority it was sent to.
+    pub fn new(
+        route: u32,
+        class: KeyClass,
+        host: &str,
+        target: &str,
+        partition: Partition,
+    ) -> Self {
+        let mut h = DefaultHasher::new();
+        route.hash(&mut h);
+        class.hash(&mut h);
+        host.hash(&mut h);
+        target.hash(&mut h);
+        partition.hash(&mut h);
+        PrimaryKey(Arc::new(KeyInner {
+            hash: h.finish(),
+            route,
+            class,
+            host: host.into(),
+            target: target.into(),
+            partition,
+        }))
+    }
+
+    pub fn route(&self) -> u32 {
+        self.0.route
+    }
+    pub fn class(&self) -> &KeyClass {
+        &self.0.class
+    }
+    pub fn host(&self) -> &str {
+        &self.0.host
+    }
+    /// Path and query.
+    pub fn target(&self) -> &str {
+        &self.0.target
+    }
+    /// Path without the query.
+    pub fn path(&self) -> &str {
+        self.0.target.split('?').next().unwrap_or_default()
+    }
+    pub fn partition(&self) -> Partition {
+        self.0.partition
+    }
+    pub fn hash64(&self) -> u64 {
+        self.0.hash
+    }
+
+    /// The same resource in another partition.
+    pub fn with_partition(&self, partition: Partition) -> Self {
+        PrimaryKey::new(
+            self.0.route,
+            self.0.class.clone(),
+            &self.0.host,
+            &self.0.target,
+            partition,
+        )
+    }
+}
+
+impl PartialEq for PrimaryKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || (self.0.hash == other.0.hash && *self.0 == *other.0)
+    }
+}
+impl Eq for PrimaryKey {}
+
+impl Hash for PrimaryKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.hash);
+    }
+}
+
+impl fmt::Debug for PrimaryKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:?} {}{} [{}] route={}",
+            self.0.class, self.0.host, self.0.target, self.0.partition, self.0.route
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_differ_by_partition_class_and_route() {
+        let a = PrimaryKey::new(0, KeyClass::Get, "h", "/a?x=1", Partition::Public);
+        assert_eq!(
+            a,
+            PrimaryKey::new(0, KeyClass::Get, "h", "/a?x=1", Partition::Public)
+        );
+        assert_ne!(a, a.with_partition(Partition::Credential([1; 16])));
+        assert_ne!(
+            a,
+            PrimaryKey::new(1, KeyClass::Get, "h", "/a?x=1", Partition::Public)
+        );
+        let named = KeyClass::Named("PROPFIND 1".into());
+        assert_ne!(
+            a,
+            PrimaryKey::new(0, named, "h", "/a?x=1", Partition::Public)
+        );
+        assert_eq!(a.path(), "/a");
+    }
+}

@@ -1,0 +1,31 @@
+//! The revcache engine: everything a version-aware cache needs that is not
+//! HTTP serving. It owns keys, versions and entries, the in-memory tiers (L0
+//! identity map, L1 byte-budgeted memory), the catalog that finds entries by
+//! URL, prefix and tag, single-flight and generations.
+//!
+//! It never speaks to the network and never interprets HTTP caching rules:
+//! the HTTP crate decides *whether* and *for how long* something may be
+//! served; this crate stores it, finds it, and forgets it on purpose.
+
+pub mod cache;
+pub mod catalog;
+pub mod entry;
+pub mod error;
+pub mod generation;
+pub mod identity_map;
+pub mod key;
+pub mod memory_tier;
+pub mod partition;
+pub mod single_flight;
+pub mod tag;
+pub mod version;
+
+pub use cache::{Cache, CacheConfig, CacheStats, PurgeScope, StoreOutcome};
+pub use entry::{Entry, EntryTiming, Freshness};
+pub use error::PartitionKeyError;
+pub use generation::{FillTicket, Generations};
+pub use key::{KeyClass, PrimaryKey};
+pub use partition::{Partition, PartitionKey};
+pub use single_flight::{Join, LeaderGuard, SingleFlight, Waiter};
+pub use tag::Tag;
+pub use version::Version;

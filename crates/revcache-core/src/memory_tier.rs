@@ -1,0 +1,159 @@
+//! L1, the memory tier: a byte-budgeted map from primary key to the
+//! variants stored for it, on `quick_cache` (S3-FIFO eviction, sharded
+//! locks, no global lock on the hit path).
+//!
+//! Eviction policy is the crate's; this module only weighs entries, keeps
+//! the catalog in step when the crate evicts, and counts evictions.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use quick_cache::{Lifecycle, Weighter};
+
+use crate::catalog::Catalog;
+use crate::entry::Entry;
+use crate::key::PrimaryKey;
+
+/// The variants held for one primary key (usually one). Cheap to clone.
+pub type Variants = Arc<[Arc<Entry>]>;
+
+/// Most variants kept per primary key; the oldest goes first.
+pub const MAX_VARIANTS: usize = 16;
+
+#[derive(Clone)]
+struct ByteWeighter;
+
+impl Weighter<PrimaryKey, Variants> for ByteWeighter {
+    fn weight(&self, _key: &PrimaryKey, val: &Variants) -> u64 {
+        val.iter().map(|e| e.weight()).sum::<u64>().max(1)
+    }
+}
+
+/// `PrimaryKey` carries its own hash; hashing it again would waste time.
+#[derive(Clone, Default)]
+struct PrehashedState;
+
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+impl BuildHasher for PrehashedState {
+    type Hasher = Prehashed;
+    fn build_hasher(&self) -> Prehashed {
+        Prehashed(0)
+    }
+}
+
+#[derive(Clone)]
+struct Eviction {
+    catalog: Arc<Catalog>,
+    evictions: Arc<AtomicU64>,
+}
+
+impl Lifecycle<PrimaryKey, Variants> for Eviction {
+    type RequestState = Vec<(PrimaryKey, Variants)>;
+
+    fn begin_request(&self) -> Self::RequestState {
+        Vec::new()
+    }
+
+    fn on_evict(&self, state: &mut Self::RequestState, key: PrimaryKey, val: Variants) {
+        state.push((key, val));
+    }
+
+    // Runs after the shard lock is released, so entries drop (and touch
+    // the identity map) outside it.
+    fn end_request(&self, state: Self::RequestState) {
+        for (key, variants) in state {
+            self.evictions
+                .fetch_add(variants.len() as u64, Ordering::Relaxed);
+            for e in variants.iter() {
+                self.catalog.remove(&key, &e.tags);
+            }
+        }
+    }
+}
+
+type Inner = quick_cache::sync::Cache<PrimaryKey, Variants, ByteWeighter, PrehashedState, Eviction>;
+
+pub struct MemoryTier {
+    map: Inner,
+    evictions: Arc<AtomicU64>,
+}
+
+impl MemoryTier {
+    /// A tier holding at most `byte_limit` bytes of entries.
+    pub fn new(byte_limit: u64, catalog: Arc<Catalog>) -> Self {
+        let evictions = Arc::new(AtomicU64::new(0));
+        // quick_cache sizes its tables from an item estimate; assume 4 KiB
+        // entries, bounded so a huge budget does not preallocate much.
+        let estimated_items = (byte_limit / 4096).clamp(1024, 1 << 20) as usize;
+        let options = quick_cache::OptionsBuilder::new()
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(byte_limit)
+            .build()
+            .unwrap_or_else(|_| unreachable!("both options are set"));
+        let lifecycle = Eviction {
+            catalog,
+            evictions: evictions.clone(),
+        };
+        MemoryTier {
+            map: Inner::with_options(options, ByteWeighter, PrehashedState, lifecycle),
+            evictions,
+        }
+    }
+
+    pub fn get(&self, key: &PrimaryKey) -> Option<Variants> {
+        self.map.get(key)
+    }
+
+    /// Reads without counting as a use (purges, stats).
+    pub fn peek(&self, key: &PrimaryKey) -> Option<Variants> {
+        self.map.peek(key)
+    }
+
+    pub fn insert(&self, key: PrimaryKey, variants: Variants) {
+        self.map.insert(key, variants);
+    }
+
+    pub fn remove(&self, key: &PrimaryKey) -> Option<Variants> {
+        self.map.remove(key).map(|(_, v)| v)
+    }
+
+    /// Removes `key` only while it still maps to exactly `expected`.
+    pub fn remove_if_same(&self, key: &PrimaryKey, expected: &Variants) -> Option<Variants> {
+        self.map
+            .remove_if(key, |v| Arc::ptr_eq(v, expected))
+            .map(|(_, v)| v)
+    }
+
+    pub fn keys(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.map.weight()
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.map.capacity()
+    }
+
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
+    }
+}
