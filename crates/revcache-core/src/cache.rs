@@ -117,17 +117,6 @@ impl Cache {
 
         self.catalog.add(&key, &entry.tags);
         self.memory.insert(key.clone(), new.clone());
-        if let Some(old) = &old {
-            let gone: Vec<Tag> = old
-                .iter()
-                .filter(|e| !new.iter().any(|n| Arc::ptr_eq(n, e)))
-                .flat_map(|e| e.tags.iter())
-                .filter(|t| !new.iter().any(|n| n.tags.contains(t)))
-                .cloned()
-                .collect();
-            self.catalog.remove_tags(&key, &gone);
-        }
-
         // Insert, then check: see the store protocol in `generation`.
         if self
             .generations
@@ -290,6 +279,17 @@ mod tests {
         assert!(cache.lookup(&key("/a/1")).is_none());
         assert_eq!(cache.stats().memory_keys, 0);
         assert_eq!(cache.stats().tags, 0);
+    }
+
+    #[test]
+    fn replacing_an_entry_keeps_it_findable_for_purges() {
+        let cache = Cache::new(CacheConfig::default());
+        cache.store(entry(key("/r"), Box::new([]), &["old"], 1), cache.begin_fill());
+        cache.store(entry(key("/r"), Box::new([]), &["new"], 1), cache.begin_fill());
+        assert_eq!(cache.stats().tags, 1);
+        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("old"))), 0);
+        assert_eq!(cache.purge(PurgeScope::Target("/r")), 1);
+        assert_eq!(cache.stats().memory_evictions, 0);
     }
 
     #[test]

@@ -4,10 +4,14 @@
 //!
 //! Eviction policy is the crate's; this module only weighs entries, keeps
 //! the catalog in step when the crate evicts, and counts evictions.
+//!
+//! quick_cache reports a replaced value through the same hook as an evicted
+//! one, so the hook only queues what left; [`MemoryTier::settle`] then looks
+//! at the map (outside its locks) to tell an eviction from a replacement.
 
 use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use quick_cache::{Lifecycle, Weighter};
 
@@ -58,10 +62,11 @@ impl BuildHasher for PrehashedState {
     }
 }
 
+type Departed = Arc<Mutex<Vec<(PrimaryKey, Variants)>>>;
+
 #[derive(Clone)]
 struct Eviction {
-    catalog: Arc<Catalog>,
-    evictions: Arc<AtomicU64>,
+    departed: Departed,
 }
 
 impl Lifecycle<PrimaryKey, Variants> for Eviction {
@@ -75,15 +80,13 @@ impl Lifecycle<PrimaryKey, Variants> for Eviction {
         state.push((key, val));
     }
 
-    // Runs after the shard lock is released, so entries drop (and touch
-    // the identity map) outside it.
+    // Runs after the shard lock is released.
     fn end_request(&self, state: Self::RequestState) {
-        for (key, variants) in state {
-            self.evictions
-                .fetch_add(variants.len() as u64, Ordering::Relaxed);
-            for e in variants.iter() {
-                self.catalog.remove(&key, &e.tags);
-            }
+        if !state.is_empty() {
+            self.departed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(state);
         }
     }
 }
@@ -92,13 +95,14 @@ type Inner = quick_cache::sync::Cache<PrimaryKey, Variants, ByteWeighter, Prehas
 
 pub struct MemoryTier {
     map: Inner,
-    evictions: Arc<AtomicU64>,
+    catalog: Arc<Catalog>,
+    departed: Departed,
+    evictions: AtomicU64,
 }
 
 impl MemoryTier {
     /// A tier holding at most `byte_limit` bytes of entries.
     pub fn new(byte_limit: u64, catalog: Arc<Catalog>) -> Self {
-        let evictions = Arc::new(AtomicU64::new(0));
         // quick_cache sizes its tables from an item estimate; assume 4 KiB
         // entries, bounded so a huge budget does not preallocate much.
         let estimated_items = (byte_limit / 4096).clamp(1024, 1 << 20) as usize;
@@ -107,13 +111,15 @@ impl MemoryTier {
             .weight_capacity(byte_limit)
             .build()
             .unwrap_or_else(|_| unreachable!("both options are set"));
+        let departed = Departed::default();
         let lifecycle = Eviction {
-            catalog,
-            evictions: evictions.clone(),
+            departed: departed.clone(),
         };
         MemoryTier {
             map: Inner::with_options(options, ByteWeighter, PrehashedState, lifecycle),
-            evictions,
+            catalog,
+            departed,
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -126,8 +132,37 @@ impl MemoryTier {
         self.map.peek(key)
     }
 
+    /// Inserts (or replaces) and brings the catalog in step with whatever
+    /// the insert evicted or replaced.
     pub fn insert(&self, key: PrimaryKey, variants: Variants) {
         self.map.insert(key, variants);
+        self.settle();
+    }
+
+    fn settle(&self) {
+        let departed = std::mem::take(&mut *self.departed.lock().unwrap_or_else(|p| p.into_inner()));
+        for (key, old) in departed {
+            match self.map.peek(&key) {
+                None => {
+                    self.evictions.fetch_add(old.len() as u64, Ordering::Relaxed);
+                    self.catalog.remove(&key, &[]);
+                    for e in old.iter() {
+                        self.catalog.remove_tags(&key, &e.tags);
+                    }
+                }
+                Some(current) => {
+                    for e in old.iter() {
+                        let gone: Vec<_> = e
+                            .tags
+                            .iter()
+                            .filter(|t| !current.iter().any(|c| c.tags.contains(t)))
+                            .cloned()
+                            .collect();
+                        self.catalog.remove_tags(&key, &gone);
+                    }
+                }
+            }
+        }
     }
 
     pub fn remove(&self, key: &PrimaryKey) -> Option<Variants> {

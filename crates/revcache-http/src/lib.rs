@@ -1,1 +1,19 @@
+//! revcache's HTTP side: the RFC 9111 policy, the caching proxy service,
+//! dialects, the admin API and the server that runs them.
+//!
+//! Embedding: build [`Settings`], then [`Server::bind`] and
+//! [`Server::run`] with a shutdown future.
 
+pub mod admin;
+pub mod credential;
+pub mod dialect;
+pub mod metrics;
+pub mod policy;
+pub mod proxy;
+pub mod route;
+pub mod server;
+pub mod settings;
+
+pub use proxy::Proxy;
+pub use server::{Server, ServerError};
+pub use settings::{CacheSettings, DialectName, Limits, PartitionSettings, RouteSettings, Settings};

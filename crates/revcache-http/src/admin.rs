@@ -1,0 +1,201 @@
+//! The admin API, on its own listener (loopback by default): metrics,
+//! health, readiness, purges, stats and event ingestion.
+//!
+//! With a token configured every endpoint requires
+//! `Authorization: Bearer <token>`; the comparison takes the same time
+//! whatever the token's first wrong byte.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use revcache_core::Tag;
+
+use crate::dialect::Invalidation;
+use crate::metrics::InvalidationSource;
+use crate::proxy::Proxy;
+use crate::proxy::body::ProxyBody;
+
+pub struct Admin {
+    proxy: Arc<Proxy>,
+    token: Option<String>,
+    ready: Arc<AtomicBool>,
+}
+
+impl Admin {
+    pub fn new(proxy: Arc<Proxy>, token: Option<String>, ready: Arc<AtomicBool>) -> Self {
+        Admin { proxy, token, ready }
+    }
+
+    pub fn handle<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
+        if !self.authorized(req) {
+            let mut res = json(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "missing or wrong bearer token"}));
+            res.headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"revcache-admin\""));
+            return res;
+        }
+        let path = req.uri().path();
+        match (req.method(), path) {
+            (&Method::GET, "/metrics") => {
+                let mut res = Response::new(ProxyBody::text(self.proxy.metrics().encode()));
+                res.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                res
+            }
+            (&Method::GET, "/healthz") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            (&Method::GET, "/readyz") => {
+                if self.ready.load(Ordering::SeqCst) {
+                    json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+                } else {
+                    json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "shutting down"}))
+                }
+            }
+            (&Method::GET, "/stats") => {
+                let s = self.proxy.cache().stats();
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "l0": {"entries": s.identity_entries},
+                        "l1": {"keys": s.memory_keys, "bytes": s.memory_bytes,
+                               "capacity_bytes": s.memory_capacity, "evictions": s.memory_evictions},
+                        "tags": s.tags,
+                    }),
+                )
+            }
+            (&Method::POST, "/purge") => self.purge(req.uri().query().unwrap_or("")),
+            (_, "/purge") => method_not_allowed("POST"),
+            (_, "/metrics" | "/healthz" | "/readyz" | "/stats") => method_not_allowed("GET"),
+            (_, p) if p.starts_with("/events/") => {
+                let name = &p["/events/".len()..];
+                match self.proxy.router().by_name(name) {
+                    Some(route) => json(
+                        StatusCode::NOT_FOUND,
+                        &serde_json::json!({"error": format!(
+                            "route {name:?} uses the {} dialect, which has no event feed", route.dialect.name())}),
+                    ),
+                    None => json(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no route named {name:?}")})),
+                }
+            }
+            _ => json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "not found; endpoints: /metrics /healthz /readyz /stats /purge /events/<route>"}),
+            ),
+        }
+    }
+
+    fn authorized<B>(&self, req: &Request<B>) -> bool {
+        let Some(token) = &self.token else { return true };
+        let Some(given) = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return false;
+        };
+        constant_time_eq(given.trim().as_bytes(), token.as_bytes())
+    }
+
+    fn purge(&self, query: &str) -> Response<ProxyBody> {
+        let mut scope = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(value) = percent_decode(value) else {
+                return bad_request(format!("purge: {name} is not valid percent-encoded UTF-8"));
+            };
+            let inv = match name {
+                "url" if value.starts_with('/') => Invalidation::Target(value),
+                "prefix" if value.starts_with('/') => Invalidation::Prefix(value),
+                "url" | "prefix" => return bad_request(format!("purge: {name} must start with '/', got {value:?}")),
+                "tag" if !value.is_empty() => Invalidation::Tag(Tag::new(value)),
+                "tag" => return bad_request("purge: tag must not be empty".into()),
+                other => return bad_request(format!("purge: unknown parameter {other:?}; use url=, prefix= or tag=")),
+            };
+            if scope.replace((name.to_owned(), inv)).is_some() {
+                return bad_request("purge: give exactly one of url=, prefix= or tag=".into());
+            }
+        }
+        let Some((name, inv)) = scope else {
+            return bad_request("purge: give one of url=PATH_AND_QUERY, prefix=PATH or tag=TAG".into());
+        };
+        let purged = self.proxy.invalidate(&inv, InvalidationSource::Admin);
+        let value = match &inv {
+            Invalidation::Target(v) | Invalidation::Prefix(v) => v.clone(),
+            Invalidation::Tag(t) => t.as_str().to_owned(),
+        };
+        tracing::info!(scope = %name, %value, purged, "purge");
+        json(StatusCode::OK, &serde_json::json!({"purged": purged, "scope": name, "value": value}))
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
+    let mut body = value.to_string();
+    body.push('\n');
+    let mut res = Response::new(ProxyBody::text(Bytes::from(body)));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+fn bad_request(message: String) -> Response<ProxyBody> {
+    json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": message}))
+}
+
+fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
+    let mut res = json(StatusCode::METHOD_NOT_ALLOWED, &serde_json::json!({"error": format!("use {allow}")}));
+    res.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    diff == 0
+}
+
+/// Strict percent-decoding (`+` stays `+`); `None` on bad escapes or
+/// non-UTF-8 results.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_is_strict() {
+        assert_eq!(percent_decode("/a%3Fb%3D1").as_deref(), Some("/a?b=1"));
+        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn token_comparison_checks_every_byte_and_the_length() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+    }
+}

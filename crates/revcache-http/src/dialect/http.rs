@@ -1,0 +1,105 @@
+//! The `http` dialect: plain RFC 9111, no knowledge of the upstream.
+
+use http::header::{CONTENT_LOCATION, ETAG, LOCATION, RANGE};
+use http::{HeaderMap, Method, StatusCode, Uri, request};
+use revcache_core::{KeyClass, Version};
+
+use super::{Classification, Dialect, Facts, Invalidation};
+
+pub struct HttpDialect;
+
+impl Dialect for HttpDialect {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn classify(&self, req: &request::Parts) -> Classification {
+        match req.method {
+            Method::GET | Method::HEAD => {
+                // Range and upgrade requests are forwarded as they are.
+                if req.headers.contains_key(RANGE) || req.headers.contains_key(http::header::UPGRADE) {
+                    Classification::Pass { reason: "bypass" }
+                } else {
+                    Classification::Cacheable { class: KeyClass::Get }
+                }
+            }
+            Method::OPTIONS | Method::TRACE | Method::CONNECT => Classification::Pass { reason: "method" },
+            _ => Classification::Write,
+        }
+    }
+
+    fn on_response(&self, _req: &request::Parts, _status: StatusCode, headers: &HeaderMap) -> Facts {
+        Facts {
+            version: headers
+                .get(ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(Version::from_etag),
+            tags: Vec::new(),
+        }
+    }
+
+    /// RFC 9111 §4.4: the target URI, and same-origin `Location` and
+    /// `Content-Location`.
+    fn on_write(&self, req: &request::Parts, _status: StatusCode, headers: &HeaderMap) -> Vec<Invalidation> {
+        let mut out = Vec::new();
+        if let Some(pq) = req.uri.path_and_query() {
+            out.push(Invalidation::Target(pq.as_str().to_owned()));
+        }
+        let host = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()));
+        for name in [LOCATION, CONTENT_LOCATION] {
+            let Some(target) = headers.get(name).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            if let Some(t) = same_origin_target(target, host)
+                && !out.contains(&Invalidation::Target(t.clone()))
+            {
+                out.push(Invalidation::Target(t));
+            }
+        }
+        out
+    }
+}
+
+/// The path and query of `reference` if it points at the request's origin.
+fn same_origin_target(reference: &str, host: Option<&str>) -> Option<String> {
+    if reference.starts_with('/') && !reference.starts_with("//") {
+        return Some(reference.to_owned());
+    }
+    let uri: Uri = reference.parse().ok()?;
+    let same = uri
+        .authority()
+        .zip(host)
+        .is_some_and(|(a, h)| a.as_str().eq_ignore_ascii_case(h));
+    same.then(|| uri.path_and_query().map(|p| p.as_str().to_owned()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+
+    #[test]
+    fn writes_invalidate_target_and_same_origin_locations_only() {
+        let (parts, ()) = Request::post("/items?x=1")
+            .header("host", "cache.example")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut h = HeaderMap::new();
+        h.insert(LOCATION, "http://cache.example/items/7".parse().unwrap());
+        h.insert(CONTENT_LOCATION, "http://elsewhere.example/x".parse().unwrap());
+        let inv = HttpDialect.on_write(&parts, StatusCode::CREATED, &h);
+        assert_eq!(
+            inv,
+            vec![
+                Invalidation::Target("/items?x=1".into()),
+                Invalidation::Target("/items/7".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,260 @@
+//! Prometheus metrics: what operators read on `/metrics`.
+//!
+//! Counters touched on the hit path are resolved once at start-up (a
+//! `Counter` is an `Arc<AtomicU64>`), so counting a hit is one atomic add.
+//! Tier sizes are read from the cache at scrape time.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use revcache_core::{Cache, SingleFlight};
+
+/// How a client request ended, for `revcache_requests_total{outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    Collapsed,
+    StaleWhileRevalidate,
+    StaleIfError,
+    Miss,
+    Revalidated,
+    Refetched,
+    Bypass,
+    Method,
+    Rejected,
+    Error,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 11] = [
+        Outcome::Hit,
+        Outcome::Collapsed,
+        Outcome::StaleWhileRevalidate,
+        Outcome::StaleIfError,
+        Outcome::Miss,
+        Outcome::Revalidated,
+        Outcome::Refetched,
+        Outcome::Bypass,
+        Outcome::Method,
+        Outcome::Rejected,
+        Outcome::Error,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Collapsed => "collapsed",
+            Outcome::StaleWhileRevalidate => "stale_while_revalidate",
+            Outcome::StaleIfError => "stale_if_error",
+            Outcome::Miss => "miss",
+            Outcome::Revalidated => "revalidated",
+            Outcome::Refetched => "refetched",
+            Outcome::Bypass => "bypass",
+            Outcome::Method => "method",
+            Outcome::Rejected => "rejected",
+            Outcome::Error => "error",
+        }
+    }
+
+    pub fn served_from_cache(self) -> bool {
+        matches!(
+            self,
+            Outcome::Hit
+                | Outcome::Collapsed
+                | Outcome::StaleWhileRevalidate
+                | Outcome::StaleIfError
+                | Outcome::Revalidated
+        )
+    }
+}
+
+/// Why revcache asked the upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamReason {
+    Miss,
+    Revalidate,
+    Background,
+    Bypass,
+    Method,
+}
+
+impl UpstreamReason {
+    fn label(self) -> &'static str {
+        match self {
+            UpstreamReason::Miss => "miss",
+            UpstreamReason::Revalidate => "revalidate",
+            UpstreamReason::Background => "background_revalidate",
+            UpstreamReason::Bypass => "bypass",
+            UpstreamReason::Method => "method",
+        }
+    }
+}
+
+/// Where an invalidation came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidationSource {
+    Admin,
+    Write,
+    Event,
+}
+
+impl InvalidationSource {
+    fn label(self) -> &'static str {
+        match self {
+            InvalidationSource::Admin => "admin",
+            InvalidationSource::Write => "write",
+            InvalidationSource::Event => "event",
+        }
+    }
+}
+
+type Labels1 = [(&'static str, &'static str); 1];
+
+pub struct Metrics {
+    registry: Registry,
+    outcomes: Vec<Counter>,
+    upstream: Family<[(&'static str, String); 2], Counter>,
+    upstream_errors: Family<[(&'static str, String); 1], Counter>,
+    bytes_cache: Counter,
+    bytes_upstream: Counter,
+    invalidations: Family<Labels1, Counter>,
+    invalidated_entries: Family<Labels1, Counter>,
+}
+
+impl Metrics {
+    pub fn new(cache: Arc<Cache>, flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>) -> Self {
+        let mut registry = Registry::with_prefix("revcache");
+        let requests = Family::<Labels1, Counter>::default();
+        registry.register("requests", "Client requests by outcome", requests.clone());
+        let outcomes = Outcome::ALL
+            .iter()
+            .map(|o| requests.get_or_create_owned(&[("outcome", o.label())]))
+            .collect();
+        let upstream = Family::default();
+        registry.register(
+            "upstream_requests",
+            "Requests sent upstream by reason and response status",
+            upstream.clone(),
+        );
+        let upstream_errors = Family::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream requests that got no response, by kind",
+            upstream_errors.clone(),
+        );
+        let served = Family::<Labels1, Counter>::default();
+        registry.register("served_bytes", "Response body bytes sent to clients by source", served.clone());
+        let bytes_cache = served.get_or_create_owned(&[("source", "cache")]);
+        let bytes_upstream = served.get_or_create_owned(&[("source", "upstream")]);
+        let invalidations = Family::default();
+        registry.register(
+            "invalidations",
+            "Invalidation operations (purges, writes, events) by source",
+            invalidations.clone(),
+        );
+        let invalidated_entries = Family::default();
+        registry.register(
+            "invalidated_entries",
+            "Entries removed by invalidations, by source",
+            invalidated_entries.clone(),
+        );
+        registry.register_collector(Box::new(TierCollector { cache, flights }));
+        Metrics {
+            registry,
+            outcomes,
+            upstream,
+            upstream_errors,
+            bytes_cache,
+            bytes_upstream,
+            invalidations,
+            invalidated_entries,
+        }
+    }
+
+    pub fn outcome(&self, outcome: Outcome) {
+        if let Some(i) = Outcome::ALL.iter().position(|o| *o == outcome) {
+            self.outcomes[i].inc();
+        }
+    }
+
+    pub fn upstream(&self, reason: UpstreamReason, status: u16) {
+        self.upstream
+            .get_or_create(&[("reason", reason.label().to_owned()), ("status", status.to_string())])
+            .inc();
+    }
+
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors.get_or_create(&[("kind", kind.to_owned())]).inc();
+    }
+
+    /// The counter for body bytes sent from the cache or the upstream.
+    pub fn bytes_counter(&self, from_cache: bool) -> Counter {
+        if from_cache {
+            self.bytes_cache.clone()
+        } else {
+            self.bytes_upstream.clone()
+        }
+    }
+
+    pub fn invalidation(&self, source: InvalidationSource, entries: usize) {
+        let labels = [("source", source.label())];
+        self.invalidations.get_or_create(&labels).inc();
+        self.invalidated_entries
+            .get_or_create(&labels)
+            .inc_by(entries as u64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+struct TierCollector {
+    cache: Arc<Cache>,
+    flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>,
+}
+
+impl std::fmt::Debug for TierCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TierCollector")
+    }
+}
+
+impl Collector for TierCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.cache.stats();
+        let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, tier: &str, v: i64| {
+            let g = ConstGauge::new(v);
+            let mut m = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+            g.encode(m.encode_family(&[("tier", tier)])?)
+        };
+        gauge(&mut encoder, "tier_entries", "Entries held in the identity map (l0)", "l0", stats.identity_entries as i64)?;
+        gauge(&mut encoder, "tier_keys", "Keys held in the memory tier (l1)", "l1", stats.memory_keys as i64)?;
+        gauge(&mut encoder, "tier_bytes", "Bytes held in the memory tier (l1)", "l1", stats.memory_bytes as i64)?;
+        gauge(&mut encoder, "tier_capacity_bytes", "Byte budget of the memory tier (l1)", "l1", stats.memory_capacity as i64)?;
+        let evictions = ConstCounter::new(stats.memory_evictions);
+        let mut m = encoder.encode_descriptor("evictions", "Entries evicted by the byte budget", None, evictions.metric_type())?;
+        evictions.encode(m.encode_family(&[("tier", "l1")])?)?;
+        let waiting = ConstGauge::new(self.flights.waiting() as i64);
+        let m = encoder.encode_descriptor(
+            "single_flight_waiters",
+            "Requests currently waiting on another request's upstream fetch",
+            None,
+            waiting.metric_type(),
+        )?;
+        waiting.encode(m)?;
+        let in_flight = ConstGauge::new(self.flights.in_flight() as i64);
+        let m = encoder.encode_descriptor("single_flight_fetches", "Upstream fetches other requests can join", None, in_flight.metric_type())?;
+        in_flight.encode(m)?;
+        Ok(())
+    }
+}

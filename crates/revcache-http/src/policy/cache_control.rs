@@ -1,0 +1,220 @@
+//! Parsing `Cache-Control` (RFC 9111 §5.2).
+//!
+//! Directive names are case-insensitive; unknown directives are ignored;
+//! values may be tokens or quoted strings; a directive that appears twice
+//! keeps its first occurrence. A delta-seconds value that is not a
+//! non-negative integer is kept as [`Delta::Invalid`], which makes a
+//! response stale rather than fresh.
+
+use http::HeaderMap;
+use http::header::CACHE_CONTROL;
+
+/// A delta-seconds directive value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delta {
+    Seconds(u64),
+    Invalid,
+}
+
+/// delta-seconds beyond this are treated as this (RFC 9111 §1.2.2).
+pub const DELTA_MAX: u64 = 2_147_483_648;
+
+impl Delta {
+    fn parse(value: Option<&str>) -> Delta {
+        match value {
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                Delta::Seconds(v.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
+            }
+            _ => Delta::Invalid,
+        }
+    }
+
+    /// Seconds, with an invalid value counting as zero.
+    pub fn seconds(self) -> u64 {
+        match self {
+            Delta::Seconds(s) => s,
+            Delta::Invalid => 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResponseDirectives {
+    pub max_age: Option<Delta>,
+    pub s_maxage: Option<Delta>,
+    pub no_cache: bool,
+    pub no_store: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    pub must_understand: bool,
+    pub stale_while_revalidate: Option<Delta>,
+    pub stale_if_error: Option<Delta>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RequestDirectives {
+    pub max_age: Option<Delta>,
+    /// `Some(None)`: any staleness is acceptable.
+    pub max_stale: Option<Option<Delta>>,
+    pub min_fresh: Option<Delta>,
+    pub no_cache: bool,
+    pub no_store: bool,
+    pub only_if_cached: bool,
+    pub stale_if_error: Option<Delta>,
+}
+
+impl ResponseDirectives {
+    pub fn parse(headers: &HeaderMap) -> Self {
+        let mut d = ResponseDirectives::default();
+        for_each_directive(headers, |name, value| match name {
+            "max-age" => set_once(&mut d.max_age, Delta::parse(value)),
+            "s-maxage" => set_once(&mut d.s_maxage, Delta::parse(value)),
+            "no-cache" => d.no_cache = true,
+            "no-store" => d.no_store = true,
+            "private" => d.private = true,
+            "public" => d.public = true,
+            "must-revalidate" => d.must_revalidate = true,
+            "proxy-revalidate" => d.proxy_revalidate = true,
+            "must-understand" => d.must_understand = true,
+            "stale-while-revalidate" => set_once(&mut d.stale_while_revalidate, Delta::parse(value)),
+            "stale-if-error" => set_once(&mut d.stale_if_error, Delta::parse(value)),
+            _ => {}
+        });
+        d
+    }
+
+    /// Whether the response may be shared with other credentials
+    /// (RFC 9111 §3.5).
+    pub fn allows_sharing_authenticated(&self) -> bool {
+        self.public || self.s_maxage.is_some() || self.must_revalidate
+    }
+}
+
+impl RequestDirectives {
+    pub fn parse(headers: &HeaderMap) -> Self {
+        let mut d = RequestDirectives::default();
+        for_each_directive(headers, |name, value| match name {
+            "max-age" => set_once(&mut d.max_age, Delta::parse(value)),
+            "max-stale" => set_once(&mut d.max_stale, value.map(|v| Delta::parse(Some(v)))),
+            "min-fresh" => set_once(&mut d.min_fresh, Delta::parse(value)),
+            "no-cache" => d.no_cache = true,
+            "no-store" => d.no_store = true,
+            "only-if-cached" => d.only_if_cached = true,
+            "stale-if-error" => set_once(&mut d.stale_if_error, Delta::parse(value)),
+            _ => {}
+        });
+        d
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T) {
+    if slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+/// Calls `f(lowercase name, unquoted value)` for every directive of every
+/// `Cache-Control` line. Values that are not valid UTF-8 are skipped.
+fn for_each_directive(headers: &HeaderMap, mut f: impl FnMut(&str, Option<&str>)) {
+    for line in headers.get_all(CACHE_CONTROL) {
+        let Ok(line) = line.to_str() else { continue };
+        for part in split_directives(line) {
+            let (name, value) = match part.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(unquote(v.trim()))),
+                None => (part.trim(), None),
+            };
+            if name.is_empty() {
+                continue;
+            }
+            let name = name.to_ascii_lowercase();
+            f(&name, value.as_deref());
+        }
+    }
+}
+
+/// Splits on commas outside quoted strings.
+fn split_directives(line: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in line.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&line[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&line[start..]);
+    parts
+}
+
+fn unquote(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut escaped = false;
+            for c in inner.chars() {
+                if escaped || c != '\\' {
+                    out.push(c);
+                    escaped = false;
+                } else {
+                    escaped = true;
+                }
+            }
+            out
+        }
+        None => v.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn headers(lines: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(CACHE_CONTROL, HeaderValue::from_str(l).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn directives_are_case_insensitive_and_span_lines() {
+        let d = ResponseDirectives::parse(&headers(&["Max-Age=60, PUBLIC", "s-maxage=\"10\""]));
+        assert_eq!(d.max_age, Some(Delta::Seconds(60)));
+        assert_eq!(d.s_maxage, Some(Delta::Seconds(10)));
+        assert!(d.public);
+    }
+
+    #[test]
+    fn invalid_and_huge_deltas_are_handled() {
+        let d = ResponseDirectives::parse(&headers(&["max-age=-1"]));
+        assert_eq!(d.max_age, Some(Delta::Invalid));
+        let d = ResponseDirectives::parse(&headers(&["max-age=1.5"]));
+        assert_eq!(d.max_age, Some(Delta::Invalid));
+        let d = ResponseDirectives::parse(&headers(&["max-age=99999999999999999999999"]));
+        assert_eq!(d.max_age, Some(Delta::Seconds(DELTA_MAX)));
+    }
+
+    #[test]
+    fn first_duplicate_wins_and_unknown_directives_are_ignored() {
+        let d = ResponseDirectives::parse(&headers(&["max-age=10, foo=\"a,b\", max-age=20"]));
+        assert_eq!(d.max_age, Some(Delta::Seconds(10)));
+    }
+
+    #[test]
+    fn request_max_stale_without_value_accepts_any_staleness() {
+        let d = RequestDirectives::parse(&headers(&["max-stale, only-if-cached"]));
+        assert_eq!(d.max_stale, Some(None));
+        assert!(d.only_if_cached);
+    }
+}

@@ -1,0 +1,86 @@
+//! Answering clients' conditional GET/HEAD from a stored response
+//! (RFC 9110 §13.1.2, §13.1.3, §13.2.2): `If-None-Match` takes precedence
+//! over `If-Modified-Since`.
+
+use http::HeaderMap;
+use http::header::{DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+
+use super::freshness::http_date;
+
+/// Whether a request carries a condition the cache evaluates.
+pub fn is_conditional(req: &HeaderMap) -> bool {
+    req.contains_key(IF_NONE_MATCH) || req.contains_key(IF_MODIFIED_SINCE)
+}
+
+/// Whether the client's condition says it already has `stored` (answer 304).
+pub fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
+    if req.contains_key(IF_NONE_MATCH) {
+        let Some(etag) = stored.get(ETAG).and_then(|v| v.to_str().ok()) else {
+            return req
+                .get_all(IF_NONE_MATCH)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(|v| v.trim() == "*"));
+        };
+        let opaque = weak_opaque(etag);
+        return req
+            .get_all(IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|candidate| candidate == "*" || weak_opaque(candidate) == opaque);
+    }
+    let Some(since) = http_date(req, IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    match http_date(stored, LAST_MODIFIED).or_else(|| http_date(stored, DATE)) {
+        Some(modified) => modified <= since,
+        None => false,
+    }
+}
+
+/// The opaque part of an entity tag, for weak comparison.
+fn weak_opaque(tag: &str) -> &str {
+    let tag = tag.trim();
+    tag.strip_prefix("W/").unwrap_or(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(n, v)| (http::HeaderName::from_static(n), HeaderValue::from_static(v)))
+            .collect()
+    }
+
+    #[test]
+    fn if_none_match_uses_weak_comparison_over_a_list() {
+        let stored = h(&[("etag", "\"v2\"")]);
+        assert!(not_modified(&h(&[("if-none-match", "\"v1\", W/\"v2\"")]), &stored));
+        assert!(!not_modified(&h(&[("if-none-match", "\"v1\"")]), &stored));
+        assert!(not_modified(&h(&[("if-none-match", "*")]), &stored));
+    }
+
+    #[test]
+    fn if_none_match_takes_precedence_over_if_modified_since() {
+        let stored = h(&[("etag", "\"v2\""), ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        let req = h(&[
+            ("if-none-match", "\"v1\""),
+            ("if-modified-since", "Sun, 06 Nov 2094 08:49:37 GMT"),
+        ]);
+        assert!(!not_modified(&req, &stored));
+    }
+
+    #[test]
+    fn if_modified_since_compares_with_last_modified() {
+        let stored = h(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        assert!(not_modified(&h(&[("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")]), &stored));
+        assert!(!not_modified(&h(&[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]), &stored));
+        assert!(!not_modified(&h(&[("if-modified-since", "garbage")]), &stored));
+    }
+}

@@ -1,0 +1,107 @@
+//! Whether a response may be stored by a shared cache, and for whom
+//! (RFC 9111 §3, §3.5).
+
+use http::header::{EXPIRES, SET_COOKIE};
+use http::{HeaderMap, Method, StatusCode};
+
+use super::cache_control::{RequestDirectives, ResponseDirectives};
+use super::freshness::heuristically_cacheable;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storability {
+    /// Not storable; the reason is for logs and `Cache-Status: detail=`.
+    No(&'static str),
+    /// Storable in the public partition, shared by every caller.
+    Shared,
+    /// Storable only in the requesting credential's partition.
+    Private,
+}
+
+/// `has_credentials`: the request carried `Authorization` or a configured
+/// credential cookie or header.
+pub fn storability(
+    method: &Method,
+    status: StatusCode,
+    req: &RequestDirectives,
+    res: &ResponseDirectives,
+    headers: &HeaderMap,
+    has_credentials: bool,
+) -> Storability {
+    use Storability::*;
+    if method != Method::GET {
+        return No("method");
+    }
+    if status.is_informational() || status == StatusCode::NOT_MODIFIED || status == StatusCode::PARTIAL_CONTENT {
+        return No("status");
+    }
+    if req.no_store || res.no_store {
+        return No("no-store");
+    }
+    if res.private {
+        return No("private");
+    }
+    let explicit = res.public
+        || res.max_age.is_some()
+        || res.s_maxage.is_some()
+        || headers.contains_key(EXPIRES);
+    if !explicit && !heuristically_cacheable(status) {
+        return No("status");
+    }
+    // Set-Cookie belongs to one client; share it only when told to.
+    let shareable = if has_credentials {
+        res.allows_sharing_authenticated()
+    } else {
+        true
+    };
+    if headers.contains_key(SET_COOKIE) && !(res.public || res.s_maxage.is_some()) {
+        return if has_credentials { Private } else { No("set-cookie") };
+    }
+    if shareable { Shared } else { Private }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    fn res(cc: &'static str) -> (ResponseDirectives, HeaderMap) {
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", HeaderValue::from_static(cc));
+        (ResponseDirectives::parse(&h), h)
+    }
+
+    fn decide(cc: &'static str, status: u16, creds: bool) -> Storability {
+        let (d, h) = res(cc);
+        storability(
+            &Method::GET,
+            StatusCode::from_u16(status).unwrap(),
+            &RequestDirectives::default(),
+            &d,
+            &h,
+            creds,
+        )
+    }
+
+    #[test]
+    fn no_store_and_private_are_never_stored() {
+        assert_eq!(decide("no-store, max-age=60", 200, false), Storability::No("no-store"));
+        assert_eq!(decide("private, max-age=60", 200, false), Storability::No("private"));
+    }
+
+    #[test]
+    fn authorization_shares_only_with_public_s_maxage_or_must_revalidate() {
+        assert_eq!(decide("max-age=60", 200, true), Storability::Private);
+        assert_eq!(decide("public", 200, true), Storability::Shared);
+        assert_eq!(decide("s-maxage=5", 200, true), Storability::Shared);
+        assert_eq!(decide("must-revalidate", 200, true), Storability::Shared);
+        assert_eq!(decide("max-age=60", 200, false), Storability::Shared);
+    }
+
+    #[test]
+    fn non_heuristic_statuses_need_explicit_freshness() {
+        assert_eq!(decide("no-cache", 302, false), Storability::No("status"));
+        assert_eq!(decide("max-age=60", 302, false), Storability::Shared);
+        assert_eq!(decide("no-cache", 404, false), Storability::Shared);
+    }
+}

@@ -1,0 +1,234 @@
+//! Response and request bodies as the proxy moves them.
+//!
+//! One enum instead of a boxed trait object: a hit is `Full` (shared
+//! `Bytes`, no copy), a pass-through is `Upstream` (streamed with an idle
+//! timeout), a fill is `Channel` (the fill task tees the upstream body to
+//! the client and the cache). Every variant counts the bytes it sends.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::mpsc;
+use tokio::time::Sleep;
+
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The upstream stopped sending body bytes for longer than the read timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream read timeout: no body bytes for {0:?}")]
+pub struct BodyTimeout(pub Duration);
+
+pub struct ProxyBody {
+    kind: Kind,
+    sent: Option<Counter>,
+}
+
+enum Kind {
+    Empty,
+    Full(Option<Bytes>),
+    Upstream(IdleTimeout<Incoming>),
+    Channel(mpsc::Receiver<Result<Bytes, BodyError>>),
+}
+
+impl ProxyBody {
+    pub fn empty() -> Self {
+        ProxyBody { kind: Kind::Empty, sent: None }
+    }
+
+    pub fn full(bytes: Bytes, sent: Counter) -> Self {
+        sent.inc_by(bytes.len() as u64);
+        ProxyBody {
+            kind: Kind::Full(Some(bytes)),
+            sent: None,
+        }
+    }
+
+    /// A body the proxy made up (errors, admin answers); not counted.
+    pub fn text(text: impl Into<Bytes>) -> Self {
+        ProxyBody {
+            kind: Kind::Full(Some(text.into())),
+            sent: None,
+        }
+    }
+
+    pub fn upstream(body: Incoming, idle: Duration, sent: Counter) -> Self {
+        ProxyBody {
+            kind: Kind::Upstream(IdleTimeout::new(body, idle)),
+            sent: Some(sent),
+        }
+    }
+
+    pub fn channel(rx: mpsc::Receiver<Result<Bytes, BodyError>>, sent: Counter) -> Self {
+        ProxyBody {
+            kind: Kind::Channel(rx),
+            sent: Some(sent),
+        }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let polled = match &mut this.kind {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
+            Kind::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+        };
+        if let (Poll::Ready(Some(Ok(frame))), Some(sent)) = (&polled, &this.sent)
+            && let Some(data) = frame.data_ref()
+        {
+            sent.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Empty => true,
+            Kind::Full(b) => b.is_none(),
+            Kind::Upstream(b) => b.inner.is_end_stream(),
+            Kind::Channel(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Upstream(b) => b.inner.size_hint(),
+            Kind::Channel(_) => SizeHint::default(),
+        }
+    }
+}
+
+/// Fails a body that yields nothing for `idle`.
+pub struct IdleTimeout<B> {
+    pub inner: B,
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> IdleTimeout<B> {
+    pub fn new(inner: B, idle: Duration) -> Self {
+        IdleTimeout { inner, idle, timer: None }
+    }
+}
+
+impl<B> Body for IdleTimeout<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BodyError>,
+{
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(r) => {
+                this.timer = None;
+                Poll::Ready(r.map(|r| r.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let idle = this.idle;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout(idle))))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The client's request body exceeded the configured limit.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {0} bytes")]
+pub struct BodyTooLarge(pub u64);
+
+/// The client's request body on its way upstream, cut off at a limit.
+pub struct RequestBody {
+    inner: Option<Incoming>,
+    remaining: u64,
+    limit: u64,
+    exceeded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RequestBody {
+    pub fn new(inner: Incoming, limit: u64) -> (Self, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        (
+            RequestBody {
+                inner: Some(inner),
+                remaining: limit,
+                limit,
+                exceeded: exceeded.clone(),
+            },
+            exceeded,
+        )
+    }
+
+    pub fn empty() -> Self {
+        RequestBody {
+            inner: None,
+            remaining: 0,
+            limit: 0,
+            exceeded: Default::default(),
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let Some(inner) = &mut this.inner else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > this.remaining {
+                        this.exceeded.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge(this.limit)))));
+                    }
+                    this.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map_or(SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}

@@ -1,0 +1,110 @@
+//! The `Cache-Status` response header (RFC 9211) revcache adds to every
+//! response, e.g. `revcache; hit; ttl=42`, `revcache; fwd=uri-miss;
+//! fwd-status=200; stored`, `revcache; fwd=stale; fwd-status=304`,
+//! `revcache; hit; collapsed`.
+
+use http::HeaderValue;
+
+pub const NAME: &str = "cache-status";
+
+#[derive(Clone, Debug, Default)]
+pub struct CacheStatus {
+    hit: bool,
+    fwd: Option<&'static str>,
+    fwd_status: Option<u16>,
+    stored: bool,
+    collapsed: bool,
+    ttl: Option<i64>,
+    detail: Option<&'static str>,
+}
+
+impl CacheStatus {
+    pub fn hit() -> Self {
+        CacheStatus {
+            hit: true,
+            ..Default::default()
+        }
+    }
+
+    /// Forwarded: `uri-miss`, `vary-miss`, `miss`, `stale`, `request`,
+    /// `method`, `bypass`.
+    pub fn fwd(reason: &'static str) -> Self {
+        CacheStatus {
+            fwd: Some(reason),
+            ..Default::default()
+        }
+    }
+
+    pub fn fwd_status(mut self, status: u16) -> Self {
+        self.fwd_status = Some(status);
+        self
+    }
+
+    pub fn stored(mut self, stored: bool) -> Self {
+        self.stored = stored;
+        self
+    }
+
+    pub fn collapsed(mut self) -> Self {
+        self.collapsed = true;
+        self
+    }
+
+    pub fn ttl(mut self, ttl: i64) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+
+    pub fn detail(mut self, detail: &'static str) -> Self {
+        self.detail = Some(detail);
+        self
+    }
+
+    pub fn is_hit(&self) -> bool {
+        self.hit
+    }
+
+    pub fn value(&self) -> HeaderValue {
+        let mut s = String::from("revcache");
+        if self.hit {
+            s.push_str("; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            s.push_str("; fwd=");
+            s.push_str(fwd);
+        }
+        if let Some(status) = self.fwd_status {
+            s.push_str(&format!("; fwd-status={status}"));
+        }
+        if self.stored {
+            s.push_str("; stored");
+        }
+        if self.collapsed {
+            s.push_str("; collapsed");
+        }
+        if let Some(ttl) = self.ttl {
+            s.push_str(&format!("; ttl={ttl}"));
+        }
+        if let Some(detail) = self.detail {
+            s.push_str("; detail=");
+            s.push_str(detail);
+        }
+        // Built only from ASCII tokens and digits.
+        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("revcache"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rfc_9211_parameters_in_order() {
+        assert_eq!(CacheStatus::hit().value(), "revcache; hit");
+        assert_eq!(
+            CacheStatus::fwd("uri-miss").fwd_status(200).stored(true).ttl(60).value(),
+            "revcache; fwd=uri-miss; fwd-status=200; stored; ttl=60"
+        );
+        assert_eq!(CacheStatus::hit().collapsed().value(), "revcache; hit; collapsed");
+    }
+}

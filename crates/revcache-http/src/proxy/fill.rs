@@ -1,0 +1,133 @@
+//! Filling the cache from an upstream response while the client receives it.
+//!
+//! The fill runs as its own task: it reads the upstream body, forwards each
+//! chunk to the requesting client (if one is still listening) and keeps a
+//! copy. When the body is complete it stores the entry and hands it to the
+//! single flight's waiters. A client that disconnects does not stop the
+//! fill, so waiters are never punished for the leader's client leaving.
+//! A body that grows past the cacheable limit stops being kept; the
+//! waiters are then told to fetch for themselves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, DATE, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use revcache_core::entry::Variant;
+use revcache_core::{Cache, Entry, EntryTiming, FillTicket, Freshness, LeaderGuard, PrimaryKey, StoreOutcome, Tag, Version};
+use tokio::sync::mpsc;
+
+use super::FlightOutcome;
+use super::body::{BodyError, IdleTimeout};
+
+/// Everything known about the entry before its body arrives.
+pub struct FillPlan {
+    pub key: PrimaryKey,
+    pub variant: Variant,
+    pub version: Version,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub tags: Vec<Tag>,
+    pub timing: EntryTiming,
+    pub freshness: Freshness,
+    pub ticket: FillTicket,
+    pub max_bytes: u64,
+    pub read_timeout: Duration,
+}
+
+pub type Leader = LeaderGuard<PrimaryKey, FlightOutcome>;
+
+/// Starts the fill; the returned receiver is the client's body.
+pub fn spawn(
+    cache: Arc<Cache>,
+    plan: FillPlan,
+    body: Incoming,
+    leader: Option<Leader>,
+) -> mpsc::Receiver<Result<Bytes, BodyError>> {
+    let (tx, rx) = mpsc::channel(32);
+    tokio::spawn(run(cache, plan, body, leader, tx));
+    rx
+}
+
+async fn run(
+    cache: Arc<Cache>,
+    plan: FillPlan,
+    body: Incoming,
+    mut leader: Option<Leader>,
+    tx: mpsc::Sender<Result<Bytes, BodyError>>,
+) {
+    let mut body = IdleTimeout::new(body, plan.read_timeout);
+    let mut client = Some(tx);
+    let mut kept = Some(BytesMut::new());
+    loop {
+        let frame = match body.frame().await {
+            None => break,
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => {
+                tracing::warn!(key = ?plan.key, error = %e, "upstream body failed during fill");
+                if let Some(tx) = client.take() {
+                    let _ = tx.send(Err(e)).await;
+                }
+                if let Some(leader) = leader.take() {
+                    leader.complete(FlightOutcome::NotShared);
+                }
+                return;
+            }
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if let Some(buf) = &mut kept {
+            if (buf.len() + data.len()) as u64 > plan.max_bytes {
+                kept = None;
+                if let Some(leader) = leader.take() {
+                    leader.complete(FlightOutcome::NotShared);
+                }
+            } else {
+                buf.extend_from_slice(&data);
+            }
+        }
+        if let Some(tx) = &client
+            && tx.send(Ok(data)).await.is_err()
+        {
+            client = None;
+        }
+        if client.is_none() && kept.is_none() {
+            return;
+        }
+    }
+    let Some(buf) = kept else { return };
+    let body = buf.freeze();
+    let mut headers = plan.headers;
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if !headers.contains_key(DATE) {
+        let date = httpdate::fmt_http_date(plan.timing.response_time);
+        if let Ok(v) = HeaderValue::from_str(&date) {
+            headers.insert(DATE, v);
+        }
+    }
+    let entry = Entry::new(
+        plan.key,
+        plan.variant,
+        plan.version,
+        plan.status,
+        headers,
+        body,
+        plan.tags,
+        plan.timing,
+        plan.freshness,
+    );
+    // Waiters of an outdated fill may have arrived after the invalidation:
+    // they fetch again rather than get the outdated response.
+    let shared = match cache.store(entry, plan.ticket) {
+        StoreOutcome::Stored(e) => FlightOutcome::Entry(e),
+        StoreOutcome::Outdated(e) => {
+            tracing::debug!(key = ?e.key, "fill overtaken by an invalidation; not stored");
+            FlightOutcome::NotShared
+        }
+    };
+    if let Some(leader) = leader.take() {
+        leader.complete(shared);
+    }
+}

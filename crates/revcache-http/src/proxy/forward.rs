@@ -1,0 +1,98 @@
+//! Turning a client request into an upstream request and an upstream
+//! response into a client response, the way a transparent reverse proxy
+//! must: hop-by-hop headers removed, `Via` and `Forwarded` added, Host set
+//! for the upstream.
+
+use std::net::SocketAddr;
+
+use http::header::{
+    FORWARDED, HOST, HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, VIA,
+};
+use http::{HeaderMap, Request, Uri, Version, request};
+
+use super::body::RequestBody;
+use crate::policy::hop_by_hop;
+use crate::route::Route;
+
+/// How the upstream request differs from the client's.
+pub enum Conditions<'a> {
+    /// Forward the client's conditional headers as they are.
+    Client,
+    /// Drop them: the response is to be stored whole.
+    Strip,
+    /// Replace them with the stored entry's validators.
+    Revalidate(&'a HeaderMap),
+}
+
+pub fn via_value(version: Version) -> HeaderValue {
+    HeaderValue::from_static(match version {
+        Version::HTTP_09 => "0.9 revcache",
+        Version::HTTP_10 => "1.0 revcache",
+        Version::HTTP_2 => "2 revcache",
+        Version::HTTP_3 => "3 revcache",
+        _ => "1.1 revcache",
+    })
+}
+
+pub fn upstream_request(
+    route: &Route,
+    parts: &request::Parts,
+    host: &str,
+    client: SocketAddr,
+    body: RequestBody,
+    conditions: Conditions<'_>,
+) -> Request<RequestBody> {
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let uri = Uri::builder()
+        .scheme(route.scheme.clone())
+        .authority(route.authority.clone())
+        .path_and_query(format!("{}{}", route.base_path, target))
+        .build()
+        .unwrap_or_else(|_| Uri::from_static("/"));
+    let mut headers = parts.headers.clone();
+    hop_by_hop::strip(&mut headers);
+    if !route.preserve_host || !headers.contains_key(HOST) {
+        let value = if route.preserve_host { host } else { route.authority.as_str() };
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HOST, v);
+        }
+    }
+    headers.append(VIA, via_value(parts.version));
+    let forwarded = format!("for=\"{client}\";host=\"{}\";proto=http", host.replace('"', ""));
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.append(FORWARDED, v);
+    }
+    match conditions {
+        Conditions::Client => {}
+        Conditions::Strip => strip_conditions(&mut headers),
+        Conditions::Revalidate(stored) => {
+            strip_conditions(&mut headers);
+            copy(stored, &mut headers, http::header::ETAG, IF_NONE_MATCH);
+            copy(stored, &mut headers, http::header::LAST_MODIFIED, IF_MODIFIED_SINCE);
+        }
+    }
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.headers_mut() = headers;
+    // Upstream connections are HTTP/1.1 whatever the client spoke.
+    *req.version_mut() = Version::HTTP_11;
+    req
+}
+
+fn strip_conditions(headers: &mut HeaderMap) {
+    headers.remove(IF_NONE_MATCH);
+    headers.remove(IF_MODIFIED_SINCE);
+}
+
+fn copy(from: &HeaderMap, to: &mut HeaderMap, name: HeaderName, as_name: HeaderName) {
+    if let Some(v) = from.get(name) {
+        to.insert(as_name, v.clone());
+    }
+}
+
+/// Response headers as the client gets them from the upstream.
+pub fn client_response_headers(headers: &mut HeaderMap, version: Version) {
+    hop_by_hop::strip(headers);
+    headers.append(VIA, via_value(version));
+}

@@ -1,0 +1,591 @@
+//! The caching proxy service: one client request in, one response out.
+//!
+//! Flow (see ARCHITECTURE.md): limits → route → `dialect.classify` →
+//! writes are forwarded then invalidate; passes are forwarded; cacheable
+//! requests look up L0/L1, serve fresh hits, and otherwise join the key's
+//! single flight, whose leader fetches (conditionally when it holds a
+//! validator) and fills the cache while streaming to its client.
+
+pub mod body;
+pub mod cache_status;
+mod fill;
+pub mod forward;
+mod respond;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Instant, SystemTime};
+
+use http::header::{AGE, CONTENT_LENGTH, HOST};
+use http::{HeaderMap, Request, Response, StatusCode, request};
+use hyper::body::Incoming;
+use revcache_core::{
+    Cache, CacheConfig, Entry, Join, KeyClass, PartitionKey, PrimaryKey, PurgeScope, SingleFlight, StoreOutcome,
+};
+
+use self::body::{ProxyBody, RequestBody};
+use self::cache_status::CacheStatus;
+use self::fill::{FillPlan, Leader};
+use self::forward::Conditions;
+use self::upstream::{Upstream, UpstreamError};
+use crate::credential;
+use crate::dialect::{Classification, Invalidation};
+use crate::metrics::{InvalidationSource, Metrics, Outcome, UpstreamReason};
+use crate::policy::freshness::stale_if_error_allows;
+use crate::policy::{
+    Reuse, Storability, conditional, hop_by_hop, merge, reuse, storability, stored_freshness, vary,
+};
+use crate::policy::{RequestDirectives, ResponseDirectives};
+use crate::route::{Route, RouteError, Router};
+use crate::settings::{Limits, PartitionSettings, Settings};
+
+/// What a single flight's leader hands its waiters.
+#[derive(Clone, Debug)]
+pub enum FlightOutcome {
+    /// The stored (or refreshed) entry.
+    Entry(Arc<Entry>),
+    /// Nothing shareable (not storable, too large, outdated): fetch alone.
+    NotShared,
+    /// The upstream failed; waiters answer with the same error (or stale).
+    Failed(UpstreamError),
+}
+
+pub struct Proxy {
+    cache: Arc<Cache>,
+    router: Router,
+    upstream: Upstream,
+    flights: SingleFlight<PrimaryKey, FlightOutcome>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    partition_key: PartitionKey,
+    partition: PartitionSettings,
+}
+
+/// One client request on its way through the proxy.
+struct Exchange {
+    route: Arc<Route>,
+    parts: request::Parts,
+    /// Authority the client addressed, lower case.
+    host: String,
+    client: SocketAddr,
+    req_cc: RequestDirectives,
+    has_credentials: bool,
+    public_key: PrimaryKey,
+    /// The caller's partition key (`public_key` when anonymous).
+    own_key: PrimaryKey,
+}
+
+impl Proxy {
+    pub fn new(settings: &Settings, partition_key: PartitionKey) -> Result<Arc<Self>, RouteError> {
+        let cache = Arc::new(Cache::new(CacheConfig {
+            memory_limit: settings.cache.memory_limit,
+        }));
+        let flights = SingleFlight::default();
+        let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone()));
+        Ok(Arc::new(Proxy {
+            cache,
+            router: Router::new(&settings.routes)?,
+            upstream: Upstream::new(&settings.limits),
+            flights,
+            metrics,
+            limits: settings.limits.clone(),
+            partition_key,
+            partition: settings.partition.clone(),
+        }))
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn cache(&self) -> &Arc<Cache> {
+        &self.cache
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Applies an invalidation to every tier; returns how many entries went.
+    pub fn invalidate(&self, invalidation: &Invalidation, source: InvalidationSource) -> usize {
+        let n = match invalidation {
+            Invalidation::Target(t) => self.cache.purge(PurgeScope::Target(t)),
+            Invalidation::Prefix(p) => self.cache.purge(PurgeScope::Prefix(p)),
+            Invalidation::Tag(t) => self.cache.purge(PurgeScope::Tag(t)),
+        };
+        self.metrics.invalidation(source, n);
+        n
+    }
+
+    /// Serves one client request.
+    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let uri = req.uri().clone();
+        let res = self.dispatch(req, client).await;
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let status = res
+                .headers()
+                .get_all(cache_status::NAME)
+                .iter()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            tracing::debug!(
+                %client, %method, %uri, status = res.status().as_u16(),
+                cache_status = %status, elapsed_us = started.elapsed().as_micros() as u64,
+                "request"
+            );
+        }
+        res
+    }
+
+    async fn dispatch(self: &Arc<Self>, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 4)
+            .sum::<usize>()
+            + req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+        if header_bytes > self.limits.max_request_header_bytes {
+            return self.reject(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "request header fields total {header_bytes} bytes; the limit is {} (limits.max_request_header_bytes)",
+                    self.limits.max_request_header_bytes
+                ),
+            );
+        }
+        let (parts, body) = req.into_parts();
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let host_name = host_without_port(&host);
+        let Some(route) = self.router.route(host_name, parts.uri.path()).cloned() else {
+            return self.reject(
+                StatusCode::NOT_FOUND,
+                format!("no route for host {host_name:?} and path {:?}", parts.uri.path()),
+            );
+        };
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.limits.max_request_body_bytes) {
+            return self.reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body of {} bytes exceeds the limit of {} (limits.max_request_body_bytes)",
+                    declared.unwrap_or_default(),
+                    self.limits.max_request_body_bytes
+                ),
+            );
+        }
+        let classification = route.dialect.classify(&parts);
+        let partition = credential::partition_of(&parts.headers, &self.partition, &self.partition_key);
+        let class = match &classification {
+            Classification::Cacheable { class } => class.clone(),
+            _ => KeyClass::Get,
+        };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+        let public_key = PrimaryKey::new(route.id, class, &host, &target, revcache_core::Partition::Public);
+        let own_key = match partition {
+            Some(p) => public_key.with_partition(p),
+            None => public_key.clone(),
+        };
+        let ex = Exchange {
+            route,
+            req_cc: RequestDirectives::parse(&parts.headers),
+            parts,
+            host,
+            client,
+            has_credentials: partition.is_some(),
+            public_key,
+            own_key,
+        };
+        match classification {
+            Classification::Write => self.write(ex, body).await,
+            Classification::Pass { reason } => {
+                self.forward_plain(&ex, body, UpstreamReason::Bypass, reason, Outcome::Bypass)
+                    .await
+                    .0
+            }
+            Classification::Cacheable { .. } => self.cached(ex, body).await,
+        }
+    }
+
+    fn reject(&self, status: StatusCode, message: String) -> Response<ProxyBody> {
+        self.metrics.outcome(Outcome::Rejected);
+        tracing::debug!(status = status.as_u16(), %message, "rejected request");
+        respond::error(status, message, CacheStatus::fwd("bypass"))
+    }
+
+    fn upstream_failed(&self, e: &UpstreamError, status: CacheStatus) -> Response<ProxyBody> {
+        self.metrics.upstream_error(e.kind());
+        if e.is_client_error() {
+            self.metrics.outcome(Outcome::Rejected);
+        } else {
+            self.metrics.outcome(Outcome::Error);
+            tracing::warn!(error = %e, "upstream request failed");
+        }
+        respond::error(e.status(), e.to_string(), status)
+    }
+
+    /// Forwards without touching the cache; returns the response and the
+    /// upstream's status (if it answered) with its headers.
+    async fn forward_plain(
+        &self,
+        ex: &Exchange,
+        body: Incoming,
+        reason: UpstreamReason,
+        fwd: &'static str,
+        outcome: Outcome,
+    ) -> (Response<ProxyBody>, Option<(StatusCode, HeaderMap)>) {
+        let (body, exceeded) = RequestBody::new(body, self.limits.max_request_body_bytes);
+        let req = forward::upstream_request(&ex.route, &ex.parts, &ex.host, ex.client, body, Conditions::Client);
+        let res = match self.upstream.send(req, Some(exceeded)).await {
+            Ok(res) => res,
+            Err(e) => return (self.upstream_failed(&e, CacheStatus::fwd(fwd)), None),
+        };
+        self.metrics.upstream(reason, res.status().as_u16());
+        self.metrics.outcome(outcome);
+        let (mut parts, body) = res.into_parts();
+        forward::client_response_headers(&mut parts.headers, ex.parts.version);
+        let answered = (parts.status, parts.headers.clone());
+        parts.headers.append(
+            cache_status::NAME,
+            CacheStatus::fwd(fwd).fwd_status(parts.status.as_u16()).value(),
+        );
+        let body = ProxyBody::upstream(body, self.upstream.read_timeout(), self.metrics.bytes_counter(false));
+        (Response::from_parts(parts, body), Some(answered))
+    }
+
+    /// Unsafe methods: forward, then invalidate what a success changed
+    /// (before the client sees the response, so its next read is fresh).
+    async fn write(&self, ex: Exchange, body: Incoming) -> Response<ProxyBody> {
+        let (res, answered) = self
+            .forward_plain(&ex, body, UpstreamReason::Method, "method", Outcome::Method)
+            .await;
+        if let Some((status, headers)) = answered
+            && (status.is_success() || status.is_redirection())
+        {
+            for inv in ex.route.dialect.on_write(&ex.parts, status, &headers) {
+                self.invalidate(&inv, InvalidationSource::Write);
+            }
+        }
+        res
+    }
+
+    /// The stored entry that may answer `ex`, and whether the URI had any.
+    fn find(&self, ex: &Exchange) -> (Option<Arc<Entry>>, bool) {
+        let mut known = false;
+        let keys = [Some(&ex.own_key), (ex.own_key != ex.public_key).then_some(&ex.public_key)];
+        for key in keys.into_iter().flatten() {
+            if let Some(variants) = self.cache.lookup(key) {
+                known = true;
+                if let Some(e) = variants.iter().rev().find(|e| vary::matches(&e.variant, &ex.parts.headers)) {
+                    return (Some(e.clone()), true);
+                }
+            }
+        }
+        (None, known)
+    }
+
+    fn serve(&self, ex: &Exchange, entry: &Entry, status: CacheStatus, outcome: Outcome) -> Response<ProxyBody> {
+        self.metrics.outcome(outcome);
+        let head = ex.parts.method == http::Method::HEAD;
+        respond::from_entry(entry, &ex.parts.headers, head, ex.parts.version, status, &self.metrics, SystemTime::now())
+    }
+
+    async fn cached(self: &Arc<Self>, ex: Exchange, body: Incoming) -> Response<ProxyBody> {
+        let now = SystemTime::now();
+        let (found, uri_known) = self.find(&ex);
+        let mut stale = None;
+        if let Some(entry) = found {
+            match reuse(&entry, &ex.req_cc, now) {
+                Reuse::Fresh => return self.serve(&ex, &entry, CacheStatus::hit(), Outcome::Hit),
+                Reuse::StaleWhileRevalidate => {
+                    self.revalidate_in_background(&ex, entry.clone());
+                    let status = CacheStatus::hit().detail("stale-while-revalidate");
+                    return self.serve(&ex, &entry, status, Outcome::StaleWhileRevalidate);
+                }
+                Reuse::Revalidate => stale = Some(entry),
+            }
+        }
+        if ex.req_cc.only_if_cached {
+            self.metrics.outcome(Outcome::Rejected);
+            return respond::error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "only-if-cached: no usable stored response",
+                CacheStatus::default().detail("only-if-cached"),
+            );
+        }
+        let fwd = match &stale {
+            Some(e) if ex.req_cc.no_cache && reuse(e, &RequestDirectives::default(), now) == Reuse::Fresh => "request",
+            Some(_) => "stale",
+            None if uri_known => "vary-miss",
+            None => "uri-miss",
+        };
+        let reason = if stale.is_some() { UpstreamReason::Revalidate } else { UpstreamReason::Miss };
+        if ex.parts.method == http::Method::HEAD {
+            // A HEAD cannot fill a GET entry; ask the upstream directly.
+            let outcome = if stale.is_some() { Outcome::Refetched } else { Outcome::Miss };
+            return self.forward_plain(&ex, body, reason, fwd, outcome).await.0;
+        }
+        let (body, exceeded) = RequestBody::new(body, self.limits.max_request_body_bytes);
+        for _ in 0..3 {
+            match self.flights.join(&ex.own_key) {
+                Join::Leader(leader) => {
+                    return self.fetch(&ex, body, Some(exceeded), stale, Some(leader), fwd, reason).await;
+                }
+                Join::Waiter(waiter) => match waiter.wait().await {
+                    Ok(FlightOutcome::Entry(e)) if vary::matches(&e.variant, &ex.parts.headers) => {
+                        return self.serve(&ex, &e, CacheStatus::hit().collapsed(), Outcome::Collapsed);
+                    }
+                    Ok(FlightOutcome::Failed(err)) => {
+                        if let Some(s) = &stale
+                            && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
+                        {
+                            let status = CacheStatus::fwd("stale").collapsed().detail("stale-if-error");
+                            return self.serve(&ex, s, status, Outcome::StaleIfError);
+                        }
+                        return self.upstream_failed(&err, CacheStatus::fwd(fwd).collapsed());
+                    }
+                    Ok(_) => break,
+                    Err(_abandoned) => continue,
+                },
+            }
+        }
+        self.fetch(&ex, body, Some(exceeded), stale, None, fwd, reason).await
+    }
+
+    /// Stale-while-revalidate: refresh `entry` without making anyone wait.
+    fn revalidate_in_background(self: &Arc<Self>, ex: &Exchange, entry: Arc<Entry>) {
+        let Join::Leader(leader) = self.flights.join(&ex.own_key) else {
+            return; // a refresh is already under way
+        };
+        let this = self.clone();
+        let ex = Exchange {
+            route: ex.route.clone(),
+            parts: clone_parts(&ex.parts),
+            host: ex.host.clone(),
+            client: ex.client,
+            req_cc: ex.req_cc.clone(),
+            has_credentials: ex.has_credentials,
+            public_key: ex.public_key.clone(),
+            own_key: ex.own_key.clone(),
+        };
+        tokio::spawn(async move {
+            let res = this
+                .fetch(&ex, RequestBody::empty(), None, Some(entry), Some(leader), "stale", UpstreamReason::Background)
+                .await;
+            // Nobody reads it; the fill task finishes storing on its own.
+            drop(res);
+        });
+    }
+
+    /// Fetches from the upstream (conditionally when `stale` has
+    /// validators and this request leads a flight) and fills the cache.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch(
+        &self,
+        ex: &Exchange,
+        body: RequestBody,
+        exceeded: Option<Arc<AtomicBool>>,
+        stale: Option<Arc<Entry>>,
+        leader: Option<Leader>,
+        fwd: &'static str,
+        reason: UpstreamReason,
+    ) -> Response<ProxyBody> {
+        let conditions = match (&stale, leader.is_some()) {
+            (Some(e), true) => Conditions::Revalidate(&e.headers),
+            (None, true) => Conditions::Strip,
+            (_, false) => Conditions::Client,
+        };
+        let ticket = self.cache.begin_fill();
+        let request_time = SystemTime::now();
+        let req = forward::upstream_request(&ex.route, &ex.parts, &ex.host, ex.client, body, conditions);
+        let res = match self.upstream.send(req, exceeded).await {
+            Ok(res) => res,
+            Err(e) => {
+                if let Some(leader) = leader {
+                    leader.complete(FlightOutcome::Failed(e.clone()));
+                }
+                if let Some(s) = &stale
+                    && !e.is_client_error()
+                    && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
+                {
+                    self.metrics.upstream_error(e.kind());
+                    tracing::warn!(error = %e, "upstream failed; serving stale (stale-if-error)");
+                    return self.serve(ex, s, CacheStatus::fwd("stale").detail("stale-if-error"), Outcome::StaleIfError);
+                }
+                return self.upstream_failed(&e, CacheStatus::fwd(fwd));
+            }
+        };
+        let response_time = SystemTime::now();
+        let status = res.status();
+        self.metrics.upstream(reason, status.as_u16());
+        let (mut rparts, rbody) = res.into_parts();
+        hop_by_hop::strip(&mut rparts.headers);
+
+        if status == StatusCode::NOT_MODIFIED
+            && leader.is_some()
+            && let Some(s) = &stale
+        {
+            if !merge::validates(&s.headers, &rparts.headers) {
+                // A 304 about another representation: ours cannot be
+                // confirmed, so fetch the whole response instead.
+                if let Some(leader) = leader {
+                    leader.complete(FlightOutcome::NotShared);
+                }
+                self.cache.purge(PurgeScope::Key(&s.key));
+                return Box::pin(self.fetch(ex, RequestBody::empty(), None, None, None, fwd, reason)).await;
+            }
+            let merged = merge::merge_304(&s.headers, &rparts.headers);
+            let entry = refreshed(s, merged, request_time, response_time);
+            let (entry, shared) = match self.cache.store(entry, ticket) {
+                StoreOutcome::Stored(e) => (e.clone(), FlightOutcome::Entry(e)),
+                StoreOutcome::Outdated(e) => (e, FlightOutcome::NotShared),
+            };
+            if let Some(leader) = leader {
+                leader.complete(shared);
+            }
+            let status = CacheStatus::fwd(fwd).fwd_status(304);
+            return self.serve(ex, &entry, status, Outcome::Revalidated);
+        }
+        if status.is_server_error()
+            && let Some(s) = &stale
+            && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
+        {
+            if let Some(leader) = leader {
+                let e = UpstreamError::Other(format!("upstream answered {status}"));
+                leader.complete(FlightOutcome::Failed(e));
+            }
+            let cs = CacheStatus::fwd("stale").fwd_status(status.as_u16()).detail("stale-if-error");
+            return self.serve(ex, s, cs, Outcome::StaleIfError);
+        }
+
+        let outcome = if stale.is_some() { Outcome::Refetched } else { Outcome::Miss };
+        let res_cc = ResponseDirectives::parse(&rparts.headers);
+        let decision = self.storability(ex, status, &res_cc, &rparts.headers, leader.is_some());
+        let mut client_headers = rparts.headers.clone();
+        forward::client_response_headers(&mut client_headers, ex.parts.version);
+        let mut cs = CacheStatus::fwd(fwd).fwd_status(status.as_u16());
+        let body = match decision {
+            Ok((storable, variant)) => {
+                let key = match storable {
+                    Storability::Shared => ex.public_key.clone(),
+                    _ => ex.own_key.clone(),
+                };
+                let facts = ex.route.dialect.on_response(&ex.parts, status, &rparts.headers);
+                let (freshness, timing) =
+                    stored_freshness(status, &rparts.headers, &res_cc, request_time, response_time);
+                let mut stored = rparts.headers;
+                stored.remove(AGE);
+                stored.remove(cache_status::NAME);
+                let plan = FillPlan {
+                    key,
+                    variant,
+                    version: facts.version.unwrap_or(revcache_core::Version::Unversioned),
+                    status,
+                    headers: stored,
+                    tags: facts.tags,
+                    timing,
+                    freshness: freshness.clone(),
+                    ticket,
+                    max_bytes: self.limits.max_cacheable_body_bytes,
+                    read_timeout: self.upstream.read_timeout(),
+                };
+                cs = cs.stored(true).ttl(freshness.lifetime.as_secs() as i64 - timing.initial_age.as_secs() as i64);
+                let rx = fill::spawn(self.cache.clone(), plan, rbody, leader);
+                ProxyBody::channel(rx, self.metrics.bytes_counter(false))
+            }
+            Err(why) => {
+                if let Some(leader) = leader {
+                    leader.complete(FlightOutcome::NotShared);
+                }
+                if let Some(why) = why {
+                    cs = cs.detail(why);
+                }
+                ProxyBody::upstream(rbody, self.upstream.read_timeout(), self.metrics.bytes_counter(false))
+            }
+        };
+        self.metrics.outcome(outcome);
+        if status == StatusCode::OK && conditional::not_modified(&ex.parts.headers, &client_headers) {
+            // The client already has this version; the fill goes on without it.
+            let mut res = respond::error(StatusCode::NOT_MODIFIED, "", cs);
+            *res.body_mut() = ProxyBody::empty();
+            res.headers_mut().remove(http::header::CONTENT_TYPE);
+            for name in [http::header::ETAG, http::header::CACHE_CONTROL, http::header::DATE, http::header::VARY, http::header::LAST_MODIFIED, http::header::EXPIRES, http::header::CONTENT_LOCATION] {
+                for v in client_headers.get_all(&name) {
+                    res.headers_mut().append(name.clone(), v.clone());
+                }
+            }
+            return res;
+        }
+        client_headers.append(cache_status::NAME, cs.value());
+        let mut res = Response::new(body);
+        *res.status_mut() = status;
+        *res.headers_mut() = client_headers;
+        res
+    }
+
+    /// `Ok` with the storability and variant when the response will be
+    /// stored, `Err` with the reason (for `Cache-Status: detail`) when not.
+    fn storability(
+        &self,
+        ex: &Exchange,
+        status: StatusCode,
+        res_cc: &ResponseDirectives,
+        headers: &HeaderMap,
+        leading: bool,
+    ) -> Result<(Storability, revcache_core::entry::Variant), Option<&'static str>> {
+        if !leading {
+            return Err(None);
+        }
+        let too_large = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > self.limits.max_cacheable_body_bytes);
+        if too_large {
+            return Err(Some("too-large"));
+        }
+        let variant = vary::variant_of(headers, &ex.parts.headers).ok_or(Some("vary-star"))?;
+        match storability(&ex.parts.method, status, &ex.req_cc, res_cc, headers, ex.has_credentials) {
+            Storability::No(why) => Err(Some(why)),
+            s => Ok((s, variant)),
+        }
+    }
+}
+
+fn refreshed(stale: &Entry, mut merged: HeaderMap, request_time: SystemTime, response_time: SystemTime) -> Entry {
+    let cc = ResponseDirectives::parse(&merged);
+    let (freshness, timing) = stored_freshness(stale.status, &merged, &cc, request_time, response_time);
+    merged.remove(AGE);
+    stale.refreshed(merged, timing, freshness)
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split(']').next().map_or(host, |h| &h[1..]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+fn clone_parts(parts: &request::Parts) -> request::Parts {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.version_mut() = parts.version;
+    *req.headers_mut() = parts.headers.clone();
+    req.into_parts().0
+}

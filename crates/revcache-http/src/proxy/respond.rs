@@ -1,0 +1,75 @@
+//! Building client responses from stored entries and from errors.
+
+use std::time::SystemTime;
+
+use http::header::{
+    AGE, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG, EXPIRES, HeaderValue, LAST_MODIFIED, VARY,
+};
+use http::{HeaderMap, Response, StatusCode, Version};
+use revcache_core::Entry;
+
+use super::body::ProxyBody;
+use super::cache_status::{self, CacheStatus};
+use super::forward::via_value;
+use crate::metrics::Metrics;
+use crate::policy::conditional;
+use crate::policy::freshness::ttl_seconds;
+
+/// Headers a 304 carries (RFC 9110 §15.4.5).
+const NOT_MODIFIED_HEADERS: [http::HeaderName; 6] = [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY];
+
+/// Serves `entry`: 304 when the client's condition matches, headers only
+/// for HEAD, the body otherwise.
+pub fn from_entry(
+    entry: &Entry,
+    req_headers: &HeaderMap,
+    head: bool,
+    version: Version,
+    status: CacheStatus,
+    metrics: &Metrics,
+    now: SystemTime,
+) -> Response<ProxyBody> {
+    let status = status.ttl(ttl_seconds(entry, now));
+    let age = HeaderValue::from(entry.timing.age_at(now).as_secs());
+    if entry.status == StatusCode::OK && conditional::not_modified(req_headers, &entry.headers) {
+        let mut headers = HeaderMap::new();
+        for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {
+            for v in entry.headers.get_all(name) {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+        headers.insert(AGE, age);
+        headers.append(http::header::VIA, via_value(version));
+        headers.append(cache_status::NAME, status.value());
+        let mut res = Response::new(ProxyBody::empty());
+        *res.status_mut() = StatusCode::NOT_MODIFIED;
+        *res.headers_mut() = headers;
+        return res;
+    }
+    let mut headers = entry.headers.clone();
+    headers.insert(AGE, age);
+    headers.append(http::header::VIA, via_value(version));
+    headers.append(cache_status::NAME, status.value());
+    let body = if head {
+        ProxyBody::empty()
+    } else {
+        ProxyBody::full(entry.body.clone(), metrics.bytes_counter(true))
+    };
+    let mut res = Response::new(body);
+    *res.status_mut() = entry.status;
+    *res.headers_mut() = headers;
+    res
+}
+
+/// A response revcache makes up: plain text that says what went wrong.
+pub fn error(status: StatusCode, message: impl Into<String>, cache_status: CacheStatus) -> Response<ProxyBody> {
+    let mut message = message.into();
+    message.push('\n');
+    let mut res = Response::new(ProxyBody::text(message));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut()
+        .insert(cache_status::NAME, cache_status.value());
+    res
+}

@@ -1,0 +1,128 @@
+//! Routes: which upstream and dialect serve a request, by Host and path
+//! prefix. The most specific route wins: a host match beats a wildcard,
+//! then the longest prefix.
+
+use std::sync::Arc;
+
+use http::uri::{Authority, Scheme};
+
+use crate::dialect::{self, Dialect};
+use crate::settings::RouteSettings;
+
+pub struct Route {
+    /// Index in the configuration; part of every cache key.
+    pub id: u32,
+    pub name: String,
+    host: Option<String>,
+    path_prefix: String,
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Upstream path the request path is appended to ("" or "/base").
+    pub base_path: String,
+    pub preserve_host: bool,
+    pub dialect: Arc<dyn Dialect>,
+}
+
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+/// A route's upstream cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("route {route:?}: upstream {upstream:?} must be an absolute http:// URL such as http://127.0.0.1:8081")]
+    NotAbsolute { route: String, upstream: String },
+    #[error("route {route:?}: upstream scheme {scheme:?} is not supported (only http:// for now; put a TLS-terminating proxy in between for https)")]
+    Scheme { route: String, scheme: String },
+}
+
+impl Router {
+    pub fn new(settings: &[RouteSettings]) -> Result<Self, RouteError> {
+        let mut routes = Vec::new();
+        for (i, r) in settings.iter().enumerate() {
+            let (Some(scheme), Some(authority)) = (r.upstream.scheme(), r.upstream.authority()) else {
+                return Err(RouteError::NotAbsolute {
+                    route: r.name.clone(),
+                    upstream: r.upstream.to_string(),
+                });
+            };
+            if *scheme != Scheme::HTTP {
+                return Err(RouteError::Scheme {
+                    route: r.name.clone(),
+                    scheme: scheme.to_string(),
+                });
+            }
+            routes.push(Arc::new(Route {
+                id: i as u32,
+                name: r.name.clone(),
+                host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                path_prefix: r.path_prefix.clone(),
+                scheme: scheme.clone(),
+                authority: authority.clone(),
+                base_path: r.upstream.path().trim_end_matches('/').to_owned(),
+                preserve_host: r.preserve_host,
+                dialect: dialect::for_name(r.dialect),
+            }));
+        }
+        // Most specific first: host routes, then longer prefixes.
+        routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path_prefix.len())));
+        Ok(Router { routes })
+    }
+
+    /// `host` without port, lower case.
+    pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| {
+            r.host.as_deref().is_none_or(|h| h == host) && path.starts_with(&r.path_prefix)
+        })
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::DialectName;
+
+    fn route(name: &str, host: Option<&str>, prefix: &str) -> RouteSettings {
+        RouteSettings {
+            name: name.into(),
+            host: host.map(Into::into),
+            path_prefix: prefix.into(),
+            upstream: "http://127.0.0.1:1/base/".parse().unwrap(),
+            dialect: DialectName::Http,
+            preserve_host: false,
+        }
+    }
+
+    #[test]
+    fn most_specific_route_wins() {
+        let router = Router::new(&[
+            route("any", None, "/"),
+            route("api", None, "/api/"),
+            route("host", Some("Review.Example"), "/"),
+        ])
+        .unwrap();
+        assert_eq!(router.route("x", "/api/v1").unwrap().name, "api");
+        assert_eq!(router.route("x", "/other").unwrap().name, "any");
+        assert_eq!(router.route("review.example", "/api/v1").unwrap().name, "host");
+        assert_eq!(router.route("x", "/").unwrap().base_path, "/base");
+    }
+
+    #[test]
+    fn https_and_relative_upstreams_are_refused_with_the_route_name() {
+        let mut r = route("gh", None, "/");
+        r.upstream = "https://api.github.com".parse().unwrap();
+        let e = Router::new(&[r]).err().unwrap().to_string();
+        assert!(e.contains("\"gh\"") && e.contains("https"), "{e}");
+        let mut r = route("rel", None, "/");
+        r.upstream = "/just/a/path".parse().unwrap();
+        assert!(Router::new(&[r]).is_err());
+    }
+}

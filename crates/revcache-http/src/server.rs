@@ -1,0 +1,155 @@
+//! The server: binds the proxy and admin listeners, serves HTTP/1.1 and
+//! HTTP/2 (prior knowledge) connections, and shuts down gracefully: stop
+//! accepting, report not-ready, let in-flight requests finish within the
+//! grace period, then close what remains.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use revcache_core::PartitionKey;
+use revcache_core::error::PartitionKeyError;
+use tokio::net::TcpListener;
+
+use crate::admin::Admin;
+use crate::proxy::Proxy;
+use crate::route::RouteError;
+use crate::settings::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    PartitionKey(#[from] PartitionKeyError),
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+pub struct Server {
+    proxy: Arc<Proxy>,
+    listener: TcpListener,
+    admin_listener: TcpListener,
+    admin: Arc<Admin>,
+    ready: Arc<AtomicBool>,
+    settings: Settings,
+}
+
+impl Server {
+    /// Loads the partition key from the data dir, builds the proxy and
+    /// binds both listeners.
+    pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
+        let key = PartitionKey::load_or_create(&settings.data_dir)?;
+        let proxy = Proxy::new(&settings, key)?;
+        let bind = |what, addr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { what, addr, source })
+        };
+        let listener = bind("proxy listener", settings.listen).await?;
+        let admin_listener = bind("admin listener", settings.admin_listen).await?;
+        let ready = Arc::new(AtomicBool::new(true));
+        let admin = Arc::new(Admin::new(proxy.clone(), settings.admin_token.clone(), ready.clone()));
+        Ok(Server {
+            proxy,
+            listener,
+            admin_listener,
+            admin,
+            ready,
+            settings,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.settings.listen)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_listener.local_addr().unwrap_or(self.settings.admin_listen)
+    }
+
+    pub fn proxy(&self) -> &Arc<Proxy> {
+        &self.proxy
+    }
+
+    /// Serves until `shutdown` resolves, then drains within the grace period.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        let header_limit = self.settings.limits.max_request_header_bytes;
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            // Larger than our own limit, so the proxy's 431 (which says
+            // which limit) answers first.
+            .max_buf_size((header_limit * 2).max(16 << 10));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX));
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        tracing::info!(listen = %self.local_addr(), admin = %self.admin_addr(), "revcache serving");
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let Ok((stream, peer)) = accepted.inspect_err(|e| tracing::warn!(error = %e, "accept failed")) else {
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let proxy = self.proxy.clone();
+                    let service = service_fn(move |req| {
+                        let proxy = proxy.clone();
+                        async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+                        }
+                    });
+                }
+                accepted = self.admin_listener.accept() => {
+                    let Ok((stream, peer)) = accepted.inspect_err(|e| tracing::warn!(error = %e, "admin accept failed")) else {
+                        continue;
+                    };
+                    let admin = self.admin.clone();
+                    let service = service_fn(move |req| {
+                        let admin = admin.clone();
+                        async move { Ok::<_, Infallible>(admin.handle(&req)) }
+                    });
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(%peer, error = %e, "admin connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        self.ready.store(false, Ordering::SeqCst);
+        drop(self.listener);
+        drop(self.admin_listener);
+        let grace = self.settings.limits.shutdown_grace;
+        tracing::info!(?grace, "shutting down: finishing in-flight requests");
+        match tokio::time::timeout(grace, graceful.shutdown()).await {
+            Ok(()) => tracing::info!("all connections closed"),
+            Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+        }
+        Ok(())
+    }
+}

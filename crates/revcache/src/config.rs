@@ -1,0 +1,427 @@
+//! The TOML config file and how it and the flags become [`Settings`].
+//!
+//! Every flag has a config key; flags win. Every value is checked here and
+//! an error names the key (`limits.upstream_read_timeout: ...`) and what a
+//! valid value looks like.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use revcache_http::{CacheSettings, DialectName, Limits, PartitionSettings, RouteSettings, Settings};
+use serde::Deserialize;
+
+use crate::cli::{LogFormat, ServeArgs};
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    upstream: Option<String>,
+    listen: Option<String>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    #[serde(default)]
+    admin: AdminConfig,
+    #[serde(default)]
+    cache: CacheConfig,
+    #[serde(default)]
+    limits: LimitsConfig,
+    #[serde(default)]
+    partition: PartitionConfig,
+    #[serde(default)]
+    routes: Vec<RouteConfig>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct AdminConfig {
+    listen: Option<String>,
+    token: Option<String>,
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct CacheConfig {
+    memory_limit: Option<Quantity>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct LimitsConfig {
+    max_request_header_bytes: Option<Quantity>,
+    max_request_body_bytes: Option<Quantity>,
+    max_cacheable_body_bytes: Option<Quantity>,
+    upstream_connect_timeout: Option<Quantity>,
+    upstream_read_timeout: Option<Quantity>,
+    shutdown_grace: Option<Quantity>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct PartitionConfig {
+    #[serde(default)]
+    cookies: Vec<String>,
+    #[serde(default)]
+    headers: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RouteConfig {
+    name: Option<String>,
+    upstream: String,
+    host: Option<String>,
+    path_prefix: Option<String>,
+    dialect: Option<String>,
+    #[serde(default)]
+    preserve_host: bool,
+}
+
+/// A size or a duration: a bare integer (bytes, seconds) or a string with a unit.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+enum Quantity {
+    Number(i64),
+    Text(String),
+}
+
+/// Settings plus what only the binary needs.
+pub struct Resolved {
+    pub settings: Settings,
+    pub log_format: LogFormat,
+    pub log_level: Option<String>,
+}
+
+pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow!("config file {}: {e}", path.display()))
+}
+
+pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
+    let listen = match (args.listen, &file.listen) {
+        (Some(a), _) => a,
+        (None, Some(s)) => addr("listen", s)?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 8080)),
+    };
+    let admin_listen = match (args.admin_listen, &file.admin.listen) {
+        (Some(a), _) => a,
+        (None, Some(s)) => addr("admin.listen", s)?,
+        (None, None) => SocketAddr::from(([127, 0, 0, 1], 9090)),
+    };
+    if listen == admin_listen && listen.port() != 0 {
+        bail!("listen and admin.listen are both {listen}; give them different addresses");
+    }
+    let token_file = args.admin_token_file.as_ref().or(file.admin.token_file.as_ref());
+    let admin_token = match (token_file, file.admin.token) {
+        (Some(path), _) => Some(read_token(path)?),
+        (None, Some(t)) if t.trim().is_empty() => bail!("admin.token: must not be empty (remove it to disable auth)"),
+        (None, t) => t.map(|t| t.trim().to_owned()),
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from("revcache-data"));
+
+    let defaults = Limits::default();
+    let l = &file.limits;
+    let limits = Limits {
+        max_request_header_bytes: size_opt("limits.max_request_header_bytes", &l.max_request_header_bytes, defaults.max_request_header_bytes as u64)? as usize,
+        max_request_body_bytes: size_opt("limits.max_request_body_bytes", &l.max_request_body_bytes, defaults.max_request_body_bytes)?,
+        max_cacheable_body_bytes: size_opt("limits.max_cacheable_body_bytes", &l.max_cacheable_body_bytes, defaults.max_cacheable_body_bytes)?,
+        upstream_connect_timeout: duration_opt("limits.upstream_connect_timeout", &l.upstream_connect_timeout, defaults.upstream_connect_timeout)?,
+        upstream_read_timeout: duration_opt("limits.upstream_read_timeout", &l.upstream_read_timeout, defaults.upstream_read_timeout)?,
+        shutdown_grace: duration_opt("limits.shutdown_grace", &l.shutdown_grace, defaults.shutdown_grace)?,
+    };
+    if limits.max_request_header_bytes < 1024 {
+        bail!("limits.max_request_header_bytes: must be at least 1KiB");
+    }
+    for (key, d) in [
+        ("limits.upstream_connect_timeout", limits.upstream_connect_timeout),
+        ("limits.upstream_read_timeout", limits.upstream_read_timeout),
+    ] {
+        if d.is_zero() {
+            bail!("{key}: must be longer than zero");
+        }
+    }
+
+    let memory_limit = match &args.memory_limit {
+        Some(s) => parse_size(s).map_err(|e| anyhow!("--memory-limit: {e}"))?,
+        None => size_opt("cache.memory_limit", &file.cache.memory_limit, CacheSettings::default().memory_limit)?,
+    };
+    if memory_limit < 1 << 20 {
+        bail!("cache.memory_limit: must be at least 1MiB");
+    }
+    if limits.max_cacheable_body_bytes > memory_limit / 4 {
+        bail!(
+            "limits.max_cacheable_body_bytes ({}) must be at most a quarter of cache.memory_limit ({memory_limit})",
+            limits.max_cacheable_body_bytes
+        );
+    }
+
+    let mut headers = Vec::new();
+    for (i, h) in file.partition.headers.iter().enumerate() {
+        headers.push(
+            http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| anyhow!("partition.headers[{i}]: {h:?} is not a valid header name"))?,
+        );
+    }
+    for (i, c) in file.partition.cookies.iter().enumerate() {
+        if c.is_empty() || c.contains([';', '=', ' ']) {
+            bail!("partition.cookies[{i}]: {c:?} is not a valid cookie name");
+        }
+    }
+
+    let routes = routes(args.upstream.as_deref().or(file.upstream.as_deref()), &file.routes, args.upstream.is_some())?;
+
+    Ok(Resolved {
+        settings: Settings {
+            listen,
+            admin_listen,
+            admin_token,
+            data_dir,
+            routes,
+            limits,
+            cache: CacheSettings { memory_limit },
+            partition: PartitionSettings {
+                cookies: file.partition.cookies,
+                headers,
+            },
+        },
+        log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Human),
+        log_level: args.log_level.clone().or(file.log_level),
+    })
+}
+
+fn routes(upstream: Option<&str>, configured: &[RouteConfig], from_flag: bool) -> anyhow::Result<Vec<RouteSettings>> {
+    let mut out = Vec::new();
+    for (i, r) in configured.iter().enumerate() {
+        let key = |field: &str| format!("routes[{i}].{field}");
+        let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            bail!("{}: {name:?} must be letters, digits, '-' or '_'", key("name"));
+        }
+        if out.iter().any(|o: &RouteSettings| o.name == name) {
+            bail!("{}: another route is already named {name:?}", key("name"));
+        }
+        let path_prefix = r.path_prefix.clone().unwrap_or_else(|| "/".into());
+        if !path_prefix.starts_with('/') {
+            bail!("{}: {path_prefix:?} must start with '/'", key("path_prefix"));
+        }
+        let dialect_name = r.dialect.as_deref().unwrap_or("http");
+        let dialect = DialectName::parse(dialect_name).ok_or_else(|| {
+            anyhow!(
+                "{}: unknown dialect {dialect_name:?} (available: {})",
+                key("dialect"),
+                DialectName::KNOWN.join(", ")
+            )
+        })?;
+        out.push(RouteSettings {
+            name,
+            host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
+            path_prefix,
+            upstream: upstream_uri(&key("upstream"), &r.upstream)?,
+            dialect,
+            preserve_host: r.preserve_host,
+        });
+    }
+    if let Some(u) = upstream {
+        let key = if from_flag { "--upstream" } else { "upstream" };
+        if !out.iter().any(|r| r.host.is_none() && r.path_prefix == "/") {
+            out.push(RouteSettings {
+                name: "default".into(),
+                host: None,
+                path_prefix: "/".into(),
+                upstream: upstream_uri(key, u)?,
+                dialect: DialectName::Http,
+                preserve_host: false,
+            });
+        } else {
+            bail!("{key}: a configured route already covers every path; remove one of them");
+        }
+    }
+    if out.is_empty() {
+        bail!("no upstream: pass --upstream URL or add a [[routes]] table to the config file");
+    }
+    Ok(out)
+}
+
+fn upstream_uri(key: &str, value: &str) -> anyhow::Result<http::Uri> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|e| anyhow!("{key}: {value:?} is not a URL ({e}); use e.g. http://127.0.0.1:8000"))?;
+    match uri.scheme_str() {
+        Some("http") if uri.authority().is_some() => {}
+        Some("https") => bail!("{key}: https upstreams are not supported yet; use http:// (or a local TLS proxy)"),
+        _ => bail!("{key}: {value:?} must be an absolute http:// URL, e.g. http://127.0.0.1:8000"),
+    }
+    if uri.query().is_some() {
+        bail!("{key}: {value:?} must not have a query string");
+    }
+    Ok(uri)
+}
+
+fn addr(key: &str, value: &str) -> anyhow::Result<SocketAddr> {
+    value
+        .parse()
+        .map_err(|_| anyhow!("{key}: {value:?} is not an address; use IP:PORT, e.g. 127.0.0.1:8080"))
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("admin.token_file: cannot read {}", path.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        bail!("admin.token_file: {} is empty", path.display());
+    }
+    Ok(token)
+}
+
+fn size_opt(key: &str, value: &Option<Quantity>, default: u64) -> anyhow::Result<u64> {
+    match value {
+        None => Ok(default),
+        Some(Quantity::Number(n)) => u64::try_from(*n).map_err(|_| anyhow!("{key}: must not be negative")),
+        Some(Quantity::Text(s)) => parse_size(s).map_err(|e| anyhow!("{key}: {e}")),
+    }
+}
+
+fn duration_opt(key: &str, value: &Option<Quantity>, default: Duration) -> anyhow::Result<Duration> {
+    match value {
+        None => Ok(default),
+        Some(Quantity::Number(n)) => u64::try_from(*n)
+            .map(Duration::from_secs)
+            .map_err(|_| anyhow!("{key}: must not be negative")),
+        Some(Quantity::Text(s)) => parse_duration(s).map_err(|e| anyhow!("{key}: {e}")),
+    }
+}
+
+/// `1024`, `64KiB`, `256MiB`, `2GiB`, `1.5GB` ...
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size; use e.g. 512KiB, 256MiB, 2GiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" => 1 << 40,
+        _ => return Err(format!("{text:?} has an unknown unit; use B, KiB, MiB, GiB, TiB (or kB, MB, GB)")),
+    };
+    let bytes = num * mult as f64;
+    if !bytes.is_finite() || bytes > u64::MAX as f64 {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+/// `500ms`, `5s`, `2m`, `1h`, `14d`; a bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration; use e.g. 500ms, 5s, 2m, 1h, 14d"))?;
+    let secs = match unit.trim() {
+        "ms" => num / 1000.0,
+        "" | "s" => num,
+        "m" => num * 60.0,
+        "h" => num * 3600.0,
+        "d" => num * 86400.0,
+        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m, h or d")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is out of range"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve_text(toml_text: &str) -> anyhow::Result<Resolved> {
+        let file: ConfigFile = toml::from_str(toml_text)?;
+        resolve(file, &ServeArgs::default())
+    }
+
+    #[test]
+    fn sizes_and_durations_parse_with_units() {
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("1.5KiB").unwrap(), 1536);
+        assert_eq!(parse_size("10").unwrap(), 10);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
+        assert!(parse_duration("5x").is_err());
+    }
+
+    #[test]
+    fn a_full_config_resolves_to_settings() {
+        let r = resolve_text(
+            r#"
+            listen = "127.0.0.1:18080"
+            [admin]
+            listen = "127.0.0.1:19090"
+            token = "s3cret"
+            [cache]
+            memory_limit = "64MiB"
+            [limits]
+            upstream_read_timeout = "2s"
+            max_cacheable_body_bytes = 1048576
+            [partition]
+            cookies = ["session"]
+            headers = ["X-Api-Key"]
+            [[routes]]
+            name = "api"
+            upstream = "http://127.0.0.1:9000/base"
+            path_prefix = "/api/"
+            [[routes]]
+            name = "site"
+            upstream = "http://127.0.0.1:9001"
+            host = "Example.org"
+            "#,
+        )
+        .unwrap();
+        let s = r.settings;
+        assert_eq!(s.listen.port(), 18080);
+        assert_eq!(s.admin_token.as_deref(), Some("s3cret"));
+        assert_eq!(s.cache.memory_limit, 64 << 20);
+        assert_eq!(s.limits.upstream_read_timeout, Duration::from_secs(2));
+        assert_eq!(s.routes.len(), 2);
+        assert_eq!(s.routes[1].host.as_deref(), Some("example.org"));
+        assert_eq!(s.partition.headers[0].as_str(), "x-api-key");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let cases = [
+            ("upstream = \"ftp://x\"", "upstream"),
+            ("upstream = \"http://x\"\n[limits]\nupstream_read_timeout = \"5 fortnights\"", "limits.upstream_read_timeout"),
+            ("upstream = \"http://x\"\n[cache]\nmemory_limit = \"lots\"", "cache.memory_limit"),
+            ("[[routes]]\nupstream = \"http://x\"\ndialect = \"gopher\"", "routes[0].dialect"),
+            ("[[routes]]\nupstream = \"http://x\"\npath_prefix = \"api\"", "routes[0].path_prefix"),
+            ("upstream = \"http://x\"\nlisten = \"localhost\"", "listen"),
+            ("upstream = \"http://x\"\n[partition]\nheaders = [\"bad header\"]", "partition.headers[0]"),
+            ("", "no upstream"),
+        ];
+        for (text, key) in cases {
+            let err = resolve_text(text).err().unwrap_or_else(|| panic!("{text} should fail")).to_string();
+            assert!(err.contains(key), "{err:?} should name {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_by_name() {
+        let err = toml::from_str::<ConfigFile>("[limits]\nmax_body = 1").unwrap_err().to_string();
+        assert!(err.contains("max_body"), "{err}");
+    }
+}
