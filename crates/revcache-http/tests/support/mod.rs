@@ -1,0 +1,339 @@
+//! Test harness: a scriptable origin server, a revcache instance and a
+//! client, all real HTTP on loopback ports chosen by the OS.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use revcache_http::{Server, Settings};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A request the origin received.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: Method,
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What the origin answers.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Wait before sending headers.
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok(body: impl Into<Bytes>) -> Self {
+        Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(status: u16) -> Self {
+        Reply {
+            status,
+            ..Reply::ok("")
+        }
+    }
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
+    }
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+/// An origin whose replies a test scripts; it counts and records requests.
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    count: Arc<AtomicUsize>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Origin {
+    /// `handler(request, n)` gets the request and how many came before it.
+    pub async fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Origin {
+        let handler: Arc<Handler> = Arc::new(handler);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let count = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let (seen2, count2) = (seen.clone(), count.clone());
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = tokio::select! {
+                    a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
+                    _ = &mut stopped => return,
+                };
+                let (handler, seen, count) = (handler.clone(), seen2.clone(), count2.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (handler, seen, count) = (handler.clone(), seen.clone(), count.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let s = Seen {
+                                method: parts.method,
+                                target: parts.uri.path_and_query().map_or("/".into(), |p| p.to_string()),
+                                headers: parts.headers,
+                                body,
+                            };
+                            let n = count.fetch_add(1, Ordering::SeqCst);
+                            seen.lock().unwrap().push(s.clone());
+                            let reply = handler(&s, n);
+                            if !reply.delay.is_zero() {
+                                tokio::time::sleep(reply.delay).await;
+                            }
+                            let mut res = Response::new(Full::new(reply.body));
+                            *res.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+                            for (n, v) in reply.headers {
+                                res.headers_mut().append(
+                                    http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                                    v.parse().unwrap(),
+                                );
+                            }
+                            Ok::<_, Infallible>(res)
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Origin {
+            addr,
+            seen,
+            count,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().last().cloned().expect("origin saw no request")
+    }
+}
+
+/// A running revcache, stopped when dropped.
+pub struct Revcache {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub data_dir: PathBuf,
+    pub proxy: Arc<revcache_http::Proxy>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "revcache-test-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+impl Revcache {
+    pub async fn start(upstream: &str) -> Revcache {
+        Self::start_with(upstream, |_| {}).await
+    }
+
+    pub async fn start_with(upstream: &str, tweak: impl FnOnce(&mut Settings)) -> Revcache {
+        let mut settings = Settings::for_upstream(upstream.parse().unwrap());
+        settings.listen = "127.0.0.1:0".parse().unwrap();
+        settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+        settings.data_dir = temp_dir("data");
+        settings.limits.upstream_read_timeout = Duration::from_secs(5);
+        settings.limits.shutdown_grace = Duration::from_secs(5);
+        tweak(&mut settings);
+        let data_dir = settings.data_dir.clone();
+        let server = Server::bind(settings).await.unwrap();
+        let (addr, admin, proxy) = (server.local_addr(), server.admin_addr(), server.proxy().clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Revcache {
+            addr,
+            admin,
+            data_dir,
+            proxy,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    /// Stops accepting and waits for in-flight requests to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            done.await.unwrap();
+        }
+    }
+}
+
+impl Drop for Revcache {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A received response, body read whole.
+#[derive(Clone, Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Got {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// revcache's own Cache-Status member (the last one).
+    pub fn cache_status(&self) -> String {
+        self.headers
+            .get_all("cache-status")
+            .iter()
+            .next_back()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn is_hit(&self) -> bool {
+        self.cache_status().starts_with("revcache; hit")
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    inner: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            inner: HyperClient::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+impl Client {
+    pub fn http2() -> Self {
+        Client {
+            inner: HyperClient::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+        }
+    }
+
+    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Got {
+        let mut req = Request::new(Full::new(body.into()));
+        *req.method_mut() = method.parse().unwrap();
+        *req.uri_mut() = url.parse().unwrap();
+        for (n, v) in headers {
+            req.headers_mut().append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        let res = self.inner.request(req).await.expect("request failed");
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.expect("body failed").to_bytes();
+        Got {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, url: &str) -> Got {
+        self.send("GET", url, &[], Bytes::new()).await
+    }
+
+    pub async fn get_with(&self, url: &str, headers: &[(&str, &str)]) -> Got {
+        self.send("GET", url, headers, Bytes::new()).await
+    }
+}
+
+/// Reads a counter or gauge from the Prometheus text, summing matching lines.
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name_and_labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn counting_map() -> Arc<Mutex<HashMap<String, usize>>> {
+    Arc::default()
+}
+
+pub fn http_date_in(secs: i64) -> String {
+    let now = std::time::SystemTime::now();
+    let t = if secs >= 0 {
+        now + Duration::from_secs(secs as u64)
+    } else {
+        now - Duration::from_secs((-secs) as u64)
+    };
+    httpdate::fmt_http_date(t)
+}
