@@ -284,8 +284,14 @@ mod tests {
     #[test]
     fn replacing_an_entry_keeps_it_findable_for_purges() {
         let cache = Cache::new(CacheConfig::default());
-        cache.store(entry(key("/r"), Box::new([]), &["old"], 1), cache.begin_fill());
-        cache.store(entry(key("/r"), Box::new([]), &["new"], 1), cache.begin_fill());
+        cache.store(
+            entry(key("/r"), Box::new([]), &["old"], 1),
+            cache.begin_fill(),
+        );
+        cache.store(
+            entry(key("/r"), Box::new([]), &["new"], 1),
+            cache.begin_fill(),
+        );
         assert_eq!(cache.stats().tags, 1);
         assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("old"))), 0);
         assert_eq!(cache.purge(PurgeScope::Target("/r")), 1);

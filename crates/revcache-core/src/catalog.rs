@@ -15,8 +15,10 @@ use crate::tag::Tag;
 
 const SHARDS: usize = 32;
 
+type Shard<T> = Mutex<HashMap<T, HashSet<PrimaryKey>>>;
+
 struct Index<T> {
-    shards: Box<[Mutex<HashMap<T, HashSet<PrimaryKey>>>]>,
+    shards: Box<[Shard<T>]>,
     hasher: std::hash::RandomState,
 }
 

@@ -33,6 +33,9 @@ pub struct Freshness {
     /// RFC 5861 windows beyond the lifetime.
     pub stale_while_revalidate: Option<Duration>,
     pub stale_if_error: Option<Duration>,
+    /// May answer requests that carry credentials (`public`, `s-maxage`,
+    /// `must-revalidate`; RFC 9111 §3.5).
+    pub shareable: bool,
 }
 
 /// When the entry was fetched, for Age arithmetic (RFC 9111 §4.2.3).

@@ -17,6 +17,8 @@ use crate::version::Version;
 
 const SHARDS: usize = 64;
 
+type Shard = Mutex<HashMap<IdentityKey, Weak<Entry>>>;
+
 /// Identity of one representation.
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 pub struct IdentityKey {
@@ -45,7 +47,7 @@ impl IdentityKey {
 }
 
 pub(crate) struct IdentityShards {
-    shards: Box<[Mutex<HashMap<IdentityKey, Weak<Entry>>>]>,
+    shards: Box<[Shard]>,
 }
 
 impl IdentityShards {

@@ -140,11 +140,13 @@ impl MemoryTier {
     }
 
     fn settle(&self) {
-        let departed = std::mem::take(&mut *self.departed.lock().unwrap_or_else(|p| p.into_inner()));
+        let departed =
+            std::mem::take(&mut *self.departed.lock().unwrap_or_else(|p| p.into_inner()));
         for (key, old) in departed {
             match self.map.peek(&key) {
                 None => {
-                    self.evictions.fetch_add(old.len() as u64, Ordering::Relaxed);
+                    self.evictions
+                        .fetch_add(old.len() as u64, Ordering::Relaxed);
                     self.catalog.remove(&key, &[]);
                     for e in old.iter() {
                         self.catalog.remove_tags(&key, &e.tags);

@@ -32,8 +32,10 @@ struct Slot<V> {
     rx: watch::Receiver<Option<V>>,
 }
 
+type Shard<K, V> = Mutex<HashMap<K, Slot<V>>>;
+
 struct Inner<K, V> {
-    shards: Box<[Mutex<HashMap<K, Slot<V>>>]>,
+    shards: Box<[Shard<K, V>]>,
     hasher: std::hash::RandomState,
     next_id: AtomicU64,
     waiting: AtomicUsize,
@@ -154,11 +156,10 @@ pub struct Waiter<K, V> {
 
 impl<K, V: Clone> Waiter<K, V> {
     pub async fn wait(mut self) -> Result<V, Abandoned> {
-        let outcome = match self.rx.wait_for(Option::is_some).await {
+        match self.rx.wait_for(Option::is_some).await {
             Ok(v) => v.clone().ok_or(Abandoned),
             Err(_) => Err(Abandoned),
-        };
-        outcome
+        }
     }
 }
 

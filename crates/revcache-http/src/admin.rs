@@ -26,14 +26,23 @@ pub struct Admin {
 
 impl Admin {
     pub fn new(proxy: Arc<Proxy>, token: Option<String>, ready: Arc<AtomicBool>) -> Self {
-        Admin { proxy, token, ready }
+        Admin {
+            proxy,
+            token,
+            ready,
+        }
     }
 
     pub fn handle<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
         if !self.authorized(req) {
-            let mut res = json(StatusCode::UNAUTHORIZED, &serde_json::json!({"error": "missing or wrong bearer token"}));
-            res.headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"revcache-admin\""));
+            let mut res = json(
+                StatusCode::UNAUTHORIZED,
+                &serde_json::json!({"error": "missing or wrong bearer token"}),
+            );
+            res.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"revcache-admin\""),
+            );
             return res;
         }
         let path = req.uri().path();
@@ -46,12 +55,17 @@ impl Admin {
                 );
                 res
             }
-            (&Method::GET, "/healthz") => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
+            (&Method::GET, "/healthz") => {
+                json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+            }
             (&Method::GET, "/readyz") => {
                 if self.ready.load(Ordering::SeqCst) {
                     json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
                 } else {
-                    json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "shutting down"}))
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &serde_json::json!({"status": "shutting down"}),
+                    )
                 }
             }
             (&Method::GET, "/stats") => {
@@ -77,7 +91,10 @@ impl Admin {
                         &serde_json::json!({"error": format!(
                             "route {name:?} uses the {} dialect, which has no event feed", route.dialect.name())}),
                     ),
-                    None => json(StatusCode::NOT_FOUND, &serde_json::json!({"error": format!("no route named {name:?}")})),
+                    None => json(
+                        StatusCode::NOT_FOUND,
+                        &serde_json::json!({"error": format!("no route named {name:?}")}),
+                    ),
                 }
             }
             _ => json(
@@ -88,7 +105,9 @@ impl Admin {
     }
 
     fn authorized<B>(&self, req: &Request<B>) -> bool {
-        let Some(token) = &self.token else { return true };
+        let Some(token) = &self.token else {
+            return true;
+        };
         let Some(given) = req
             .headers()
             .get(AUTHORIZATION)
@@ -110,17 +129,27 @@ impl Admin {
             let inv = match name {
                 "url" if value.starts_with('/') => Invalidation::Target(value),
                 "prefix" if value.starts_with('/') => Invalidation::Prefix(value),
-                "url" | "prefix" => return bad_request(format!("purge: {name} must start with '/', got {value:?}")),
+                "url" | "prefix" => {
+                    return bad_request(format!(
+                        "purge: {name} must start with '/', got {value:?}"
+                    ));
+                }
                 "tag" if !value.is_empty() => Invalidation::Tag(Tag::new(value)),
                 "tag" => return bad_request("purge: tag must not be empty".into()),
-                other => return bad_request(format!("purge: unknown parameter {other:?}; use url=, prefix= or tag=")),
+                other => {
+                    return bad_request(format!(
+                        "purge: unknown parameter {other:?}; use url=, prefix= or tag="
+                    ));
+                }
             };
             if scope.replace((name.to_owned(), inv)).is_some() {
                 return bad_request("purge: give exactly one of url=, prefix= or tag=".into());
             }
         }
         let Some((name, inv)) = scope else {
-            return bad_request("purge: give one of url=PATH_AND_QUERY, prefix=PATH or tag=TAG".into());
+            return bad_request(
+                "purge: give one of url=PATH_AND_QUERY, prefix=PATH or tag=TAG".into(),
+            );
         };
         let purged = self.proxy.invalidate(&inv, InvalidationSource::Admin);
         let value = match &inv {
@@ -128,7 +157,10 @@ impl Admin {
             Invalidation::Tag(t) => t.as_str().to_owned(),
         };
         tracing::info!(scope = %name, %value, purged, "purge");
-        json(StatusCode::OK, &serde_json::json!({"purged": purged, "scope": name, "value": value}))
+        json(
+            StatusCode::OK,
+            &serde_json::json!({"purged": purged, "scope": name, "value": value}),
+        )
     }
 }
 
@@ -143,12 +175,19 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
 }
 
 fn bad_request(message: String) -> Response<ProxyBody> {
-    json(StatusCode::BAD_REQUEST, &serde_json::json!({"error": message}))
+    json(
+        StatusCode::BAD_REQUEST,
+        &serde_json::json!({"error": message}),
+    )
 }
 
 fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
-    let mut res = json(StatusCode::METHOD_NOT_ALLOWED, &serde_json::json!({"error": format!("use {allow}")}));
-    res.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    let mut res = json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &serde_json::json!({"error": format!("use {allow}")}),
+    );
+    res.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     res
 }
 

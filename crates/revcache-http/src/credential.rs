@@ -9,7 +9,11 @@ use revcache_core::{Partition, PartitionKey};
 use crate::settings::PartitionSettings;
 
 /// The caller's partition, or `None` for an anonymous request.
-pub fn partition_of(headers: &HeaderMap, settings: &PartitionSettings, key: &PartitionKey) -> Option<Partition> {
+pub fn partition_of(
+    headers: &HeaderMap,
+    settings: &PartitionSettings,
+    key: &PartitionKey,
+) -> Option<Partition> {
     let mut material: Vec<&[u8]> = Vec::new();
     for v in headers.get_all(AUTHORIZATION) {
         material.push(v.as_bytes());
@@ -24,7 +28,9 @@ pub fn partition_of(headers: &HeaderMap, settings: &PartitionSettings, key: &Par
         for line in headers.get_all(COOKIE) {
             let Ok(line) = line.to_str() else { continue };
             for pair in line.split(';') {
-                let Some((name, value)) = pair.split_once('=') else { continue };
+                let Some((name, value)) = pair.split_once('=') else {
+                    continue;
+                };
                 let name = name.trim();
                 if settings.cookies.iter().any(|c| c == name) {
                     material.push(name.as_bytes());

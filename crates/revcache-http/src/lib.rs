@@ -16,4 +16,6 @@ pub mod settings;
 
 pub use proxy::Proxy;
 pub use server::{Server, ServerError};
-pub use settings::{CacheSettings, DialectName, Limits, PartitionSettings, RouteSettings, Settings};
+pub use settings::{
+    CacheSettings, DialectName, Limits, PartitionSettings, RouteSettings, Settings,
+};

@@ -127,7 +127,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(cache: Arc<Cache>, flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>) -> Self {
+    pub fn new(
+        cache: Arc<Cache>,
+        flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("revcache");
         let requests = Family::<Labels1, Counter>::default();
         registry.register("requests", "Client requests by outcome", requests.clone());
@@ -148,7 +151,11 @@ impl Metrics {
             upstream_errors.clone(),
         );
         let served = Family::<Labels1, Counter>::default();
-        registry.register("served_bytes", "Response body bytes sent to clients by source", served.clone());
+        registry.register(
+            "served_bytes",
+            "Response body bytes sent to clients by source",
+            served.clone(),
+        );
         let bytes_cache = served.get_or_create_owned(&[("source", "cache")]);
         let bytes_upstream = served.get_or_create_owned(&[("source", "upstream")]);
         let invalidations = Family::default();
@@ -184,12 +191,17 @@ impl Metrics {
 
     pub fn upstream(&self, reason: UpstreamReason, status: u16) {
         self.upstream
-            .get_or_create(&[("reason", reason.label().to_owned()), ("status", status.to_string())])
+            .get_or_create(&[
+                ("reason", reason.label().to_owned()),
+                ("status", status.to_string()),
+            ])
             .inc();
     }
 
     pub fn upstream_error(&self, kind: &'static str) {
-        self.upstream_errors.get_or_create(&[("kind", kind.to_owned())]).inc();
+        self.upstream_errors
+            .get_or_create(&[("kind", kind.to_owned())])
+            .inc();
     }
 
     /// The counter for body bytes sent from the cache or the upstream.
@@ -232,17 +244,47 @@ impl std::fmt::Debug for TierCollector {
 impl Collector for TierCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.cache.stats();
-        let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, tier: &str, v: i64| {
-            let g = ConstGauge::new(v);
-            let mut m = encoder.encode_descriptor(name, help, None, g.metric_type())?;
-            g.encode(m.encode_family(&[("tier", tier)])?)
-        };
-        gauge(&mut encoder, "tier_entries", "Entries held in the identity map (l0)", "l0", stats.identity_entries as i64)?;
-        gauge(&mut encoder, "tier_keys", "Keys held in the memory tier (l1)", "l1", stats.memory_keys as i64)?;
-        gauge(&mut encoder, "tier_bytes", "Bytes held in the memory tier (l1)", "l1", stats.memory_bytes as i64)?;
-        gauge(&mut encoder, "tier_capacity_bytes", "Byte budget of the memory tier (l1)", "l1", stats.memory_capacity as i64)?;
+        let gauge =
+            |encoder: &mut DescriptorEncoder, name: &str, help: &str, tier: &str, v: i64| {
+                let g = ConstGauge::new(v);
+                let mut m = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+                g.encode(m.encode_family(&[("tier", tier)])?)
+            };
+        gauge(
+            &mut encoder,
+            "tier_entries",
+            "Entries held in the identity map (l0)",
+            "l0",
+            stats.identity_entries as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "tier_keys",
+            "Keys held in the memory tier (l1)",
+            "l1",
+            stats.memory_keys as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "tier_bytes",
+            "Bytes held in the memory tier (l1)",
+            "l1",
+            stats.memory_bytes as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "tier_capacity_bytes",
+            "Byte budget of the memory tier (l1)",
+            "l1",
+            stats.memory_capacity as i64,
+        )?;
         let evictions = ConstCounter::new(stats.memory_evictions);
-        let mut m = encoder.encode_descriptor("evictions", "Entries evicted by the byte budget", None, evictions.metric_type())?;
+        let mut m = encoder.encode_descriptor(
+            "evictions",
+            "Entries evicted by the byte budget",
+            None,
+            evictions.metric_type(),
+        )?;
         evictions.encode(m.encode_family(&[("tier", "l1")])?)?;
         let waiting = ConstGauge::new(self.flights.waiting() as i64);
         let m = encoder.encode_descriptor(
@@ -253,7 +295,12 @@ impl Collector for TierCollector {
         )?;
         waiting.encode(m)?;
         let in_flight = ConstGauge::new(self.flights.in_flight() as i64);
-        let m = encoder.encode_descriptor("single_flight_fetches", "Upstream fetches other requests can join", None, in_flight.metric_type())?;
+        let m = encoder.encode_descriptor(
+            "single_flight_fetches",
+            "Upstream fetches other requests can join",
+            None,
+            in_flight.metric_type(),
+        )?;
         in_flight.encode(m)?;
         Ok(())
     }

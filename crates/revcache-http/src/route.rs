@@ -30,9 +30,13 @@ pub struct Router {
 /// A route's upstream cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    #[error("route {route:?}: upstream {upstream:?} must be an absolute http:// URL such as http://127.0.0.1:8081")]
+    #[error(
+        "route {route:?}: upstream {upstream:?} must be an absolute http:// URL such as http://127.0.0.1:8081"
+    )]
     NotAbsolute { route: String, upstream: String },
-    #[error("route {route:?}: upstream scheme {scheme:?} is not supported (only http:// for now; put a TLS-terminating proxy in between for https)")]
+    #[error(
+        "route {route:?}: upstream scheme {scheme:?} is not supported (only http:// for now; put a TLS-terminating proxy in between for https)"
+    )]
     Scheme { route: String, scheme: String },
 }
 
@@ -40,7 +44,8 @@ impl Router {
     pub fn new(settings: &[RouteSettings]) -> Result<Self, RouteError> {
         let mut routes = Vec::new();
         for (i, r) in settings.iter().enumerate() {
-            let (Some(scheme), Some(authority)) = (r.upstream.scheme(), r.upstream.authority()) else {
+            let (Some(scheme), Some(authority)) = (r.upstream.scheme(), r.upstream.authority())
+            else {
                 return Err(RouteError::NotAbsolute {
                     route: r.name.clone(),
                     upstream: r.upstream.to_string(),
@@ -111,7 +116,10 @@ mod tests {
         .unwrap();
         assert_eq!(router.route("x", "/api/v1").unwrap().name, "api");
         assert_eq!(router.route("x", "/other").unwrap().name, "any");
-        assert_eq!(router.route("review.example", "/api/v1").unwrap().name, "host");
+        assert_eq!(
+            router.route("review.example", "/api/v1").unwrap().name,
+            "host"
+        );
         assert_eq!(router.route("x", "/").unwrap().base_path, "/base");
     }
 

@@ -60,7 +60,11 @@ impl Server {
         let listener = bind("proxy listener", settings.listen).await?;
         let admin_listener = bind("admin listener", settings.admin_listen).await?;
         let ready = Arc::new(AtomicBool::new(true));
-        let admin = Arc::new(Admin::new(proxy.clone(), settings.admin_token.clone(), ready.clone()));
+        let admin = Arc::new(Admin::new(
+            proxy.clone(),
+            settings.admin_token.clone(),
+            ready.clone(),
+        ));
         Ok(Server {
             proxy,
             listener,
@@ -76,7 +80,9 @@ impl Server {
     }
 
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin_listener.local_addr().unwrap_or(self.settings.admin_listen)
+        self.admin_listener
+            .local_addr()
+            .unwrap_or(self.settings.admin_listen)
     }
 
     pub fn proxy(&self) -> &Arc<Proxy> {

@@ -9,15 +9,23 @@ use support::{Client, Origin, Reply, Revcache, http_date_in};
 
 #[tokio::test]
 async fn fresh_response_is_served_from_cache_with_age() {
-    let origin = Origin::start(|_, _| Reply::ok("hello").header("cache-control", "max-age=60")).await;
+    let origin =
+        Origin::start(|_, _| Reply::ok("hello").header("cache-control", "max-age=60")).await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     let first = c.get(&rc.url("/a")).await;
     assert_eq!(first.text(), "hello");
-    assert_eq!(first.cache_status(), "revcache; fwd=uri-miss; fwd-status=200; stored; ttl=60");
+    assert_eq!(
+        first.cache_status(),
+        "revcache; fwd=uri-miss; fwd-status=200; stored; ttl=60"
+    );
     let second = c.get(&rc.url("/a")).await;
     assert_eq!(second.text(), "hello");
-    assert!(second.cache_status().starts_with("revcache; hit; ttl="), "{}", second.cache_status());
+    assert!(
+        second.cache_status().starts_with("revcache; hit; ttl="),
+        "{}",
+        second.cache_status()
+    );
     assert!(second.header("age").is_some());
     assert_eq!(second.header("content-length"), Some("5"));
     assert_eq!(origin.requests(), 1);
@@ -25,7 +33,12 @@ async fn fresh_response_is_served_from_cache_with_age() {
 
 #[tokio::test]
 async fn age_from_upstream_counts_against_freshness() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "max-age=10").header("age", "10")).await;
+    let origin = Origin::start(|_, _| {
+        Reply::ok("x")
+            .header("cache-control", "max-age=10")
+            .header("age", "10")
+    })
+    .await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
@@ -36,7 +49,12 @@ async fn age_from_upstream_counts_against_freshness() {
 
 #[tokio::test]
 async fn served_age_includes_the_upstream_age() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "max-age=600").header("age", "100")).await;
+    let origin = Origin::start(|_, _| {
+        Reply::ok("x")
+            .header("cache-control", "max-age=600")
+            .header("age", "100")
+    })
+    .await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
@@ -76,7 +94,9 @@ async fn expires_in_the_future_is_fresh() {
 
 #[tokio::test]
 async fn s_maxage_beats_max_age() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "max-age=0, s-maxage=60")).await;
+    let origin =
+        Origin::start(|_, _| Reply::ok("x").header("cache-control", "max-age=0, s-maxage=60"))
+            .await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
@@ -100,11 +120,16 @@ async fn invalid_max_age_is_stale_not_fresh() {
 
 #[tokio::test]
 async fn no_store_is_never_stored() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "no-store, max-age=60")).await;
+    let origin =
+        Origin::start(|_, _| Reply::ok("x").header("cache-control", "no-store, max-age=60")).await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     let first = c.get(&rc.url("/a")).await;
-    assert!(first.cache_status().contains("detail=no-store"), "{}", first.cache_status());
+    assert!(
+        first.cache_status().contains("detail=no-store"),
+        "{}",
+        first.cache_status()
+    );
     c.get(&rc.url("/a")).await;
     assert_eq!(origin.requests(), 2);
 }
@@ -114,14 +139,16 @@ async fn request_no_store_keeps_the_response_out_of_the_cache() {
     let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "max-age=60")).await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
-    c.get_with(&rc.url("/a"), &[("cache-control", "no-store")]).await;
+    c.get_with(&rc.url("/a"), &[("cache-control", "no-store")])
+        .await;
     c.get(&rc.url("/a")).await;
     assert_eq!(origin.requests(), 2);
 }
 
 #[tokio::test]
 async fn private_is_never_stored_by_a_shared_cache() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "private, max-age=60")).await;
+    let origin =
+        Origin::start(|_, _| Reply::ok("x").header("cache-control", "private, max-age=60")).await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
@@ -132,10 +159,16 @@ async fn private_is_never_stored_by_a_shared_cache() {
 #[tokio::test]
 async fn no_cache_is_stored_but_revalidated_every_time() {
     let origin = Origin::start(|req, _| {
-        if req.headers.get("if-none-match").is_some_and(|v| v == "\"v1\"") {
+        if req
+            .headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"v1\"")
+        {
             Reply::status(304).header("etag", "\"v1\"")
         } else {
-            Reply::ok("body").header("cache-control", "no-cache").header("etag", "\"v1\"")
+            Reply::ok("body")
+                .header("cache-control", "no-cache")
+                .header("etag", "\"v1\"")
         }
     })
     .await;
@@ -144,7 +177,13 @@ async fn no_cache_is_stored_but_revalidated_every_time() {
     c.get(&rc.url("/a")).await;
     let second = c.get(&rc.url("/a")).await;
     assert_eq!(second.text(), "body");
-    assert!(second.cache_status().starts_with("revcache; fwd=stale; fwd-status=304"), "{}", second.cache_status());
+    assert!(
+        second
+            .cache_status()
+            .starts_with("revcache; fwd=stale; fwd-status=304"),
+        "{}",
+        second.cache_status()
+    );
     assert_eq!(origin.requests(), 2);
     assert_eq!(origin.last().headers["if-none-match"], "\"v1\"");
 }
@@ -173,7 +212,11 @@ async fn revalidation_merges_304_headers_but_keeps_framing() {
     assert_eq!(revalidated.header("content-length"), Some("5"));
     assert_eq!(revalidated.text(), "12345");
     let hit = c.get(&rc.url("/a")).await;
-    assert!(hit.is_hit(), "the 304's max-age=60 makes it fresh: {}", hit.cache_status());
+    assert!(
+        hit.is_hit(),
+        "the 304's max-age=60 makes it fresh: {}",
+        hit.cache_status()
+    );
     assert_eq!(hit.header("x-version"), Some("refreshed-1"));
     assert_eq!(origin.requests(), 2);
 }
@@ -186,7 +229,9 @@ async fn revalidation_with_last_modified_sends_if_modified_since() {
         if req.headers.contains_key("if-modified-since") {
             Reply::status(304)
         } else {
-            Reply::ok("x").header("last-modified", lm2.clone()).header("cache-control", "max-age=0")
+            Reply::ok("x")
+                .header("last-modified", lm2.clone())
+                .header("cache-control", "max-age=0")
         }
     })
     .await;
@@ -200,7 +245,8 @@ async fn revalidation_with_last_modified_sends_if_modified_since() {
 
 #[tokio::test]
 async fn heuristic_freshness_applies_to_200_with_last_modified() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("last-modified", http_date_in(-100_000))).await;
+    let origin =
+        Origin::start(|_, _| Reply::ok("x").header("last-modified", http_date_in(-100_000))).await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
@@ -233,14 +279,20 @@ async fn client_conditional_request_is_answered_from_cache() {
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     // A conditional miss still fills the cache with the whole response.
-    let first = c.get_with(&rc.url("/a"), &[("if-none-match", "\"v7\"")]).await;
+    let first = c
+        .get_with(&rc.url("/a"), &[("if-none-match", "\"v7\"")])
+        .await;
     assert_eq!(first.status, 304);
     assert!(!origin.last().headers.contains_key("if-none-match"));
-    let hit = c.get_with(&rc.url("/a"), &[("if-none-match", "W/\"v7\"")]).await;
+    let hit = c
+        .get_with(&rc.url("/a"), &[("if-none-match", "W/\"v7\"")])
+        .await;
     assert_eq!(hit.status, 304);
     assert!(hit.body.is_empty());
     assert_eq!(hit.header("etag"), Some("\"v7\""));
-    let other = c.get_with(&rc.url("/a"), &[("if-none-match", "\"v6\"")]).await;
+    let other = c
+        .get_with(&rc.url("/a"), &[("if-none-match", "\"v6\"")])
+        .await;
     assert_eq!(other.status, 200);
     assert_eq!(origin.requests(), 1);
 }
@@ -249,19 +301,35 @@ async fn client_conditional_request_is_answered_from_cache() {
 async fn if_modified_since_is_answered_from_cache() {
     let lm = http_date_in(-3600);
     let lm2 = lm.clone();
-    let origin = Origin::start(move |_, _| Reply::ok("x").header("last-modified", lm2.clone()).header("cache-control", "max-age=60")).await;
+    let origin = Origin::start(move |_, _| {
+        Reply::ok("x")
+            .header("last-modified", lm2.clone())
+            .header("cache-control", "max-age=60")
+    })
+    .await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
-    assert_eq!(c.get_with(&rc.url("/a"), &[("if-modified-since", &lm)]).await.status, 304);
+    assert_eq!(
+        c.get_with(&rc.url("/a"), &[("if-modified-since", &lm)])
+            .await
+            .status,
+        304
+    );
     let older = http_date_in(-7200);
-    assert_eq!(c.get_with(&rc.url("/a"), &[("if-modified-since", &older)]).await.status, 200);
+    assert_eq!(
+        c.get_with(&rc.url("/a"), &[("if-modified-since", &older)])
+            .await
+            .status,
+        200
+    );
     assert_eq!(origin.requests(), 1);
 }
 
 #[tokio::test]
 async fn head_is_served_from_a_stored_get() {
-    let origin = Origin::start(|_, _| Reply::ok("0123456789").header("cache-control", "max-age=60")).await;
+    let origin =
+        Origin::start(|_, _| Reply::ok("0123456789").header("cache-control", "max-age=60")).await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
@@ -288,7 +356,11 @@ async fn unsafe_methods_invalidate_the_target_and_same_origin_location() {
     assert_eq!(origin.requests(), 3);
     let post = c.send("POST", &rc.url("/items"), &[], "new item").await;
     assert_eq!(post.status, 201);
-    assert!(post.cache_status().contains("fwd=method"), "{}", post.cache_status());
+    assert!(
+        post.cache_status().contains("fwd=method"),
+        "{}",
+        post.cache_status()
+    );
     assert_eq!(origin.last().body, "new item");
     assert!(!c.get(&rc.url("/items")).await.is_hit());
     assert!(!c.get(&rc.url("/items/7")).await.is_hit());
@@ -312,7 +384,11 @@ async fn failed_unsafe_methods_do_not_invalidate() {
 #[tokio::test]
 async fn vary_selects_the_stored_variant() {
     let origin = Origin::start(|req, _| {
-        let lang = req.headers.get("accept-language").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let lang = req
+            .headers
+            .get("accept-language")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
         Reply::ok(format!("in {lang}"))
             .header("vary", "Accept-Language")
             .header("cache-control", "max-age=60")
@@ -320,11 +396,24 @@ async fn vary_selects_the_stored_variant() {
     .await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
-    assert_eq!(c.get_with(&rc.url("/a"), &[("accept-language", "en")]).await.text(), "in en");
-    let de = c.get_with(&rc.url("/a"), &[("accept-language", "de")]).await;
+    assert_eq!(
+        c.get_with(&rc.url("/a"), &[("accept-language", "en")])
+            .await
+            .text(),
+        "in en"
+    );
+    let de = c
+        .get_with(&rc.url("/a"), &[("accept-language", "de")])
+        .await;
     assert_eq!(de.text(), "in de");
-    assert!(de.cache_status().contains("fwd=vary-miss"), "{}", de.cache_status());
-    let en = c.get_with(&rc.url("/a"), &[("accept-language", "en")]).await;
+    assert!(
+        de.cache_status().contains("fwd=vary-miss"),
+        "{}",
+        de.cache_status()
+    );
+    let en = c
+        .get_with(&rc.url("/a"), &[("accept-language", "en")])
+        .await;
     assert!(en.is_hit());
     assert_eq!(en.text(), "in en");
     assert_eq!(origin.requests(), 2);
@@ -332,7 +421,12 @@ async fn vary_selects_the_stored_variant() {
 
 #[tokio::test]
 async fn vary_star_never_matches() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("vary", "*").header("cache-control", "max-age=60")).await;
+    let origin = Origin::start(|_, _| {
+        Reply::ok("x")
+            .header("vary", "*")
+            .header("cache-control", "max-age=60")
+    })
+    .await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
@@ -353,7 +447,13 @@ async fn stale_while_revalidate_serves_stale_and_refreshes_behind() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let stale = c.get(&rc.url("/a")).await;
     assert_eq!(stale.text(), "version 0");
-    assert!(stale.cache_status().contains("detail=stale-while-revalidate"), "{}", stale.cache_status());
+    assert!(
+        stale
+            .cache_status()
+            .contains("detail=stale-while-revalidate"),
+        "{}",
+        stale.cache_status()
+    );
     for _ in 0..50 {
         if origin.requests() == 2 {
             break;
@@ -384,12 +484,19 @@ async fn stale_if_error_serves_stale_when_the_upstream_fails() {
     let res = c.get(&rc.url("/a")).await;
     assert_eq!(res.status, 200);
     assert_eq!(res.text(), "good");
-    assert!(res.cache_status().contains("detail=stale-if-error"), "{}", res.cache_status());
+    assert!(
+        res.cache_status().contains("detail=stale-if-error"),
+        "{}",
+        res.cache_status()
+    );
 }
 
 #[tokio::test]
 async fn stale_if_error_serves_stale_when_the_upstream_is_down() {
-    let origin = Origin::start(|_, _| Reply::ok("good").header("cache-control", "max-age=1, stale-if-error=60")).await;
+    let origin = Origin::start(|_, _| {
+        Reply::ok("good").header("cache-control", "max-age=1, stale-if-error=60")
+    })
+    .await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
@@ -403,7 +510,10 @@ async fn stale_if_error_serves_stale_when_the_upstream_is_down() {
 async fn must_revalidate_never_serves_stale_even_on_error() {
     let origin = Origin::start(|_, n| {
         if n == 0 {
-            Reply::ok("good").header("cache-control", "max-age=1, must-revalidate, stale-if-error=60")
+            Reply::ok("good").header(
+                "cache-control",
+                "max-age=1, must-revalidate, stale-if-error=60",
+            )
         } else {
             Reply::status(503)
         }
@@ -413,19 +523,33 @@ async fn must_revalidate_never_serves_stale_even_on_error() {
     let c = Client::default();
     c.get(&rc.url("/a")).await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    let res = c.get_with(&rc.url("/a"), &[("cache-control", "max-stale=600")]).await;
+    let res = c
+        .get_with(&rc.url("/a"), &[("cache-control", "max-stale=600")])
+        .await;
     assert_eq!(res.status, 503);
 }
 
 #[tokio::test]
 async fn request_no_cache_and_max_age_zero_force_revalidation() {
-    let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "max-age=600").header("etag", "\"e\"")).await;
+    let origin = Origin::start(|_, _| {
+        Reply::ok("x")
+            .header("cache-control", "max-age=600")
+            .header("etag", "\"e\"")
+    })
+    .await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
     c.get(&rc.url("/a")).await;
-    let forced = c.get_with(&rc.url("/a"), &[("cache-control", "no-cache")]).await;
-    assert!(forced.cache_status().contains("fwd=request"), "{}", forced.cache_status());
-    c.get_with(&rc.url("/a"), &[("cache-control", "max-age=0")]).await;
+    let forced = c
+        .get_with(&rc.url("/a"), &[("cache-control", "no-cache")])
+        .await;
+    assert!(
+        forced.cache_status().contains("fwd=request"),
+        "{}",
+        forced.cache_status()
+    );
+    c.get_with(&rc.url("/a"), &[("cache-control", "max-age=0")])
+        .await;
     assert_eq!(origin.requests(), 3);
 }
 
@@ -434,11 +558,18 @@ async fn only_if_cached_answers_504_on_a_miss() {
     let origin = Origin::start(|_, _| Reply::ok("x").header("cache-control", "max-age=600")).await;
     let rc = Revcache::start(&origin.url()).await;
     let c = Client::default();
-    let miss = c.get_with(&rc.url("/a"), &[("cache-control", "only-if-cached")]).await;
+    let miss = c
+        .get_with(&rc.url("/a"), &[("cache-control", "only-if-cached")])
+        .await;
     assert_eq!(miss.status, 504);
     assert_eq!(origin.requests(), 0);
     c.get(&rc.url("/a")).await;
-    assert_eq!(c.get_with(&rc.url("/a"), &[("cache-control", "only-if-cached")]).await.status, 200);
+    assert_eq!(
+        c.get_with(&rc.url("/a"), &[("cache-control", "only-if-cached")])
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -455,14 +586,23 @@ async fn hop_by_hop_headers_are_stripped_and_via_and_forwarded_added() {
     let res = c
         .get_with(
             &rc.url("/a"),
-            &[("connection", "x-client-secret"), ("x-client-secret", "1"), ("x-end-to-end", "kept")],
+            &[
+                ("connection", "x-client-secret"),
+                ("x-client-secret", "1"),
+                ("x-end-to-end", "kept"),
+            ],
         )
         .await;
     let seen = origin.last();
     assert!(!seen.headers.contains_key("x-client-secret"));
     assert_eq!(seen.headers["x-end-to-end"], "kept");
     assert_eq!(seen.headers["via"], "1.1 revcache");
-    assert!(seen.headers["forwarded"].to_str().unwrap().starts_with("for=\"127.0.0.1:"));
+    assert!(
+        seen.headers["forwarded"]
+            .to_str()
+            .unwrap()
+            .starts_with("for=\"127.0.0.1:")
+    );
     assert_eq!(seen.headers["host"], origin.addr.to_string().as_str());
     assert!(res.header("x-origin-secret").is_none());
     assert!(res.header("keep-alive").is_none());
@@ -473,12 +613,21 @@ async fn hop_by_hop_headers_are_stripped_and_via_and_forwarded_added() {
 async fn bodies_larger_than_the_cacheable_limit_stream_through_uncached() {
     let big = vec![b'z'; 3 << 20];
     let body = bytes::Bytes::from(big.clone());
-    let origin = Origin::start(move |_, _| Reply::ok(body.clone()).header("cache-control", "max-age=600")).await;
-    let rc = Revcache::start_with(&origin.url(), |s| s.limits.max_cacheable_body_bytes = 1 << 20).await;
+    let origin =
+        Origin::start(move |_, _| Reply::ok(body.clone()).header("cache-control", "max-age=600"))
+            .await;
+    let rc = Revcache::start_with(&origin.url(), |s| {
+        s.limits.max_cacheable_body_bytes = 1 << 20
+    })
+    .await;
     let c = Client::default();
     let first = c.get(&rc.url("/big")).await;
     assert_eq!(first.body.len(), big.len());
-    assert!(first.cache_status().contains("detail=too-large"), "{}", first.cache_status());
+    assert!(
+        first.cache_status().contains("detail=too-large"),
+        "{}",
+        first.cache_status()
+    );
     let second = c.get(&rc.url("/big")).await;
     assert_eq!(second.body, big);
     assert_eq!(origin.requests(), 2);
@@ -489,7 +638,9 @@ async fn request_bodies_are_forwarded_whole() {
     let origin = Origin::start(|req, _| Reply::ok(req.body.clone())).await;
     let rc = Revcache::start(&origin.url()).await;
     let body = vec![7u8; 1 << 20];
-    let res = Client::default().send("PUT", &rc.url("/upload"), &[], body.clone()).await;
+    let res = Client::default()
+        .send("PUT", &rc.url("/upload"), &[], body.clone())
+        .await;
     assert_eq!(res.body, body);
 }
 
@@ -507,9 +658,12 @@ async fn http2_clients_are_served_and_hit_the_cache() {
 
 #[tokio::test]
 async fn range_requests_bypass_the_cache() {
-    let origin = Origin::start(|_, _| Reply::status(206).header("content-range", "bytes 0-0/10")).await;
+    let origin =
+        Origin::start(|_, _| Reply::status(206).header("content-range", "bytes 0-0/10")).await;
     let rc = Revcache::start(&origin.url()).await;
-    let res = Client::default().get_with(&rc.url("/a"), &[("range", "bytes=0-0")]).await;
+    let res = Client::default()
+        .get_with(&rc.url("/a"), &[("range", "bytes=0-0")])
+        .await;
     assert_eq!(res.status, 206);
     assert!(res.cache_status().contains("fwd=bypass"));
 }

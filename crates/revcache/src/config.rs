@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use revcache_http::{CacheSettings, DialectName, Limits, PartitionSettings, RouteSettings, Settings};
+use revcache_http::{
+    CacheSettings, DialectName, Limits, PartitionSettings, RouteSettings, Settings,
+};
 use serde::Deserialize;
 
 use crate::cli::{LogFormat, ServeArgs};
@@ -96,7 +98,8 @@ pub struct Resolved {
 }
 
 pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| anyhow!("config file {}: {e}", path.display()))
 }
 
@@ -114,10 +117,15 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
     if listen == admin_listen && listen.port() != 0 {
         bail!("listen and admin.listen are both {listen}; give them different addresses");
     }
-    let token_file = args.admin_token_file.as_ref().or(file.admin.token_file.as_ref());
+    let token_file = args
+        .admin_token_file
+        .as_ref()
+        .or(file.admin.token_file.as_ref());
     let admin_token = match (token_file, file.admin.token) {
         (Some(path), _) => Some(read_token(path)?),
-        (None, Some(t)) if t.trim().is_empty() => bail!("admin.token: must not be empty (remove it to disable auth)"),
+        (None, Some(t)) if t.trim().is_empty() => {
+            bail!("admin.token: must not be empty (remove it to disable auth)")
+        }
         (None, t) => t.map(|t| t.trim().to_owned()),
     };
     let data_dir = args
@@ -129,18 +137,45 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
     let defaults = Limits::default();
     let l = &file.limits;
     let limits = Limits {
-        max_request_header_bytes: size_opt("limits.max_request_header_bytes", &l.max_request_header_bytes, defaults.max_request_header_bytes as u64)? as usize,
-        max_request_body_bytes: size_opt("limits.max_request_body_bytes", &l.max_request_body_bytes, defaults.max_request_body_bytes)?,
-        max_cacheable_body_bytes: size_opt("limits.max_cacheable_body_bytes", &l.max_cacheable_body_bytes, defaults.max_cacheable_body_bytes)?,
-        upstream_connect_timeout: duration_opt("limits.upstream_connect_timeout", &l.upstream_connect_timeout, defaults.upstream_connect_timeout)?,
-        upstream_read_timeout: duration_opt("limits.upstream_read_timeout", &l.upstream_read_timeout, defaults.upstream_read_timeout)?,
-        shutdown_grace: duration_opt("limits.shutdown_grace", &l.shutdown_grace, defaults.shutdown_grace)?,
+        max_request_header_bytes: size_opt(
+            "limits.max_request_header_bytes",
+            &l.max_request_header_bytes,
+            defaults.max_request_header_bytes as u64,
+        )? as usize,
+        max_request_body_bytes: size_opt(
+            "limits.max_request_body_bytes",
+            &l.max_request_body_bytes,
+            defaults.max_request_body_bytes,
+        )?,
+        max_cacheable_body_bytes: size_opt(
+            "limits.max_cacheable_body_bytes",
+            &l.max_cacheable_body_bytes,
+            defaults.max_cacheable_body_bytes,
+        )?,
+        upstream_connect_timeout: duration_opt(
+            "limits.upstream_connect_timeout",
+            &l.upstream_connect_timeout,
+            defaults.upstream_connect_timeout,
+        )?,
+        upstream_read_timeout: duration_opt(
+            "limits.upstream_read_timeout",
+            &l.upstream_read_timeout,
+            defaults.upstream_read_timeout,
+        )?,
+        shutdown_grace: duration_opt(
+            "limits.shutdown_grace",
+            &l.shutdown_grace,
+            defaults.shutdown_grace,
+        )?,
     };
     if limits.max_request_header_bytes < 1024 {
         bail!("limits.max_request_header_bytes: must be at least 1KiB");
     }
     for (key, d) in [
-        ("limits.upstream_connect_timeout", limits.upstream_connect_timeout),
+        (
+            "limits.upstream_connect_timeout",
+            limits.upstream_connect_timeout,
+        ),
         ("limits.upstream_read_timeout", limits.upstream_read_timeout),
     ] {
         if d.is_zero() {
@@ -150,7 +185,11 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
 
     let memory_limit = match &args.memory_limit {
         Some(s) => parse_size(s).map_err(|e| anyhow!("--memory-limit: {e}"))?,
-        None => size_opt("cache.memory_limit", &file.cache.memory_limit, CacheSettings::default().memory_limit)?,
+        None => size_opt(
+            "cache.memory_limit",
+            &file.cache.memory_limit,
+            CacheSettings::default().memory_limit,
+        )?,
     };
     if memory_limit < 1 << 20 {
         bail!("cache.memory_limit: must be at least 1MiB");
@@ -164,10 +203,10 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
 
     let mut headers = Vec::new();
     for (i, h) in file.partition.headers.iter().enumerate() {
-        headers.push(
-            http::HeaderName::from_bytes(h.as_bytes())
-                .map_err(|_| anyhow!("partition.headers[{i}]: {h:?} is not a valid header name"))?,
-        );
+        headers
+            .push(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                anyhow!("partition.headers[{i}]: {h:?} is not a valid header name")
+            })?);
     }
     for (i, c) in file.partition.cookies.iter().enumerate() {
         if c.is_empty() || c.contains([';', '=', ' ']) {
@@ -175,7 +214,11 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
         }
     }
 
-    let routes = routes(args.upstream.as_deref().or(file.upstream.as_deref()), &file.routes, args.upstream.is_some())?;
+    let routes = routes(
+        args.upstream.as_deref().or(file.upstream.as_deref()),
+        &file.routes,
+        args.upstream.is_some(),
+    )?;
 
     Ok(Resolved {
         settings: Settings {
@@ -191,25 +234,42 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
                 headers,
             },
         },
-        log_format: args.log_format.or(file.log_format).unwrap_or(LogFormat::Human),
+        log_format: args
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Human),
         log_level: args.log_level.clone().or(file.log_level),
     })
 }
 
-fn routes(upstream: Option<&str>, configured: &[RouteConfig], from_flag: bool) -> anyhow::Result<Vec<RouteSettings>> {
+fn routes(
+    upstream: Option<&str>,
+    configured: &[RouteConfig],
+    from_flag: bool,
+) -> anyhow::Result<Vec<RouteSettings>> {
     let mut out = Vec::new();
     for (i, r) in configured.iter().enumerate() {
         let key = |field: &str| format!("routes[{i}].{field}");
         let name = r.name.clone().unwrap_or_else(|| format!("route{i}"));
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            bail!("{}: {name:?} must be letters, digits, '-' or '_'", key("name"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!(
+                "{}: {name:?} must be letters, digits, '-' or '_'",
+                key("name")
+            );
         }
         if out.iter().any(|o: &RouteSettings| o.name == name) {
             bail!("{}: another route is already named {name:?}", key("name"));
         }
         let path_prefix = r.path_prefix.clone().unwrap_or_else(|| "/".into());
         if !path_prefix.starts_with('/') {
-            bail!("{}: {path_prefix:?} must start with '/'", key("path_prefix"));
+            bail!(
+                "{}: {path_prefix:?} must start with '/'",
+                key("path_prefix")
+            );
         }
         let dialect_name = r.dialect.as_deref().unwrap_or("http");
         let dialect = DialectName::parse(dialect_name).ok_or_else(|| {
@@ -250,12 +310,14 @@ fn routes(upstream: Option<&str>, configured: &[RouteConfig], from_flag: bool) -
 }
 
 fn upstream_uri(key: &str, value: &str) -> anyhow::Result<http::Uri> {
-    let uri: http::Uri = value
-        .parse()
-        .map_err(|e| anyhow!("{key}: {value:?} is not a URL ({e}); use e.g. http://127.0.0.1:8000"))?;
+    let uri: http::Uri = value.parse().map_err(|e| {
+        anyhow!("{key}: {value:?} is not a URL ({e}); use e.g. http://127.0.0.1:8000")
+    })?;
     match uri.scheme_str() {
         Some("http") if uri.authority().is_some() => {}
-        Some("https") => bail!("{key}: https upstreams are not supported yet; use http:// (or a local TLS proxy)"),
+        Some("https") => bail!(
+            "{key}: https upstreams are not supported yet; use http:// (or a local TLS proxy)"
+        ),
         _ => bail!("{key}: {value:?} must be an absolute http:// URL, e.g. http://127.0.0.1:8000"),
     }
     if uri.query().is_some() {
@@ -265,13 +327,14 @@ fn upstream_uri(key: &str, value: &str) -> anyhow::Result<http::Uri> {
 }
 
 fn addr(key: &str, value: &str) -> anyhow::Result<SocketAddr> {
-    value
-        .parse()
-        .map_err(|_| anyhow!("{key}: {value:?} is not an address; use IP:PORT, e.g. 127.0.0.1:8080"))
+    value.parse().map_err(|_| {
+        anyhow!("{key}: {value:?} is not an address; use IP:PORT, e.g. 127.0.0.1:8080")
+    })
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("admin.token_file: cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("admin.token_file: cannot read {}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     if token.is_empty() {
         bail!("admin.token_file: {} is empty", path.display());
@@ -282,12 +345,18 @@ fn read_token(path: &Path) -> anyhow::Result<String> {
 fn size_opt(key: &str, value: &Option<Quantity>, default: u64) -> anyhow::Result<u64> {
     match value {
         None => Ok(default),
-        Some(Quantity::Number(n)) => u64::try_from(*n).map_err(|_| anyhow!("{key}: must not be negative")),
+        Some(Quantity::Number(n)) => {
+            u64::try_from(*n).map_err(|_| anyhow!("{key}: must not be negative"))
+        }
         Some(Quantity::Text(s)) => parse_size(s).map_err(|e| anyhow!("{key}: {e}")),
     }
 }
 
-fn duration_opt(key: &str, value: &Option<Quantity>, default: Duration) -> anyhow::Result<Duration> {
+fn duration_opt(
+    key: &str,
+    value: &Option<Quantity>,
+    default: Duration,
+) -> anyhow::Result<Duration> {
     match value {
         None => Ok(default),
         Some(Quantity::Number(n)) => u64::try_from(*n)
@@ -300,7 +369,9 @@ fn duration_opt(key: &str, value: &Option<Quantity>, default: Duration) -> anyho
 /// `1024`, `64KiB`, `256MiB`, `2GiB`, `1.5GB` ...
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let num: f64 = num
         .parse()
@@ -315,7 +386,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         "t" | "tb" => 1_000_000_000_000,
         "tib" => 1 << 40,
-        _ => return Err(format!("{text:?} has an unknown unit; use B, KiB, MiB, GiB, TiB (or kB, MB, GB)")),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit; use B, KiB, MiB, GiB, TiB (or kB, MB, GB)"
+            ));
+        }
     };
     let bytes = num * mult as f64;
     if !bytes.is_finite() || bytes > u64::MAX as f64 {
@@ -327,7 +402,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// `500ms`, `5s`, `2m`, `1h`, `14d`; a bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let num: f64 = num
         .parse()
@@ -338,7 +415,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => num * 60.0,
         "h" => num * 3600.0,
         "d" => num * 86400.0,
-        _ => return Err(format!("{text:?} has an unknown unit; use ms, s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "{text:?} has an unknown unit; use ms, s, m, h or d"
+            ));
+        }
     };
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is out of range"))
 }
@@ -360,7 +441,10 @@ mod tests {
         assert!(parse_size("ten").is_err());
         assert!(parse_size("5 parsecs").is_err());
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("14d").unwrap(), Duration::from_secs(14 * 86400));
+        assert_eq!(
+            parse_duration("14d").unwrap(),
+            Duration::from_secs(14 * 86400)
+        );
         assert!(parse_duration("5x").is_err());
     }
 
@@ -405,23 +489,43 @@ mod tests {
     fn errors_name_the_key_and_the_fix() {
         let cases = [
             ("upstream = \"ftp://x\"", "upstream"),
-            ("upstream = \"http://x\"\n[limits]\nupstream_read_timeout = \"5 fortnights\"", "limits.upstream_read_timeout"),
-            ("upstream = \"http://x\"\n[cache]\nmemory_limit = \"lots\"", "cache.memory_limit"),
-            ("[[routes]]\nupstream = \"http://x\"\ndialect = \"gopher\"", "routes[0].dialect"),
-            ("[[routes]]\nupstream = \"http://x\"\npath_prefix = \"api\"", "routes[0].path_prefix"),
+            (
+                "upstream = \"http://x\"\n[limits]\nupstream_read_timeout = \"5 fortnights\"",
+                "limits.upstream_read_timeout",
+            ),
+            (
+                "upstream = \"http://x\"\n[cache]\nmemory_limit = \"lots\"",
+                "cache.memory_limit",
+            ),
+            (
+                "[[routes]]\nupstream = \"http://x\"\ndialect = \"gopher\"",
+                "routes[0].dialect",
+            ),
+            (
+                "[[routes]]\nupstream = \"http://x\"\npath_prefix = \"api\"",
+                "routes[0].path_prefix",
+            ),
             ("upstream = \"http://x\"\nlisten = \"localhost\"", "listen"),
-            ("upstream = \"http://x\"\n[partition]\nheaders = [\"bad header\"]", "partition.headers[0]"),
+            (
+                "upstream = \"http://x\"\n[partition]\nheaders = [\"bad header\"]",
+                "partition.headers[0]",
+            ),
             ("", "no upstream"),
         ];
         for (text, key) in cases {
-            let err = resolve_text(text).err().unwrap_or_else(|| panic!("{text} should fail")).to_string();
+            let err = resolve_text(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} should fail"))
+                .to_string();
             assert!(err.contains(key), "{err:?} should name {key}");
         }
     }
 
     #[test]
     fn unknown_keys_are_rejected_by_name() {
-        let err = toml::from_str::<ConfigFile>("[limits]\nmax_body = 1").unwrap_err().to_string();
+        let err = toml::from_str::<ConfigFile>("[limits]\nmax_body = 1")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("max_body"), "{err}");
     }
 }

@@ -17,18 +17,29 @@ impl Dialect for HttpDialect {
         match req.method {
             Method::GET | Method::HEAD => {
                 // Range and upgrade requests are forwarded as they are.
-                if req.headers.contains_key(RANGE) || req.headers.contains_key(http::header::UPGRADE) {
+                if req.headers.contains_key(RANGE)
+                    || req.headers.contains_key(http::header::UPGRADE)
+                {
                     Classification::Pass { reason: "bypass" }
                 } else {
-                    Classification::Cacheable { class: KeyClass::Get }
+                    Classification::Cacheable {
+                        class: KeyClass::Get,
+                    }
                 }
             }
-            Method::OPTIONS | Method::TRACE | Method::CONNECT => Classification::Pass { reason: "method" },
+            Method::OPTIONS | Method::TRACE | Method::CONNECT => {
+                Classification::Pass { reason: "method" }
+            }
             _ => Classification::Write,
         }
     }
 
-    fn on_response(&self, _req: &request::Parts, _status: StatusCode, headers: &HeaderMap) -> Facts {
+    fn on_response(
+        &self,
+        _req: &request::Parts,
+        _status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Facts {
         Facts {
             version: headers
                 .get(ETAG)
@@ -40,7 +51,12 @@ impl Dialect for HttpDialect {
 
     /// RFC 9111 §4.4: the target URI, and same-origin `Location` and
     /// `Content-Location`.
-    fn on_write(&self, req: &request::Parts, _status: StatusCode, headers: &HeaderMap) -> Vec<Invalidation> {
+    fn on_write(
+        &self,
+        req: &request::Parts,
+        _status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Vec<Invalidation> {
         let mut out = Vec::new();
         if let Some(pq) = req.uri.path_and_query() {
             out.push(Invalidation::Target(pq.as_str().to_owned()));
@@ -92,7 +108,10 @@ mod tests {
             .into_parts();
         let mut h = HeaderMap::new();
         h.insert(LOCATION, "http://cache.example/items/7".parse().unwrap());
-        h.insert(CONTENT_LOCATION, "http://elsewhere.example/x".parse().unwrap());
+        h.insert(
+            CONTENT_LOCATION,
+            "http://elsewhere.example/x".parse().unwrap(),
+        );
         let inv = HttpDialect.on_write(&parts, StatusCode::CREATED, &h);
         assert_eq!(
             inv,

@@ -51,7 +51,12 @@ pub trait Dialect: Send + Sync {
     fn classify(&self, req: &request::Parts) -> Classification;
     fn on_response(&self, req: &request::Parts, status: StatusCode, headers: &HeaderMap) -> Facts;
     /// Called after a write got a non-error (2xx/3xx) status.
-    fn on_write(&self, req: &request::Parts, status: StatusCode, headers: &HeaderMap) -> Vec<Invalidation>;
+    fn on_write(
+        &self,
+        req: &request::Parts,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Vec<Invalidation>;
 }
 
 pub fn for_name(name: DialectName) -> Arc<dyn Dialect> {

@@ -78,7 +78,9 @@ impl ResponseDirectives {
             "must-revalidate" => d.must_revalidate = true,
             "proxy-revalidate" => d.proxy_revalidate = true,
             "must-understand" => d.must_understand = true,
-            "stale-while-revalidate" => set_once(&mut d.stale_while_revalidate, Delta::parse(value)),
+            "stale-while-revalidate" => {
+                set_once(&mut d.stale_while_revalidate, Delta::parse(value))
+            }
             "stale-if-error" => set_once(&mut d.stale_if_error, Delta::parse(value)),
             _ => {}
         });

@@ -54,21 +54,32 @@ mod tests {
     fn h(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         pairs
             .iter()
-            .map(|(n, v)| (http::HeaderName::from_static(n), HeaderValue::from_static(v)))
+            .map(|(n, v)| {
+                (
+                    http::HeaderName::from_static(n),
+                    HeaderValue::from_static(v),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn if_none_match_uses_weak_comparison_over_a_list() {
         let stored = h(&[("etag", "\"v2\"")]);
-        assert!(not_modified(&h(&[("if-none-match", "\"v1\", W/\"v2\"")]), &stored));
+        assert!(not_modified(
+            &h(&[("if-none-match", "\"v1\", W/\"v2\"")]),
+            &stored
+        ));
         assert!(!not_modified(&h(&[("if-none-match", "\"v1\"")]), &stored));
         assert!(not_modified(&h(&[("if-none-match", "*")]), &stored));
     }
 
     #[test]
     fn if_none_match_takes_precedence_over_if_modified_since() {
-        let stored = h(&[("etag", "\"v2\""), ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        let stored = h(&[
+            ("etag", "\"v2\""),
+            ("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
         let req = h(&[
             ("if-none-match", "\"v1\""),
             ("if-modified-since", "Sun, 06 Nov 2094 08:49:37 GMT"),
@@ -79,8 +90,17 @@ mod tests {
     #[test]
     fn if_modified_since_compares_with_last_modified() {
         let stored = h(&[("last-modified", "Sun, 06 Nov 1994 08:49:37 GMT")]);
-        assert!(not_modified(&h(&[("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")]), &stored));
-        assert!(!not_modified(&h(&[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]), &stored));
-        assert!(!not_modified(&h(&[("if-modified-since", "garbage")]), &stored));
+        assert!(not_modified(
+            &h(&[("if-modified-since", "Sun, 06 Nov 1994 08:49:37 GMT")]),
+            &stored
+        ));
+        assert!(!not_modified(
+            &h(&[("if-modified-since", "Sat, 05 Nov 1994 08:49:37 GMT")]),
+            &stored
+        ));
+        assert!(!not_modified(
+            &h(&[("if-modified-since", "garbage")]),
+            &stored
+        ));
     }
 }

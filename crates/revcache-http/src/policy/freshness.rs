@@ -86,6 +86,7 @@ pub fn stored_freshness(
         must_revalidate: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
         stale_while_revalidate: valid(cc.stale_while_revalidate),
         stale_if_error: valid(cc.stale_if_error),
+        shareable: cc.allows_sharing_authenticated(),
     };
     let timing = EntryTiming {
         request_time,
@@ -104,7 +105,9 @@ fn valid(d: Option<Delta>) -> Option<Duration> {
 
 fn heuristic(headers: &HeaderMap, date: SystemTime) -> Duration {
     match http_date(headers, LAST_MODIFIED) {
-        Some(lm) => (date.duration_since(lm).unwrap_or_default() / HEURISTIC_FRACTION).min(HEURISTIC_MAX),
+        Some(lm) => {
+            (date.duration_since(lm).unwrap_or_default() / HEURISTIC_FRACTION).min(HEURISTIC_MAX)
+        }
         None => Duration::ZERO,
     }
 }
@@ -135,7 +138,9 @@ pub fn reuse(entry: &Entry, req: &RequestDirectives, now: SystemTime) -> Reuse {
     let remaining = f.lifetime.checked_sub(age).filter(|r| !r.is_zero());
     if let Some(remaining) = remaining {
         match req.min_fresh {
-            Some(min) if remaining < Duration::from_secs(min.seconds()) => return Reuse::Revalidate,
+            Some(min) if remaining < Duration::from_secs(min.seconds()) => {
+                return Reuse::Revalidate;
+            }
             _ => return Reuse::Fresh,
         }
     }
@@ -206,8 +211,13 @@ mod tests {
 
     fn entry_for(status: u16, h: &HeaderMap, received: u64) -> Entry {
         let cc = ResponseDirectives::parse(h);
-        let (freshness, timing) =
-            stored_freshness(StatusCode::from_u16(status).unwrap(), h, &cc, at(received), at(received));
+        let (freshness, timing) = stored_freshness(
+            StatusCode::from_u16(status).unwrap(),
+            h,
+            &cc,
+            at(received),
+            at(received),
+        );
         Entry::new(
             PrimaryKey::new(0, KeyClass::Get, "h", "/", Partition::Public),
             Box::new([]),
@@ -227,7 +237,11 @@ mod tests {
 
     #[test]
     fn max_age_is_fresh_until_it_runs_out() {
-        let e = entry_for(200, &hdrs(&[("cache-control", "max-age=10"), ("date", &date(T0))]), T0);
+        let e = entry_for(
+            200,
+            &hdrs(&[("cache-control", "max-age=10"), ("date", &date(T0))]),
+            T0,
+        );
         assert_eq!(reuse_at(&e, T0 + 9), Reuse::Fresh);
         assert_eq!(reuse_at(&e, T0 + 10), Reuse::Revalidate);
     }
@@ -236,7 +250,11 @@ mod tests {
     fn age_header_counts_against_freshness() {
         let e = entry_for(
             200,
-            &hdrs(&[("cache-control", "max-age=10"), ("age", "8"), ("date", &date(T0))]),
+            &hdrs(&[
+                ("cache-control", "max-age=10"),
+                ("age", "8"),
+                ("date", &date(T0)),
+            ]),
             T0,
         );
         assert_eq!(reuse_at(&e, T0 + 1), Reuse::Fresh);
@@ -247,7 +265,11 @@ mod tests {
     fn age_larger_than_expires_minus_date_is_stale() {
         let e = entry_for(
             200,
-            &hdrs(&[("expires", &date(T0 + 10)), ("age", "20"), ("date", &date(T0))]),
+            &hdrs(&[
+                ("expires", &date(T0 + 10)),
+                ("age", "20"),
+                ("date", &date(T0)),
+            ]),
             T0,
         );
         assert_eq!(reuse_at(&e, T0), Reuse::Revalidate);
@@ -258,14 +280,22 @@ mod tests {
         for bad in ["1, 100", "-5", "abc", "1.5", " "] {
             let e = entry_for(
                 200,
-                &hdrs(&[("cache-control", "max-age=10"), ("age", bad), ("date", &date(T0))]),
+                &hdrs(&[
+                    ("cache-control", "max-age=10"),
+                    ("age", bad),
+                    ("date", &date(T0)),
+                ]),
                 T0,
             );
             assert_eq!(reuse_at(&e, T0 + 5), Reuse::Fresh, "Age: {bad}");
         }
         let e = entry_for(
             200,
-            &hdrs(&[("cache-control", "max-age=10"), ("age", "99999999999999999999"), ("date", &date(T0))]),
+            &hdrs(&[
+                ("cache-control", "max-age=10"),
+                ("age", "99999999999999999999"),
+                ("date", &date(T0)),
+            ]),
             T0,
         );
         assert_eq!(reuse_at(&e, T0), Reuse::Revalidate);
@@ -273,7 +303,11 @@ mod tests {
 
     #[test]
     fn expires_before_date_or_invalid_is_already_stale() {
-        let e = entry_for(200, &hdrs(&[("expires", &date(T0 - 10)), ("date", &date(T0))]), T0);
+        let e = entry_for(
+            200,
+            &hdrs(&[("expires", &date(T0 - 10)), ("date", &date(T0))]),
+            T0,
+        );
         assert_eq!(reuse_at(&e, T0), Reuse::Revalidate);
         let e = entry_for(200, &hdrs(&[("expires", "0"), ("date", &date(T0))]), T0);
         assert_eq!(reuse_at(&e, T0), Reuse::Revalidate);
@@ -283,13 +317,20 @@ mod tests {
     fn s_maxage_beats_max_age_which_beats_expires() {
         let e = entry_for(
             200,
-            &hdrs(&[("cache-control", "max-age=100, s-maxage=5"), ("date", &date(T0))]),
+            &hdrs(&[
+                ("cache-control", "max-age=100, s-maxage=5"),
+                ("date", &date(T0)),
+            ]),
             T0,
         );
         assert_eq!(reuse_at(&e, T0 + 6), Reuse::Revalidate);
         let e = entry_for(
             200,
-            &hdrs(&[("cache-control", "max-age=100"), ("expires", &date(T0 + 5)), ("date", &date(T0))]),
+            &hdrs(&[
+                ("cache-control", "max-age=100"),
+                ("expires", &date(T0 + 5)),
+                ("date", &date(T0)),
+            ]),
             T0,
         );
         assert_eq!(reuse_at(&e, T0 + 6), Reuse::Fresh);
@@ -299,7 +340,11 @@ mod tests {
     fn invalid_max_age_makes_the_response_stale() {
         let e = entry_for(
             200,
-            &hdrs(&[("cache-control", "max-age=abc"), ("expires", &date(T0 + 100)), ("date", &date(T0))]),
+            &hdrs(&[
+                ("cache-control", "max-age=abc"),
+                ("expires", &date(T0 + 100)),
+                ("date", &date(T0)),
+            ]),
             T0,
         );
         assert_eq!(reuse_at(&e, T0), Reuse::Revalidate);
@@ -309,15 +354,25 @@ mod tests {
     fn heuristic_freshness_only_for_heuristic_statuses_with_last_modified() {
         let h = hdrs(&[("last-modified", &date(T0 - 1000)), ("date", &date(T0))]);
         assert_eq!(reuse_at(&entry_for(200, &h, T0), T0 + 50), Reuse::Fresh);
-        assert_eq!(reuse_at(&entry_for(200, &h, T0), T0 + 100), Reuse::Revalidate);
+        assert_eq!(
+            reuse_at(&entry_for(200, &h, T0), T0 + 100),
+            Reuse::Revalidate
+        );
         assert_eq!(reuse_at(&entry_for(302, &h, T0), T0 + 1), Reuse::Revalidate);
         let no_lm = hdrs(&[("date", &date(T0))]);
-        assert_eq!(reuse_at(&entry_for(200, &no_lm, T0), T0 + 1), Reuse::Revalidate);
+        assert_eq!(
+            reuse_at(&entry_for(200, &no_lm, T0), T0 + 1),
+            Reuse::Revalidate
+        );
     }
 
     #[test]
     fn request_directives_tighten_or_loosen_reuse() {
-        let e = entry_for(200, &hdrs(&[("cache-control", "max-age=100"), ("date", &date(T0))]), T0);
+        let e = entry_for(
+            200,
+            &hdrs(&[("cache-control", "max-age=100"), ("date", &date(T0))]),
+            T0,
+        );
         let mut req = RequestDirectives {
             max_age: Some(Delta::Seconds(5)),
             ..Default::default()
@@ -340,7 +395,13 @@ mod tests {
     fn must_revalidate_and_no_cache_never_serve_without_validation() {
         let e = entry_for(
             200,
-            &hdrs(&[("cache-control", "max-age=1, must-revalidate, stale-if-error=100"), ("date", &date(T0))]),
+            &hdrs(&[
+                (
+                    "cache-control",
+                    "max-age=1, must-revalidate, stale-if-error=100",
+                ),
+                ("date", &date(T0)),
+            ]),
             T0,
         );
         let any_stale = RequestDirectives {
@@ -348,8 +409,19 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(reuse(&e, &any_stale, at(T0 + 5)), Reuse::Revalidate);
-        assert!(!stale_if_error_allows(&e, &RequestDirectives::default(), at(T0 + 5)));
-        let e = entry_for(200, &hdrs(&[("cache-control", "max-age=100, no-cache"), ("date", &date(T0))]), T0);
+        assert!(!stale_if_error_allows(
+            &e,
+            &RequestDirectives::default(),
+            at(T0 + 5)
+        ));
+        let e = entry_for(
+            200,
+            &hdrs(&[
+                ("cache-control", "max-age=100, no-cache"),
+                ("date", &date(T0)),
+            ]),
+            T0,
+        );
         assert_eq!(reuse_at(&e, T0), Reuse::Revalidate);
     }
 
@@ -358,14 +430,25 @@ mod tests {
         let e = entry_for(
             200,
             &hdrs(&[
-                ("cache-control", "max-age=10, stale-while-revalidate=20, stale-if-error=60"),
+                (
+                    "cache-control",
+                    "max-age=10, stale-while-revalidate=20, stale-if-error=60",
+                ),
                 ("date", &date(T0)),
             ]),
             T0,
         );
         assert_eq!(reuse_at(&e, T0 + 25), Reuse::StaleWhileRevalidate);
         assert_eq!(reuse_at(&e, T0 + 31), Reuse::Revalidate);
-        assert!(stale_if_error_allows(&e, &RequestDirectives::default(), at(T0 + 70)));
-        assert!(!stale_if_error_allows(&e, &RequestDirectives::default(), at(T0 + 71)));
+        assert!(stale_if_error_allows(
+            &e,
+            &RequestDirectives::default(),
+            at(T0 + 70)
+        ));
+        assert!(!stale_if_error_allows(
+            &e,
+            &RequestDirectives::default(),
+            at(T0 + 71)
+        ));
     }
 }

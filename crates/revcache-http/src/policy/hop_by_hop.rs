@@ -3,7 +3,12 @@
 use http::HeaderMap;
 use http::header::{CONNECTION, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
 
-const FIXED: [&str; 4] = ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization"];
+const FIXED: [&str; 4] = [
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
 
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn strip(headers: &mut HeaderMap) {

@@ -31,7 +31,10 @@ pub fn storability(
     if method != Method::GET {
         return No("method");
     }
-    if status.is_informational() || status == StatusCode::NOT_MODIFIED || status == StatusCode::PARTIAL_CONTENT {
+    if status.is_informational()
+        || status == StatusCode::NOT_MODIFIED
+        || status == StatusCode::PARTIAL_CONTENT
+    {
         return No("status");
     }
     if req.no_store || res.no_store {
@@ -54,7 +57,11 @@ pub fn storability(
         true
     };
     if headers.contains_key(SET_COOKIE) && !(res.public || res.s_maxage.is_some()) {
-        return if has_credentials { Private } else { No("set-cookie") };
+        return if has_credentials {
+            Private
+        } else {
+            No("set-cookie")
+        };
     }
     if shareable { Shared } else { Private }
 }
@@ -85,8 +92,14 @@ mod tests {
 
     #[test]
     fn no_store_and_private_are_never_stored() {
-        assert_eq!(decide("no-store, max-age=60", 200, false), Storability::No("no-store"));
-        assert_eq!(decide("private, max-age=60", 200, false), Storability::No("private"));
+        assert_eq!(
+            decide("no-store, max-age=60", 200, false),
+            Storability::No("no-store")
+        );
+        assert_eq!(
+            decide("private, max-age=60", 200, false),
+            Storability::No("private")
+        );
     }
 
     #[test]

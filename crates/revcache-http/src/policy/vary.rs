@@ -4,8 +4,8 @@
 //! and at the ends removed) so trivially different spellings share a
 //! variant. `Vary: *`, or a field name that cannot be parsed, never matches.
 
-use http::header::{HeaderName, VARY};
 use http::HeaderMap;
+use http::header::{HeaderName, VARY};
 use revcache_core::entry::Variant;
 
 /// The variant a request selects under a response's `Vary`, or `None` when
@@ -78,9 +78,15 @@ mod tests {
         let res = h(&[("vary", "Accept-Encoding, accept-language")]);
         let v = variant_of(&res, &h(&[("accept-encoding", "gzip,br")])).unwrap();
         assert!(matches(&v, &h(&[("accept-encoding", "gzip, br")])));
-        assert!(matches(&v, &h(&[("accept-encoding", "gzip"), ("accept-encoding", "br")])));
+        assert!(matches(
+            &v,
+            &h(&[("accept-encoding", "gzip"), ("accept-encoding", "br")])
+        ));
         assert!(!matches(&v, &h(&[("accept-encoding", "gzip")])));
-        assert!(!matches(&v, &h(&[("accept-encoding", "gzip, br"), ("accept-language", "en")])));
+        assert!(!matches(
+            &v,
+            &h(&[("accept-encoding", "gzip, br"), ("accept-language", "en")])
+        ));
     }
 
     #[test]

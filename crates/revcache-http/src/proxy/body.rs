@@ -37,7 +37,10 @@ enum Kind {
 
 impl ProxyBody {
     pub fn empty() -> Self {
-        ProxyBody { kind: Kind::Empty, sent: None }
+        ProxyBody {
+            kind: Kind::Empty,
+            sent: None,
+        }
     }
 
     pub fn full(bytes: Bytes, sent: Counter) -> Self {
@@ -75,7 +78,10 @@ impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         let polled = match &mut this.kind {
             Kind::Empty => Poll::Ready(None),
@@ -119,7 +125,11 @@ pub struct IdleTimeout<B> {
 
 impl<B> IdleTimeout<B> {
     pub fn new(inner: B, idle: Duration) -> Self {
-        IdleTimeout { inner, idle, timer: None }
+        IdleTimeout {
+            inner,
+            idle,
+            timer: None,
+        }
     }
 }
 
@@ -131,7 +141,10 @@ where
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(r) => {
@@ -174,7 +187,10 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, limit: u64) -> (Self, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    pub fn new(
+        inner: Incoming,
+        limit: u64,
+    ) -> (Self, std::sync::Arc<std::sync::atomic::AtomicBool>) {
         let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         (
             RequestBody {
@@ -201,7 +217,10 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = BodyError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
         let Some(inner) = &mut this.inner else {
             return Poll::Ready(None);
@@ -211,7 +230,8 @@ impl Body for RequestBody {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > this.remaining {
-                        this.exceeded.store(true, std::sync::atomic::Ordering::SeqCst);
+                        this.exceeded
+                            .store(true, std::sync::atomic::Ordering::SeqCst);
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge(this.limit)))));
                     }
                     this.remaining -= len;
@@ -229,6 +249,8 @@ impl Body for RequestBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.as_ref().map_or(SizeHint::with_exact(0), |b| b.size_hint())
+        self.inner
+            .as_ref()
+            .map_or(SizeHint::with_exact(0), |b| b.size_hint())
     }
 }

@@ -102,9 +102,16 @@ mod tests {
     fn renders_rfc_9211_parameters_in_order() {
         assert_eq!(CacheStatus::hit().value(), "revcache; hit");
         assert_eq!(
-            CacheStatus::fwd("uri-miss").fwd_status(200).stored(true).ttl(60).value(),
+            CacheStatus::fwd("uri-miss")
+                .fwd_status(200)
+                .stored(true)
+                .ttl(60)
+                .value(),
             "revcache; fwd=uri-miss; fwd-status=200; stored; ttl=60"
         );
-        assert_eq!(CacheStatus::hit().collapsed().value(), "revcache; hit; collapsed");
+        assert_eq!(
+            CacheStatus::hit().collapsed().value(),
+            "revcache; hit; collapsed"
+        );
     }
 }

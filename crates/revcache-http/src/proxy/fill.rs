@@ -17,7 +17,10 @@ use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use revcache_core::entry::Variant;
-use revcache_core::{Cache, Entry, EntryTiming, FillTicket, Freshness, LeaderGuard, PrimaryKey, StoreOutcome, Tag, Version};
+use revcache_core::{
+    Cache, Entry, EntryTiming, FillTicket, Freshness, LeaderGuard, PrimaryKey, StoreOutcome, Tag,
+    Version,
+};
 use tokio::sync::mpsc;
 
 use super::FlightOutcome;
@@ -77,7 +80,9 @@ async fn run(
                 return;
             }
         };
-        let Ok(data) = frame.into_data() else { continue };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
         if let Some(buf) = &mut kept {
             if (buf.len() + data.len()) as u64 > plan.max_bytes {
                 kept = None;

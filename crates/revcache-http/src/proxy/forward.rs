@@ -52,13 +52,20 @@ pub fn upstream_request(
     let mut headers = parts.headers.clone();
     hop_by_hop::strip(&mut headers);
     if !route.preserve_host || !headers.contains_key(HOST) {
-        let value = if route.preserve_host { host } else { route.authority.as_str() };
+        let value = if route.preserve_host {
+            host
+        } else {
+            route.authority.as_str()
+        };
         if let Ok(v) = HeaderValue::from_str(value) {
             headers.insert(HOST, v);
         }
     }
     headers.append(VIA, via_value(parts.version));
-    let forwarded = format!("for=\"{client}\";host=\"{}\";proto=http", host.replace('"', ""));
+    let forwarded = format!(
+        "for=\"{client}\";host=\"{}\";proto=http",
+        host.replace('"', "")
+    );
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.append(FORWARDED, v);
     }
@@ -68,7 +75,12 @@ pub fn upstream_request(
         Conditions::Revalidate(stored) => {
             strip_conditions(&mut headers);
             copy(stored, &mut headers, http::header::ETAG, IF_NONE_MATCH);
-            copy(stored, &mut headers, http::header::LAST_MODIFIED, IF_MODIFIED_SINCE);
+            copy(
+                stored,
+                &mut headers,
+                http::header::LAST_MODIFIED,
+                IF_MODIFIED_SINCE,
+            );
         }
     }
     let mut req = Request::new(body);

@@ -22,7 +22,8 @@ use http::header::{AGE, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use revcache_core::{
-    Cache, CacheConfig, Entry, Join, KeyClass, PartitionKey, PrimaryKey, PurgeScope, SingleFlight, StoreOutcome,
+    Cache, CacheConfig, Entry, Join, KeyClass, Partition, PartitionKey, PrimaryKey, PurgeScope,
+    SingleFlight, StoreOutcome,
 };
 
 use self::body::{ProxyBody, RequestBody};
@@ -34,10 +35,10 @@ use crate::credential;
 use crate::dialect::{Classification, Invalidation};
 use crate::metrics::{InvalidationSource, Metrics, Outcome, UpstreamReason};
 use crate::policy::freshness::stale_if_error_allows;
+use crate::policy::{RequestDirectives, ResponseDirectives};
 use crate::policy::{
     Reuse, Storability, conditional, hop_by_hop, merge, reuse, storability, stored_freshness, vary,
 };
-use crate::policy::{RequestDirectives, ResponseDirectives};
 use crate::route::{Route, RouteError, Router};
 use crate::settings::{Limits, PartitionSettings, Settings};
 
@@ -120,7 +121,11 @@ impl Proxy {
     }
 
     /// Serves one client request.
-    pub async fn handle(self: &Arc<Self>, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().clone();
@@ -143,7 +148,11 @@ impl Proxy {
         res
     }
 
-    async fn dispatch(self: &Arc<Self>, req: Request<Incoming>, client: SocketAddr) -> Response<ProxyBody> {
+    async fn dispatch(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
         let header_bytes: usize = req
             .headers()
             .iter()
@@ -171,7 +180,10 @@ impl Proxy {
         let Some(route) = self.router.route(host_name, parts.uri.path()).cloned() else {
             return self.reject(
                 StatusCode::NOT_FOUND,
-                format!("no route for host {host_name:?} and path {:?}", parts.uri.path()),
+                format!(
+                    "no route for host {host_name:?} and path {:?}",
+                    parts.uri.path()
+                ),
             );
         };
         let declared = parts
@@ -190,13 +202,18 @@ impl Proxy {
             );
         }
         let classification = route.dialect.classify(&parts);
-        let partition = credential::partition_of(&parts.headers, &self.partition, &self.partition_key);
+        let partition =
+            credential::partition_of(&parts.headers, &self.partition, &self.partition_key);
         let class = match &classification {
             Classification::Cacheable { class } => class.clone(),
             _ => KeyClass::Get,
         };
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let public_key = PrimaryKey::new(route.id, class, &host, &target, revcache_core::Partition::Public);
+        let target = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let public_key = PrimaryKey::new(route.id, class, &host, &target, Partition::Public);
         let own_key = match partition {
             Some(p) => public_key.with_partition(p),
             None => public_key.clone(),
@@ -250,7 +267,14 @@ impl Proxy {
         outcome: Outcome,
     ) -> (Response<ProxyBody>, Option<(StatusCode, HeaderMap)>) {
         let (body, exceeded) = RequestBody::new(body, self.limits.max_request_body_bytes);
-        let req = forward::upstream_request(&ex.route, &ex.parts, &ex.host, ex.client, body, Conditions::Client);
+        let req = forward::upstream_request(
+            &ex.route,
+            &ex.parts,
+            &ex.host,
+            ex.client,
+            body,
+            Conditions::Client,
+        );
         let res = match self.upstream.send(req, Some(exceeded)).await {
             Ok(res) => res,
             Err(e) => return (self.upstream_failed(&e, CacheStatus::fwd(fwd)), None),
@@ -262,9 +286,15 @@ impl Proxy {
         let answered = (parts.status, parts.headers.clone());
         parts.headers.append(
             cache_status::NAME,
-            CacheStatus::fwd(fwd).fwd_status(parts.status.as_u16()).value(),
+            CacheStatus::fwd(fwd)
+                .fwd_status(parts.status.as_u16())
+                .value(),
         );
-        let body = ProxyBody::upstream(body, self.upstream.read_timeout(), self.metrics.bytes_counter(false));
+        let body = ProxyBody::upstream(
+            body,
+            self.upstream.read_timeout(),
+            self.metrics.bytes_counter(false),
+        );
         (Response::from_parts(parts, body), Some(answered))
     }
 
@@ -287,11 +317,22 @@ impl Proxy {
     /// The stored entry that may answer `ex`, and whether the URI had any.
     fn find(&self, ex: &Exchange) -> (Option<Arc<Entry>>, bool) {
         let mut known = false;
-        let keys = [Some(&ex.own_key), (ex.own_key != ex.public_key).then_some(&ex.public_key)];
+        let keys = [
+            Some(&ex.own_key),
+            (ex.own_key != ex.public_key).then_some(&ex.public_key),
+        ];
         for key in keys.into_iter().flatten() {
+            // A caller with credentials uses public entries only when the
+            // response said it may be shared with them (RFC 9111 §3.5).
+            let usable = |e: &&Arc<Entry>| {
+                (!ex.has_credentials
+                    || e.key.partition() != Partition::Public
+                    || e.freshness.shareable)
+                    && vary::matches(&e.variant, &ex.parts.headers)
+            };
             if let Some(variants) = self.cache.lookup(key) {
                 known = true;
-                if let Some(e) = variants.iter().rev().find(|e| vary::matches(&e.variant, &ex.parts.headers)) {
+                if let Some(e) = variants.iter().rev().find(usable) {
                     return (Some(e.clone()), true);
                 }
             }
@@ -299,10 +340,24 @@ impl Proxy {
         (None, known)
     }
 
-    fn serve(&self, ex: &Exchange, entry: &Entry, status: CacheStatus, outcome: Outcome) -> Response<ProxyBody> {
+    fn serve(
+        &self,
+        ex: &Exchange,
+        entry: &Entry,
+        status: CacheStatus,
+        outcome: Outcome,
+    ) -> Response<ProxyBody> {
         self.metrics.outcome(outcome);
         let head = ex.parts.method == http::Method::HEAD;
-        respond::from_entry(entry, &ex.parts.headers, head, ex.parts.version, status, &self.metrics, SystemTime::now())
+        respond::from_entry(
+            entry,
+            &ex.parts.headers,
+            head,
+            ex.parts.version,
+            status,
+            &self.metrics,
+            SystemTime::now(),
+        )
     }
 
     async fn cached(self: &Arc<Self>, ex: Exchange, body: Incoming) -> Response<ProxyBody> {
@@ -329,32 +384,54 @@ impl Proxy {
             );
         }
         let fwd = match &stale {
-            Some(e) if ex.req_cc.no_cache && reuse(e, &RequestDirectives::default(), now) == Reuse::Fresh => "request",
+            Some(e)
+                if ex.req_cc.no_cache
+                    && reuse(e, &RequestDirectives::default(), now) == Reuse::Fresh =>
+            {
+                "request"
+            }
             Some(_) => "stale",
             None if uri_known => "vary-miss",
             None => "uri-miss",
         };
-        let reason = if stale.is_some() { UpstreamReason::Revalidate } else { UpstreamReason::Miss };
+        let reason = if stale.is_some() {
+            UpstreamReason::Revalidate
+        } else {
+            UpstreamReason::Miss
+        };
         if ex.parts.method == http::Method::HEAD {
             // A HEAD cannot fill a GET entry; ask the upstream directly.
-            let outcome = if stale.is_some() { Outcome::Refetched } else { Outcome::Miss };
+            let outcome = if stale.is_some() {
+                Outcome::Refetched
+            } else {
+                Outcome::Miss
+            };
             return self.forward_plain(&ex, body, reason, fwd, outcome).await.0;
         }
         let (body, exceeded) = RequestBody::new(body, self.limits.max_request_body_bytes);
         for _ in 0..3 {
             match self.flights.join(&ex.own_key) {
                 Join::Leader(leader) => {
-                    return self.fetch(&ex, body, Some(exceeded), stale, Some(leader), fwd, reason).await;
+                    return self
+                        .fetch(&ex, body, Some(exceeded), stale, Some(leader), fwd, reason)
+                        .await;
                 }
                 Join::Waiter(waiter) => match waiter.wait().await {
                     Ok(FlightOutcome::Entry(e)) if vary::matches(&e.variant, &ex.parts.headers) => {
-                        return self.serve(&ex, &e, CacheStatus::hit().collapsed(), Outcome::Collapsed);
+                        return self.serve(
+                            &ex,
+                            &e,
+                            CacheStatus::hit().collapsed(),
+                            Outcome::Collapsed,
+                        );
                     }
                     Ok(FlightOutcome::Failed(err)) => {
                         if let Some(s) = &stale
                             && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
                         {
-                            let status = CacheStatus::fwd("stale").collapsed().detail("stale-if-error");
+                            let status = CacheStatus::fwd("stale")
+                                .collapsed()
+                                .detail("stale-if-error");
                             return self.serve(&ex, s, status, Outcome::StaleIfError);
                         }
                         return self.upstream_failed(&err, CacheStatus::fwd(fwd).collapsed());
@@ -364,7 +441,8 @@ impl Proxy {
                 },
             }
         }
-        self.fetch(&ex, body, Some(exceeded), stale, None, fwd, reason).await
+        self.fetch(&ex, body, Some(exceeded), stale, None, fwd, reason)
+            .await
     }
 
     /// Stale-while-revalidate: refresh `entry` without making anyone wait.
@@ -385,7 +463,15 @@ impl Proxy {
         };
         tokio::spawn(async move {
             let res = this
-                .fetch(&ex, RequestBody::empty(), None, Some(entry), Some(leader), "stale", UpstreamReason::Background)
+                .fetch(
+                    &ex,
+                    RequestBody::empty(),
+                    None,
+                    Some(entry),
+                    Some(leader),
+                    "stale",
+                    UpstreamReason::Background,
+                )
                 .await;
             // Nobody reads it; the fill task finishes storing on its own.
             drop(res);
@@ -412,7 +498,8 @@ impl Proxy {
         };
         let ticket = self.cache.begin_fill();
         let request_time = SystemTime::now();
-        let req = forward::upstream_request(&ex.route, &ex.parts, &ex.host, ex.client, body, conditions);
+        let req =
+            forward::upstream_request(&ex.route, &ex.parts, &ex.host, ex.client, body, conditions);
         let res = match self.upstream.send(req, exceeded).await {
             Ok(res) => res,
             Err(e) => {
@@ -425,7 +512,12 @@ impl Proxy {
                 {
                     self.metrics.upstream_error(e.kind());
                     tracing::warn!(error = %e, "upstream failed; serving stale (stale-if-error)");
-                    return self.serve(ex, s, CacheStatus::fwd("stale").detail("stale-if-error"), Outcome::StaleIfError);
+                    return self.serve(
+                        ex,
+                        s,
+                        CacheStatus::fwd("stale").detail("stale-if-error"),
+                        Outcome::StaleIfError,
+                    );
                 }
                 return self.upstream_failed(&e, CacheStatus::fwd(fwd));
             }
@@ -447,7 +539,16 @@ impl Proxy {
                     leader.complete(FlightOutcome::NotShared);
                 }
                 self.cache.purge(PurgeScope::Key(&s.key));
-                return Box::pin(self.fetch(ex, RequestBody::empty(), None, None, None, fwd, reason)).await;
+                return Box::pin(self.fetch(
+                    ex,
+                    RequestBody::empty(),
+                    None,
+                    None,
+                    None,
+                    fwd,
+                    reason,
+                ))
+                .await;
             }
             let merged = merge::merge_304(&s.headers, &rparts.headers);
             let entry = refreshed(s, merged, request_time, response_time);
@@ -469,11 +570,17 @@ impl Proxy {
                 let e = UpstreamError::Other(format!("upstream answered {status}"));
                 leader.complete(FlightOutcome::Failed(e));
             }
-            let cs = CacheStatus::fwd("stale").fwd_status(status.as_u16()).detail("stale-if-error");
+            let cs = CacheStatus::fwd("stale")
+                .fwd_status(status.as_u16())
+                .detail("stale-if-error");
             return self.serve(ex, s, cs, Outcome::StaleIfError);
         }
 
-        let outcome = if stale.is_some() { Outcome::Refetched } else { Outcome::Miss };
+        let outcome = if stale.is_some() {
+            Outcome::Refetched
+        } else {
+            Outcome::Miss
+        };
         let res_cc = ResponseDirectives::parse(&rparts.headers);
         let decision = self.storability(ex, status, &res_cc, &rparts.headers, leader.is_some());
         let mut client_headers = rparts.headers.clone();
@@ -485,9 +592,17 @@ impl Proxy {
                     Storability::Shared => ex.public_key.clone(),
                     _ => ex.own_key.clone(),
                 };
-                let facts = ex.route.dialect.on_response(&ex.parts, status, &rparts.headers);
-                let (freshness, timing) =
-                    stored_freshness(status, &rparts.headers, &res_cc, request_time, response_time);
+                let facts = ex
+                    .route
+                    .dialect
+                    .on_response(&ex.parts, status, &rparts.headers);
+                let (freshness, timing) = stored_freshness(
+                    status,
+                    &rparts.headers,
+                    &res_cc,
+                    request_time,
+                    response_time,
+                );
                 let mut stored = rparts.headers;
                 stored.remove(AGE);
                 stored.remove(cache_status::NAME);
@@ -504,7 +619,9 @@ impl Proxy {
                     max_bytes: self.limits.max_cacheable_body_bytes,
                     read_timeout: self.upstream.read_timeout(),
                 };
-                cs = cs.stored(true).ttl(freshness.lifetime.as_secs() as i64 - timing.initial_age.as_secs() as i64);
+                cs = cs
+                    .stored(true)
+                    .ttl(freshness.lifetime.as_secs() as i64 - timing.initial_age.as_secs() as i64);
                 let rx = fill::spawn(self.cache.clone(), plan, rbody, leader);
                 ProxyBody::channel(rx, self.metrics.bytes_counter(false))
             }
@@ -515,16 +632,29 @@ impl Proxy {
                 if let Some(why) = why {
                     cs = cs.detail(why);
                 }
-                ProxyBody::upstream(rbody, self.upstream.read_timeout(), self.metrics.bytes_counter(false))
+                ProxyBody::upstream(
+                    rbody,
+                    self.upstream.read_timeout(),
+                    self.metrics.bytes_counter(false),
+                )
             }
         };
         self.metrics.outcome(outcome);
-        if status == StatusCode::OK && conditional::not_modified(&ex.parts.headers, &client_headers) {
+        if status == StatusCode::OK && conditional::not_modified(&ex.parts.headers, &client_headers)
+        {
             // The client already has this version; the fill goes on without it.
             let mut res = respond::error(StatusCode::NOT_MODIFIED, "", cs);
             *res.body_mut() = ProxyBody::empty();
             res.headers_mut().remove(http::header::CONTENT_TYPE);
-            for name in [http::header::ETAG, http::header::CACHE_CONTROL, http::header::DATE, http::header::VARY, http::header::LAST_MODIFIED, http::header::EXPIRES, http::header::CONTENT_LOCATION] {
+            for name in [
+                http::header::ETAG,
+                http::header::CACHE_CONTROL,
+                http::header::DATE,
+                http::header::VARY,
+                http::header::LAST_MODIFIED,
+                http::header::EXPIRES,
+                http::header::CONTENT_LOCATION,
+            ] {
                 for v in client_headers.get_all(&name) {
                     res.headers_mut().append(name.clone(), v.clone());
                 }
@@ -560,16 +690,29 @@ impl Proxy {
             return Err(Some("too-large"));
         }
         let variant = vary::variant_of(headers, &ex.parts.headers).ok_or(Some("vary-star"))?;
-        match storability(&ex.parts.method, status, &ex.req_cc, res_cc, headers, ex.has_credentials) {
+        match storability(
+            &ex.parts.method,
+            status,
+            &ex.req_cc,
+            res_cc,
+            headers,
+            ex.has_credentials,
+        ) {
             Storability::No(why) => Err(Some(why)),
             s => Ok((s, variant)),
         }
     }
 }
 
-fn refreshed(stale: &Entry, mut merged: HeaderMap, request_time: SystemTime, response_time: SystemTime) -> Entry {
+fn refreshed(
+    stale: &Entry,
+    mut merged: HeaderMap,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Entry {
     let cc = ResponseDirectives::parse(&merged);
-    let (freshness, timing) = stored_freshness(stale.status, &merged, &cc, request_time, response_time);
+    let (freshness, timing) =
+        stored_freshness(stale.status, &merged, &cc, request_time, response_time);
     merged.remove(AGE);
     stale.refreshed(merged, timing, freshness)
 }

@@ -3,7 +3,8 @@
 use std::time::SystemTime;
 
 use http::header::{
-    AGE, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG, EXPIRES, HeaderValue, LAST_MODIFIED, VARY,
+    AGE, CACHE_CONTROL, CONTENT_LOCATION, CONTENT_TYPE, DATE, ETAG, EXPIRES, HeaderValue,
+    LAST_MODIFIED, VARY,
 };
 use http::{HeaderMap, Response, StatusCode, Version};
 use revcache_core::Entry;
@@ -16,7 +17,8 @@ use crate::policy::conditional;
 use crate::policy::freshness::ttl_seconds;
 
 /// Headers a 304 carries (RFC 9110 §15.4.5).
-const NOT_MODIFIED_HEADERS: [http::HeaderName; 6] = [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY];
+const NOT_MODIFIED_HEADERS: [http::HeaderName; 6] =
+    [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY];
 
 /// Serves `entry`: 304 when the client's condition matches, headers only
 /// for HEAD, the body otherwise.
@@ -62,13 +64,19 @@ pub fn from_entry(
 }
 
 /// A response revcache makes up: plain text that says what went wrong.
-pub fn error(status: StatusCode, message: impl Into<String>, cache_status: CacheStatus) -> Response<ProxyBody> {
+pub fn error(
+    status: StatusCode,
+    message: impl Into<String>,
+    cache_status: CacheStatus,
+) -> Response<ProxyBody> {
     let mut message = message.into();
     message.push('\n');
     let mut res = Response::new(ProxyBody::text(message));
     *res.status_mut() = status;
-    res.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     res.headers_mut()
         .insert(cache_status::NAME, cache_status.value());
     res

@@ -33,7 +33,9 @@ pub enum UpstreamError {
 impl UpstreamError {
     pub fn status(&self) -> StatusCode {
         match self {
-            UpstreamError::ConnectTimeout(_) | UpstreamError::ReadTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::ConnectTimeout(_) | UpstreamError::ReadTimeout(_) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
             UpstreamError::RequestBodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             UpstreamError::Connect(_) | UpstreamError::Other(_) => StatusCode::BAD_GATEWAY,
         }
@@ -98,7 +100,9 @@ impl Upstream {
         match sent {
             Err(_) => Err(UpstreamError::ReadTimeout(self.read_timeout)),
             Ok(Ok(res)) => Ok(res),
-            Ok(Err(_)) if too_large() => Err(UpstreamError::RequestBodyTooLarge(self.max_request_body)),
+            Ok(Err(_)) if too_large() => {
+                Err(UpstreamError::RequestBodyTooLarge(self.max_request_body))
+            }
             Ok(Err(e)) => Err(self.classify(e)),
         }
     }

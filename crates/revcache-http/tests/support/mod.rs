@@ -97,10 +97,17 @@ impl Origin {
                         let (handler, seen, count) = (handler.clone(), seen.clone(), count.clone());
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let s = Seen {
                                 method: parts.method,
-                                target: parts.uri.path_and_query().map_or("/".into(), |p| p.to_string()),
+                                target: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map_or("/".into(), |p| p.to_string()),
                                 headers: parts.headers,
                                 body,
                             };
@@ -188,7 +195,11 @@ impl Revcache {
         tweak(&mut settings);
         let data_dir = settings.data_dir.clone();
         let server = Server::bind(settings).await.unwrap();
-        let (addr, admin, proxy) = (server.local_addr(), server.admin_addr(), server.proxy().clone());
+        let (addr, admin, proxy) = (
+            server.local_addr(),
+            server.admin_addr(),
+            server.proxy().clone(),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
             server
@@ -287,7 +298,13 @@ impl Client {
         }
     }
 
-    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Got {
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Got {
         let mut req = Request::new(Full::new(body.into()));
         *req.method_mut() = method.parse().unwrap();
         *req.uri_mut() = url.parse().unwrap();

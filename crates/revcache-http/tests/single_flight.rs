@@ -1,0 +1,164 @@
+//! Single-flight: concurrent identical requests cost one upstream request.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Client, Origin, Reply, Revcache};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_concurrent_misses_cost_one_upstream_request() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("shared body")
+            .header("cache-control", "max-age=60")
+            .delay(Duration::from_millis(300))
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    let url = rc.url("/hot");
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let url = url.clone();
+        tasks.push(tokio::spawn(
+            async move { Client::default().get(&url).await },
+        ));
+    }
+    let mut collapsed = 0;
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.text(), "shared body");
+        if got.cache_status() == "revcache; hit; collapsed; ttl=60"
+            || got.cache_status().starts_with("revcache; hit; collapsed")
+        {
+            collapsed += 1;
+        }
+    }
+    assert_eq!(origin.requests(), 1);
+    assert_eq!(collapsed, 99);
+    let metrics = Client::default()
+        .get(&rc.admin_url("/metrics"))
+        .await
+        .text();
+    assert_eq!(
+        support::metric(&metrics, "revcache_requests_total{outcome=\"collapsed\"}"),
+        99.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revalidations_cost_one_conditional_request() {
+    let origin = Origin::start(|req, _| {
+        if req.headers.contains_key("if-none-match") {
+            Reply::status(304)
+                .header("etag", "\"v\"")
+                .delay(Duration::from_millis(300))
+        } else {
+            Reply::ok("v")
+                .header("etag", "\"v\"")
+                .header("cache-control", "max-age=0")
+        }
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    Client::default().get(&rc.url("/r")).await;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let url = rc.url("/r");
+            tokio::spawn(async move { Client::default().get(&url).await })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().text(), "v");
+    }
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_leader_hands_its_error_to_waiters_and_frees_the_key() {
+    let origin = Origin::start(|_, n| {
+        if n == 0 {
+            Reply::ok("late").delay(Duration::from_secs(3))
+        } else {
+            Reply::ok("fine").header("cache-control", "max-age=60")
+        }
+    })
+    .await;
+    let rc = Revcache::start_with(&origin.url(), |s| {
+        s.limits.upstream_read_timeout = Duration::from_millis(500)
+    })
+    .await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let url = rc.url("/slow");
+            tokio::spawn(async move { Client::default().get(&url).await })
+        })
+        .collect();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!(got.status, 504);
+        assert!(
+            got.text().contains("upstream read timeout"),
+            "{}",
+            got.text()
+        );
+    }
+    assert_eq!(origin.requests(), 1);
+    // Nothing is wedged: the next request leads a new flight.
+    assert_eq!(Client::default().get(&rc.url("/slow")).await.text(), "fine");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_leader_does_not_wedge_waiters() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("done")
+            .header("cache-control", "max-age=60")
+            .delay(Duration::from_millis(400))
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    let url = rc.url("/c");
+    // The leader's client gives up before the upstream answers.
+    let leader = tokio::spawn({
+        let url = url.clone();
+        async move {
+            let _ =
+                tokio::time::timeout(Duration::from_millis(100), Client::default().get(&url)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let waiter = tokio::spawn(async move { Client::default().get(&url).await });
+    leader.await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), waiter)
+        .await
+        .expect("waiter wedged")
+        .unwrap();
+    assert_eq!(got.text(), "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncacheable_responses_release_waiters_to_fetch_for_themselves() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(format!("private {n}"))
+            .header("cache-control", "private")
+            .delay(Duration::from_millis(200))
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    let tasks: Vec<_> = (0..5)
+        .map(|_| {
+            let url = rc.url("/p");
+            tokio::spawn(async move { Client::default().get(&url).await })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert!(!got.is_hit());
+        bodies.push(got.text());
+    }
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 5, "each client got its own private response");
+    assert_eq!(origin.requests(), 5);
+}
