@@ -1,0 +1,289 @@
+//! The `revcache` binary as a user runs it: help, flag and config errors,
+//! serving, JSON logs and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn revcache() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_revcache"))
+}
+
+fn run(args: &[&str]) -> Output {
+    revcache().args(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "revcache-cli-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn help_reads_like_a_unix_tool() {
+    let top = run(&["--help"]);
+    assert!(top.status.success());
+    let text = String::from_utf8_lossy(&top.stdout);
+    assert!(text.contains("Usage: revcache"), "{text}");
+    assert!(text.contains("serve"), "{text}");
+    let serve = run(&["serve", "--help"]);
+    let text = String::from_utf8_lossy(&serve.stdout);
+    for flag in [
+        "--upstream <URL>",
+        "--listen <ADDR>",
+        "--admin-listen <ADDR>",
+        "--data-dir <DIR>",
+        "--config <FILE>",
+        "--memory-limit <SIZE>",
+        "Examples:",
+    ] {
+        assert!(text.contains(flag), "serve --help lacks {flag}:\n{text}");
+    }
+    assert!(run(&["--version"]).status.success());
+}
+
+#[test]
+fn unknown_flags_exit_2_with_usage() {
+    let o = run(&["serve", "--upstreams", "http://x"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--upstream"), "{}", stderr(&o));
+}
+
+#[test]
+fn serve_without_an_upstream_says_how_to_fix_it() {
+    let o = run(&["serve"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("pass --upstream URL"), "{}", stderr(&o));
+}
+
+#[test]
+fn invalid_config_values_name_the_key() {
+    let dir = temp_dir("cfg");
+    let cases = [
+        (
+            "upstream = \"http://127.0.0.1:1\"\n[limits]\nupstream_read_timeout = \"soon\"\n",
+            "limits.upstream_read_timeout",
+        ),
+        (
+            "upstream = \"http://127.0.0.1:1\"\n[limits]\nmax_body = 3\n",
+            "max_body",
+        ),
+        (
+            "[[routes]]\nupstream = \"https://x\"\n",
+            "routes[0].upstream",
+        ),
+        (
+            "upstream = \"http://127.0.0.1:1\"\nlisten = 8080\n",
+            "listen",
+        ),
+        ("this is not toml", "config file"),
+    ];
+    for (text, key) in cases {
+        let path = dir.join("revcache.toml");
+        std::fs::write(&path, text).unwrap();
+        let o = run(&["serve", "--config", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{text}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(key),
+            "{text:?}: error should name {key}: {err}"
+        );
+        assert!(err.starts_with("revcache: error:"), "{err}");
+    }
+    let o = run(&[
+        "serve",
+        "--upstream",
+        "http://127.0.0.1:1",
+        "--memory-limit",
+        "lots",
+    ]);
+    assert!(stderr(&o).contains("--memory-limit"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A tiny HTTP/1.1 origin: `/slow` answers after 800 ms, the rest at once.
+fn origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut first = String::new();
+                reader.read_line(&mut first).unwrap_or(0);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                if first.contains("/slow") {
+                    thread::sleep(Duration::from_millis(800));
+                }
+                let body = "from origin";
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=60\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+struct Running {
+    child: Child,
+    listen: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(upstream: SocketAddr, data_dir: &Path, extra: &[&str]) -> Running {
+    let (listen, admin) = (free_port(), free_port());
+    let child = revcache()
+        .args(["serve", "--upstream", &format!("http://{upstream}")])
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+        ])
+        .args(["--data-dir", data_dir.to_str().unwrap()])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(admin).is_err() {
+        assert!(Instant::now() < deadline, "revcache did not start");
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(get(admin, "/healthz").contains("200 OK"));
+    Running { child, listen }
+}
+
+#[test]
+fn serve_caches_and_logs_json_lines_when_asked() {
+    let upstream = origin();
+    let dir = temp_dir("json");
+    let mut rc = serve(
+        upstream,
+        &dir,
+        &["--log-format", "json", "--log-level", "debug"],
+    );
+    assert!(get(rc.listen, "/a").contains("fwd=uri-miss"));
+    let hit = get(rc.listen, "/a");
+    assert!(hit.contains("cache-status: revcache; hit"), "{hit}");
+    assert!(hit.ends_with("from origin"));
+    send_signal(&rc.child, "TERM");
+    let status = rc.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    rc.child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    let request_lines: Vec<_> = logs
+        .lines()
+        .filter(|l| l.contains("\"message\":\"request\""))
+        .collect();
+    assert_eq!(request_lines.len(), 2, "{logs}");
+    for line in logs.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON line: {line}"
+        );
+    }
+    assert!(std::fs::metadata(dir.join("partition.key")).is_ok());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_then_exits_zero() {
+    let upstream = origin();
+    let dir = temp_dir("term");
+    let mut rc = serve(upstream, &dir, &[]);
+    let listen = rc.listen;
+    let slow = thread::spawn(move || get(listen, "/slow"));
+    thread::sleep(Duration::from_millis(200));
+    send_signal(&rc.child, "TERM");
+    let answer = slow.join().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("from origin"));
+    let status = rc.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(TcpStream::connect(listen).is_err());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_busy_port_is_reported_with_the_address() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = temp_dir("busy");
+    let o = run(&[
+        "serve",
+        "--upstream",
+        "http://127.0.0.1:1",
+        "--listen",
+        &addr,
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Sends a signal with the system's `kill`, so the test needs no libc crate.
+fn send_signal(child: &Child, signal: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
