@@ -79,6 +79,7 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- ports
@@ -325,8 +326,8 @@ $(printf '%s\n' "${ROWS[@]}")"
 COMMIT="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 DIRTY=""
 if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then DIRTY=" (uncommitted changes)"; fi
-NGINX_VER="$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')"
-WRK_VER="$(wrk -v 2>&1 | head -n1 | awk '{print $1, $2}')"
+NGINX_VER="$( ("$NGINX" -v 2>&1 || true) | sed 's/^nginx version: //')"
+WRK_VER="$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $1, $2}')"
 
 {
     echo "# http-hit: last run"

@@ -53,6 +53,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
 
+    /// Require this bearer token on the admin API (visible in `ps`; prefer --admin-token-file).
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+
     /// Read the admin bearer token from FILE (first line); keeps it out of `ps`.
     #[arg(long, value_name = "FILE")]
     pub admin_token_file: Option<PathBuf>,

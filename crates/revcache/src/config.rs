@@ -121,12 +121,10 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
         .admin_token_file
         .as_ref()
         .or(file.admin.token_file.as_ref());
-    let admin_token = match (token_file, file.admin.token) {
-        (Some(path), _) => Some(read_token(path)?),
-        (None, Some(t)) if t.trim().is_empty() => {
-            bail!("admin.token: must not be empty (remove it to disable auth)")
-        }
-        (None, t) => t.map(|t| t.trim().to_owned()),
+    let admin_token = match (&args.admin_token, token_file, file.admin.token) {
+        (Some(t), _, _) if t.trim().is_empty() => bail!("--admin-token: must not be empty"),
+        (Some(t), _, _) => Some(t.trim().to_owned()),
+        (None, file_path, inline) => token(file_path, inline)?,
     };
     let data_dir = args
         .data_dir
@@ -330,6 +328,16 @@ fn addr(key: &str, value: &str) -> anyhow::Result<SocketAddr> {
     value.parse().map_err(|_| {
         anyhow!("{key}: {value:?} is not an address; use IP:PORT, e.g. 127.0.0.1:8080")
     })
+}
+
+fn token(file: Option<&PathBuf>, inline: Option<String>) -> anyhow::Result<Option<String>> {
+    match (file, inline) {
+        (Some(path), _) => Ok(Some(read_token(path)?)),
+        (None, Some(t)) if t.trim().is_empty() => {
+            bail!("admin.token: must not be empty (remove it to disable auth)")
+        }
+        (None, t) => Ok(t.map(|t| t.trim().to_owned())),
+    }
 }
 
 fn read_token(path: &Path) -> anyhow::Result<String> {
