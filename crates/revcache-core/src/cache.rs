@@ -18,12 +18,15 @@ use crate::tag::Tag;
 pub struct CacheConfig {
     /// Byte budget of the memory tier.
     pub memory_limit: u64,
+    /// Largest entry the memory tier must be able to hold.
+    pub max_entry_bytes: u64,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             memory_limit: 256 << 20,
+            max_entry_bytes: 8 << 20,
         }
     }
 }
@@ -81,7 +84,7 @@ impl Cache {
         let catalog = Arc::new(Catalog::default());
         Cache {
             identity: IdentityMap::default(),
-            memory: MemoryTier::new(config.memory_limit, catalog.clone()),
+            memory: MemoryTier::new(config.memory_limit, config.max_entry_bytes, catalog.clone()),
             catalog,
             generations: Generations::default(),
         }
@@ -317,6 +320,7 @@ mod tests {
     fn byte_budget_evicts_and_keeps_the_catalog_in_step() {
         let cache = Cache::new(CacheConfig {
             memory_limit: 1 << 20,
+            max_entry_bytes: 64 << 10,
         });
         for i in 0..200 {
             let t = cache.begin_fill();
@@ -332,5 +336,16 @@ mod tests {
             cache.purge(PurgeScope::Tag(&Tag::new("all"))),
             stats.memory_keys
         );
+    }
+
+    #[test]
+    fn the_largest_allowed_entry_fits_in_a_small_budget() {
+        let cache = Cache::new(CacheConfig {
+            memory_limit: 4 << 20,
+            max_entry_bytes: 1 << 20,
+        });
+        let big = entry(key("/big"), Box::new([]), &[], (1 << 20) - 4096);
+        cache.store(big, cache.begin_fill());
+        assert!(cache.lookup(&key("/big")).is_some());
     }
 }

@@ -101,12 +101,24 @@ pub struct MemoryTier {
 }
 
 impl MemoryTier {
-    /// A tier holding at most `byte_limit` bytes of entries.
-    pub fn new(byte_limit: u64, catalog: Arc<Catalog>) -> Self {
+    /// A tier holding at most `byte_limit` bytes of entries, none larger
+    /// than `max_entry_bytes`.
+    pub fn new(byte_limit: u64, max_entry_bytes: u64, catalog: Arc<Catalog>) -> Self {
         // quick_cache sizes its tables from an item estimate; assume 4 KiB
         // entries, bounded so a huge budget does not preallocate much.
         let estimated_items = (byte_limit / 4096).clamp(1024, 1 << 20) as usize;
+        // quick_cache splits the budget across shards and refuses an entry
+        // larger than its shard's share, so keep every shard at least four
+        // of the largest entries big.
+        let max_shards = (byte_limit / max_entry_bytes.max(1) / 4).max(1);
+        let shards = (max_shards.min(64) as usize).next_power_of_two();
+        let shards = if shards as u64 > max_shards {
+            shards / 2
+        } else {
+            shards
+        };
         let options = quick_cache::OptionsBuilder::new()
+            .shards(shards.max(1))
             .estimated_items_capacity(estimated_items)
             .weight_capacity(byte_limit)
             .build()

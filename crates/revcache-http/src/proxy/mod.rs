@@ -82,6 +82,7 @@ impl Proxy {
     pub fn new(settings: &Settings, partition_key: PartitionKey) -> Result<Arc<Self>, RouteError> {
         let cache = Arc::new(Cache::new(CacheConfig {
             memory_limit: settings.cache.memory_limit,
+            max_entry_bytes: settings.limits.max_cacheable_body_bytes + (64 << 10),
         }));
         let flights = SingleFlight::default();
         let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone()));
