@@ -327,6 +327,7 @@ COMMIT="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 DIRTY=""
 if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then DIRTY=" (uncommitted changes)"; fi
 NGINX_VER="$( ("$NGINX" -v 2>&1 || true) | sed 's/^nginx version: //')"
+BIN_BUILT="built $(date -u -r "$BIN" "+%Y-%m-%d %H:%M:%S UTC")"
 WRK_VER="$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $1, $2}')"
 
 {
@@ -338,12 +339,12 @@ WRK_VER="$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $1, $2}')"
     echo "- commit: $COMMIT$DIRTY"
     echo "- wrk: -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, on the same machine as the servers ($WRK_VER)"
     echo "- nginx: $NGINX_VER, worker_processes $CORES, proxy_cache on disk under /tmp"
-    echo "- revcache: --memory-limit 1GiB"
+    echo "- revcache: --memory-limit 1GiB, binary $BIN_BUILT"
     echo
     echo "$TABLE"
     echo
     echo "Upstream: $UPSTREAM_NOTE."
-    echo "Origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx, $ORIGIN_FROM_REV from revcache, the rest from the harness's readiness probe."
+    echo "Origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx (one is the readiness probe), $ORIGIN_FROM_REV from revcache, the rest from the harness's direct probe."
     echo
     echo '```'
     echo "$REV_UPSTREAM_LINES"

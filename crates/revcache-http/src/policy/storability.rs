@@ -37,7 +37,10 @@ pub fn storability(
     {
         return No("status");
     }
-    if req.no_store || res.no_store {
+    // must-understand overrides no-store for status codes whose caching
+    // rules revcache implements (RFC 9111 §5.2.2.3).
+    let understood = heuristically_cacheable(status) || matches!(status.as_u16(), 302 | 303 | 307);
+    if req.no_store || (res.no_store && !(res.must_understand && understood)) {
         return No("no-store");
     }
     if res.private {
@@ -99,6 +102,18 @@ mod tests {
         assert_eq!(
             decide("private, max-age=60", 200, false),
             Storability::No("private")
+        );
+    }
+
+    #[test]
+    fn must_understand_overrides_no_store_for_understood_statuses() {
+        assert_eq!(
+            decide("must-understand, no-store, max-age=60", 200, false),
+            Storability::Shared
+        );
+        assert_eq!(
+            decide("must-understand, no-store, max-age=60", 299, false),
+            Storability::No("no-store")
         );
     }
 
