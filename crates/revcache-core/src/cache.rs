@@ -6,7 +6,10 @@
 
 use std::sync::Arc;
 
+use std::time::SystemTime;
+
 use crate::catalog::Catalog;
+use crate::disk::{DiskConfig, DiskError, DiskStats, DiskTier, Removal};
 use crate::entry::Entry;
 use crate::generation::{FillTicket, Generations};
 use crate::identity_map::IdentityMap;
@@ -70,27 +73,46 @@ pub struct CacheStats {
     pub memory_capacity: u64,
     pub memory_evictions: u64,
     pub tags: usize,
+    pub disk: Option<DiskStats>,
 }
 
 pub struct Cache {
     identity: IdentityMap,
     memory: MemoryTier,
     catalog: Arc<Catalog>,
-    generations: Generations,
+    generations: Arc<Generations>,
+    disk: Option<DiskTier>,
 }
 
 impl Cache {
+    /// A cache with the memory tiers only.
     pub fn new(config: CacheConfig) -> Self {
+        Self::build(config, Arc::default(), None)
+    }
+
+    /// A cache with the memory tiers and the disk tier in `disk.dir`.
+    pub fn with_disk(config: CacheConfig, disk: DiskConfig) -> Result<Self, DiskError> {
+        let generations = Arc::new(Generations::default());
+        let disk = DiskTier::open(disk, generations.clone())?;
+        Ok(Self::build(config, generations, Some(disk)))
+    }
+
+    fn build(config: CacheConfig, generations: Arc<Generations>, disk: Option<DiskTier>) -> Self {
         let catalog = Arc::new(Catalog::default());
         Cache {
             identity: IdentityMap::default(),
             memory: MemoryTier::new(config.memory_limit, config.max_entry_bytes, catalog.clone()),
             catalog,
-            generations: Generations::default(),
+            generations,
+            disk,
         }
     }
 
-    /// The variants stored for `key`, newest last.
+    pub fn disk(&self) -> Option<&DiskTier> {
+        self.disk.as_ref()
+    }
+
+    /// The variants stored for `key` in memory, newest last.
     pub fn lookup(&self, key: &PrimaryKey) -> Option<Variants> {
         self.memory.get(key)
     }
@@ -100,12 +122,49 @@ impl Cache {
         self.generations.begin_fill()
     }
 
-    /// Stores `entry`, replacing the same variant of its key, unless an
-    /// invalidation of its target or tags happened after `ticket`.
+    /// Reads `key`'s variants from the disk tier and promotes them to
+    /// memory. Blocking (disk I/O): call it from a blocking pool, once per
+    /// burst (under the key's single flight).
+    pub fn lookup_disk(&self, key: &PrimaryKey) -> Option<Variants> {
+        let disk = self.disk.as_ref()?;
+        let ticket = self.begin_fill();
+        let found = disk.lookup(key);
+        if found.is_empty() {
+            return None;
+        }
+        let promoted: Vec<Arc<Entry>> = found
+            .into_iter()
+            .filter_map(|e| match self.store_in_memory(e, ticket).0 {
+                StoreOutcome::Stored(e) => Some(e),
+                StoreOutcome::Outdated(_) => None,
+            })
+            .collect();
+        (!promoted.is_empty()).then(|| promoted.into())
+    }
+
+    /// Stores `entry` in every tier, replacing the same variant of its key,
+    /// unless an invalidation of its target or tags happened after `ticket`
+    /// or a stored copy has a newer `Date` (newest version wins; a tie goes
+    /// to the later arrival).
     pub fn store(&self, entry: Entry, ticket: FillTicket) -> StoreOutcome {
-        let entry = self.identity.canonicalize(entry);
+        let (outcome, is_new) = self.store_in_memory(entry, ticket);
+        if let (StoreOutcome::Stored(e), Some(disk), true) = (&outcome, &self.disk, is_new) {
+            disk.put(e.clone(), ticket);
+        }
+        outcome
+    }
+
+    /// The outcome, and whether the stored entry is `entry` (not a newer
+    /// one already held).
+    fn store_in_memory(&self, entry: Entry, ticket: FillTicket) -> (StoreOutcome, bool) {
         let key = entry.key.clone();
         let old = self.memory.peek(&key);
+        if let Some(newer) = old.iter().flat_map(|v| v.iter()).find(|e| {
+            e.same_variant(&entry) && e.date().zip(entry.date()).is_some_and(|(a, b)| a > b)
+        }) {
+            return (StoreOutcome::Stored(newer.clone()), false);
+        }
+        let entry = self.identity.canonicalize(entry);
         let mut kept: Vec<Arc<Entry>> = old
             .iter()
             .flat_map(|v| v.iter())
@@ -125,16 +184,52 @@ impl Cache {
             .generations
             .is_current(ticket, key.target(), &entry.tags)
         {
-            StoreOutcome::Stored(entry)
+            (StoreOutcome::Stored(entry), true)
         } else {
             self.remove_where(&key, |e| Arc::ptr_eq(e, &entry));
-            StoreOutcome::Outdated(entry)
+            (StoreOutcome::Outdated(entry), true)
         }
     }
 
-    /// Removes what `scope` reaches from every tier and outdates fills in
-    /// flight for it. Returns how many entries went.
+    /// Removes what `scope` reaches from every tier (durably, on disk) and
+    /// outdates fills in flight for it. Returns how many entries went (the
+    /// larger count of the memory and disk tiers, which mostly overlap).
+    /// Blocking when there is a disk tier.
     pub fn purge(&self, scope: PurgeScope<'_>) -> usize {
+        let in_memory = self.purge_memory(scope);
+        let Some(disk) = &self.disk else {
+            return in_memory;
+        };
+        let removal = match scope {
+            PurgeScope::Target(t) => Removal::Target(t.to_owned()),
+            PurgeScope::Prefix(p) => Removal::Prefix(p.to_owned()),
+            PurgeScope::Tag(t) => Removal::Tag(t.clone()),
+            PurgeScope::Key(k) => Removal::Key(k.clone()),
+        };
+        match disk.remove(removal) {
+            Ok(on_disk) => in_memory.max(on_disk),
+            Err(e) => {
+                tracing::error!(error = %e, ?scope, "purge could not reach the disk tier");
+                in_memory
+            }
+        }
+    }
+
+    /// Records a use of `entry` for the disk tier's idle sweeping.
+    pub fn touch(&self, entry: &Entry, now: SystemTime) {
+        if let Some(disk) = &self.disk {
+            disk.touch(entry, now);
+        }
+    }
+
+    /// Waits until the disk tier has committed every queued write.
+    pub fn flush(&self) {
+        if let Some(disk) = &self.disk {
+            disk.flush();
+        }
+    }
+
+    fn purge_memory(&self, scope: PurgeScope<'_>) -> usize {
         match scope {
             PurgeScope::Target(target) => {
                 self.generations.bump_target(target);
@@ -204,6 +299,7 @@ impl Cache {
             memory_capacity: self.memory.capacity(),
             memory_evictions: self.memory.evictions(),
             tags: self.catalog.tag_count(),
+            disk: self.disk.as_ref().map(DiskTier::stats),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! re-parse headers. A revalidation never mutates an entry: it builds a new
 //! one that shares the body bytes.
 
-use std::sync::Weak;
+use std::path::Path;
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -57,6 +59,48 @@ impl EntryTiming {
     }
 }
 
+/// Where an entry's body bytes are.
+#[derive(Clone, Debug)]
+pub enum EntryBody {
+    Memory(Bytes),
+    /// In a file of the disk tier, streamed on use (large bodies promoted
+    /// from disk are never loaded whole).
+    File(BodyFile),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyFile {
+    pub path: Arc<Path>,
+    pub len: u64,
+}
+
+impl EntryBody {
+    pub fn len(&self) -> u64 {
+        match self {
+            EntryBody::Memory(b) => b.len() as u64,
+            EntryBody::File(f) => f.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes, when they are in memory.
+    pub fn bytes(&self) -> Option<&Bytes> {
+        match self {
+            EntryBody::Memory(b) => Some(b),
+            EntryBody::File(_) => None,
+        }
+    }
+}
+
+impl From<Bytes> for EntryBody {
+    fn from(b: Bytes) -> Self {
+        EntryBody::Memory(b)
+    }
+}
+
 /// A stored representation.
 pub struct Entry {
     pub key: PrimaryKey,
@@ -65,10 +109,12 @@ pub struct Entry {
     pub status: StatusCode,
     /// End-to-end response headers as stored (hop-by-hop removed).
     pub headers: HeaderMap,
-    pub body: Bytes,
+    pub body: EntryBody,
     pub tags: Box<[Tag]>,
     pub timing: EntryTiming,
     pub freshness: Freshness,
+    /// Access-time bucket last recorded for this entry (see the disk tier).
+    pub(crate) access_bucket: AtomicU32,
     pub(crate) identity: Option<(Weak<IdentityShards>, IdentityKey)>,
 }
 
@@ -80,7 +126,7 @@ impl Entry {
         version: Version,
         status: StatusCode,
         headers: HeaderMap,
-        body: Bytes,
+        body: impl Into<EntryBody>,
         tags: Vec<Tag>,
         timing: EntryTiming,
         freshness: Freshness,
@@ -91,10 +137,11 @@ impl Entry {
             version,
             status,
             headers,
-            body,
+            body: body.into(),
             tags: tags.into_boxed_slice(),
             timing,
             freshness,
+            access_bucket: AtomicU32::new(0),
             identity: None,
         }
     }
@@ -108,7 +155,17 @@ impl Entry {
             .map(|(n, v)| n.as_str().len() + v.len() + 32)
             .sum();
         let tags: usize = self.tags.iter().map(|t| t.as_str().len() + 24).sum();
-        (FIXED + self.body.len() + headers + tags + self.key.target().len()) as u64
+        let body = match &self.body {
+            EntryBody::Memory(b) => b.len(),
+            EntryBody::File(f) => f.path.as_os_str().len(),
+        };
+        (FIXED + body + headers + tags + self.key.target().len()) as u64
+    }
+
+    /// The upstream's `Date`, for newest-version-wins between racing fills.
+    pub fn date(&self) -> Option<SystemTime> {
+        let v = self.headers.get(http::header::DATE)?.to_str().ok()?;
+        httpdate::parse_http_date(v.trim()).ok()
     }
 
     /// Whether `other` is the same variant of the same resource.
@@ -134,6 +191,7 @@ impl Entry {
             tags: self.tags.clone(),
             timing,
             freshness,
+            access_bucket: AtomicU32::new(0),
             identity: None,
         }
     }

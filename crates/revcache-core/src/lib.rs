@@ -9,6 +9,8 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod data_dir;
+pub mod disk;
 pub mod entry;
 pub mod error;
 pub mod generation;
@@ -21,7 +23,8 @@ pub mod tag;
 pub mod version;
 
 pub use cache::{Cache, CacheConfig, CacheStats, PurgeScope, StoreOutcome};
-pub use entry::{Entry, EntryTiming, Freshness};
+pub use disk::{DiskConfig, DiskError, DiskStats, DiskTier};
+pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness};
 pub use error::PartitionKeyError;
 pub use generation::{FillTicket, Generations};
 pub use key::{KeyClass, PrimaryKey};

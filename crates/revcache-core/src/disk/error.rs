@@ -1,0 +1,49 @@
+//! Errors of the disk tier.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("disk tier I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the data dir index {path} is in use by another process (a running revcache?); stop it or pick another --data-dir"
+    )]
+    InUse { path: PathBuf },
+    #[error("disk tier index: {0}")]
+    Store(#[from] redb::Error),
+    #[error("the disk tier's writer has stopped")]
+    WriterGone,
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for DiskError {
+            fn from(e: $t) -> Self {
+                DiskError::Store(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+impl DiskError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> DiskError {
+        let path = path.into();
+        move |source| DiskError::Io { path, source }
+    }
+}
+
+/// A stored record that cannot be decoded.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt record: {0}")]
+pub struct Corrupt(pub &'static str);

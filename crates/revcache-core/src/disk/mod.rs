@@ -1,0 +1,506 @@
+//! L2, the disk tier: entries that survive restarts and crashes.
+//!
+//! The index and small bodies live in one redb database (`index.redb`);
+//! larger bodies live in content-addressed files (see [`blobs`]). Every
+//! change goes through one writer thread that applies operations in order
+//! and commits them in batches, so a purge queued after a fill is applied
+//! after it, and re-checks generations at apply time. Reads are plain redb
+//! read transactions and never wait for the writer. `DESIGN.md` in this
+//! crate argues why each step is crash-safe.
+//!
+//! Blocking: every method here does disk I/O or waits for the writer;
+//! async callers run them on a blocking pool.
+
+mod blobs;
+mod error;
+pub mod format;
+mod sweep;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase};
+
+use self::blobs::BlobStore;
+pub use self::error::DiskError;
+use self::format::{BLOBS, ENTRIES, StoredBody, TAGS};
+use crate::entry::{BodyFile, Entry, EntryBody};
+use crate::generation::{FillTicket, Generations};
+use crate::key::PrimaryKey;
+use crate::tag::Tag;
+
+#[derive(Clone, Debug)]
+pub struct DiskConfig {
+    /// The data dir; the tier keeps `index.redb`, `bodies/` and `tmp/` in it.
+    pub dir: PathBuf,
+    /// Bodies up to this size are stored inside the index.
+    pub inline_threshold: u64,
+    /// Bodies larger than this are streamed from their file when read back.
+    pub stream_threshold: u64,
+    /// Granularity of recorded access times.
+    pub access_bucket: Duration,
+    /// Entries not used for this long are swept.
+    pub max_idle: Duration,
+    /// Byte budget (index rows plus body files); the least recently used
+    /// buckets go first when it is exceeded.
+    pub byte_limit: u64,
+    pub sweep_interval: Duration,
+    /// Most entries one sweep step removes (one transaction).
+    pub sweep_batch: usize,
+}
+
+impl DiskConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DiskConfig {
+            dir: dir.into(),
+            inline_threshold: 16 << 10,
+            stream_threshold: 1 << 20,
+            access_bucket: Duration::from_secs(3600),
+            max_idle: Duration::from_secs(14 * 86400),
+            byte_limit: 10 << 30,
+            sweep_interval: Duration::from_secs(600),
+            sweep_batch: 1000,
+        }
+    }
+
+    pub(crate) fn bucket_at(&self, t: SystemTime) -> u32 {
+        let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        (secs / self.access_bucket.as_secs().max(1)).min(u64::from(u32::MAX)) as u32
+    }
+}
+
+/// What a purge or invalidation removes from disk.
+#[derive(Clone, Debug)]
+pub enum Removal {
+    Target(String),
+    Prefix(String),
+    Tag(Tag),
+    Key(PrimaryKey),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SweepReport {
+    pub idle: u64,
+    pub over_budget: u64,
+    /// More was due than one step removes; the writer sweeps again soon.
+    pub more: bool,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DiskStats {
+    pub entries: u64,
+    /// Bytes of index rows (metadata and inline bodies).
+    pub row_bytes: u64,
+    pub file_bytes: u64,
+    pub files: u64,
+    pub sweeps: u64,
+    pub swept_idle: u64,
+    pub swept_over_budget: u64,
+    pub orphans_removed: u64,
+    pub corrupt_dropped: u64,
+    /// Writes not persisted because the writer queue was full.
+    pub writes_dropped: u64,
+    pub load_time: Duration,
+}
+
+/// One entry as `revcache inspect` shows it.
+#[derive(Clone, Debug)]
+pub struct InspectRow {
+    pub key: PrimaryKey,
+    pub version: String,
+    pub status: u16,
+    pub body_bytes: u64,
+    pub body_in_file: bool,
+    pub tags: Vec<String>,
+    pub age: Duration,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    entries: AtomicU64,
+    row_bytes: AtomicU64,
+    file_bytes: AtomicU64,
+    files: AtomicU64,
+    sweeps: AtomicU64,
+    swept_idle: AtomicU64,
+    swept_over_budget: AtomicU64,
+    orphans: AtomicU64,
+    corrupt: AtomicU64,
+    writes_dropped: AtomicU64,
+    load_micros: AtomicU64,
+}
+
+pub(crate) enum Op {
+    Put {
+        entry: Arc<Entry>,
+        ticket: FillTicket,
+    },
+    Touch {
+        key: Vec<u8>,
+        bucket: u32,
+    },
+    Drop {
+        key: Vec<u8>,
+    },
+    Remove {
+        removal: Removal,
+        done: SyncSender<Result<usize, DiskError>>,
+    },
+    Sweep {
+        done: SyncSender<Result<SweepReport, DiskError>>,
+    },
+    Flush {
+        done: SyncSender<()>,
+    },
+}
+
+pub(crate) struct Shared {
+    db: Database,
+    blobs: BlobStore,
+    config: DiskConfig,
+    generations: Arc<Generations>,
+    counters: Counters,
+}
+
+pub struct DiskTier {
+    shared: Arc<Shared>,
+    ops: Mutex<Option<SyncSender<Op>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+const QUEUE: usize = 8192;
+
+impl DiskTier {
+    /// Opens (or creates) the tier in `config.dir` without reading bodies,
+    /// and starts the writer and a background collection of orphan files.
+    /// An index that cannot be opened because it is damaged is set aside
+    /// and a new one started: a cache may lose entries, never availability.
+    pub fn open(config: DiskConfig, generations: Arc<Generations>) -> Result<Self, DiskError> {
+        let started = Instant::now();
+        std::fs::create_dir_all(&config.dir).map_err(DiskError::io(&config.dir))?;
+        let db = open_index(&config.dir.join("index.redb"))?;
+        let counters = Counters::default();
+        writer::init(&db, &counters)?;
+        let blobs = BlobStore::open(&config.dir)?;
+        counters
+            .load_micros
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            db,
+            blobs,
+            config,
+            generations,
+            counters,
+        });
+        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let writer = {
+            let shared = shared.clone();
+            let dir = shared.config.dir.clone();
+            std::thread::Builder::new()
+                .name("revcache-disk".into())
+                .spawn(move || writer::run(&shared, rx))
+                .map_err(DiskError::io(dir))?
+        };
+        let gc = shared.clone();
+        // File times come from a coarse clock: leave a margin so a body
+        // written just after start-up is never taken for an orphan.
+        let before = SystemTime::now() - Duration::from_secs(2);
+        let _ = std::thread::Builder::new()
+            .name("revcache-orphans".into())
+            .spawn(move || collect_orphans(&gc, before));
+        Ok(DiskTier {
+            shared,
+            ops: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    pub fn config(&self) -> &DiskConfig {
+        &self.shared.config
+    }
+
+    fn send(&self, op: Op) -> Result<(), DiskError> {
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        ops.as_ref()
+            .ok_or(DiskError::WriterGone)?
+            .send(op)
+            .map_err(|_| DiskError::WriterGone)
+    }
+
+    fn try_send(&self, op: Op) {
+        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = ops.as_ref()
+            && let Err(TrySendError::Full(_)) = tx.try_send(op)
+        {
+            self.shared
+                .counters
+                .writes_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Every stored variant of `key`. Entries that cannot be read are
+    /// dropped from the index and skipped.
+    pub fn lookup(&self, key: &PrimaryKey) -> Vec<Entry> {
+        match self.read_variants(key) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, ?key, "disk tier lookup failed");
+                Vec::new()
+            }
+        }
+    }
+
+    fn read_variants(&self, key: &PrimaryKey) -> Result<Vec<Entry>, DiskError> {
+        let txn = self.shared.db.begin_read()?;
+        let entries = txn.open_table(ENTRIES)?;
+        let prefix = format::key_prefix(key);
+        let mut out = Vec::new();
+        for item in entries.range(prefix.as_slice()..)? {
+            let (k, v) = item?;
+            let k = k.value();
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            if k.len() != prefix.len() + 8 {
+                continue;
+            }
+            match self.materialize(key, v.value()) {
+                Ok(entry) => out.push(entry),
+                Err(why) => self.drop_corrupt(k, &why),
+            }
+        }
+        Ok(out)
+    }
+
+    fn materialize(&self, key: &PrimaryKey, bytes: &[u8]) -> Result<Entry, String> {
+        let record = format::decode(bytes).map_err(|e| e.to_string())?;
+        let body = match &record.body {
+            StoredBody::Inline(b) => EntryBody::Memory(b.clone()),
+            StoredBody::File { hash, len } => {
+                let path = self.shared.blobs.path(hash);
+                let on_disk = std::fs::metadata(&path).map(|m| m.len());
+                if on_disk.as_ref().ok() != Some(len) {
+                    return Err(format!(
+                        "body file {} missing or of the wrong size",
+                        path.display()
+                    ));
+                }
+                if *len <= self.shared.config.stream_threshold {
+                    let bytes =
+                        std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                    if blobs::hash(&bytes) != *hash {
+                        return Err(format!(
+                            "body file {} does not match its hash",
+                            path.display()
+                        ));
+                    }
+                    EntryBody::Memory(bytes.into())
+                } else {
+                    EntryBody::File(BodyFile {
+                        path: path.into(),
+                        len: *len,
+                    })
+                }
+            }
+        };
+        Ok(record.into_entry(key.clone(), body))
+    }
+
+    fn drop_corrupt(&self, key: &[u8], why: &str) {
+        tracing::warn!(reason = why, "dropping unreadable disk entry");
+        self.shared.counters.corrupt.fetch_add(1, Ordering::Relaxed);
+        self.try_send(Op::Drop { key: key.to_vec() });
+    }
+
+    /// Queues `entry` for storing. Dropped (and counted) when the queue is full.
+    pub fn put(&self, entry: Arc<Entry>, ticket: FillTicket) {
+        let bucket = self.shared.config.bucket_at(SystemTime::now());
+        entry.access_bucket.store(bucket, Ordering::Relaxed);
+        self.try_send(Op::Put { entry, ticket });
+    }
+
+    /// Records a use of `entry`; writes only when its access bucket changes.
+    pub fn touch(&self, entry: &Entry, now: SystemTime) {
+        let bucket = self.shared.config.bucket_at(now);
+        if entry.access_bucket.swap(bucket, Ordering::Relaxed) != bucket {
+            let key = format::entry_key(&entry.key, &entry.variant);
+            self.try_send(Op::Touch { key, bucket });
+        }
+    }
+
+    /// Removes what `removal` reaches, durably, before returning.
+    pub fn remove(&self, removal: Removal) -> Result<usize, DiskError> {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.send(Op::Remove { removal, done })?;
+        wait.recv().map_err(|_| DiskError::WriterGone)?
+    }
+
+    /// One sweep step (idle entries, then the byte budget).
+    pub fn sweep(&self) -> Result<SweepReport, DiskError> {
+        let (done, wait) = mpsc::sync_channel(1);
+        self.send(Op::Sweep { done })?;
+        wait.recv().map_err(|_| DiskError::WriterGone)?
+    }
+
+    /// Sweeps until nothing more is due.
+    pub fn sweep_all(&self) -> Result<SweepReport, DiskError> {
+        let mut total = SweepReport::default();
+        loop {
+            let r = self.sweep()?;
+            total.idle += r.idle;
+            total.over_budget += r.over_budget;
+            if !r.more {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Waits until every operation queued so far is committed.
+    pub fn flush(&self) {
+        let (done, wait) = mpsc::sync_channel(1);
+        if self.send(Op::Flush { done }).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+
+    pub fn stats(&self) -> DiskStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        DiskStats {
+            entries: get(&c.entries),
+            row_bytes: get(&c.row_bytes),
+            file_bytes: get(&c.file_bytes),
+            files: get(&c.files),
+            sweeps: get(&c.sweeps),
+            swept_idle: get(&c.swept_idle),
+            swept_over_budget: get(&c.swept_over_budget),
+            orphans_removed: get(&c.orphans),
+            corrupt_dropped: get(&c.corrupt),
+            writes_dropped: get(&c.writes_dropped),
+            load_time: Duration::from_micros(get(&c.load_micros)),
+        }
+    }
+
+    /// Entries for `revcache inspect`: those of a request target, of a
+    /// tag, or all of them.
+    pub fn inspect(
+        &self,
+        target: Option<&str>,
+        tag: Option<&str>,
+    ) -> Result<Vec<InspectRow>, DiskError> {
+        let txn = self.shared.db.begin_read()?;
+        let entries = txn.open_table(ENTRIES)?;
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        if let Some(tag) = tag {
+            let tags = txn.open_multimap_table(TAGS)?;
+            for k in tags.get(tag)? {
+                keys.push(k?.value().to_vec());
+            }
+        } else {
+            let prefix = target.map(format::target_prefix).unwrap_or_default();
+            for item in entries.range(prefix.as_slice()..)? {
+                let (k, _) = item?;
+                if !k.value().starts_with(&prefix) {
+                    break;
+                }
+                keys.push(k.value().to_vec());
+            }
+        }
+        let now = SystemTime::now();
+        let mut rows = Vec::new();
+        for k in keys {
+            let Some(v) = entries.get(k.as_slice())? else {
+                continue;
+            };
+            let (Ok(key), Ok(record)) = (format::decode_key(&k), format::decode(v.value())) else {
+                continue;
+            };
+            let (body_bytes, body_in_file) = match &record.body {
+                StoredBody::Inline(b) => (b.len() as u64, false),
+                StoredBody::File { len, .. } => (*len, true),
+            };
+            rows.push(InspectRow {
+                version: match &record.version {
+                    crate::version::Version::Strong(v) => v.to_string(),
+                    crate::version::Version::Unversioned => "-".into(),
+                },
+                status: record.status.as_u16(),
+                body_bytes,
+                body_in_file,
+                tags: record.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+                age: record.timing.age_at(now),
+                key,
+            });
+        }
+        Ok(rows)
+    }
+}
+
+impl Drop for DiskTier {
+    /// Commits what is queued and stops the writer.
+    fn drop(&mut self) {
+        self.ops.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn open_index(path: &Path) -> Result<Database, DiskError> {
+    match Database::builder().create(path) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(DiskError::InUse {
+            path: path.to_owned(),
+        }),
+        Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+            if e.kind() != std::io::ErrorKind::InvalidData =>
+        {
+            Err(DiskError::Io {
+                path: path.to_owned(),
+                source: e,
+            })
+        }
+        Err(e) => {
+            let aside = path.with_extension(format!(
+                "redb.damaged-{}",
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs()
+            ));
+            tracing::error!(
+                index = %path.display(), error = %e, moved_to = %aside.display(),
+                "disk tier index cannot be opened; setting it aside and starting empty"
+            );
+            std::fs::rename(path, &aside).map_err(DiskError::io(path))?;
+            Ok(Database::builder().create(path)?)
+        }
+    }
+}
+
+fn collect_orphans(shared: &Shared, before: SystemTime) {
+    let referenced = |hash: &[u8; 32]| -> bool {
+        // On any read error keep the file: an orphan costs space, a
+        // wrongly deleted body costs a corrupt entry.
+        (|| -> Result<bool, DiskError> {
+            let txn = shared.db.begin_read()?;
+            let blobs = txn.open_table(BLOBS)?;
+            Ok(blobs.get(hash.as_slice())?.is_some())
+        })()
+        .unwrap_or(true)
+    };
+    let removed = shared.blobs.collect_orphans(before, referenced);
+    shared
+        .counters
+        .orphans
+        .fetch_add(removed, Ordering::Relaxed);
+    if removed > 0 {
+        tracing::info!(removed, "removed orphan body and temp files");
+    }
+}

@@ -1,0 +1,59 @@
+//! Sweeping: removing entries idle longer than `max_idle`, then the least
+//! recently used buckets while the tier exceeds its byte budget. One step
+//! removes at most `sweep_batch` entries, so a sweep never holds the
+//! writer (and the purges queued behind it) for long.
+
+use std::time::SystemTime;
+
+use redb::ReadableTable;
+
+use super::error::DiskError;
+use super::writer::Tables;
+use super::{DiskConfig, SweepReport};
+
+pub(super) fn step(
+    t: &mut Tables<'_>,
+    config: &DiskConfig,
+    now: SystemTime,
+) -> Result<SweepReport, DiskError> {
+    let mut report = SweepReport::default();
+    let idle_buckets = (config.max_idle.as_secs() / config.access_bucket.as_secs().max(1)) as u32;
+    let cutoff = config.bucket_at(now).saturating_sub(idle_buckets);
+    let limit = config.sweep_batch.max(1);
+
+    let bound = cutoff.to_be_bytes();
+    let mut idle = Vec::new();
+    for item in t.access.range::<&[u8]>(..bound.as_slice())? {
+        if idle.len() == limit {
+            report.more = true;
+            break;
+        }
+        idle.push(item?.0.value().to_vec());
+    }
+    for access_key in &idle {
+        if t.delete(&access_key[4..])? {
+            report.idle += 1;
+        } else {
+            // An access row without its entry: drop the row itself.
+            t.access.remove(access_key.as_slice())?;
+        }
+    }
+
+    let mut budget_steps = idle.len();
+    while t.totals.bytes() > config.byte_limit {
+        if budget_steps == limit {
+            report.more = true;
+            break;
+        }
+        let Some(oldest) = t.access.first()?.map(|(k, _)| k.value().to_vec()) else {
+            break;
+        };
+        if t.delete(&oldest[4..])? {
+            report.over_budget += 1;
+        } else {
+            t.access.remove(oldest.as_slice())?;
+        }
+        budget_steps += 1;
+    }
+    Ok(report)
+}

@@ -1,0 +1,433 @@
+//! The writer: the only thread that changes the disk tier.
+//!
+//! It takes operations in arrival order, writes new body files first
+//! (outside any transaction), then applies the batch in one redb write
+//! transaction with quick-repair enabled, and only after the commit
+//! deletes body files nothing refers to any more and answers waiters.
+//! Between batches it runs sweep steps on a timer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime};
+
+use redb::{
+    Database, MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction,
+};
+
+use super::error::DiskError;
+use super::format::{
+    self, ACCESS, BLOBS, BUCKETS, ENTRIES, INDEX_FORMAT, META, META_ENTRIES, META_FILE_BYTES,
+    META_FILES, META_FORMAT, META_ROW_BYTES, StoredBody, TAGS,
+};
+use super::{Counters, Op, Removal, Shared, blobs, sweep};
+use crate::entry::{Entry, EntryBody};
+
+const BATCH: usize = 256;
+
+/// Creates the tables of a new index and loads the counters.
+pub(super) fn init(db: &Database, counters: &Counters) -> Result<(), DiskError> {
+    let txn = db.begin_write()?;
+    let totals = {
+        let t = Tables::open(&txn)?;
+        let mut t = t;
+        if t.meta.get(META_FORMAT)?.is_none() {
+            t.meta.insert(META_FORMAT, INDEX_FORMAT)?;
+        }
+        t.totals
+    };
+    txn.commit()?;
+    totals.publish(counters);
+    Ok(())
+}
+
+pub(super) fn run(shared: &Arc<Shared>, rx: Receiver<Op>) {
+    // The first sweep soon after start-up, later ones on the interval.
+    let mut next_sweep = Instant::now() + Duration::from_secs(10);
+    loop {
+        let wait = next_sweep.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(op) => {
+                let mut batch = vec![op];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                apply(shared, batch);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let (done, report) = std::sync::mpsc::sync_channel(1);
+                apply(shared, vec![Op::Sweep { done }]);
+                let more = report
+                    .recv()
+                    .ok()
+                    .and_then(Result::ok)
+                    .is_some_and(|r| r.more);
+                next_sweep = Instant::now()
+                    + if more {
+                        Duration::from_millis(200)
+                    } else {
+                        shared.config.sweep_interval
+                    };
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
+/// Counters kept in the `meta` table, changed within a transaction.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Totals {
+    pub entries: u64,
+    pub row_bytes: u64,
+    pub file_bytes: u64,
+    pub files: u64,
+}
+
+impl Totals {
+    pub fn bytes(&self) -> u64 {
+        self.row_bytes + self.file_bytes
+    }
+
+    fn publish(&self, c: &Counters) {
+        c.entries.store(self.entries, Ordering::Relaxed);
+        c.row_bytes.store(self.row_bytes, Ordering::Relaxed);
+        c.file_bytes.store(self.file_bytes, Ordering::Relaxed);
+        c.files.store(self.files, Ordering::Relaxed);
+    }
+}
+
+/// The open tables of one write transaction and the counters it changes.
+pub(super) struct Tables<'t> {
+    entries: Table<'t, &'static [u8], &'static [u8]>,
+    buckets: Table<'t, &'static [u8], u32>,
+    pub access: Table<'t, &'static [u8], ()>,
+    tags: MultimapTable<'t, &'static str, &'static [u8]>,
+    blobs: Table<'t, &'static [u8], (u64, u64)>,
+    meta: Table<'t, &'static str, u64>,
+    pub totals: Totals,
+    /// Body files whose last reference went in this transaction.
+    pub freed: Vec<[u8; 32]>,
+}
+
+impl<'t> Tables<'t> {
+    pub fn open(txn: &'t WriteTransaction) -> Result<Self, DiskError> {
+        let meta = txn.open_table(META)?;
+        let get = |name| -> Result<u64, DiskError> {
+            Ok(meta.get(name)?.map(|v| v.value()).unwrap_or(0))
+        };
+        let totals = Totals {
+            entries: get(META_ENTRIES)?,
+            row_bytes: get(META_ROW_BYTES)?,
+            file_bytes: get(META_FILE_BYTES)?,
+            files: get(META_FILES)?,
+        };
+        Ok(Tables {
+            entries: txn.open_table(ENTRIES)?,
+            buckets: txn.open_table(BUCKETS)?,
+            access: txn.open_table(ACCESS)?,
+            tags: txn.open_multimap_table(TAGS)?,
+            blobs: txn.open_table(BLOBS)?,
+            meta,
+            totals,
+            freed: Vec::new(),
+        })
+    }
+
+    fn save_totals(&mut self) -> Result<(), DiskError> {
+        let t = self.totals;
+        self.meta.insert(META_ENTRIES, t.entries)?;
+        self.meta.insert(META_ROW_BYTES, t.row_bytes)?;
+        self.meta.insert(META_FILE_BYTES, t.file_bytes)?;
+        self.meta.insert(META_FILES, t.files)?;
+        Ok(())
+    }
+
+    /// Stores `entry` under `key` unless a stored one has a newer `Date`.
+    fn put(
+        &mut self,
+        key: &[u8],
+        entry: &Entry,
+        body: StoredBody,
+        bucket: u32,
+    ) -> Result<bool, DiskError> {
+        if let Some(old) = self.entries.get(key)?
+            && let Ok(old) = format::decode(old.value())
+            && let (Some(old_date), Some(new_date)) = (old.date(), entry.date())
+            && old_date > new_date
+        {
+            return Ok(false);
+        }
+        if let StoredBody::File { hash, len } = &body {
+            let refs = self.blobs.get(hash.as_slice())?.map(|v| v.value());
+            match refs {
+                Some((n, len)) => self.blobs.insert(hash.as_slice(), (n + 1, len))?,
+                None => {
+                    self.totals.files += 1;
+                    self.totals.file_bytes += len;
+                    self.blobs.insert(hash.as_slice(), (1, *len))?
+                }
+            };
+        }
+        self.delete(key)?;
+        let record = format::encode(entry, &body);
+        self.entries.insert(key, record.as_slice())?;
+        self.buckets.insert(key, bucket)?;
+        self.access
+            .insert(format::access_key(bucket, key).as_slice(), ())?;
+        for tag in entry.tags.iter() {
+            self.tags.insert(tag.as_str(), key)?;
+        }
+        self.totals.entries += 1;
+        self.totals.row_bytes += (record.len() + key.len()) as u64;
+        Ok(true)
+    }
+
+    /// Removes one entry and everything that refers to it.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool, DiskError> {
+        let Some(record) = self.entries.remove(key)? else {
+            return Ok(false);
+        };
+        let record_len = record.value().len();
+        let decoded = format::decode(record.value());
+        drop(record);
+        self.totals.entries = self.totals.entries.saturating_sub(1);
+        self.totals.row_bytes = self
+            .totals
+            .row_bytes
+            .saturating_sub((record_len + key.len()) as u64);
+        if let Some(bucket) = self.buckets.remove(key)?.map(|b| b.value()) {
+            self.access
+                .remove(format::access_key(bucket, key).as_slice())?;
+        }
+        // An undecodable record's tags stay behind; a tag purge skips keys
+        // without a row.
+        if let Ok(record) = decoded {
+            for tag in &record.tags {
+                self.tags.remove(tag.as_str(), key)?;
+            }
+            if let StoredBody::File { hash, .. } = record.body {
+                self.release_blob(&hash)?;
+            }
+        }
+        Ok(true)
+    }
+
+    fn release_blob(&mut self, hash: &[u8; 32]) -> Result<(), DiskError> {
+        let refs = self.blobs.get(hash.as_slice())?.map(|v| v.value());
+        match refs {
+            Some((n, len)) if n > 1 => {
+                self.blobs.insert(hash.as_slice(), (n - 1, len))?;
+            }
+            Some((_, len)) => {
+                self.blobs.remove(hash.as_slice())?;
+                self.totals.files = self.totals.files.saturating_sub(1);
+                self.totals.file_bytes = self.totals.file_bytes.saturating_sub(len);
+                self.freed.push(*hash);
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn touch(&mut self, key: &[u8], bucket: u32) -> Result<(), DiskError> {
+        let old = self.buckets.get(key)?.map(|b| b.value());
+        match old {
+            Some(old) if old != bucket => {
+                self.access
+                    .remove(format::access_key(old, key).as_slice())?;
+                self.access
+                    .insert(format::access_key(bucket, key).as_slice(), ())?;
+                self.buckets.insert(key, bucket)?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, removal: &Removal) -> Result<usize, DiskError> {
+        let keys: Vec<Vec<u8>> = match removal {
+            Removal::Tag(tag) => self
+                .tags
+                .get(tag.as_str())?
+                .map(|k| k.map(|k| k.value().to_vec()))
+                .collect::<Result<_, _>>()?,
+            Removal::Target(t) => self.keys_with_prefix(&format::target_prefix(t), |_| true)?,
+            Removal::Key(k) => {
+                let prefix = format::key_prefix(k);
+                let len = prefix.len() + 8;
+                self.keys_with_prefix(&prefix, |key| key.len() == len)?
+            }
+            Removal::Prefix(p) => self.keys_with_prefix(p.as_bytes(), |_| true)?,
+        };
+        let mut removed = 0;
+        for k in keys {
+            if self.delete(&k)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn keys_with_prefix(
+        &self,
+        prefix: &[u8],
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<Vec<Vec<u8>>, DiskError> {
+        let mut out = Vec::new();
+        for item in self.entries.range(prefix..)? {
+            let (k, _) = item?;
+            let k = k.value();
+            if !k.starts_with(prefix) {
+                break;
+            }
+            if keep(k) {
+                out.push(k.to_vec());
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn apply(shared: &Shared, batch: Vec<Op>) {
+    // Body files first: a row may only refer to a file already durable.
+    let bodies: Vec<Option<StoredBody>> = batch.iter().map(|op| stored_body(shared, op)).collect();
+    let now = SystemTime::now();
+    let bucket = shared.config.bucket_at(now);
+    let mut removed = HashMap::new();
+    let mut swept = HashMap::new();
+    let result = (|| -> Result<Vec<[u8; 32]>, DiskError> {
+        let mut txn = shared.db.begin_write()?;
+        txn.set_quick_repair(true);
+        let freed = {
+            let mut t = Tables::open(&txn)?;
+            for (i, (op, body)) in batch.iter().zip(&bodies).enumerate() {
+                match op {
+                    Op::Put { entry, ticket } => {
+                        let Some(body) = body.clone() else { continue };
+                        // Re-check here: a purge applied before this put
+                        // must win even if the put was queued first.
+                        if shared
+                            .generations
+                            .is_current(*ticket, entry.key.target(), &entry.tags)
+                        {
+                            let key = format::entry_key(&entry.key, &entry.variant);
+                            t.put(&key, entry, body, bucket)?;
+                        }
+                    }
+                    Op::Touch { key, bucket } => t.touch(key, *bucket)?,
+                    Op::Drop { key } => {
+                        t.delete(key)?;
+                    }
+                    Op::Remove { removal, .. } => {
+                        removed.insert(i, t.remove(removal)?);
+                    }
+                    Op::Sweep { .. } => {
+                        swept.insert(i, sweep::step(&mut t, &shared.config, now)?);
+                    }
+                    Op::Flush { .. } => {}
+                }
+            }
+            t.save_totals()?;
+            shared.counters_publish(t.totals);
+            std::mem::take(&mut t.freed)
+        };
+        txn.commit()?;
+        Ok(freed)
+    })();
+    let error = match result {
+        Ok(freed) => {
+            for hash in freed {
+                shared.blobs.remove(&hash);
+            }
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, ops = batch.len(), "disk tier batch failed; its writes are lost");
+            // Counters were published optimistically; reload the truth.
+            if let Err(e) = reload_counters(shared) {
+                tracing::warn!(error = %e, "cannot reload disk tier counters");
+            }
+            Some(e.to_string())
+        }
+    };
+    for (i, op) in batch.into_iter().enumerate() {
+        match op {
+            Op::Remove { done, .. } => {
+                let _ = done.send(match &error {
+                    None => Ok(removed.remove(&i).unwrap_or(0)),
+                    Some(e) => Err(DiskError::Io {
+                        path: shared.config.dir.clone(),
+                        source: std::io::Error::other(e.clone()),
+                    }),
+                });
+            }
+            Op::Sweep { done } => {
+                let report = swept.remove(&i).unwrap_or_default();
+                if error.is_none() {
+                    let c = &shared.counters;
+                    c.sweeps.fetch_add(1, Ordering::Relaxed);
+                    c.swept_idle.fetch_add(report.idle, Ordering::Relaxed);
+                    c.swept_over_budget
+                        .fetch_add(report.over_budget, Ordering::Relaxed);
+                }
+                let _ = done.send(Ok(report));
+            }
+            Op::Flush { done } => {
+                let _ = done.send(());
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Shared {
+    fn counters_publish(&self, totals: Totals) {
+        totals.publish(&self.counters);
+    }
+}
+
+fn reload_counters(shared: &Shared) -> Result<(), DiskError> {
+    let txn = shared.db.begin_write()?;
+    let totals = Tables::open(&txn)?.totals;
+    txn.abort()?;
+    totals.publish(&shared.counters);
+    Ok(())
+}
+
+/// Where a put's body goes; writes the body file when it is large.
+fn stored_body(shared: &Shared, op: &Op) -> Option<StoredBody> {
+    let Op::Put { entry, .. } = op else {
+        return None;
+    };
+    match &entry.body {
+        EntryBody::Memory(bytes) if (bytes.len() as u64) <= shared.config.inline_threshold => {
+            Some(StoredBody::Inline(bytes.clone()))
+        }
+        EntryBody::Memory(bytes) => {
+            let hash = blobs::hash(bytes);
+            match shared.blobs.write(&hash, bytes) {
+                Ok(()) => Some(StoredBody::File {
+                    hash,
+                    len: bytes.len() as u64,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot write body file; entry not persisted");
+                    None
+                }
+            }
+        }
+        // Already on disk (promoted, then refreshed by a 304).
+        EntryBody::File(f) => {
+            let hash = f
+                .path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(blobs::unhex)?;
+            Some(StoredBody::File { hash, len: f.len })
+        }
+    }
+}

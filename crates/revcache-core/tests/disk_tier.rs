@@ -1,0 +1,357 @@
+//! The disk tier through the `Cache` API: what survives a restart, where
+//! bodies go, sweeping, orphans and damaged data.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use revcache_core::cache::PurgeScope;
+use revcache_core::{
+    Cache, CacheConfig, DiskConfig, Entry, EntryBody, EntryTiming, Freshness, KeyClass, Partition,
+    PrimaryKey, Tag, Version,
+};
+
+fn temp_dir() -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "revcache-disk-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn open(dir: &PathBuf) -> Cache {
+    open_with(dir, |_| {})
+}
+
+fn open_with(dir: &PathBuf, tweak: impl FnOnce(&mut DiskConfig)) -> Cache {
+    let mut config = DiskConfig::new(dir);
+    tweak(&mut config);
+    Cache::with_disk(CacheConfig::default(), config).unwrap()
+}
+
+fn key(target: &str) -> PrimaryKey {
+    PrimaryKey::new(0, KeyClass::Get, "origin", target, Partition::Public)
+}
+
+fn entry(target: &str, body: Vec<u8>, tags: &[&str], date: Option<SystemTime>) -> Entry {
+    let mut headers = HeaderMap::new();
+    headers.insert("etag", HeaderValue::from_static("\"v\""));
+    if let Some(d) = date {
+        headers.insert(
+            "date",
+            HeaderValue::from_str(&httpdate::fmt_http_date(d)).unwrap(),
+        );
+    }
+    Entry::new(
+        key(target),
+        Box::new([]),
+        Version::from_etag("\"v\""),
+        StatusCode::OK,
+        headers,
+        Bytes::from(body),
+        tags.iter().map(|t| Tag::new(*t)).collect(),
+        EntryTiming {
+            request_time: SystemTime::now(),
+            response_time: SystemTime::now(),
+            initial_age: Duration::ZERO,
+        },
+        Freshness {
+            lifetime: Duration::from_secs(600),
+            ..Default::default()
+        },
+    )
+}
+
+fn store(cache: &Cache, e: Entry) {
+    cache.store(e, cache.begin_fill());
+}
+
+fn body_of(e: &Entry) -> Vec<u8> {
+    match &e.body {
+        EntryBody::Memory(b) => b.to_vec(),
+        EntryBody::File(f) => std::fs::read(&f.path).unwrap(),
+    }
+}
+
+fn files_under(dir: &PathBuf) -> usize {
+    fn walk(p: &std::path::Path) -> usize {
+        std::fs::read_dir(p)
+            .map(|it| {
+                it.flatten()
+                    .map(|e| {
+                        if e.path().is_dir() {
+                            walk(&e.path())
+                        } else {
+                            1
+                        }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&dir.join("bodies"))
+}
+
+#[test]
+fn entries_of_every_size_survive_a_restart() {
+    let dir = temp_dir();
+    let sizes = [0usize, 1, 100, 16 << 10, (16 << 10) + 1, 300 << 10, 2 << 20];
+    {
+        let cache = open(&dir);
+        for (i, n) in sizes.iter().enumerate() {
+            store(
+                &cache,
+                entry(&format!("/e{i}"), vec![i as u8; *n], &[], None),
+            );
+        }
+        cache.flush();
+    }
+    let cache = open(&dir);
+    for (i, n) in sizes.iter().enumerate() {
+        assert!(
+            cache.lookup(&key(&format!("/e{i}"))).is_none(),
+            "memory starts empty"
+        );
+        let found = cache.lookup_disk(&key(&format!("/e{i}"))).expect("on disk");
+        assert_eq!(body_of(&found[0]), vec![i as u8; *n], "entry {i}");
+        assert_eq!(found[0].headers["etag"], "\"v\"");
+        assert!(
+            cache.lookup(&key(&format!("/e{i}"))).is_some(),
+            "promoted to memory"
+        );
+    }
+    // Bodies above the stream threshold stay in their file.
+    let big = cache.lookup_disk(&key("/e6")).unwrap();
+    assert!(matches!(big[0].body, EntryBody::File(_)));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn small_bodies_are_inline_and_large_ones_files_shared_by_identical_bytes() {
+    let dir = temp_dir();
+    let cache = open_with(&dir, |c| c.inline_threshold = 1024);
+    store(&cache, entry("/small", vec![1; 1024], &[], None));
+    store(&cache, entry("/big-a", vec![2; 4096], &[], None));
+    store(&cache, entry("/big-b", vec![2; 4096], &[], None));
+    store(&cache, entry("/big-c", vec![3; 4096], &[], None));
+    cache.flush();
+    assert_eq!(files_under(&dir), 2, "identical bodies share one file");
+    let stats = cache.stats().disk.unwrap();
+    assert_eq!((stats.entries, stats.files, stats.file_bytes), (4, 2, 8192));
+    cache.purge(PurgeScope::Target("/big-a"));
+    assert_eq!(files_under(&dir), 2, "still referenced by /big-b");
+    cache.purge(PurgeScope::Target("/big-b"));
+    assert_eq!(files_under(&dir), 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn purges_by_url_prefix_and_tag_survive_a_restart() {
+    let dir = temp_dir();
+    {
+        let cache = open(&dir);
+        store(&cache, entry("/a/1", vec![1], &["t"], None));
+        store(&cache, entry("/a/2", vec![1], &[], None));
+        store(&cache, entry("/b", vec![1], &["t"], None));
+        store(&cache, entry("/c?x=1", vec![1], &[], None));
+        store(&cache, entry("/keep", vec![1], &[], None));
+        assert_eq!(cache.purge(PurgeScope::Prefix("/a/")), 2);
+        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("t"))), 1);
+        assert_eq!(cache.purge(PurgeScope::Target("/c?x=1")), 1);
+    }
+    let cache = open(&dir);
+    for gone in ["/a/1", "/a/2", "/b", "/c?x=1"] {
+        assert!(cache.lookup_disk(&key(gone)).is_none(), "{gone} came back");
+    }
+    assert!(cache.lookup_disk(&key("/keep")).is_some());
+    assert_eq!(cache.stats().disk.unwrap().entries, 1);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_purge_racing_a_queued_write_wins_on_disk() {
+    let dir = temp_dir();
+    let cache = open(&dir);
+    let ticket = cache.begin_fill();
+    cache.purge(PurgeScope::Target("/race"));
+    cache.store(entry("/race", vec![1], &[], None), ticket);
+    cache.flush();
+    assert!(cache.lookup_disk(&key("/race")).is_none());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_newest_date_wins_between_racing_fills() {
+    let dir = temp_dir();
+    let now = SystemTime::now();
+    {
+        let cache = open(&dir);
+        store(&cache, entry("/n", b"new".to_vec(), &[], Some(now)));
+        store(
+            &cache,
+            entry(
+                "/n",
+                b"old".to_vec(),
+                &[],
+                Some(now - Duration::from_secs(60)),
+            ),
+        );
+        assert_eq!(body_of(&cache.lookup(&key("/n")).unwrap()[0]), b"new");
+        cache.flush();
+    }
+    let cache = open(&dir);
+    assert_eq!(body_of(&cache.lookup_disk(&key("/n")).unwrap()[0]), b"new");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn idle_entries_are_swept_and_recent_use_keeps_them() {
+    let dir = temp_dir();
+    // One-second buckets and two idle seconds make the test quick.
+    let cache = open_with(&dir, |c| {
+        c.access_bucket = Duration::from_secs(1);
+        c.max_idle = Duration::from_secs(2);
+    });
+    store(&cache, entry("/idle", vec![1], &[], None));
+    store(&cache, entry("/used", vec![1], &[], None));
+    cache.flush();
+    std::thread::sleep(Duration::from_millis(3100));
+    let used = cache.lookup(&key("/used")).unwrap();
+    cache.touch(&used[0], SystemTime::now());
+    let report = cache.disk().unwrap().sweep_all().unwrap();
+    assert_eq!(report.idle, 1);
+    assert!(cache.lookup_disk(&key("/idle")).is_none());
+    assert!(cache.lookup_disk(&key("/used")).is_some());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_byte_budget_removes_the_least_recently_used_first() {
+    let dir = temp_dir();
+    let cache = open_with(&dir, |c| {
+        c.access_bucket = Duration::from_secs(1);
+        c.byte_limit = 3 * 20_000;
+        c.inline_threshold = 1024;
+    });
+    store(&cache, entry("/old", vec![1; 20_000], &[], None));
+    cache.flush();
+    std::thread::sleep(Duration::from_millis(1100));
+    for i in 0..3 {
+        store(
+            &cache,
+            entry(&format!("/new{i}"), vec![i + 2; 20_000], &[], None),
+        );
+    }
+    cache.flush();
+    let report = cache.disk().unwrap().sweep_all().unwrap();
+    assert!(report.over_budget >= 1, "{report:?}");
+    assert!(cache.lookup_disk(&key("/old")).is_none());
+    assert!(cache.lookup_disk(&key("/new2")).is_some());
+    let stats = cache.stats().disk.unwrap();
+    assert!(
+        stats.row_bytes + stats.file_bytes <= 3 * 20_000,
+        "{stats:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn orphan_and_temp_files_are_removed_at_start() {
+    let dir = temp_dir();
+    {
+        let cache = open(&dir);
+        store(&cache, entry("/kept", vec![9; 100_000], &[], None));
+        cache.flush();
+    }
+    let orphan = dir.join("bodies").join("ab").join("cd");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("ab".repeat(32)), b"left by a crash").unwrap();
+    std::fs::write(dir.join("tmp").join("half-written"), b"x").unwrap();
+    // Orphans younger than two seconds are left for the next start.
+    std::thread::sleep(Duration::from_millis(2100));
+    let cache = open(&dir);
+    for _ in 0..100 {
+        if cache.stats().disk.unwrap().orphans_removed == 2 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(cache.stats().disk.unwrap().orphans_removed, 2);
+    assert_eq!(files_under(&dir), 1);
+    assert_eq!(
+        body_of(&cache.lookup_disk(&key("/kept")).unwrap()[0]),
+        vec![9; 100_000]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_damaged_body_file_is_dropped_never_served() {
+    let dir = temp_dir();
+    {
+        let cache = open(&dir);
+        store(&cache, entry("/torn", vec![5; 100_000], &[], None));
+        cache.flush();
+    }
+    // Truncate the body file as a torn write would.
+    let mut files = Vec::new();
+    for l1 in std::fs::read_dir(dir.join("bodies")).unwrap().flatten() {
+        for l2 in std::fs::read_dir(l1.path()).unwrap().flatten() {
+            for f in std::fs::read_dir(l2.path()).unwrap().flatten() {
+                files.push(f.path());
+            }
+        }
+    }
+    std::fs::write(&files[0], vec![5; 10]).unwrap();
+    let cache = open(&dir);
+    assert!(cache.lookup_disk(&key("/torn")).is_none());
+    cache.flush();
+    assert_eq!(cache.stats().disk.unwrap().corrupt_dropped, 1);
+    assert_eq!(cache.stats().disk.unwrap().entries, 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_second_process_on_the_same_data_dir_is_refused_clearly() {
+    let dir = temp_dir();
+    let _first = open(&dir);
+    let err = Cache::with_disk(CacheConfig::default(), DiskConfig::new(&dir))
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("in use"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_damaged_index_is_set_aside_and_start_up_continues() {
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.redb"), vec![0x42; 8192]).unwrap();
+    let cache = open(&dir);
+    store(&cache, entry("/fresh", vec![1], &[], None));
+    cache.flush();
+    assert!(cache.lookup_disk(&key("/fresh")).is_some());
+    let aside = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("damaged"));
+    assert!(aside);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn arc_entries_shared_between_tiers_are_one_copy() {
+    let dir = temp_dir();
+    let cache = open(&dir);
+    store(&cache, entry("/one", vec![7; 10], &[], None));
+    let a = cache.lookup(&key("/one")).unwrap();
+    let b = cache.lookup(&key("/one")).unwrap();
+    assert!(Arc::ptr_eq(&a[0], &b[0]));
+    let _ = std::fs::remove_dir_all(dir);
+}
