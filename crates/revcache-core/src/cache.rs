@@ -222,6 +222,21 @@ impl Cache {
         }
     }
 
+    /// Entries held in memory: of one request target, of one tag, or all.
+    /// Scans the catalog; for inspection, not for the request path.
+    pub fn memory_entries(&self, target: Option<&str>, tag: Option<&Tag>) -> Vec<Arc<Entry>> {
+        let keys = match (target, tag) {
+            (_, Some(tag)) => self.catalog.by_tag(tag),
+            (Some(target), None) => self.catalog.by_target(target),
+            (None, None) => self.catalog.by_prefix(""),
+        };
+        keys.iter()
+            .filter_map(|k| self.memory.peek(k))
+            .flat_map(|v| v.iter().cloned().collect::<Vec<_>>())
+            .filter(|e| tag.is_none_or(|t| e.tags.contains(t)))
+            .collect()
+    }
+
     /// Waits until the disk tier has committed every queued write.
     pub fn flush(&self) {
         if let Some(disk) = &self.disk {

@@ -79,7 +79,7 @@ fn body_of(e: &Entry) -> Vec<u8> {
     }
 }
 
-fn files_under(dir: &PathBuf) -> usize {
+fn files_under(dir: &std::path::Path) -> usize {
     fn walk(p: &std::path::Path) -> usize {
         std::fs::read_dir(p)
             .map(|it| {

@@ -33,7 +33,7 @@ impl Admin {
         }
     }
 
-    pub fn handle<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
+    pub async fn handle<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
         if !self.authorized(req) {
             let mut res = json(
                 StatusCode::UNAUTHORIZED,
@@ -77,12 +77,22 @@ impl Admin {
                         "l1": {"keys": s.memory_keys, "bytes": s.memory_bytes,
                                "capacity_bytes": s.memory_capacity, "evictions": s.memory_evictions},
                         "tags": s.tags,
+                        "l2": s.disk.map(|d| serde_json::json!({
+                            "entries": d.entries, "index_bytes": d.row_bytes, "file_bytes": d.file_bytes,
+                            "files": d.files, "sweeps": d.sweeps, "swept_idle": d.swept_idle,
+                            "swept_over_budget": d.swept_over_budget, "orphans_removed": d.orphans_removed,
+                            "corrupt_dropped": d.corrupt_dropped, "open_seconds": d.load_time.as_secs_f64(),
+                        })),
                     }),
                 )
             }
-            (&Method::POST, "/purge") => self.purge(req.uri().query().unwrap_or("")),
-            (_, "/purge") => method_not_allowed("POST"),
-            (_, "/metrics" | "/healthz" | "/readyz" | "/stats") => method_not_allowed("GET"),
+            (&Method::POST, "/sweep") => self.sweep().await,
+            (&Method::GET, "/inspect") => self.inspect(req.uri().query().unwrap_or("")).await,
+            (&Method::POST, "/purge") => self.purge(req.uri().query().unwrap_or("")).await,
+            (_, "/purge" | "/sweep") => method_not_allowed("POST"),
+            (_, "/metrics" | "/healthz" | "/readyz" | "/stats" | "/inspect") => {
+                method_not_allowed("GET")
+            }
             (_, p) if p.starts_with("/events/") => {
                 let name = &p["/events/".len()..];
                 match self.proxy.router().by_name(name) {
@@ -104,6 +114,65 @@ impl Admin {
         }
     }
 
+    /// Entries of every tier as JSON rows (what `revcache inspect` prints).
+    async fn inspect(&self, query: &str) -> Response<ProxyBody> {
+        let (mut url, mut tag) = (None, None);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(value) = percent_decode(value) else {
+                return bad_request(format!(
+                    "inspect: {name} is not valid percent-encoded UTF-8"
+                ));
+            };
+            match name {
+                "url" => url = Some(value),
+                "tag" => tag = Some(value),
+                other => {
+                    return bad_request(format!(
+                        "inspect: unknown parameter {other:?}; use url= or tag="
+                    ));
+                }
+            }
+        }
+        let cache = self.proxy.cache().clone();
+        let rows = tokio::task::spawn_blocking(move || {
+            crate::inspect::rows(&cache, url.as_deref(), tag.as_deref())
+        })
+        .await;
+        match rows {
+            Ok(Ok(rows)) => json(StatusCode::OK, &serde_json::json!({ "entries": rows })),
+            Ok(Err(e)) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": e.to_string()}),
+            ),
+            Err(e) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": e.to_string()}),
+            ),
+        }
+    }
+
+    /// Runs the disk tier's sweeper until nothing is due.
+    async fn sweep(&self) -> Response<ProxyBody> {
+        let cache = self.proxy.cache().clone();
+        let report = tokio::task::spawn_blocking(move || cache.disk().map(|d| d.sweep_all())).await;
+        match report {
+            Ok(Some(Ok(r))) => json(
+                StatusCode::OK,
+                &serde_json::json!({"idle": r.idle, "over_budget": r.over_budget}),
+            ),
+            Ok(None) => bad_request("sweep: this instance runs without a disk tier".into()),
+            Ok(Some(Err(e))) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": e.to_string()}),
+            ),
+            Err(e) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": e.to_string()}),
+            ),
+        }
+    }
+
     fn authorized<B>(&self, req: &Request<B>) -> bool {
         let Some(token) = &self.token else {
             return true;
@@ -119,7 +188,7 @@ impl Admin {
         constant_time_eq(given.trim().as_bytes(), token.as_bytes())
     }
 
-    fn purge(&self, query: &str) -> Response<ProxyBody> {
+    async fn purge(&self, query: &str) -> Response<ProxyBody> {
         let mut scope = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -151,7 +220,10 @@ impl Admin {
                 "purge: give one of url=PATH_AND_QUERY, prefix=PATH or tag=TAG".into(),
             );
         };
-        let purged = self.proxy.invalidate(&inv, InvalidationSource::Admin);
+        let purged = self
+            .proxy
+            .invalidate(inv.clone(), InvalidationSource::Admin)
+            .await;
         let value = match &inv {
             Invalidation::Target(v) | Invalidation::Prefix(v) => v.clone(),
             Invalidation::Tag(t) => t.as_str().to_owned(),

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod credential;
 pub mod dialect;
+pub mod inspect;
 pub mod metrics;
 pub mod policy;
 pub mod proxy;
@@ -17,5 +18,5 @@ pub mod settings;
 pub use proxy::Proxy;
 pub use server::{Server, ServerError};
 pub use settings::{
-    CacheSettings, DialectName, Limits, PartitionSettings, RouteSettings, Settings,
+    CacheSettings, DialectName, DiskSettings, Limits, PartitionSettings, RouteSettings, Settings,
 };

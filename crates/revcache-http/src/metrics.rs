@@ -286,6 +286,82 @@ impl Collector for TierCollector {
             evictions.metric_type(),
         )?;
         evictions.encode(m.encode_family(&[("tier", "l1")])?)?;
+        if let Some(d) = &stats.disk {
+            gauge(
+                &mut encoder,
+                "tier_entries",
+                "Entries held in the disk tier (l2)",
+                "l2",
+                d.entries as i64,
+            )?;
+            let g = ConstGauge::new(d.row_bytes as i64);
+            let mut m = encoder.encode_descriptor(
+                "disk_bytes",
+                "Bytes of the disk tier: index rows (metadata and inline bodies) and body files",
+                None,
+                g.metric_type(),
+            )?;
+            g.encode(m.encode_family(&[("kind", "index")])?)?;
+            ConstGauge::new(d.file_bytes as i64).encode(m.encode_family(&[("kind", "files")])?)?;
+            let plain_gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, v: i64| {
+                let g = ConstGauge::new(v);
+                let m = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+                g.encode(m)
+            };
+            plain_gauge(
+                &mut encoder,
+                "disk_files",
+                "Body files in the disk tier",
+                d.files as i64,
+            )?;
+            let counter = |encoder: &mut DescriptorEncoder, name: &str, help: &str, v: u64| {
+                let c = ConstCounter::new(v);
+                let m = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+                c.encode(m)
+            };
+            counter(
+                &mut encoder,
+                "disk_sweeps",
+                "Sweep steps run on the disk tier",
+                d.sweeps,
+            )?;
+            let swept = ConstCounter::new(d.swept_idle);
+            let mut m = encoder.encode_descriptor(
+                "disk_swept_entries",
+                "Entries the sweeper removed, by reason",
+                None,
+                swept.metric_type(),
+            )?;
+            swept.encode(m.encode_family(&[("reason", "idle")])?)?;
+            ConstCounter::new(d.swept_over_budget)
+                .encode(m.encode_family(&[("reason", "budget")])?)?;
+            counter(
+                &mut encoder,
+                "disk_orphans_removed",
+                "Orphan body and temp files removed at start-up",
+                d.orphans_removed,
+            )?;
+            counter(
+                &mut encoder,
+                "disk_corrupt_dropped",
+                "Unreadable disk entries dropped",
+                d.corrupt_dropped,
+            )?;
+            counter(
+                &mut encoder,
+                "disk_writes_dropped",
+                "Disk writes skipped because the writer queue was full",
+                d.writes_dropped,
+            )?;
+            let load = ConstGauge::new(d.load_time.as_secs_f64());
+            let m = encoder.encode_descriptor(
+                "disk_open_seconds",
+                "Time the disk tier took to open at start-up",
+                None,
+                load.metric_type(),
+            )?;
+            load.encode(m)?;
+        }
         let waiting = ConstGauge::new(self.flights.waiting() as i64);
         let m = encoder.encode_descriptor(
             "single_flight_waiters",

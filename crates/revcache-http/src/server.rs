@@ -14,8 +14,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use revcache_core::PartitionKey;
+use revcache_core::data_dir::{self, DataDirError, Opened};
 use revcache_core::error::PartitionKeyError;
+use revcache_core::{Cache, CacheConfig, DiskError, PartitionKey};
 use tokio::net::TcpListener;
 
 use crate::admin::Admin;
@@ -34,6 +35,10 @@ pub enum ServerError {
     #[error(transparent)]
     PartitionKey(#[from] PartitionKeyError),
     #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
     Route(#[from] RouteError),
 }
 
@@ -47,11 +52,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads the partition key from the data dir, builds the proxy and
+    /// Opens the data dir (partition key, disk tier), builds the proxy and
     /// binds both listeners.
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
+        let cache = tokio::task::spawn_blocking({
+            let settings = settings.clone();
+            move || open_cache(&settings)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
         let key = PartitionKey::load_or_create(&settings.data_dir)?;
-        let proxy = Proxy::new(&settings, key)?;
+        let proxy = Proxy::new(&settings, key, Arc::new(cache))?;
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -134,7 +145,7 @@ impl Server {
                     let admin = self.admin.clone();
                     let service = service_fn(move |req| {
                         let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(admin.handle(&req)) }
+                        async move { Ok::<_, Infallible>(admin.handle(&req).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let conn = graceful.watch(conn);
@@ -156,6 +167,40 @@ impl Server {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
+        let cache = self.proxy.cache().clone();
+        let _ = tokio::task::spawn_blocking(move || cache.flush()).await;
         Ok(())
     }
+}
+
+/// The data dir's cache: memory tiers, and the disk tier unless disabled.
+fn open_cache(settings: &Settings) -> Result<Cache, ServerError> {
+    let config = CacheConfig {
+        memory_limit: settings.cache.memory_limit,
+        max_entry_bytes: settings.limits.max_cacheable_body_bytes + (64 << 10),
+    };
+    let opened = data_dir::open(&settings.data_dir)?;
+    if !settings.disk.enabled {
+        return Ok(Cache::new(config));
+    }
+    if let Opened::Older(version) = opened {
+        tracing::warn!(
+            version,
+            "data dir has an older format; dropping its cached entries"
+        );
+        for name in ["index.redb", "bodies"] {
+            let path = settings.data_dir.join(name);
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
+        }
+    }
+    let cache = Cache::with_disk(config, settings.disk.config(&settings.data_dir))?;
+    if let Some(stats) = cache.stats().disk {
+        tracing::info!(
+            entries = stats.entries,
+            bytes = stats.row_bytes + stats.file_bytes,
+            load_ms = stats.load_time.as_millis() as u64,
+            "disk tier opened"
+        );
+    }
+    Ok(cache)
 }

@@ -20,6 +20,7 @@ pub struct Settings {
     pub routes: Vec<RouteSettings>,
     pub limits: Limits,
     pub cache: CacheSettings,
+    pub disk: DiskSettings,
     pub partition: PartitionSettings,
 }
 
@@ -96,6 +97,47 @@ impl Default for CacheSettings {
     }
 }
 
+/// The disk tier (L2) in the data dir.
+#[derive(Clone, Debug)]
+pub struct DiskSettings {
+    pub enabled: bool,
+    /// Byte budget (index plus body files).
+    pub limit: u64,
+    /// Entries unused for this long are swept.
+    pub max_idle: Duration,
+    /// Bodies up to this size live in the index, larger ones in files.
+    pub inline_threshold: u64,
+    /// Granularity of recorded access times.
+    pub access_bucket: Duration,
+    pub sweep_interval: Duration,
+}
+
+impl Default for DiskSettings {
+    fn default() -> Self {
+        let d = revcache_core::DiskConfig::new("");
+        DiskSettings {
+            enabled: true,
+            limit: d.byte_limit,
+            max_idle: d.max_idle,
+            inline_threshold: d.inline_threshold,
+            access_bucket: d.access_bucket,
+            sweep_interval: d.sweep_interval,
+        }
+    }
+}
+
+impl DiskSettings {
+    pub fn config(&self, data_dir: &std::path::Path) -> revcache_core::DiskConfig {
+        let mut c = revcache_core::DiskConfig::new(data_dir);
+        c.byte_limit = self.limit;
+        c.max_idle = self.max_idle;
+        c.inline_threshold = self.inline_threshold;
+        c.access_bucket = self.access_bucket;
+        c.sweep_interval = self.sweep_interval;
+        c
+    }
+}
+
 /// Request parts, besides `Authorization`, that identify a caller.
 #[derive(Clone, Debug, Default)]
 pub struct PartitionSettings {
@@ -121,6 +163,7 @@ impl Settings {
             }],
             limits: Limits::default(),
             cache: CacheSettings::default(),
+            disk: DiskSettings::default(),
             partition: PartitionSettings::default(),
         }
     }

@@ -83,19 +83,61 @@ async fn configured_cookies_partition_like_authorization() {
 
 #[tokio::test]
 async fn the_partition_key_is_kept_owner_only_and_credentials_never_touch_disk() {
-    let origin = Origin::start(echo_user()).await;
+    // Vary on the credential puts it in the variant: it must be stored hashed.
+    let origin = Origin::start(|_, _| {
+        Reply::ok("per user")
+            .header("cache-control", "public, max-age=600")
+            .header("vary", "Authorization, Cookie")
+    })
+    .await;
     let rc = Revcache::start(&origin.url()).await;
     Client::default()
         .get_with(
             &rc.url("/me"),
-            &[("authorization", "Bearer very-secret-token")],
+            &[
+                ("authorization", "Bearer very-secret-token"),
+                ("cookie", "session=very-secret-cookie"),
+            ],
         )
         .await;
+    rc.proxy.cache().flush();
     let key = rc.data_dir.join("partition.key");
     let mode = std::fs::metadata(&key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    for entry in std::fs::read_dir(&rc.data_dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        assert!(!bytes.windows(17).any(|w| w == b"very-secret-token"));
+    let mut files = 0;
+    let mut stack = vec![rc.data_dir.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            files += 1;
+            let bytes = std::fs::read(&path).unwrap();
+            for secret in [&b"very-secret-token"[..], b"very-secret-cookie"] {
+                assert!(
+                    !bytes.windows(secret.len()).any(|w| w == secret),
+                    "{} holds a secret",
+                    path.display()
+                );
+            }
+        }
     }
+    assert!(
+        files >= 3,
+        "partition key, FORMAT and the index were checked"
+    );
+    assert!(
+        Client::default()
+            .get_with(
+                &rc.url("/me"),
+                &[
+                    ("authorization", "Bearer very-secret-token"),
+                    ("cookie", "session=very-secret-cookie")
+                ],
+            )
+            .await
+            .is_hit()
+    );
 }

@@ -25,6 +25,60 @@ Examples:
 Flags override the config file. Read Cache-Status response headers to see
 what the cache did; GET /metrics on the admin listener for totals.")]
     Serve(ServeArgs),
+
+    /// Sweep a data dir's disk tier now: drop idle entries, then the least
+    /// recently used while it exceeds its byte budget. Works on a stopped
+    /// instance's data dir, or asks the running instance that holds it.
+    Sweep(MaintenanceArgs),
+
+    /// Show the entries a data dir holds (key, partition hash, version,
+    /// size, tags, age, tier) and totals.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct MaintenanceArgs {
+    /// Data dir to work on [default: ./revcache-data, or the config's].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The instance's TOML configuration file (data dir, disk limits, admin address).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Admin address of the running instance, used when it holds the data dir [default: 127.0.0.1:9090].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Bearer token for that admin API, read from FILE.
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// Byte budget to sweep to, e.g. 10GiB [default: the config's, or 10GiB].
+    #[arg(long, value_name = "SIZE")]
+    pub disk_limit: Option<String>,
+
+    /// Entries unused this long are swept, e.g. 14d [default: the config's, or 14d].
+    #[arg(long, value_name = "DURATION")]
+    pub disk_max_idle: Option<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub common: MaintenanceArgs,
+
+    /// Only entries of this request target (path and query), e.g. /changes/?q=topic:x
+    #[arg(long, value_name = "PATH_AND_QUERY", conflicts_with = "tag")]
+    pub url: Option<String>,
+
+    /// Only entries carrying this tag.
+    #[arg(long, value_name = "TAG")]
+    pub tag: Option<String>,
+
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -52,6 +106,18 @@ pub struct ServeArgs {
     /// Byte budget of the in-memory tier, e.g. 256MiB, 2GiB [default: 256MiB].
     #[arg(long, value_name = "SIZE")]
     pub memory_limit: Option<String>,
+
+    /// Byte budget of the disk tier in the data dir, e.g. 10GiB [default: 10GiB].
+    #[arg(long, value_name = "SIZE")]
+    pub disk_limit: Option<String>,
+
+    /// Sweep disk entries unused for this long, e.g. 14d, 12h [default: 14d].
+    #[arg(long, value_name = "DURATION")]
+    pub disk_max_idle: Option<String>,
+
+    /// Keep nothing on disk (memory tiers only).
+    #[arg(long)]
+    pub no_disk: bool,
 
     /// Require this bearer token on the admin API (visible in `ps`; prefer --admin-token-file).
     #[arg(long, value_name = "TOKEN")]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
-    CacheSettings, DialectName, Limits, PartitionSettings, RouteSettings, Settings,
+    CacheSettings, DialectName, DiskSettings, Limits, PartitionSettings, RouteSettings, Settings,
 };
 use serde::Deserialize;
 
@@ -31,6 +31,8 @@ pub struct ConfigFile {
     #[serde(default)]
     limits: LimitsConfig,
     #[serde(default)]
+    disk: DiskConfig,
+    #[serde(default)]
     partition: PartitionConfig,
     #[serde(default)]
     routes: Vec<RouteConfig>,
@@ -48,6 +50,17 @@ struct AdminConfig {
 #[serde(deny_unknown_fields)]
 struct CacheConfig {
     memory_limit: Option<Quantity>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct DiskConfig {
+    enabled: Option<bool>,
+    limit: Option<Quantity>,
+    max_idle: Option<Quantity>,
+    inline_threshold: Option<Quantity>,
+    access_bucket: Option<Quantity>,
+    sweep_interval: Option<Quantity>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -103,7 +116,15 @@ pub fn load(path: &Path) -> anyhow::Result<ConfigFile> {
     toml::from_str(&text).map_err(|e| anyhow!("config file {}: {e}", path.display()))
 }
 
-pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
+/// What the settings are for: serving needs an upstream, maintenance
+/// commands (sweep, inspect) do not.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Serve,
+    Maintenance,
+}
+
+pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::Result<Resolved> {
     let listen = match (args.listen, &file.listen) {
         (Some(a), _) => a,
         (None, Some(s)) => addr("listen", s)?,
@@ -212,11 +233,16 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
         }
     }
 
-    let routes = routes(
+    let disk = disk_settings(&file.disk, args)?;
+    let routes = match routes(
         args.upstream.as_deref().or(file.upstream.as_deref()),
         &file.routes,
         args.upstream.is_some(),
-    )?;
+    ) {
+        Ok(r) => r,
+        Err(_) if purpose == Purpose::Maintenance => Vec::new(),
+        Err(e) => return Err(e),
+    };
 
     Ok(Resolved {
         settings: Settings {
@@ -227,6 +253,7 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
             routes,
             limits,
             cache: CacheSettings { memory_limit },
+            disk,
             partition: PartitionSettings {
                 cookies: file.partition.cookies,
                 headers,
@@ -237,6 +264,50 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs) -> anyhow::Result<Resolved> {
             .or(file.log_format)
             .unwrap_or(LogFormat::Human),
         log_level: args.log_level.clone().or(file.log_level),
+    })
+}
+
+fn disk_settings(d: &DiskConfig, args: &ServeArgs) -> anyhow::Result<DiskSettings> {
+    let defaults = DiskSettings::default();
+    let limit = match &args.disk_limit {
+        Some(s) => parse_size(s).map_err(|e| anyhow!("--disk-limit: {e}"))?,
+        None => size_opt("disk.limit", &d.limit, defaults.limit)?,
+    };
+    let max_idle = match &args.disk_max_idle {
+        Some(s) => parse_duration(s).map_err(|e| anyhow!("--disk-max-idle: {e}"))?,
+        None => duration_opt("disk.max_idle", &d.max_idle, defaults.max_idle)?,
+    };
+    let access_bucket = duration_opt(
+        "disk.access_bucket",
+        &d.access_bucket,
+        defaults.access_bucket,
+    )?;
+    if access_bucket < Duration::from_secs(1) {
+        bail!("disk.access_bucket: must be at least 1s");
+    }
+    let sweep_interval = duration_opt(
+        "disk.sweep_interval",
+        &d.sweep_interval,
+        defaults.sweep_interval,
+    )?;
+    if sweep_interval < Duration::from_secs(1) {
+        bail!("disk.sweep_interval: must be at least 1s");
+    }
+    let inline_threshold = size_opt(
+        "disk.inline_threshold",
+        &d.inline_threshold,
+        defaults.inline_threshold,
+    )?;
+    if inline_threshold > 1 << 20 {
+        bail!("disk.inline_threshold: must be at most 1MiB (larger bodies belong in files)");
+    }
+    Ok(DiskSettings {
+        enabled: !args.no_disk && d.enabled.unwrap_or(true),
+        limit,
+        max_idle,
+        inline_threshold,
+        access_bucket,
+        sweep_interval,
     })
 }
 
@@ -438,7 +509,7 @@ mod tests {
 
     fn resolve_text(toml_text: &str) -> anyhow::Result<Resolved> {
         let file: ConfigFile = toml::from_str(toml_text)?;
-        resolve(file, &ServeArgs::default())
+        resolve(file, &ServeArgs::default(), Purpose::Serve)
     }
 
     #[test]
@@ -469,6 +540,9 @@ mod tests {
             [limits]
             upstream_read_timeout = "2s"
             max_cacheable_body_bytes = 1048576
+            [disk]
+            limit = "2GiB"
+            max_idle = "7d"
             [partition]
             cookies = ["session"]
             headers = ["X-Api-Key"]
@@ -491,6 +565,9 @@ mod tests {
         assert_eq!(s.routes.len(), 2);
         assert_eq!(s.routes[1].host.as_deref(), Some("example.org"));
         assert_eq!(s.partition.headers[0].as_str(), "x-api-key");
+        assert_eq!(s.disk.limit, 2 << 30);
+        assert_eq!(s.disk.max_idle, Duration::from_secs(7 * 86400));
+        assert!(s.disk.enabled);
     }
 
     #[test]
@@ -519,6 +596,14 @@ mod tests {
                 "partition.headers[0]",
             ),
             ("", "no upstream"),
+            (
+                "upstream = \"http://x\"\n[disk]\nlimit = \"big\"",
+                "disk.limit",
+            ),
+            (
+                "upstream = \"http://x\"\n[disk]\naccess_bucket = \"10ms\"",
+                "disk.access_bucket",
+            ),
         ];
         for (text, key) in cases {
             let err = resolve_text(text)

@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod logging;
+mod maintenance;
 
 use std::process::ExitCode;
 
@@ -16,6 +17,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Sweep(args) => maintenance::sweep(args),
+        Command::Inspect(args) => maintenance::inspect(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -31,7 +34,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => config::load(path)?,
         None => config::ConfigFile::default(),
     };
-    let resolved = config::resolve(file, &args)?;
+    let resolved = config::resolve(file, &args, config::Purpose::Serve)?;
     logging::init(resolved.log_format, resolved.log_level.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -3,14 +3,27 @@
 //! Values are normalized (lines joined with ", ", whitespace around commas
 //! and at the ends removed) so trivially different spellings share a
 //! variant. `Vary: *`, or a field name that cannot be parsed, never matches.
+//! Credential headers (`Authorization`, `Cookie`, `Proxy-Authorization`)
+//! are kept only as a keyed hash: variants are stored, secrets are not.
 
 use http::HeaderMap;
 use http::header::{HeaderName, VARY};
+use revcache_core::PartitionKey;
 use revcache_core::entry::Variant;
+
+const SECRET: [HeaderName; 3] = [
+    http::header::AUTHORIZATION,
+    http::header::COOKIE,
+    http::header::PROXY_AUTHORIZATION,
+];
 
 /// The variant a request selects under a response's `Vary`, or `None` when
 /// the response can never be matched (`Vary: *`).
-pub fn variant_of(response: &HeaderMap, request: &HeaderMap) -> Option<Variant> {
+pub fn variant_of(
+    response: &HeaderMap,
+    request: &HeaderMap,
+    key: &PartitionKey,
+) -> Option<Variant> {
     let mut names: Vec<HeaderName> = Vec::new();
     for line in response.get_all(VARY) {
         let line = line.to_str().ok()?;
@@ -28,7 +41,7 @@ pub fn variant_of(response: &HeaderMap, request: &HeaderMap) -> Option<Variant> 
         names
             .into_iter()
             .map(|name| {
-                let value = normalized(request, &name);
+                let value = normalized(request, &name, key);
                 (name, value)
             })
             .collect(),
@@ -36,13 +49,13 @@ pub fn variant_of(response: &HeaderMap, request: &HeaderMap) -> Option<Variant> 
 }
 
 /// Whether `request` selects `variant`.
-pub fn matches(variant: &Variant, request: &HeaderMap) -> bool {
+pub fn matches(variant: &Variant, request: &HeaderMap, key: &PartitionKey) -> bool {
     variant
         .iter()
-        .all(|(name, value)| normalized(request, name).as_deref() == value.as_deref())
+        .all(|(name, value)| normalized(request, name, key).as_deref() == value.as_deref())
 }
 
-fn normalized(request: &HeaderMap, name: &HeaderName) -> Option<Box<str>> {
+fn normalized(request: &HeaderMap, name: &HeaderName, key: &PartitionKey) -> Option<Box<str>> {
     let mut values = request.get_all(name).iter().peekable();
     values.peek()?;
     let mut out = String::new();
@@ -55,6 +68,9 @@ fn normalized(request: &HeaderMap, name: &HeaderName) -> Option<Box<str>> {
             }
             out.push_str(part.trim());
         }
+    }
+    if SECRET.contains(name) {
+        return Some(format!("#{}", key.partition(&[out.as_bytes()])).into_boxed_str());
     }
     Some(out.into_boxed_str())
 }
@@ -73,25 +89,50 @@ mod tests {
         m
     }
 
+    fn key() -> PartitionKey {
+        PartitionKey::ephemeral().unwrap()
+    }
+
     #[test]
     fn requests_match_the_variant_of_equal_normalized_values() {
+        let k = key();
         let res = h(&[("vary", "Accept-Encoding, accept-language")]);
-        let v = variant_of(&res, &h(&[("accept-encoding", "gzip,br")])).unwrap();
-        assert!(matches(&v, &h(&[("accept-encoding", "gzip, br")])));
+        let v = variant_of(&res, &h(&[("accept-encoding", "gzip,br")]), &k).unwrap();
+        assert!(matches(&v, &h(&[("accept-encoding", "gzip, br")]), &k));
         assert!(matches(
             &v,
-            &h(&[("accept-encoding", "gzip"), ("accept-encoding", "br")])
+            &h(&[("accept-encoding", "gzip"), ("accept-encoding", "br")]),
+            &k
         ));
-        assert!(!matches(&v, &h(&[("accept-encoding", "gzip")])));
+        assert!(!matches(&v, &h(&[("accept-encoding", "gzip")]), &k));
         assert!(!matches(
             &v,
-            &h(&[("accept-encoding", "gzip, br"), ("accept-language", "en")])
+            &h(&[("accept-encoding", "gzip, br"), ("accept-language", "en")]),
+            &k
         ));
     }
 
     #[test]
     fn vary_star_anywhere_never_matches() {
-        assert!(variant_of(&h(&[("vary", "accept, *")]), &HeaderMap::new()).is_none());
-        assert!(variant_of(&h(&[("vary", "accept"), ("vary", "*")]), &HeaderMap::new()).is_none());
+        let k = key();
+        assert!(variant_of(&h(&[("vary", "accept, *")]), &HeaderMap::new(), &k).is_none());
+        assert!(
+            variant_of(
+                &h(&[("vary", "accept"), ("vary", "*")]),
+                &HeaderMap::new(),
+                &k
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn credential_headers_are_kept_as_keyed_hashes_only() {
+        let k = key();
+        let req = h(&[("authorization", "Bearer s3cret")]);
+        let v = variant_of(&h(&[("vary", "Authorization")]), &req, &k).unwrap();
+        assert!(!v[0].1.as_deref().unwrap().contains("s3cret"));
+        assert!(matches(&v, &req, &k));
+        assert!(!matches(&v, &h(&[("authorization", "Bearer other")]), &k));
     }
 }

@@ -33,7 +33,17 @@ enum Kind {
     Full(Option<Bytes>),
     Upstream(IdleTimeout<Incoming>),
     Channel(mpsc::Receiver<Result<Bytes, BodyError>>),
+    File(FileStream),
 }
+
+/// A body file of the disk tier, read in chunks as the client takes them.
+pub struct FileStream {
+    file: tokio::fs::File,
+    remaining: u64,
+    buf: bytes::BytesMut,
+}
+
+const FILE_CHUNK: usize = 64 << 10;
 
 impl ProxyBody {
     pub fn empty() -> Self {
@@ -66,6 +76,27 @@ impl ProxyBody {
         }
     }
 
+    /// Opens a body file now, so a vanished file is noticed before any
+    /// response header is sent.
+    pub async fn file(file: &revcache_core::BodyFile, sent: Counter) -> std::io::Result<Self> {
+        let f = tokio::fs::File::open(&file.path).await?;
+        let len = f.metadata().await?.len();
+        if len != file.len {
+            return Err(std::io::Error::other(format!(
+                "body file is {len} bytes, expected {}",
+                file.len
+            )));
+        }
+        Ok(ProxyBody {
+            kind: Kind::File(FileStream {
+                file: f,
+                remaining: file.len,
+                buf: bytes::BytesMut::new(),
+            }),
+            sent: Some(sent),
+        })
+    }
+
     pub fn channel(rx: mpsc::Receiver<Result<Bytes, BodyError>>, sent: Counter) -> Self {
         ProxyBody {
             kind: Kind::Channel(rx),
@@ -88,6 +119,7 @@ impl Body for ProxyBody {
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
             Kind::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+            Kind::File(f) => f.poll_chunk(cx),
         };
         if let (Poll::Ready(Some(Ok(frame))), Some(sent)) = (&polled, &this.sent)
             && let Some(data) = frame.data_ref()
@@ -103,6 +135,7 @@ impl Body for ProxyBody {
             Kind::Full(b) => b.is_none(),
             Kind::Upstream(b) => b.inner.is_end_stream(),
             Kind::Channel(_) => false,
+            Kind::File(f) => f.remaining == 0,
         }
     }
 
@@ -112,6 +145,38 @@ impl Body for ProxyBody {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Upstream(b) => b.inner.size_hint(),
             Kind::Channel(_) => SizeHint::default(),
+            Kind::File(f) => SizeHint::with_exact(f.remaining),
+        }
+    }
+}
+
+impl FileStream {
+    fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        use tokio::io::AsyncRead;
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let want = (self.remaining as usize).min(FILE_CHUNK);
+        self.buf.resize(want, 0);
+        let mut read_buf = tokio::io::ReadBuf::new(&mut self.buf[..want]);
+        match Pin::new(&mut self.file).poll_read(cx, &mut read_buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Ok(())) => {
+                let n = read_buf.filled().len();
+                if n == 0 {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "body file shorter than recorded",
+                    );
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                self.remaining -= n as u64;
+                Poll::Ready(Some(Ok(Frame::data(self.buf.split_to(n).freeze()))))
+            }
         }
     }
 }

@@ -22,7 +22,7 @@ use http::header::{AGE, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use revcache_core::{
-    Cache, CacheConfig, Entry, Join, KeyClass, Partition, PartitionKey, PrimaryKey, PurgeScope,
+    Cache, Entry, EntryBody, Join, KeyClass, Partition, PartitionKey, PrimaryKey, PurgeScope,
     SingleFlight, StoreOutcome,
 };
 
@@ -79,11 +79,11 @@ struct Exchange {
 }
 
 impl Proxy {
-    pub fn new(settings: &Settings, partition_key: PartitionKey) -> Result<Arc<Self>, RouteError> {
-        let cache = Arc::new(Cache::new(CacheConfig {
-            memory_limit: settings.cache.memory_limit,
-            max_entry_bytes: settings.limits.max_cacheable_body_bytes + (64 << 10),
-        }));
+    pub fn new(
+        settings: &Settings,
+        partition_key: PartitionKey,
+        cache: Arc<Cache>,
+    ) -> Result<Arc<Self>, RouteError> {
         let flights = SingleFlight::default();
         let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone()));
         Ok(Arc::new(Proxy {
@@ -110,13 +110,21 @@ impl Proxy {
         &self.router
     }
 
-    /// Applies an invalidation to every tier; returns how many entries went.
-    pub fn invalidate(&self, invalidation: &Invalidation, source: InvalidationSource) -> usize {
-        let n = match invalidation {
-            Invalidation::Target(t) => self.cache.purge(PurgeScope::Target(t)),
-            Invalidation::Prefix(p) => self.cache.purge(PurgeScope::Prefix(p)),
-            Invalidation::Tag(t) => self.cache.purge(PurgeScope::Tag(t)),
-        };
+    /// Applies an invalidation to every tier (durably on disk); returns how
+    /// many entries went.
+    pub async fn invalidate(
+        &self,
+        invalidation: Invalidation,
+        source: InvalidationSource,
+    ) -> usize {
+        let cache = self.cache.clone();
+        let n = tokio::task::spawn_blocking(move || match &invalidation {
+            Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
+            Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
+            Invalidation::Tag(t) => cache.purge(PurgeScope::Tag(t)),
+        })
+        .await
+        .unwrap_or(0);
         self.metrics.invalidation(source, n);
         n
     }
@@ -276,7 +284,22 @@ impl Proxy {
             body,
             Conditions::Client,
         );
-        let res = match self.upstream.send(req, Some(exceeded)).await {
+        self.relay(ex, req, Some(exceeded), reason, fwd, outcome)
+            .await
+    }
+
+    /// Sends `req` upstream and streams the answer back uncached; also
+    /// returns the upstream's status and headers when it answered.
+    async fn relay(
+        &self,
+        ex: &Exchange,
+        req: Request<RequestBody>,
+        exceeded: Option<Arc<AtomicBool>>,
+        reason: UpstreamReason,
+        fwd: &'static str,
+        outcome: Outcome,
+    ) -> (Response<ProxyBody>, Option<(StatusCode, HeaderMap)>) {
+        let res = match self.upstream.send(req, exceeded).await {
             Ok(res) => res,
             Err(e) => return (self.upstream_failed(&e, CacheStatus::fwd(fwd)), None),
         };
@@ -309,7 +332,7 @@ impl Proxy {
             && (status.is_success() || status.is_redirection())
         {
             for inv in ex.route.dialect.on_write(&ex.parts, status, &headers) {
-                self.invalidate(&inv, InvalidationSource::Write);
+                self.invalidate(inv, InvalidationSource::Write).await;
             }
         }
         res
@@ -329,7 +352,7 @@ impl Proxy {
                 (!ex.has_credentials
                     || e.key.partition() != Partition::Public
                     || e.freshness.shareable)
-                    && vary::matches(&e.variant, &ex.parts.headers)
+                    && vary::matches(&e.variant, &ex.parts.headers, &self.partition_key)
             };
             if let Some(variants) = self.cache.lookup(key) {
                 known = true;
@@ -341,50 +364,112 @@ impl Proxy {
         (None, known)
     }
 
-    fn serve(
+    /// Answers from `entry`. A body file that vanished since the entry was
+    /// read (swept or purged) makes this a plain forward instead.
+    async fn serve(
         &self,
         ex: &Exchange,
         entry: &Entry,
         status: CacheStatus,
         outcome: Outcome,
     ) -> Response<ProxyBody> {
-        self.metrics.outcome(outcome);
+        let now = SystemTime::now();
         let head = ex.parts.method == http::Method::HEAD;
+        let body = match (&entry.body, head) {
+            (_, true) => ProxyBody::empty(),
+            (EntryBody::Memory(bytes), false) => {
+                ProxyBody::full(bytes.clone(), self.metrics.bytes_counter(true))
+            }
+            (EntryBody::File(file), false) => {
+                match ProxyBody::file(file, self.metrics.bytes_counter(true)).await {
+                    Ok(body) => body,
+                    Err(e) => {
+                        tracing::warn!(path = %file.path.display(), error = %e, "cached body file vanished; forwarding");
+                        let key = entry.key.clone();
+                        let cache = self.cache.clone();
+                        let _ =
+                            tokio::task::spawn_blocking(move || cache.purge(PurgeScope::Key(&key)))
+                                .await;
+                        let req = forward::upstream_request(
+                            &ex.route,
+                            &ex.parts,
+                            &ex.host,
+                            ex.client,
+                            RequestBody::empty(),
+                            Conditions::Client,
+                        );
+                        return self
+                            .relay(ex, req, None, UpstreamReason::Miss, "miss", Outcome::Miss)
+                            .await
+                            .0;
+                    }
+                }
+            }
+        };
+        self.metrics.outcome(outcome);
+        self.cache.touch(entry, now);
         respond::from_entry(
             entry,
             &ex.parts.headers,
-            head,
             ex.parts.version,
             status,
-            &self.metrics,
-            SystemTime::now(),
+            body,
+            now,
         )
     }
 
-    async fn cached(self: &Arc<Self>, ex: Exchange, body: Incoming) -> Response<ProxyBody> {
-        let now = SystemTime::now();
-        let (found, uri_known) = self.find(&ex);
-        let mut stale = None;
-        if let Some(entry) = found {
-            match reuse(&entry, &ex.req_cc, now) {
-                Reuse::Fresh => return self.serve(&ex, &entry, CacheStatus::hit(), Outcome::Hit),
-                Reuse::StaleWhileRevalidate => {
-                    self.revalidate_in_background(&ex, entry.clone());
-                    let status = CacheStatus::hit().detail("stale-while-revalidate");
-                    return self.serve(&ex, &entry, status, Outcome::StaleWhileRevalidate);
-                }
-                Reuse::Revalidate => stale = Some(entry),
+    /// Reads `ex`'s key from the disk tier (promoting what it finds) and
+    /// returns the entry that may answer it.
+    async fn find_on_disk(&self, ex: &Exchange) -> Option<Arc<Entry>> {
+        self.cache.disk()?;
+        let cache = self.cache.clone();
+        let mut keys = vec![ex.own_key.clone()];
+        if ex.own_key != ex.public_key {
+            keys.push(ex.public_key.clone());
+        }
+        let found = tokio::task::spawn_blocking(move || {
+            keys.iter().any(|k| cache.lookup_disk(k).is_some())
+        })
+        .await
+        .unwrap_or(false);
+        if !found {
+            return None;
+        }
+        self.find(ex).0
+    }
+
+    /// Serves `entry` when RFC 9111 lets it answer without the upstream.
+    async fn try_reuse(
+        self: &Arc<Self>,
+        ex: &Exchange,
+        entry: &Arc<Entry>,
+        now: SystemTime,
+    ) -> Option<Response<ProxyBody>> {
+        match reuse(entry, &ex.req_cc, now) {
+            Reuse::Fresh => Some(
+                self.serve(ex, entry, CacheStatus::hit(), Outcome::Hit)
+                    .await,
+            ),
+            Reuse::StaleWhileRevalidate => {
+                self.revalidate_in_background(ex, entry.clone());
+                let status = CacheStatus::hit().detail("stale-while-revalidate");
+                Some(
+                    self.serve(ex, entry, status, Outcome::StaleWhileRevalidate)
+                        .await,
+                )
             }
+            Reuse::Revalidate => None,
         }
-        if ex.req_cc.only_if_cached {
-            self.metrics.outcome(Outcome::Rejected);
-            return respond::error(
-                StatusCode::GATEWAY_TIMEOUT,
-                "only-if-cached: no usable stored response",
-                CacheStatus::default().detail("only-if-cached"),
-            );
-        }
-        let fwd = match &stale {
+    }
+
+    /// Cache-Status `fwd` value and metrics reason of a forward.
+    fn forward_reason(
+        ex: &Exchange,
+        stale: &Option<Arc<Entry>>,
+        uri_known: bool,
+        now: SystemTime,
+    ) -> (&'static str, UpstreamReason) {
+        let fwd = match stale {
             Some(e)
                 if ex.req_cc.no_cache
                     && reuse(e, &RequestDirectives::default(), now) == Reuse::Fresh =>
@@ -400,8 +485,40 @@ impl Proxy {
         } else {
             UpstreamReason::Miss
         };
+        (fwd, reason)
+    }
+
+    fn only_if_cached_miss(&self) -> Response<ProxyBody> {
+        self.metrics.outcome(Outcome::Rejected);
+        respond::error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "only-if-cached: no usable stored response",
+            CacheStatus::default().detail("only-if-cached"),
+        )
+    }
+
+    async fn cached(self: &Arc<Self>, ex: Exchange, body: Incoming) -> Response<ProxyBody> {
+        let now = SystemTime::now();
+        let (mut stale, mut uri_known) = self.find(&ex);
+        if let Some(entry) = &stale
+            && let Some(res) = self.try_reuse(&ex, entry, now).await
+        {
+            return res;
+        }
         if ex.parts.method == http::Method::HEAD {
+            if stale.is_none()
+                && let Some(entry) = self.find_on_disk(&ex).await
+            {
+                if let Some(res) = self.try_reuse(&ex, &entry, now).await {
+                    return res;
+                }
+                (stale, uri_known) = (Some(entry), true);
+            }
+            if ex.req_cc.only_if_cached {
+                return self.only_if_cached_miss();
+            }
             // A HEAD cannot fill a GET entry; ask the upstream directly.
+            let (fwd, reason) = Self::forward_reason(&ex, &stale, uri_known, now);
             let outcome = if stale.is_some() {
                 Outcome::Refetched
             } else {
@@ -413,18 +530,33 @@ impl Proxy {
         for _ in 0..3 {
             match self.flights.join(&ex.own_key) {
                 Join::Leader(leader) => {
+                    // The disk read is under the flight: a burst costs one.
+                    if stale.is_none()
+                        && let Some(entry) = self.find_on_disk(&ex).await
+                    {
+                        if reuse(&entry, &ex.req_cc, now) != Reuse::Revalidate {
+                            leader.complete(FlightOutcome::Entry(entry.clone()));
+                            if let Some(res) = self.try_reuse(&ex, &entry, now).await {
+                                return res;
+                            }
+                            break;
+                        }
+                        (stale, uri_known) = (Some(entry), true);
+                    }
+                    if ex.req_cc.only_if_cached {
+                        return self.only_if_cached_miss();
+                    }
+                    let (fwd, reason) = Self::forward_reason(&ex, &stale, uri_known, now);
                     return self
                         .fetch(&ex, body, Some(exceeded), stale, Some(leader), fwd, reason)
                         .await;
                 }
                 Join::Waiter(waiter) => match waiter.wait().await {
-                    Ok(FlightOutcome::Entry(e)) if vary::matches(&e.variant, &ex.parts.headers) => {
-                        return self.serve(
-                            &ex,
-                            &e,
-                            CacheStatus::hit().collapsed(),
-                            Outcome::Collapsed,
-                        );
+                    Ok(FlightOutcome::Entry(e))
+                        if vary::matches(&e.variant, &ex.parts.headers, &self.partition_key) =>
+                    {
+                        let status = CacheStatus::hit().collapsed();
+                        return self.serve(&ex, &e, status, Outcome::Collapsed).await;
                     }
                     Ok(FlightOutcome::Failed(err)) => {
                         if let Some(s) = &stale
@@ -433,8 +565,9 @@ impl Proxy {
                             let status = CacheStatus::fwd("stale")
                                 .collapsed()
                                 .detail("stale-if-error");
-                            return self.serve(&ex, s, status, Outcome::StaleIfError);
+                            return self.serve(&ex, s, status, Outcome::StaleIfError).await;
                         }
+                        let (fwd, _) = Self::forward_reason(&ex, &stale, uri_known, now);
                         return self.upstream_failed(&err, CacheStatus::fwd(fwd).collapsed());
                     }
                     Ok(_) => break,
@@ -442,6 +575,10 @@ impl Proxy {
                 },
             }
         }
+        if ex.req_cc.only_if_cached {
+            return self.only_if_cached_miss();
+        }
+        let (fwd, reason) = Self::forward_reason(&ex, &stale, uri_known, now);
         self.fetch(&ex, body, Some(exceeded), stale, None, fwd, reason)
             .await
     }
@@ -513,12 +650,8 @@ impl Proxy {
                 {
                     self.metrics.upstream_error(e.kind());
                     tracing::warn!(error = %e, "upstream failed; serving stale (stale-if-error)");
-                    return self.serve(
-                        ex,
-                        s,
-                        CacheStatus::fwd("stale").detail("stale-if-error"),
-                        Outcome::StaleIfError,
-                    );
+                    let status = CacheStatus::fwd("stale").detail("stale-if-error");
+                    return self.serve(ex, s, status, Outcome::StaleIfError).await;
                 }
                 return self.upstream_failed(&e, CacheStatus::fwd(fwd));
             }
@@ -539,7 +672,9 @@ impl Proxy {
                 if let Some(leader) = leader {
                     leader.complete(FlightOutcome::NotShared);
                 }
-                self.cache.purge(PurgeScope::Key(&s.key));
+                let (cache, key) = (self.cache.clone(), s.key.clone());
+                let _ =
+                    tokio::task::spawn_blocking(move || cache.purge(PurgeScope::Key(&key))).await;
                 return Box::pin(self.fetch(
                     ex,
                     RequestBody::empty(),
@@ -561,7 +696,7 @@ impl Proxy {
                 leader.complete(shared);
             }
             let status = CacheStatus::fwd(fwd).fwd_status(304);
-            return self.serve(ex, &entry, status, Outcome::Revalidated);
+            return self.serve(ex, &entry, status, Outcome::Revalidated).await;
         }
         if status.is_server_error()
             && let Some(s) = &stale
@@ -574,7 +709,7 @@ impl Proxy {
             let cs = CacheStatus::fwd("stale")
                 .fwd_status(status.as_u16())
                 .detail("stale-if-error");
-            return self.serve(ex, s, cs, Outcome::StaleIfError);
+            return self.serve(ex, s, cs, Outcome::StaleIfError).await;
         }
 
         let outcome = if stale.is_some() {
@@ -690,7 +825,8 @@ impl Proxy {
         if too_large {
             return Err(Some("too-large"));
         }
-        let variant = vary::variant_of(headers, &ex.parts.headers).ok_or(Some("vary-star"))?;
+        let variant = vary::variant_of(headers, &ex.parts.headers, &self.partition_key)
+            .ok_or(Some("vary-star"))?;
         match storability(
             &ex.parts.method,
             status,

@@ -12,7 +12,6 @@ use revcache_core::Entry;
 use super::body::ProxyBody;
 use super::cache_status::{self, CacheStatus};
 use super::forward::via_value;
-use crate::metrics::Metrics;
 use crate::policy::conditional;
 use crate::policy::freshness::ttl_seconds;
 
@@ -20,15 +19,14 @@ use crate::policy::freshness::ttl_seconds;
 const NOT_MODIFIED_HEADERS: [http::HeaderName; 6] =
     [CACHE_CONTROL, CONTENT_LOCATION, DATE, ETAG, EXPIRES, VARY];
 
-/// Serves `entry`: 304 when the client's condition matches, headers only
-/// for HEAD, the body otherwise.
+/// Serves `entry` with `body` (already chosen for GET or HEAD): 304 when
+/// the client's condition matches, the stored response otherwise.
 pub fn from_entry(
     entry: &Entry,
     req_headers: &HeaderMap,
-    head: bool,
     version: Version,
     status: CacheStatus,
-    metrics: &Metrics,
+    body: ProxyBody,
     now: SystemTime,
 ) -> Response<ProxyBody> {
     let status = status.ttl(ttl_seconds(entry, now));
@@ -52,11 +50,6 @@ pub fn from_entry(
     headers.insert(AGE, age);
     headers.append(http::header::VIA, via_value(version));
     headers.append(cache_status::NAME, status.value());
-    let body = if head {
-        ProxyBody::empty()
-    } else {
-        ProxyBody::full(entry.body.clone(), metrics.bytes_counter(true))
-    };
     let mut res = Response::new(body);
     *res.status_mut() = entry.status;
     *res.headers_mut() = headers;

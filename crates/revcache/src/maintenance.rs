@@ -1,0 +1,212 @@
+//! `revcache sweep` and `revcache inspect`: work on a data dir directly when
+//! no instance holds it, or ask the running instance's admin API when one
+//! does (the index allows one process at a time).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow, bail};
+use revcache_core::{Cache, CacheConfig, DiskError};
+use revcache_http::inspect::{self, Row};
+
+use crate::cli::{InspectArgs, MaintenanceArgs, ServeArgs};
+use crate::config::{self, Purpose, Resolved};
+
+fn resolve(args: &MaintenanceArgs) -> anyhow::Result<Resolved> {
+    let file = match &args.config {
+        Some(path) => config::load(path)?,
+        None => config::ConfigFile::default(),
+    };
+    let serve = ServeArgs {
+        data_dir: args.data_dir.clone(),
+        admin_listen: args.admin_listen,
+        admin_token_file: args.admin_token_file.clone(),
+        disk_limit: args.disk_limit.clone(),
+        disk_max_idle: args.disk_max_idle.clone(),
+        ..ServeArgs::default()
+    };
+    config::resolve(file, &serve, Purpose::Maintenance)
+}
+
+/// The data dir's cache, or `None` when a running instance holds it.
+fn open_local(r: &Resolved) -> anyhow::Result<Option<Cache>> {
+    let dir = &r.settings.data_dir;
+    if !dir.join("FORMAT").exists() {
+        bail!(
+            "{} is not a revcache data dir (no FORMAT file); pass --data-dir",
+            dir.display()
+        );
+    }
+    revcache_core::data_dir::open(dir)?;
+    match Cache::with_disk(CacheConfig::default(), r.settings.disk.config(dir)) {
+        Ok(cache) => Ok(Some(cache)),
+        Err(DiskError::InUse { .. }) => Ok(None),
+        Err(e) => Err(e).context("cannot open the disk tier"),
+    }
+}
+
+pub fn sweep(args: MaintenanceArgs) -> anyhow::Result<()> {
+    let r = resolve(&args)?;
+    match open_local(&r)? {
+        Some(cache) => {
+            let disk = cache.disk().ok_or_else(|| anyhow!("no disk tier"))?;
+            let report = disk.sweep_all()?;
+            let s = disk.stats();
+            println!(
+                "swept {} idle and {} over-budget entries; {} entries, {} bytes remain",
+                report.idle,
+                report.over_budget,
+                s.entries,
+                s.row_bytes + s.file_bytes
+            );
+        }
+        None => {
+            let body = admin(&r, "POST", "/sweep")?;
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            println!(
+                "swept {} idle and {} over-budget entries (by the running instance)",
+                v["idle"], v["over_budget"]
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let r = resolve(&args.common)?;
+    let rows: Vec<Row> = match open_local(&r)? {
+        Some(cache) => inspect::rows(&cache, args.url.as_deref(), args.tag.as_deref())?,
+        None => {
+            let mut query = Vec::new();
+            if let Some(u) = &args.url {
+                query.push(format!("url={}", percent_encode(u)));
+            }
+            if let Some(t) = &args.tag {
+                query.push(format!("tag={}", percent_encode(t)));
+            }
+            let body = admin(&r, "GET", &format!("/inspect?{}", query.join("&")))?;
+            let v: serde_json::Value = serde_json::from_str(&body)?;
+            serde_json::from_value(v["entries"].clone())?
+        }
+    };
+    if args.json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+        return Ok(());
+    }
+    println!(
+        "{:<6} {:>8} {:>10} {:<16} {:<18} {:<24} KEY",
+        "TIER", "AGE", "SIZE", "VERSION", "PARTITION", "TAGS"
+    );
+    for row in &rows {
+        let size = format!(
+            "{}{}",
+            human_bytes(row.size),
+            if row.in_file { "*" } else { "" }
+        );
+        let tags = if row.tags.is_empty() {
+            "-".into()
+        } else {
+            row.tags.join(",")
+        };
+        println!(
+            "{:<6} {:>8} {:>10} {:<16} {:<18} {:<24} {}",
+            row.tier,
+            human_age(row.age_secs),
+            size,
+            truncate(&row.version, 16),
+            row.partition,
+            truncate(&tags, 24),
+            row.key
+        );
+    }
+    let bytes: u64 = rows.iter().map(|r| r.size).sum();
+    let in_files = rows.iter().filter(|r| r.in_file).count();
+    println!(
+        "{} entries, {} of bodies ({} in files, marked *)",
+        rows.len(),
+        human_bytes(bytes),
+        in_files
+    );
+    Ok(())
+}
+
+/// One request to the running instance's admin API.
+fn admin(r: &Resolved, method: &str, path: &str) -> anyhow::Result<String> {
+    let addr: SocketAddr = r.settings.admin_listen;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
+        format!(
+            "the data dir {} is in use by a running revcache, and its admin API at {addr} does not answer; pass --admin-listen",
+            r.settings.data_dir.display()
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
+    let auth = r
+        .settings
+        .admin_token
+        .as_ref()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split(' ').nth(1).unwrap_or("");
+    if status != "200" {
+        bail!(
+            "admin API {method} {path} answered {status}: {}",
+            body.trim()
+        );
+    }
+    Ok(body.to_owned())
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn human_age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
