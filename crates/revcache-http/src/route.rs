@@ -10,8 +10,12 @@ use crate::dialect::{self, Dialect};
 use crate::settings::RouteSettings;
 
 pub struct Route {
-    /// Index in the configuration; part of every cache key.
+    /// Stable id (a hash of the route name); part of every cache key, so
+    /// entries survive restarts and never cross routes.
     pub id: u32,
+    /// Upstream identity used as the key's host: what the upstream sees
+    /// does not depend on the Host the client used (unless `preserve_host`).
+    pub key_host: String,
     pub name: String,
     host: Option<String>,
     path_prefix: String,
@@ -43,7 +47,7 @@ pub enum RouteError {
 impl Router {
     pub fn new(settings: &[RouteSettings]) -> Result<Self, RouteError> {
         let mut routes = Vec::new();
-        for (i, r) in settings.iter().enumerate() {
+        for r in settings {
             let (Some(scheme), Some(authority)) = (r.upstream.scheme(), r.upstream.authority())
             else {
                 return Err(RouteError::NotAbsolute {
@@ -57,14 +61,16 @@ impl Router {
                     scheme: scheme.to_string(),
                 });
             }
+            let base_path = r.upstream.path().trim_end_matches('/').to_owned();
             routes.push(Arc::new(Route {
-                id: i as u32,
+                id: u32::from_le_bytes(blake3_prefix(&r.name)),
+                key_host: format!("{authority}{base_path}"),
                 name: r.name.clone(),
                 host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
                 path_prefix: r.path_prefix.clone(),
                 scheme: scheme.clone(),
                 authority: authority.clone(),
-                base_path: r.upstream.path().trim_end_matches('/').to_owned(),
+                base_path,
                 preserve_host: r.preserve_host,
                 dialect: dialect::for_name(r.dialect),
             }));
@@ -88,6 +94,12 @@ impl Router {
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
+}
+
+fn blake3_prefix(name: &str) -> [u8; 4] {
+    let mut id = [0u8; 4];
+    id.copy_from_slice(&blake3::hash(name.as_bytes()).as_bytes()[..4]);
+    id
 }
 
 #[cfg(test)]

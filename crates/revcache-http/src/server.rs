@@ -167,6 +167,12 @@ impl Server {
             Ok(()) => tracing::info!("all connections closed"),
             Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
         }
+        if tokio::time::timeout(grace, self.proxy.fills_idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!("cache fills still running after the grace period; they are not stored");
+        }
         let cache = self.proxy.cache().clone();
         let _ = tokio::task::spawn_blocking(move || cache.flush()).await;
         Ok(())

@@ -43,15 +43,59 @@ pub struct FillPlan {
 
 pub type Leader = LeaderGuard<PrimaryKey, FlightOutcome>;
 
+/// Counts fills in progress, so shutdown can let them finish storing
+/// (a client may have its whole body before the fill stores it).
+#[derive(Default)]
+pub struct Fills {
+    active: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+struct FillGuard(Arc<Fills>);
+
+impl Drop for FillGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .active
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Fills {
+    /// Waits until no fill is in progress.
+    pub async fn idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.active.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// Starts the fill; the returned receiver is the client's body.
 pub fn spawn(
     cache: Arc<Cache>,
+    fills: &Arc<Fills>,
     plan: FillPlan,
     body: Incoming,
     leader: Option<Leader>,
 ) -> mpsc::Receiver<Result<Bytes, BodyError>> {
     let (tx, rx) = mpsc::channel(32);
-    tokio::spawn(run(cache, plan, body, leader, tx));
+    fills
+        .active
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let guard = FillGuard(fills.clone());
+    tokio::spawn(async move {
+        run(cache, plan, body, leader, tx).await;
+        drop(guard);
+    });
     rx
 }
 

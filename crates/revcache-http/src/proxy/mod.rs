@@ -55,6 +55,7 @@ pub enum FlightOutcome {
 
 pub struct Proxy {
     cache: Arc<Cache>,
+    fills: Arc<fill::Fills>,
     router: Router,
     upstream: Upstream,
     flights: SingleFlight<PrimaryKey, FlightOutcome>,
@@ -88,6 +89,7 @@ impl Proxy {
         let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone()));
         Ok(Arc::new(Proxy {
             cache,
+            fills: Arc::default(),
             router: Router::new(&settings.routes)?,
             upstream: Upstream::new(&settings.limits),
             flights,
@@ -104,6 +106,11 @@ impl Proxy {
 
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
+    }
+
+    /// Waits until every fill in progress has stored (or given up).
+    pub async fn fills_idle(&self) {
+        self.fills.idle().await;
     }
 
     pub fn router(&self) -> &Router {
@@ -222,7 +229,12 @@ impl Proxy {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let public_key = PrimaryKey::new(route.id, class, &host, &target, Partition::Public);
+        let key_host = if route.preserve_host {
+            format!("{host}@{}", route.key_host)
+        } else {
+            route.key_host.clone()
+        };
+        let public_key = PrimaryKey::new(route.id, class, &key_host, &target, Partition::Public);
         let own_key = match partition {
             Some(p) => public_key.with_partition(p),
             None => public_key.clone(),
@@ -758,7 +770,7 @@ impl Proxy {
                 cs = cs
                     .stored(true)
                     .ttl(freshness.lifetime.as_secs() as i64 - timing.initial_age.as_secs() as i64);
-                let rx = fill::spawn(self.cache.clone(), plan, rbody, leader);
+                let rx = fill::spawn(self.cache.clone(), &self.fills, plan, rbody, leader);
                 ProxyBody::channel(rx, self.metrics.bytes_counter(false))
             }
             Err(why) => {

@@ -165,6 +165,8 @@ pub struct Revcache {
     pub admin: SocketAddr,
     pub data_dir: PathBuf,
     pub proxy: Arc<revcache_http::Proxy>,
+    /// The test chose the data dir and removes it itself.
+    keep_data_dir: bool,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
 }
@@ -189,11 +191,13 @@ impl Revcache {
         let mut settings = Settings::for_upstream(upstream.parse().unwrap());
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.admin_listen = "127.0.0.1:0".parse().unwrap();
-        settings.data_dir = temp_dir("data");
+        let own_dir = temp_dir("data");
+        settings.data_dir = own_dir.clone();
         settings.limits.upstream_read_timeout = Duration::from_secs(5);
         settings.limits.shutdown_grace = Duration::from_secs(5);
         tweak(&mut settings);
         let data_dir = settings.data_dir.clone();
+        let keep_data_dir = data_dir != own_dir;
         let server = Server::bind(settings).await.unwrap();
         let (addr, admin, proxy) = (
             server.local_addr(),
@@ -214,6 +218,7 @@ impl Revcache {
             admin,
             data_dir,
             proxy,
+            keep_data_dir,
             stop: Some(stop),
             done: Some(done),
         }
@@ -243,7 +248,9 @@ impl Drop for Revcache {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
+        if !self.keep_data_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
