@@ -40,7 +40,7 @@ async fn a_restarted_instance_serves_every_entry_from_disk() {
     }
     assert_eq!(origin.requests(), SIZES.len());
     let rc = Revcache::start_with(&origin.url(), |s| s.data_dir = dir.clone()).await;
-    for n in 0..SIZES.len() {
+    for (n, size) in SIZES.iter().enumerate() {
         let target = format!("/obj/{n}");
         let got = c.get(&rc.url(&target)).await;
         assert!(got.is_hit(), "{target}: {}", got.cache_status());
