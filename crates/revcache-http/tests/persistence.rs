@@ -47,7 +47,7 @@ async fn a_restarted_instance_serves_every_entry_from_disk() {
         assert_eq!(got.body, body_for(&target), "{target}");
         assert_eq!(
             got.header("content-length"),
-            Some(SIZES[n].to_string().as_str())
+            Some(size.to_string().as_str())
         );
         // Twice: the second comes from memory (or the streamed file again).
         assert_eq!(c.get(&rc.url(&target)).await.body, body_for(&target));
