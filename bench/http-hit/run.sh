@@ -44,10 +44,10 @@ export PATH="$PATH:/usr/sbin:/sbin"
 NGINX="$(command -v nginx)"
 
 # ---------------------------------------------------------------- revcache
-if [ ! -x "$BIN" ]; then
-    log "building revcache (release)"
-    (cd "$REPO" && cargo build --release -p revcache)
-fi
+# Always build: cargo does nothing when the binary is current, and a stale
+# binary would measure old code under the new commit's name.
+log "building revcache (release)"
+(cd "$REPO" && cargo build --release -q -p revcache)
 
 # ---------------------------------------------------------------- temp dir + cleanup
 TMP="$(mktemp -d /tmp/revcache-bench.XXXXXX)"
