@@ -287,3 +287,115 @@ fn send_signal(child: &Child, signal: &str) {
         .success();
     assert!(ok);
 }
+
+#[test]
+fn inspect_and_sweep_work_on_a_stopped_data_dir() {
+    let upstream = origin();
+    let dir = temp_dir("maint");
+    let config = dir.join("revcache.toml");
+    let data = dir.join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[disk]\naccess_bucket = \"1s\"\nmax_idle = \"1s\"\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut rc = serve(upstream, &data, &["--config", config.to_str().unwrap()]);
+    get(rc.listen, "/one");
+    get(rc.listen, "/two?x=1");
+    send_signal(&rc.child, "TERM");
+    assert!(rc.child.wait().unwrap().success());
+
+    let o = run(&["inspect", "--config", config.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(text.contains("/one") && text.contains("/two?x=1"), "{text}");
+    assert!(text.contains("2 entries"), "{text}");
+    let o = run(&[
+        "inspect",
+        "--config",
+        config.to_str().unwrap(),
+        "--url",
+        "/one",
+        "--json",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("\"tier\":\"l2\""), "{text}");
+
+    thread::sleep(Duration::from_millis(2100));
+    let o = run(&["sweep", "--config", config.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("swept 2 idle"), "{text}");
+    let o = run(&["inspect", "--data-dir", data.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("0 entries"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn inspect_and_sweep_ask_the_running_instance_that_holds_the_data_dir() {
+    let upstream = origin();
+    let dir = temp_dir("running");
+    let admin = free_port();
+    let listen = free_port();
+    let mut child = revcache()
+        .args(["serve", "--upstream", &format!("http://{upstream}")])
+        .args([
+            "--listen",
+            &listen.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+        ])
+        .args(["--data-dir", dir.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(admin).is_err() {
+        assert!(Instant::now() < deadline);
+        thread::sleep(Duration::from_millis(50));
+    }
+    get(listen, "/held");
+    let admin_flag = admin.to_string();
+    let o = run(&[
+        "inspect",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--admin-listen",
+        &admin_flag,
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(text.contains("/held"), "{text}");
+    let o = run(&[
+        "sweep",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--admin-listen",
+        &admin_flag,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("by the running instance"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn maintenance_commands_refuse_a_directory_that_is_not_a_data_dir() {
+    let dir = temp_dir("notdata");
+    let o = run(&["inspect", "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("not a revcache data dir"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
