@@ -93,6 +93,37 @@ async fn an_unreachable_upstream_gets_502_that_says_connect() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_never_accepts_gets_504_that_says_connect_timeout() {
+    // A listener with a full accept queue: the kernel drops further SYNs.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let _listener = socket.listen(0).unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let rc = Revcache::start_with(&format!("http://{addr}"), |s| {
+        s.limits.upstream_connect_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let res = Client::default().get(&rc.url("/a")).await;
+    assert_eq!(res.status, 504, "{}", res.text());
+    assert!(
+        res.text().contains("upstream connect timeout"),
+        "{}",
+        res.text()
+    );
+}
+
+#[tokio::test]
 async fn a_slow_upstream_gets_504_that_says_read_timeout() {
     let origin = Origin::start(|_, _| Reply::ok("late").delay(Duration::from_secs(2))).await;
     let rc = Revcache::start_with(&origin.url(), |s| {
