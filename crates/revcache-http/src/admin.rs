@@ -13,10 +13,16 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use revcache_core::Tag;
 
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
 use crate::dialect::Invalidation;
 use crate::metrics::InvalidationSource;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
+
+/// Largest event batch accepted in one POST.
+const MAX_EVENT_BODY: usize = 16 << 20;
 
 pub struct Admin {
     proxy: Arc<Proxy>,
@@ -33,8 +39,8 @@ impl Admin {
         }
     }
 
-    pub async fn handle<B>(&self, req: &Request<B>) -> Response<ProxyBody> {
-        if !self.authorized(req) {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        if !self.authorized(&req) {
             let mut res = json(
                 StatusCode::UNAUTHORIZED,
                 &serde_json::json!({"error": "missing or wrong bearer token"}),
@@ -93,20 +99,11 @@ impl Admin {
             (_, "/metrics" | "/healthz" | "/readyz" | "/stats" | "/inspect") => {
                 method_not_allowed("GET")
             }
-            (_, p) if p.starts_with("/events/") => {
-                let name = &p["/events/".len()..];
-                match self.proxy.router().by_name(name) {
-                    Some(route) => json(
-                        StatusCode::NOT_FOUND,
-                        &serde_json::json!({"error": format!(
-                            "route {name:?} uses the {} dialect, which has no event feed", route.dialect.name())}),
-                    ),
-                    None => json(
-                        StatusCode::NOT_FOUND,
-                        &serde_json::json!({"error": format!("no route named {name:?}")}),
-                    ),
-                }
+            (&Method::POST, p) if p.starts_with("/events/") => {
+                let name = p["/events/".len()..].to_owned();
+                self.events(&name, req).await
             }
+            (_, p) if p.starts_with("/events/") => method_not_allowed("POST"),
             _ => json(
                 StatusCode::NOT_FOUND,
                 &serde_json::json!({"error": "not found; endpoints: /metrics /healthz /readyz /stats /purge /events/<route>"}),
@@ -150,6 +147,65 @@ impl Admin {
                 &serde_json::json!({"error": e.to_string()}),
             ),
         }
+    }
+
+    /// Event ingestion: one JSON event, or newline-delimited events.
+    /// Good events are applied even when others in the batch are rejected.
+    async fn events(&self, name: &str, req: Request<Incoming>) -> Response<ProxyBody> {
+        let Some(route) = self.proxy.router().by_name(name).cloned() else {
+            return json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": format!("no route named {name:?}")}),
+            );
+        };
+        if route.dialect.feed().is_none() {
+            return json(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": format!(
+                    "route {name:?} has no event feed (dialect {}; set events for the route)", route.dialect.name())}),
+            );
+        }
+        let body = match Limited::new(req.into_body(), MAX_EVENT_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return bad_request(format!(
+                    "events: cannot read the body ({e}); the limit is {MAX_EVENT_BODY} bytes"
+                ));
+            }
+        };
+        // One object (possibly pretty-printed), or one object per line.
+        let single =
+            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object());
+        let lines: Vec<&[u8]> = if single {
+            vec![&body[..]]
+        } else {
+            body.split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .collect()
+        };
+        let mut accepted = 0;
+        let mut rejected = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            match self.proxy.ingest_event(&route, line).await {
+                Ok(_) => accepted += 1,
+                Err(e) => rejected.push(serde_json::json!({"line": i + 1, "error": e.to_string()})),
+            }
+        }
+        if lines.is_empty() {
+            return bad_request("events: the body holds no event".into());
+        }
+        let status = if rejected.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        json(
+            status,
+            &serde_json::json!({"accepted": accepted, "rejected": rejected}),
+        )
     }
 
     /// Runs the disk tier's sweeper until nothing is due.

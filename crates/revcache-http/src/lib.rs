@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod credential;
 pub mod dialect;
+pub mod events;
 pub mod inspect;
 pub mod metrics;
 pub mod policy;
@@ -18,5 +19,6 @@ pub mod settings;
 pub use proxy::Proxy;
 pub use server::{Server, ServerError};
 pub use settings::{
-    CacheSettings, DialectName, DiskSettings, Limits, PartitionSettings, RouteSettings, Settings,
+    CacheSettings, DialectName, DiskSettings, EventSettings, Limits, PartitionSettings,
+    RouteSettings, Settings,
 };

@@ -14,6 +14,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use revcache_core::{Cache, SingleFlight};
 
+use crate::route::Route;
+
 /// How a client request ended, for `revcache_requests_total{outcome}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -114,6 +116,8 @@ impl InvalidationSource {
 }
 
 type Labels1 = [(&'static str, &'static str); 1];
+type RouteLabels2 = [(&'static str, String); 2];
+type RouteLabels3 = [(&'static str, String); 3];
 
 pub struct Metrics {
     registry: Registry,
@@ -124,12 +128,18 @@ pub struct Metrics {
     bytes_upstream: Counter,
     invalidations: Family<Labels1, Counter>,
     invalidated_entries: Family<Labels1, Counter>,
+    route_upstream: Family<RouteLabels3, Counter>,
+    events: Family<RouteLabels2, Counter>,
+    event_errors: Family<[(&'static str, String); 1], Counter>,
+    tag_invalidations: Family<RouteLabels2, Counter>,
+    dialect_hits: Family<RouteLabels2, Counter>,
 }
 
 impl Metrics {
     pub fn new(
         cache: Arc<Cache>,
         flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>,
+        routes: Vec<Arc<Route>>,
     ) -> Self {
         let mut registry = Registry::with_prefix("revcache");
         let requests = Family::<Labels1, Counter>::default();
@@ -170,7 +180,41 @@ impl Metrics {
             "Entries removed by invalidations, by source",
             invalidated_entries.clone(),
         );
-        registry.register_collector(Box::new(TierCollector { cache, flights }));
+        let route_upstream = Family::default();
+        registry.register(
+            "route_upstream_requests",
+            "Requests sent upstream per route, by the dialect's endpoint class and status",
+            route_upstream.clone(),
+        );
+        let events = Family::default();
+        registry.register(
+            "events",
+            "Upstream events accepted per route, by type",
+            events.clone(),
+        );
+        let event_errors = Family::default();
+        registry.register(
+            "event_errors",
+            "Malformed upstream events rejected per route",
+            event_errors.clone(),
+        );
+        let tag_invalidations = Family::default();
+        registry.register(
+            "tag_invalidations",
+            "Tag invalidations from events per route, by tag kind (change, topic, projectq …)",
+            tag_invalidations.clone(),
+        );
+        let dialect_hits = Family::default();
+        registry.register(
+            "dialect_hits",
+            "Hits a dialect allowed without revalidation, per route and reason (trusted, ledger)",
+            dialect_hits.clone(),
+        );
+        registry.register_collector(Box::new(TierCollector {
+            cache,
+            flights,
+            routes,
+        }));
         Metrics {
             registry,
             outcomes,
@@ -180,7 +224,46 @@ impl Metrics {
             bytes_upstream,
             invalidations,
             invalidated_entries,
+            route_upstream,
+            events,
+            event_errors,
+            tag_invalidations,
+            dialect_hits,
         }
+    }
+
+    pub fn route_upstream(&self, route: &str, class: &'static str, status: u16) {
+        self.route_upstream
+            .get_or_create(&[
+                ("route", route.to_owned()),
+                ("class", class.to_owned()),
+                ("status", status.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn event(&self, route: &str, kind: &str) {
+        self.events
+            .get_or_create(&[("route", route.to_owned()), ("type", kind.to_owned())])
+            .inc();
+    }
+
+    pub fn event_rejected(&self, route: &str) {
+        self.event_errors
+            .get_or_create(&[("route", route.to_owned())])
+            .inc();
+    }
+
+    pub fn tag_invalidation(&self, route: &str, kind: &str) {
+        self.tag_invalidations
+            .get_or_create(&[("route", route.to_owned()), ("kind", kind.to_owned())])
+            .inc();
+    }
+
+    pub fn dialect_hit(&self, route: &str, reason: &str) {
+        self.dialect_hits
+            .get_or_create(&[("route", route.to_owned()), ("reason", reason.to_owned())])
+            .inc();
     }
 
     pub fn outcome(&self, outcome: Outcome) {
@@ -233,6 +316,7 @@ impl Metrics {
 struct TierCollector {
     cache: Arc<Cache>,
     flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>,
+    routes: Vec<Arc<Route>>,
 }
 
 impl std::fmt::Debug for TierCollector {
@@ -361,6 +445,25 @@ impl Collector for TierCollector {
                 load.metric_type(),
             )?;
             load.encode(m)?;
+        }
+        let now = std::time::SystemTime::now();
+        let feeds: Vec<_> = self
+            .routes
+            .iter()
+            .filter_map(|r| r.dialect.feed().map(|f| (r, f)))
+            .collect();
+        if !feeds.is_empty() {
+            let g = ConstGauge::new(0i64);
+            let mut m = encoder.encode_descriptor(
+                "event_feed_healthy",
+                "1 while a route's event feed is healthy (events trusted), 0 otherwise",
+                None,
+                g.metric_type(),
+            )?;
+            for (route, feed) in feeds {
+                let v = ConstGauge::new(i64::from(feed.healthy(now)));
+                v.encode(m.encode_family(&[("route", route.name.as_str())])?)?;
+            }
         }
         let waiting = ConstGauge::new(self.flights.waiting() as i64);
         let m = encoder.encode_descriptor(

@@ -25,6 +25,7 @@ pub struct Route {
     pub base_path: String,
     pub preserve_host: bool,
     pub dialect: Arc<dyn Dialect>,
+    pub events: Option<crate::settings::EventSettings>,
 }
 
 pub struct Router {
@@ -62,8 +63,9 @@ impl Router {
                 });
             }
             let base_path = r.upstream.path().trim_end_matches('/').to_owned();
+            let id = u32::from_le_bytes(blake3_prefix(&r.name));
             routes.push(Arc::new(Route {
-                id: u32::from_le_bytes(blake3_prefix(&r.name)),
+                id,
                 key_host: format!("{authority}{base_path}"),
                 name: r.name.clone(),
                 host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
@@ -72,7 +74,8 @@ impl Router {
                 authority: authority.clone(),
                 base_path,
                 preserve_host: r.preserve_host,
-                dialect: dialect::for_name(r.dialect),
+                dialect: dialect::for_route(r, id),
+                events: r.events.clone(),
             }));
         }
         // Most specific first: host routes, then longer prefixes.
@@ -115,6 +118,7 @@ mod tests {
             upstream: "http://127.0.0.1:1/base/".parse().unwrap(),
             dialect: DialectName::Http,
             preserve_host: false,
+            events: None,
         }
     }
 

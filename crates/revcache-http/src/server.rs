@@ -116,6 +116,20 @@ impl Server {
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX));
         let graceful = GracefulShutdown::new();
+        let feeds: Vec<_> = self
+            .proxy
+            .router()
+            .routes()
+            .iter()
+            .filter_map(|r| {
+                let command = r.events.as_ref()?.command.clone()?;
+                Some(tokio::spawn(crate::events::command::run(
+                    self.proxy.clone(),
+                    r.clone(),
+                    command,
+                )))
+            })
+            .collect();
         tokio::pin!(shutdown);
         tracing::info!(listen = %self.local_addr(), admin = %self.admin_addr(), "revcache serving");
         loop {
@@ -145,7 +159,7 @@ impl Server {
                     let admin = self.admin.clone();
                     let service = service_fn(move |req| {
                         let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(admin.handle(&req).await) }
+                        async move { Ok::<_, Infallible>(admin.handle(req).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                     let conn = graceful.watch(conn);
@@ -159,6 +173,9 @@ impl Server {
             }
         }
         self.ready.store(false, Ordering::SeqCst);
+        for feed in feeds {
+            feed.abort();
+        }
         drop(self.listener);
         drop(self.admin_listener);
         let grace = self.settings.limits.shutdown_grace;

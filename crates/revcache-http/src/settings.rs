@@ -37,21 +37,43 @@ pub struct RouteSettings {
     pub dialect: DialectName,
     /// Send the client's Host upstream instead of the upstream's authority.
     pub preserve_host: bool,
+    /// The route's event feed, for dialects that have one.
+    pub events: Option<EventSettings>,
+}
+
+/// An upstream change-event feed: webhook POSTs to `/events/<route>` on the
+/// admin listener, and optionally a command whose output lines are events.
+#[derive(Clone, Debug, Default)]
+pub struct EventSettings {
+    /// Serve covered entries without asking for up to this long while the
+    /// feed is healthy. `None`: always revalidate (events still invalidate).
+    pub trust: Option<Duration>,
+    /// A webhook feed silent for longer than this is unhealthy.
+    pub heartbeat: Option<Duration>,
+    /// A command printing one JSON event per line (run with `sh -c`).
+    pub command: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DialectName {
     Http,
+    Gerrit,
 }
 
 impl DialectName {
-    pub const KNOWN: &'static [&'static str] = &["http"];
+    pub const KNOWN: &'static [&'static str] = &["http", "gerrit"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "http" => Some(DialectName::Http),
+            "gerrit" => Some(DialectName::Gerrit),
             _ => None,
         }
+    }
+
+    /// Whether the dialect takes an event feed.
+    pub fn has_events(self) -> bool {
+        matches!(self, DialectName::Gerrit)
     }
 }
 
@@ -160,6 +182,7 @@ impl Settings {
                 upstream,
                 dialect: DialectName::Http,
                 preserve_host: false,
+                events: None,
             }],
             limits: Limits::default(),
             cache: CacheSettings::default(),

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
-    CacheSettings, DialectName, DiskSettings, Limits, PartitionSettings, RouteSettings, Settings,
+    CacheSettings, DialectName, DiskSettings, EventSettings, Limits, PartitionSettings,
+    RouteSettings, Settings,
 };
 use serde::Deserialize;
 
@@ -93,6 +94,15 @@ struct RouteConfig {
     dialect: Option<String>,
     #[serde(default)]
     preserve_host: bool,
+    events: Option<EventsConfig>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct EventsConfig {
+    trust: Option<Quantity>,
+    heartbeat: Option<Quantity>,
+    command: Option<String>,
 }
 
 /// A size or a duration: a bare integer (bytes, seconds) or a string with a unit.
@@ -348,8 +358,40 @@ fn routes(
                 DialectName::KNOWN.join(", ")
             )
         })?;
+        let events = match &r.events {
+            None => None,
+            Some(_) if !dialect.has_events() => {
+                bail!(
+                    "{}: the {dialect_name} dialect has no event feed",
+                    key("events")
+                )
+            }
+            Some(e) => {
+                let duration =
+                    |field: &str, q: &Option<Quantity>| -> anyhow::Result<Option<Duration>> {
+                        match q {
+                            None => Ok(None),
+                            Some(q) => duration_opt(
+                                &key(&format!("events.{field}")),
+                                &Some(q.clone()),
+                                Duration::ZERO,
+                            )
+                            .map(Some),
+                        }
+                    };
+                if e.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                    bail!("{}: must not be empty", key("events.command"));
+                }
+                Some(EventSettings {
+                    trust: duration("trust", &e.trust)?,
+                    heartbeat: duration("heartbeat", &e.heartbeat)?,
+                    command: e.command.clone(),
+                })
+            }
+        };
         out.push(RouteSettings {
             name,
+            events,
             host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
             path_prefix,
             upstream: upstream_uri(&key("upstream"), &r.upstream)?,
@@ -367,6 +409,7 @@ fn routes(
                 upstream: upstream_uri(key, u)?,
                 dialect: DialectName::Http,
                 preserve_host: false,
+                events: None,
             });
         } else {
             bail!("{key}: a configured route already covers every path; remove one of them");
@@ -585,6 +628,14 @@ mod tests {
             (
                 "[[routes]]\nupstream = \"http://x\"\ndialect = \"gopher\"",
                 "routes[0].dialect",
+            ),
+            (
+                "[[routes]]\nupstream = \"http://x\"\n[routes.events]\ntrust = \"1m\"",
+                "routes[0].events",
+            ),
+            (
+                "[[routes]]\nupstream = \"http://x\"\ndialect = \"gerrit\"\n[routes.events]\ntrust = \"soon\"",
+                "routes[0].events.trust",
             ),
             (
                 "[[routes]]\nupstream = \"http://x\"\npath_prefix = \"api\"",

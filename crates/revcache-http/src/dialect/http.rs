@@ -34,11 +34,13 @@ impl Dialect for HttpDialect {
         }
     }
 
-    fn on_response(
+    fn facts(
         &self,
         _req: &request::Parts,
         _status: StatusCode,
         headers: &HeaderMap,
+        _body: &[u8],
+        _received: std::time::SystemTime,
     ) -> Facts {
         Facts {
             version: headers

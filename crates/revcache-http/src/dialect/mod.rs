@@ -1,21 +1,28 @@
 //! Dialects: what revcache knows about one kind of upstream.
 //!
 //! The proxy knows nothing of Gerrit or WebDAV; it asks the route's dialect
-//! whether a request is cacheable, what version and tags a response has,
-//! and what a successful write invalidates. Contract for implementors:
-//! every method is cheap, synchronous and infallible; when unsure, a dialect
-//! answers conservatively (pass the request, invalidate more).
+//! whether a request is cacheable, how a response may be stored, what
+//! version and tags a stored response has, when a stored entry may be
+//! served without asking, what a successful write invalidates, and what an
+//! upstream event invalidates. Contract for implementors: every method is
+//! cheap, synchronous and never panics on input; when unsure, a dialect
+//! answers conservatively (pass the request, revalidate, invalidate more).
 
+pub mod gerrit;
 mod http;
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use ::http::request;
 use ::http::{HeaderMap, StatusCode};
-use revcache_core::{KeyClass, Tag, Version};
+use revcache_core::{Entry, KeyClass, Tag, Version};
 
+pub use self::gerrit::GerritDialect;
 pub use self::http::HttpDialect;
-use crate::settings::DialectName;
+use crate::events::{EventEffect, EventError, Feed};
+use crate::policy::Reuse;
+use crate::settings::{DialectName, RouteSettings};
 
 /// What to do with a request.
 #[derive(Clone, Debug, PartialEq)]
@@ -29,11 +36,29 @@ pub enum Classification {
     Write,
 }
 
-/// What a dialect learned from a response it may store.
+/// How a response to a cacheable request may be stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// RFC 9111 decides (storability, partition, freshness).
+    Rfc,
+    /// The dialect vouches for it: store it in the caller's partition
+    /// whatever `Cache-Control` says; `Dialect::reuse` decides freshness.
+    Partitioned,
+}
+
+/// What a dialect learned from a complete response.
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
     pub version: Option<Version>,
     pub tags: Vec<Tag>,
+}
+
+/// A dialect's decision to serve a stored entry without RFC 9111 freshness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialectReuse {
+    pub reuse: Reuse,
+    /// Cache-Status `detail`, e.g. `trusted`, `ledger`.
+    pub detail: Option<&'static str>,
 }
 
 /// What an invalidation reaches.
@@ -48,8 +73,34 @@ pub enum Invalidation {
 
 pub trait Dialect: Send + Sync {
     fn name(&self) -> &'static str;
+
     fn classify(&self, req: &request::Parts) -> Classification;
-    fn on_response(&self, req: &request::Parts, status: StatusCode, headers: &HeaderMap) -> Facts;
+
+    /// Label for per-route metrics (`change`, `query`, …).
+    fn endpoint_class(&self, _req: &request::Parts) -> &'static str {
+        "http"
+    }
+
+    fn storage(&self, _req: &request::Parts, _status: StatusCode, _headers: &HeaderMap) -> Storage {
+        Storage::Rfc
+    }
+
+    /// Version and tags of a response about to be stored, body included.
+    /// Called once per fill, off the request path.
+    fn facts(
+        &self,
+        req: &request::Parts,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        received: SystemTime,
+    ) -> Facts;
+
+    /// Whether `entry` may answer now; `None` lets RFC 9111 decide.
+    fn reuse(&self, _entry: &Entry, _now: SystemTime) -> Option<DialectReuse> {
+        None
+    }
+
     /// Called after a write got a non-error (2xx/3xx) status.
     fn on_write(
         &self,
@@ -57,10 +108,21 @@ pub trait Dialect: Send + Sync {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Vec<Invalidation>;
+
+    /// One upstream event.
+    fn on_event(&self, _event: &[u8]) -> Result<EventEffect, EventError> {
+        Err(EventError::NoFeed(self.name().into()))
+    }
+
+    /// The event feed whose health governs trust, if the route has one.
+    fn feed(&self) -> Option<&Feed> {
+        None
+    }
 }
 
-pub fn for_name(name: DialectName) -> Arc<dyn Dialect> {
-    match name {
+pub fn for_route(settings: &RouteSettings, id: u32) -> Arc<dyn Dialect> {
+    match settings.dialect {
         DialectName::Http => Arc::new(HttpDialect),
+        DialectName::Gerrit => Arc::new(GerritDialect::new(id, settings.events.as_ref())),
     }
 }

@@ -18,22 +18,24 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use revcache_core::entry::Variant;
 use revcache_core::{
-    Cache, Entry, EntryTiming, FillTicket, Freshness, LeaderGuard, PrimaryKey, StoreOutcome, Tag,
+    Cache, Entry, EntryTiming, FillTicket, Freshness, LeaderGuard, PrimaryKey, StoreOutcome,
     Version,
 };
 use tokio::sync::mpsc;
 
 use super::FlightOutcome;
 use super::body::{BodyError, IdleTimeout};
+use crate::dialect::Dialect;
 
-/// Everything known about the entry before its body arrives.
+/// Everything known about the entry before its body arrives. Version and
+/// tags come from the dialect once the body is complete.
 pub struct FillPlan {
     pub key: PrimaryKey,
     pub variant: Variant,
-    pub version: Version,
+    pub dialect: Arc<dyn Dialect>,
+    pub request: http::request::Parts,
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub tags: Vec<Tag>,
     pub timing: EntryTiming,
     pub freshness: Freshness,
     pub ticket: FillTicket,
@@ -156,14 +158,21 @@ async fn run(
             headers.insert(DATE, v);
         }
     }
+    let facts = plan.dialect.facts(
+        &plan.request,
+        plan.status,
+        &headers,
+        &body,
+        plan.timing.response_time,
+    );
     let entry = Entry::new(
         plan.key,
         plan.variant,
-        plan.version,
+        facts.version.unwrap_or(Version::Unversioned),
         plan.status,
         headers,
         body,
-        plan.tags,
+        facts.tags,
         plan.timing,
         plan.freshness,
     );

@@ -32,7 +32,8 @@ use self::fill::{FillPlan, Leader};
 use self::forward::Conditions;
 use self::upstream::{Upstream, UpstreamError};
 use crate::credential;
-use crate::dialect::{Classification, Invalidation};
+use crate::dialect::{Classification, Invalidation, Storage};
+use crate::events::{EventEffect, EventError};
 use crate::metrics::{InvalidationSource, Metrics, Outcome, UpstreamReason};
 use crate::policy::freshness::stale_if_error_allows;
 use crate::policy::{RequestDirectives, ResponseDirectives};
@@ -86,11 +87,16 @@ impl Proxy {
         cache: Arc<Cache>,
     ) -> Result<Arc<Self>, RouteError> {
         let flights = SingleFlight::default();
-        let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone()));
+        let router = Router::new(&settings.routes)?;
+        let metrics = Arc::new(Metrics::new(
+            cache.clone(),
+            flights.clone(),
+            router.routes().to_vec(),
+        ));
         Ok(Arc::new(Proxy {
             cache,
             fills: Arc::default(),
-            router: Router::new(&settings.routes)?,
+            router,
             upstream: Upstream::new(&settings.limits),
             flights,
             metrics,
@@ -129,6 +135,67 @@ impl Proxy {
             Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
             Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
             Invalidation::Tag(t) => cache.purge(PurgeScope::Tag(t)),
+        })
+        .await
+        .unwrap_or(0);
+        self.metrics.invalidation(source, n);
+        n
+    }
+
+    /// Applies one upstream event for `route`: feed health, then its
+    /// invalidations (durably, before returning).
+    pub async fn ingest_event(
+        &self,
+        route: &Route,
+        event: &[u8],
+    ) -> Result<EventEffect, EventError> {
+        let now = SystemTime::now();
+        let effect = match route.dialect.on_event(event) {
+            Ok(effect) => effect,
+            Err(e) => {
+                self.metrics.event_rejected(&route.name);
+                tracing::debug!(route = %route.name, error = %e, "event rejected");
+                return Err(e);
+            }
+        };
+        if let Some(feed) = route.dialect.feed() {
+            feed.received(now);
+            if effect.gap {
+                tracing::warn!(route = %route.name, kind = %effect.kind, "event feed reports lost events; trust restarts now");
+                feed.gap(now);
+            }
+        }
+        self.metrics.event(&route.name, &effect.kind);
+        for inv in &effect.invalidations {
+            if let Invalidation::Tag(t) = inv {
+                let kind = t.as_str().split(':').next().unwrap_or("");
+                self.metrics.tag_invalidation(&route.name, kind);
+            }
+        }
+        self.invalidate_all(effect.invalidations.clone(), InvalidationSource::Event)
+            .await;
+        Ok(effect)
+    }
+
+    /// Applies several invalidations with one trip to the blocking pool.
+    pub async fn invalidate_all(
+        &self,
+        invalidations: Vec<Invalidation>,
+        source: InvalidationSource,
+    ) -> usize {
+        if invalidations.is_empty() {
+            return 0;
+        }
+        let cache = self.cache.clone();
+        let n = tokio::task::spawn_blocking(move || {
+            invalidations
+                .iter()
+                .map(|inv| match inv {
+                    Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
+                    Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
+                    Invalidation::Tag(t) => cache.purge(PurgeScope::Tag(t)),
+                })
+                .sum()
         })
         .await
         .unwrap_or(0);
@@ -343,9 +410,9 @@ impl Proxy {
         if let Some((status, headers)) = answered
             && (status.is_success() || status.is_redirection())
         {
-            for inv in ex.route.dialect.on_write(&ex.parts, status, &headers) {
-                self.invalidate(inv, InvalidationSource::Write).await;
-            }
+            let invalidations = ex.route.dialect.on_write(&ex.parts, status, &headers);
+            self.invalidate_all(invalidations, InvalidationSource::Write)
+                .await;
         }
         res
     }
@@ -450,18 +517,38 @@ impl Proxy {
         self.find(ex).0
     }
 
-    /// Serves `entry` when RFC 9111 lets it answer without the upstream.
+    /// How `entry` may answer `ex`: the route's dialect decides first
+    /// (events, ledger), else RFC 9111. A client's own `no-cache` or
+    /// `max-age=0` always forces revalidation.
+    fn reuse_entry(ex: &Exchange, entry: &Entry, now: SystemTime) -> (Reuse, Option<&'static str>) {
+        if let Some(d) = ex.route.dialect.reuse(entry, now) {
+            let client_insists =
+                ex.req_cc.no_cache || ex.req_cc.max_age.is_some_and(|m| m.seconds() == 0);
+            if d.reuse != Reuse::Revalidate && client_insists {
+                return (Reuse::Revalidate, None);
+            }
+            return (d.reuse, d.detail);
+        }
+        (reuse(entry, &ex.req_cc, now), None)
+    }
+
+    /// Serves `entry` when it may answer without the upstream.
     async fn try_reuse(
         self: &Arc<Self>,
         ex: &Exchange,
         entry: &Arc<Entry>,
         now: SystemTime,
     ) -> Option<Response<ProxyBody>> {
-        match reuse(entry, &ex.req_cc, now) {
-            Reuse::Fresh => Some(
-                self.serve(ex, entry, CacheStatus::hit(), Outcome::Hit)
-                    .await,
-            ),
+        let (decision, detail) = Self::reuse_entry(ex, entry, now);
+        match decision {
+            Reuse::Fresh => {
+                let mut status = CacheStatus::hit();
+                if let Some(detail) = detail {
+                    status = status.detail(detail);
+                    self.metrics.dialect_hit(&ex.route.name, detail);
+                }
+                Some(self.serve(ex, entry, status, Outcome::Hit).await)
+            }
             Reuse::StaleWhileRevalidate => {
                 self.revalidate_in_background(ex, entry.clone());
                 let status = CacheStatus::hit().detail("stale-while-revalidate");
@@ -484,7 +571,9 @@ impl Proxy {
         let fwd = match stale {
             Some(e)
                 if ex.req_cc.no_cache
-                    && reuse(e, &RequestDirectives::default(), now) == Reuse::Fresh =>
+                    && (ex.route.dialect.reuse(e, now).map(|d| d.reuse))
+                        .unwrap_or_else(|| reuse(e, &RequestDirectives::default(), now))
+                        == Reuse::Fresh =>
             {
                 "request"
             }
@@ -546,7 +635,7 @@ impl Proxy {
                     if stale.is_none()
                         && let Some(entry) = self.find_on_disk(&ex).await
                     {
-                        if reuse(&entry, &ex.req_cc, now) != Reuse::Revalidate {
+                        if Self::reuse_entry(&ex, &entry, now).0 != Reuse::Revalidate {
                             leader.complete(FlightOutcome::Entry(entry.clone()));
                             if let Some(res) = self.try_reuse(&ex, &entry, now).await {
                                 return res;
@@ -671,6 +760,9 @@ impl Proxy {
         let response_time = SystemTime::now();
         let status = res.status();
         self.metrics.upstream(reason, status.as_u16());
+        let class = ex.route.dialect.endpoint_class(&ex.parts);
+        self.metrics
+            .route_upstream(&ex.route.name, class, status.as_u16());
         let (mut rparts, rbody) = res.into_parts();
         hop_by_hop::strip(&mut rparts.headers);
 
@@ -740,10 +832,6 @@ impl Proxy {
                     Storability::Shared => ex.public_key.clone(),
                     _ => ex.own_key.clone(),
                 };
-                let facts = ex
-                    .route
-                    .dialect
-                    .on_response(&ex.parts, status, &rparts.headers);
                 let (freshness, timing) = stored_freshness(
                     status,
                     &rparts.headers,
@@ -757,10 +845,10 @@ impl Proxy {
                 let plan = FillPlan {
                     key,
                     variant,
-                    version: facts.version.unwrap_or(revcache_core::Version::Unversioned),
+                    dialect: ex.route.dialect.clone(),
+                    request: clone_parts(&ex.parts),
                     status,
                     headers: stored,
-                    tags: facts.tags,
                     timing,
                     freshness: freshness.clone(),
                     ticket,
@@ -839,6 +927,10 @@ impl Proxy {
         }
         let variant = vary::variant_of(headers, &ex.parts.headers, &self.partition_key)
             .ok_or(Some("vary-star"))?;
+        if ex.route.dialect.storage(&ex.parts, status, headers) == Storage::Partitioned {
+            // The dialect vouches for it; only the caller's partition sees it.
+            return Ok((Storability::Private, variant));
+        }
         match storability(
             &ex.parts.method,
             status,

@@ -1,0 +1,120 @@
+//! The ledger: versions of children recorded on a parent's listing (a
+//! Gerrit query result's `meta_rev_id`s, a WebDAV collection's member
+//! ETags), so a child can be validated without its own upstream request.
+//!
+//! It remembers, per child, the newest version seen and when it was
+//! learned; a stored child whose version equals it, and that was stored no
+//! later than the listing was learned, was still current at that moment.
+//! Bounded by entry count (quick_cache); forgetting only costs a request.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// One child's newest known version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Known {
+    pub version: Arc<str>,
+    pub learned_at: SystemTime,
+}
+
+/// Ledger of child versions, keyed by (scope, child) — a scope is e.g. a
+/// route, so two upstreams never confirm each other's children.
+pub struct Ledger {
+    map: quick_cache::sync::Cache<(u32, Arc<str>), Known>,
+}
+
+impl Ledger {
+    pub fn new(capacity: usize) -> Self {
+        Ledger {
+            map: quick_cache::sync::Cache::new(capacity.max(16)),
+        }
+    }
+
+    /// Records `version` of `child`, unless a later listing already did.
+    pub fn record(&self, scope: u32, child: &str, version: &str, learned_at: SystemTime) {
+        let key = (scope, Arc::<str>::from(child));
+        if let Some(old) = self.map.get(&key)
+            && old.learned_at > learned_at
+        {
+            return;
+        }
+        self.map.insert(
+            key,
+            Known {
+                version: version.into(),
+                learned_at,
+            },
+        );
+    }
+
+    pub fn get(&self, scope: u32, child: &str) -> Option<Known> {
+        self.map.get(&(scope, Arc::<str>::from(child)))
+    }
+
+    /// Forgets `child` (an event says it changed).
+    pub fn forget(&self, scope: u32, child: &str) {
+        self.map.remove(&(scope, Arc::<str>::from(child)));
+    }
+
+    /// Whether a child received at `stored_at` with `version` is confirmed
+    /// current by a listing learned strictly after it (so a response never
+    /// confirms itself) and not before `not_before`.
+    pub fn confirms(
+        &self,
+        scope: u32,
+        child: &str,
+        version: &str,
+        stored_at: SystemTime,
+        not_before: SystemTime,
+    ) -> bool {
+        self.get(scope, child).is_some_and(|k| {
+            &*k.version == version && k.learned_at > stored_at && k.learned_at >= not_before
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_later_listing_of_the_same_version_confirms_a_stored_child() {
+        let l = Ledger::new(100);
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let later = t0 + Duration::from_secs(5);
+        l.record(1, "42", "abc", later);
+        assert!(l.confirms(1, "42", "abc", t0, t0));
+        assert!(!l.confirms(1, "42", "def", t0, t0), "other version");
+        assert!(
+            !l.confirms(1, "42", "abc", later + Duration::from_secs(1), t0),
+            "stored after the listing"
+        );
+        assert!(
+            !l.confirms(1, "42", "abc", later, t0),
+            "a response does not confirm itself"
+        );
+        assert!(!l.confirms(2, "42", "abc", t0, t0), "other scope");
+        assert!(
+            !l.confirms(1, "42", "abc", t0, later + Duration::from_secs(1)),
+            "learned before a gap"
+        );
+        l.record(1, "42", "old", t0);
+        assert_eq!(
+            l.get(1, "42").unwrap().version.as_ref(),
+            "abc",
+            "an older listing does not win"
+        );
+        l.forget(1, "42");
+        assert!(!l.confirms(1, "42", "abc", t0, t0));
+    }
+}

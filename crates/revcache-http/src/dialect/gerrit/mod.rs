@@ -1,0 +1,276 @@
+//! The `gerrit` dialect: version-aware caching of Gerrit's REST API.
+//!
+//! - Change endpoints and queries are stored in the caller's partition
+//!   (Gerrit ETags are per user) whatever `Cache-Control` says, tagged from
+//!   the URL and the body; a change's version is its `meta_rev_id`.
+//! - An entry is served without asking when the route's event feed is
+//!   healthy and trusted and the entry was fetched since the feed last
+//!   became healthy, or when a query result learned since then lists the
+//!   change at the entry's version (the ledger). Otherwise it is
+//!   revalidated with its ETag (queries have none: they are refetched).
+//! - Events invalidate by tag (see `event`), and outdate ledger entries.
+//! - The `)]}'` guard is stripped only for parsing; clients get the
+//!   upstream's bytes.
+
+mod endpoint;
+mod event;
+pub mod query;
+
+use std::time::SystemTime;
+
+use http::{HeaderMap, Method, StatusCode, request};
+use revcache_core::{Entry, KeyClass, Ledger, Tag, Version};
+use serde_json::Value;
+
+use self::endpoint::{ChangeRef, Endpoint, Sub};
+use super::{Classification, Dialect, DialectReuse, Facts, HttpDialect, Invalidation, Storage};
+use crate::events::{EventEffect, EventError, Feed};
+use crate::policy::Reuse;
+use crate::settings::EventSettings;
+
+/// Invalidated by every change event: queries whose shape is not understood.
+pub const ANY: &str = "gerrit:any";
+/// Invalidated when any Depends-On footer may have changed.
+pub const DEPENDSON_ANY: &str = "dependson:*";
+/// Invalidated by events that can change related-changes chains.
+pub const RELATED_ANY: &str = "related:*";
+
+const XSSI: &[u8] = b")]}'";
+const LEDGER_CAPACITY: usize = 1 << 20;
+
+pub struct GerritDialect {
+    route: u32,
+    feed: Option<Feed>,
+    ledger: Ledger,
+}
+
+impl GerritDialect {
+    pub fn new(route: u32, events: Option<&EventSettings>) -> Self {
+        GerritDialect {
+            route,
+            feed: events.map(|e| Feed::new(e.trust, e.heartbeat, e.command.is_none())),
+            ledger: Ledger::new(LEDGER_CAPACITY),
+        }
+    }
+
+    fn endpoint(req: &request::Parts) -> Endpoint {
+        Endpoint::of(req.uri.path(), req.uri.query())
+    }
+}
+
+/// The JSON of a Gerrit response, without the XSSI guard.
+fn json(body: &[u8]) -> Option<Value> {
+    let body = body.strip_prefix(XSSI).unwrap_or(body);
+    serde_json::from_slice(body).ok()
+}
+
+fn ref_tags(id: &ChangeRef) -> Vec<Tag> {
+    match id {
+        ChangeRef::Number(n) => vec![Tag::new(format!("change:{n}"))],
+        ChangeRef::ChangeId(i) => vec![Tag::new(format!("changeid:{i}"))],
+        // Unknown id forms: only the catch-all reaches them.
+        ChangeRef::Opaque(_) => vec![Tag::new(ANY)],
+    }
+}
+
+fn push_unique(tags: &mut Vec<Tag>, tag: String) {
+    let tag = Tag::new(tag);
+    if !tags.contains(&tag) {
+        tags.push(tag);
+    }
+}
+
+/// Tags of one `ChangeInfo`; records its version in the ledger.
+fn change_info_tags(info: &Value, tags: &mut Vec<Tag>) -> Option<(u64, String)> {
+    let number = info.get("_number").and_then(Value::as_u64);
+    if let Some(n) = number {
+        push_unique(tags, format!("change:{n}"));
+    }
+    if let Some(id) = info.get("change_id").and_then(Value::as_str) {
+        push_unique(tags, format!("changeid:{id}"));
+    }
+    if let Some(p) = info.get("project").and_then(Value::as_str) {
+        push_unique(tags, format!("project:{p}"));
+    }
+    let meta = info.get("meta_rev_id").and_then(Value::as_str)?;
+    Some((number?, meta.to_owned()))
+}
+
+impl Dialect for GerritDialect {
+    fn name(&self) -> &'static str {
+        "gerrit"
+    }
+
+    fn classify(&self, req: &request::Parts) -> Classification {
+        HttpDialect.classify(req)
+    }
+
+    fn endpoint_class(&self, req: &request::Parts) -> &'static str {
+        match Self::endpoint(req) {
+            Endpoint::Change { sub: Sub::Info, .. } => "change",
+            Endpoint::Change {
+                sub: Sub::Related, ..
+            } => "related",
+            Endpoint::Change { .. } => "change_sub",
+            Endpoint::Query { .. } => "query",
+            Endpoint::Other => "other",
+        }
+    }
+
+    fn storage(&self, req: &request::Parts, status: StatusCode, _headers: &HeaderMap) -> Storage {
+        match (Self::endpoint(req), status) {
+            (Endpoint::Other, _) => Storage::Rfc,
+            (_, StatusCode::OK) if req.method == Method::GET => Storage::Partitioned,
+            _ => Storage::Rfc,
+        }
+    }
+
+    fn facts(
+        &self,
+        req: &request::Parts,
+        _status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        received: SystemTime,
+    ) -> Facts {
+        let etag_version = || {
+            headers
+                .get(http::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(Version::from_etag)
+        };
+        match Self::endpoint(req) {
+            Endpoint::Other => HttpDialect.facts(req, _status, headers, body, received),
+            Endpoint::Change { id, sub } => {
+                let mut tags = ref_tags(&id);
+                let mut version = None;
+                match (sub, json(body)) {
+                    (Sub::Info, Some(info)) => {
+                        if let Some((n, meta)) = change_info_tags(&info, &mut tags) {
+                            self.ledger
+                                .record(self.route, &n.to_string(), &meta, received);
+                            version = Some(Version::Strong(meta.into()));
+                        }
+                    }
+                    (Sub::Related, Some(related)) => {
+                        push_unique(&mut tags, RELATED_ANY.to_owned());
+                        for c in related
+                            .get("changes")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            if let Some(n) = c.get("_change_number").and_then(Value::as_u64) {
+                                push_unique(&mut tags, format!("change:{n}"));
+                            }
+                        }
+                    }
+                    // A body we cannot read is still the upstream's answer
+                    // for this change; its own tags reach it.
+                    _ => {}
+                }
+                Facts {
+                    version: version.or_else(etag_version),
+                    tags,
+                }
+            }
+            Endpoint::Query { q } => {
+                let mut tags: Vec<Tag> = Vec::new();
+                for t in query::membership_tags(&q) {
+                    push_unique(&mut tags, t);
+                }
+                match json(body) {
+                    Some(Value::Array(items)) => {
+                        for info in &items {
+                            if let Some((n, meta)) = change_info_tags(info, &mut tags) {
+                                self.ledger
+                                    .record(self.route, &n.to_string(), &meta, received);
+                            }
+                        }
+                    }
+                    _ => push_unique(&mut tags, ANY.to_owned()),
+                }
+                Facts {
+                    version: None,
+                    tags,
+                }
+            }
+        }
+    }
+
+    fn reuse(&self, entry: &Entry, now: SystemTime) -> Option<DialectReuse> {
+        let endpoint = Endpoint::of(
+            entry.key.path(),
+            entry.key.target().split_once('?').map(|(_, q)| q),
+        );
+        if endpoint == Endpoint::Other || entry.key.class() != &KeyClass::Get {
+            return None;
+        }
+        let revalidate = DialectReuse {
+            reuse: Reuse::Revalidate,
+            detail: None,
+        };
+        let Some(feed) = &self.feed else {
+            return Some(revalidate);
+        };
+        let fetched = entry.timing.request_time;
+        let received = entry.timing.response_time;
+        if feed.trusts(fetched, now) {
+            return Some(DialectReuse {
+                reuse: Reuse::Fresh,
+                detail: Some("trusted"),
+            });
+        }
+        if let (Endpoint::Change { sub: Sub::Info, .. }, Version::Strong(v), Some(since)) =
+            (&endpoint, &entry.version, feed.healthy_since(now))
+        {
+            let number = entry
+                .tags
+                .iter()
+                .find_map(|t| t.as_str().strip_prefix("change:").map(str::to_owned));
+            if let Some(n) = number
+                && self.ledger.confirms(self.route, &n, v, received, since)
+            {
+                return Some(DialectReuse {
+                    reuse: Reuse::Fresh,
+                    detail: Some("ledger"),
+                });
+            }
+        }
+        Some(revalidate)
+    }
+
+    fn on_write(
+        &self,
+        req: &request::Parts,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Vec<Invalidation> {
+        let mut out = HttpDialect.on_write(req, status, headers);
+        if let Endpoint::Change { id, .. } = Self::endpoint(req) {
+            out.extend(ref_tags(&id).into_iter().map(Invalidation::Tag));
+            out.push(Invalidation::Tag(Tag::new(ANY)));
+        }
+        out
+    }
+
+    fn on_event(&self, bytes: &[u8]) -> Result<EventEffect, EventError> {
+        let parsed = event::parse(bytes)?;
+        for n in &parsed.changes {
+            self.ledger.forget(self.route, &n.to_string());
+        }
+        Ok(EventEffect {
+            kind: parsed.kind,
+            invalidations: parsed
+                .tags
+                .into_iter()
+                .map(|t| Invalidation::Tag(Tag::new(t)))
+                .collect(),
+            gap: parsed.gap,
+        })
+    }
+
+    fn feed(&self) -> Option<&Feed> {
+        self.feed.as_ref()
+    }
+}
