@@ -65,14 +65,27 @@ impl Admin {
                 json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
             (&Method::GET, "/readyz") => {
-                if self.ready.load(Ordering::SeqCst) {
-                    json(StatusCode::OK, &serde_json::json!({"status": "ready"}))
+                let now = std::time::SystemTime::now();
+                let feeds: serde_json::Map<String, serde_json::Value> = self
+                    .proxy
+                    .router()
+                    .routes()
+                    .iter()
+                    .filter_map(|r| {
+                        r.dialect
+                            .feed()
+                            .map(|f| (r.name.clone(), f.healthy(now).into()))
+                    })
+                    .collect();
+                let (status, text) = if self.ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ready")
                 } else {
-                    json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &serde_json::json!({"status": "shutting down"}),
-                    )
-                }
+                    (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                };
+                json(
+                    status,
+                    &serde_json::json!({"status": text, "event_feeds_healthy": feeds}),
+                )
             }
             (&Method::GET, "/stats") => {
                 let s = self.proxy.cache().stats();
