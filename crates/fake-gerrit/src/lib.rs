@@ -498,7 +498,7 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<B
         _ => "other",
     };
     *state.served.by_class.entry(class).or_default() += 1;
-    let res = match segments.as_slice() {
+    match segments.as_slice() {
         ["changes", ""] | ["changes"] => serve_query(&state, &query),
         ["changes", id, tail @ ..] => {
             let id = id.replace("%2F", "/").replace("%7E", "~");
@@ -528,8 +528,7 @@ async fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Full<B
             }
         }
         _ => not_found(&path),
-    };
-    res
+    }
 }
 
 fn find<'a>(state: &'a State, id: &str) -> Option<&'a Change> {
@@ -642,7 +641,7 @@ fn matching<'a>(state: &'a State, q: &str) -> Vec<&'a Change> {
         })
         .collect();
     // Newest first, like Gerrit's default sort by update time.
-    out.sort_by(|a, b| b.number.cmp(&a.number));
+    out.sort_by_key(|c| std::cmp::Reverse(c.number));
     out
 }
 
