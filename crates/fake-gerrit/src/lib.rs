@@ -288,6 +288,16 @@ impl FakeGerrit {
         (c.clone(), r)
     }
 
+    /// Parent commits of a change's current patch set: its parent change's
+    /// current revision, or the branch tip.
+    fn parents(&self, c: &Change) -> Vec<String> {
+        let state = self.state.lock().unwrap();
+        match c.parent.and_then(|p| state.changes.get(&p)) {
+            Some(p) => vec![p.revision()],
+            None => vec![hex40(&("branch-tip", &c.project, &c.branch))],
+        }
+    }
+
     pub async fn create_change(&self, spec: NewChange) -> u64 {
         let change = {
             let mut state = self.state.lock().unwrap();
@@ -316,10 +326,11 @@ impl FakeGerrit {
             state.changes.insert(number, c.clone());
             c
         };
+        let parents = self.parents(&change);
         self.emit(json!({
             "type": "patchset-created",
             "change": change.event_attrs(true),
-            "patchSet": {"number": 1, "revision": change.revision(), "ref": format!("refs/changes/{:02}/{}/1", change.number % 100, change.number)},
+            "patchSet": {"number": 1, "revision": change.revision(), "parents": parents, "ref": format!("refs/changes/{:02}/{}/1", change.number % 100, change.number)},
         }))
         .await;
         change.number
@@ -332,10 +343,11 @@ impl FakeGerrit {
             c.patch_set += 1;
             c.message = message_for(&c.subject, depends_on, &c.change_id());
         });
+        let parents = self.parents(&c);
         self.emit(json!({
             "type": "patchset-created",
             "change": c.event_attrs(with_message),
-            "patchSet": {"number": c.patch_set, "revision": c.revision()},
+            "patchSet": {"number": c.patch_set, "revision": c.revision(), "parents": parents},
         }))
         .await;
     }

@@ -503,3 +503,32 @@ async fn a_command_feed_that_exits_suspends_trust() {
     let ready = c.get(&rc.admin_url("/readyz")).await.text();
     assert!(ready.contains("\"gerrit\":false"), "{ready}");
 }
+
+#[tokio::test]
+async fn votes_leave_related_chains_and_revision_files_cached_but_stacking_reaches_the_chain() {
+    let (gerrit, rc) = setup(TRUST).await;
+    let base = gerrit.create_change(change("infra", None)).await;
+    let rev = gerrit.change(base).unwrap().revision();
+    let related = format!("/a/changes/{base}/revisions/{rev}/related");
+    let files = format!("/a/changes/{base}/revisions/{rev}/files?parent=1");
+    get(&rc, &related).await;
+    get(&rc, &files).await;
+    gerrit.comment(base, 1).await;
+    assert!(get(&rc, &related).await.is_hit(), "a vote does not change the chain");
+    assert!(get(&rc, &files).await.is_hit(), "a revision's files never change");
+    let mut on_top = change("infra", None);
+    on_top.parent = Some(base);
+    let child = gerrit.create_change(on_top).await;
+    let chain = get(&rc, &related).await;
+    assert!(!chain.is_hit(), "a change stacked on it joins the chain");
+    let listed: Vec<u64> = json(&chain)["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["_change_number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![base, child]);
+    gerrit.delete(child).await;
+    gerrit.set_private(base, true).await;
+    assert!(!get(&rc, &files).await.is_hit(), "visibility changes reach revision resources");
+}

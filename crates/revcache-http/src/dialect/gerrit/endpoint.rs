@@ -26,7 +26,9 @@ pub enum Sub {
     /// The change itself (`/changes/ID`, `/detail`): a `ChangeInfo` with `meta_rev_id`.
     Info,
     /// `/revisions/REV/related`
-    Related,
+    Related { revision: String },
+    /// `/revisions/SHA/…` other than related: fixed content for a commit.
+    Revision,
     /// Any other sub-resource.
     Other,
 }
@@ -61,11 +63,18 @@ impl Endpoint {
         let rest: Vec<&str> = segments.filter(|s| !s.is_empty()).collect();
         let sub = match rest.as_slice() {
             [] | ["detail"] => Sub::Info,
-            ["revisions", _, "related"] => Sub::Related,
+            ["revisions", rev, "related"] => Sub::Related {
+                revision: (*rev).to_owned(),
+            },
+            ["revisions", rev, ..] if is_sha(rev) => Sub::Revision,
             _ => Sub::Other,
         };
         Endpoint::Change { id, sub }
     }
+}
+
+pub fn is_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn change_ref(id: &str) -> ChangeRef {
@@ -127,13 +136,26 @@ mod tests {
             ),
             Endpoint::Change {
                 id: ChangeRef::ChangeId(CID.into()),
-                sub: Sub::Related
+                sub: Sub::Related {
+                    revision: "abc".into()
+                }
             }
         );
         assert!(matches!(
             Endpoint::of("/changes/42/revisions/1/files", Some("parent=1")),
             Endpoint::Change {
                 sub: Sub::Other,
+                ..
+            }
+        ));
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        assert!(matches!(
+            Endpoint::of(
+                &format!("/changes/42/revisions/{sha}/files"),
+                Some("parent=1")
+            ),
+            Endpoint::Change {
+                sub: Sub::Revision,
                 ..
             }
         ));

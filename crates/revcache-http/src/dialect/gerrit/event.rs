@@ -108,8 +108,34 @@ pub fn parse(bytes: &[u8]) -> Result<Parsed, EventError> {
             p.tags.push(format!("branchq:{project}:{branch}"));
         }
     }
+    let change_id = change.get("id").and_then(Value::as_str);
     if kind == "patchset-created" || MEMBERSHIP.contains(&kind.as_str()) {
-        p.tags.push(RELATED_ANY.to_owned());
+        // Related chains that list this change.
+        p.tags.push(format!("chain:{number}"));
+        if let Some(id) = change_id {
+            p.tags.push(format!("chainid:{id}"));
+        }
+    }
+    if kind == "patchset-created" {
+        // A commit stacked on a listed revision joins that chain.
+        match obj
+            .get("patchSet")
+            .and_then(|ps| ps.get("parents"))
+            .and_then(Value::as_array)
+        {
+            Some(parents) => {
+                for sha in parents.iter().filter_map(Value::as_str) {
+                    p.tags.push(format!("rev:{sha}"));
+                }
+            }
+            None => p.tags.push(RELATED_ANY.to_owned()),
+        }
+    }
+    if matches!(kind.as_str(), "change-deleted" | "private-state-changed") {
+        p.tags.push(format!("visibility:{number}"));
+        if let Some(id) = change_id {
+            p.tags.push(format!("visibilityid:{id}"));
+        }
     }
     match (
         kind.as_str(),

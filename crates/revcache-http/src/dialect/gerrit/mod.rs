@@ -12,7 +12,7 @@
 //! - The `)]}'` guard is stripped only for parsing; clients get the
 //!   upstream's bytes.
 
-mod endpoint;
+pub mod endpoint;
 mod event;
 pub mod query;
 
@@ -73,6 +73,15 @@ fn ref_tags(id: &ChangeRef) -> Vec<Tag> {
     }
 }
 
+/// `KIND:N` or `KINDid:I…` for a change reference.
+fn prefixed(kind: &str, id: &ChangeRef) -> Vec<Tag> {
+    match id {
+        ChangeRef::Number(n) => vec![Tag::new(format!("{kind}:{n}"))],
+        ChangeRef::ChangeId(i) => vec![Tag::new(format!("{kind}id:{i}"))],
+        ChangeRef::Opaque(_) => vec![Tag::new(ANY)],
+    }
+}
+
 fn push_unique(tags: &mut Vec<Tag>, tag: String) {
     let tag = Tag::new(tag);
     if !tags.contains(&tag) {
@@ -109,8 +118,12 @@ impl Dialect for GerritDialect {
         match Self::endpoint(req) {
             Endpoint::Change { sub: Sub::Info, .. } => "change",
             Endpoint::Change {
-                sub: Sub::Related, ..
+                sub: Sub::Related { .. },
+                ..
             } => "related",
+            Endpoint::Change {
+                sub: Sub::Revision, ..
+            } => "revision",
             Endpoint::Change { .. } => "change_sub",
             Endpoint::Query { .. } => "query",
             Endpoint::Other => "other",
@@ -142,18 +155,25 @@ impl Dialect for GerritDialect {
         match Self::endpoint(req) {
             Endpoint::Other => HttpDialect.facts(req, _status, headers, body, received),
             Endpoint::Change { id, sub } => {
-                let mut tags = ref_tags(&id);
+                let mut tags;
                 let mut version = None;
                 match (sub, json(body)) {
                     (Sub::Info, Some(info)) => {
-                        if let Some((n, meta)) = change_info_tags(&info, &mut tags) {
-                            self.ledger
-                                .record(self.route, &n.to_string(), &meta, received);
+                        tags = ref_tags(&id);
+                        if let Some((_, meta)) = change_info_tags(&info, &mut tags) {
                             version = Some(Version::Strong(meta.into()));
                         }
                     }
-                    (Sub::Related, Some(related)) => {
+                    // A chain changes when a member gets a new patch set or
+                    // status, or a new commit is stacked on a member: not on
+                    // votes or comments.
+                    (Sub::Related { revision }, Some(related)) => {
+                        tags = prefixed("chain", &id);
+                        tags.extend(prefixed("visibility", &id));
                         push_unique(&mut tags, RELATED_ANY.to_owned());
+                        if endpoint::is_sha(&revision) {
+                            push_unique(&mut tags, format!("rev:{revision}"));
+                        }
                         for c in related
                             .get("changes")
                             .and_then(Value::as_array)
@@ -161,13 +181,21 @@ impl Dialect for GerritDialect {
                             .flatten()
                         {
                             if let Some(n) = c.get("_change_number").and_then(Value::as_u64) {
-                                push_unique(&mut tags, format!("change:{n}"));
+                                push_unique(&mut tags, format!("chain:{n}"));
+                            }
+                            if let Some(sha) = c.pointer("/commit/commit").and_then(Value::as_str) {
+                                push_unique(&mut tags, format!("rev:{sha}"));
                             }
                         }
                     }
-                    // A body we cannot read is still the upstream's answer
-                    // for this change; its own tags reach it.
-                    _ => {}
+                    // Content fixed by the commit: only visibility changes it.
+                    (Sub::Revision, _) => tags = prefixed("visibility", &id),
+                    // Anything else, or a body we cannot read: the change's
+                    // own tags reach it.
+                    _ => tags = ref_tags(&id),
+                }
+                if tags.is_empty() {
+                    tags = ref_tags(&id);
                 }
                 Facts {
                     version: version.or_else(etag_version),
