@@ -249,6 +249,13 @@ impl FakeGerrit {
             .collect()
     }
 
+    /// How many updates into its life change `n` was when it had `meta`
+    /// (`None`: not a version of `n`). Orders versions for staleness checks.
+    pub fn meta_seq_of(&self, n: u64, meta: &str) -> Option<u64> {
+        let current = self.state.lock().unwrap().changes.get(&n)?.meta_seq;
+        (1..=current).find(|seq| hex40(&("meta", n, *seq)) == meta)
+    }
+
     /// The changes a query matches now, as the REST endpoint would list them.
     pub fn query_now(&self, q: &str) -> Vec<(u64, String)> {
         let state = self.state.lock().unwrap();
