@@ -74,7 +74,12 @@ fn listed(v: &Value) -> Vec<(u64, String)> {
     v.as_array()
         .into_iter()
         .flatten()
-        .filter_map(|c| Some((c["_number"].as_u64()?, c["meta_rev_id"].as_str()?.to_owned())))
+        .filter_map(|c| {
+            Some((
+                c["_number"].as_u64()?,
+                c["meta_rev_id"].as_str()?.to_owned(),
+            ))
+        })
         .collect()
 }
 
@@ -89,13 +94,14 @@ impl Bench {
             .ok()?;
         let res = self.client.request(req).await;
         let after_query = query.map(|q| self.gerrit.query_now(q));
-        let mut tally = self.tally.lock().unwrap();
-        tally.client_requests += 1;
-        let Ok(res) = res else {
-            tally.errors += 1;
-            return None;
-        };
-        drop(tally);
+        {
+            let mut tally = self.tally.lock().unwrap();
+            tally.client_requests += 1;
+            if res.is_err() {
+                tally.errors += 1;
+            }
+        }
+        let res = res.ok()?;
         let status = res.status();
         let body = res.into_body().collect().await.ok()?.to_bytes();
         let mut tally = self.tally.lock().unwrap();
@@ -103,25 +109,35 @@ impl Bench {
             tally.errors += 1;
             return None;
         }
-        let json: Value = serde_json::from_slice(body.strip_prefix(b")]}'").unwrap_or(&body)).ok()?;
-        let version = if let (Some(q), Some(start), Some(end)) = (query, before_query, after_query) {
+        let json: Value =
+            serde_json::from_slice(body.strip_prefix(b")]}'").unwrap_or(&body)).ok()?;
+        let version = if let (Some(q), Some(start), Some(end)) = (query, before_query, after_query)
+        {
             let got = listed(&json);
             let numbers: Vec<u64> = got.iter().map(|(n, _)| *n).collect();
-            let same = |set: &[(u64, String)]| set.iter().map(|(n, _)| *n).collect::<Vec<_>>() == numbers;
+            let same =
+                |set: &[(u64, String)]| set.iter().map(|(n, _)| *n).collect::<Vec<_>>() == numbers;
             let older = got.iter().any(|(n, meta)| {
                 let have = self.gerrit.meta_seq_of(*n, meta);
-                let want = before_versions.get(n).and_then(|m| self.gerrit.meta_seq_of(*n, m));
+                let want = before_versions
+                    .get(n)
+                    .and_then(|m| self.gerrit.meta_seq_of(*n, m));
                 matches!((have, want), (Some(h), Some(w)) if h < w)
             });
             if older || !(same(&start) || same(&end)) {
                 tally.stale += 1;
             }
             let _ = q;
-            got.iter().map(|(n, m)| format!("{n}:{m}")).collect::<Vec<_>>().join(",")
+            got.iter()
+                .map(|(n, m)| format!("{n}:{m}"))
+                .collect::<Vec<_>>()
+                .join(",")
         } else if let Some(meta) = json.get("meta_rev_id").and_then(Value::as_str) {
             let n = json["_number"].as_u64().unwrap_or(0);
             let have = self.gerrit.meta_seq_of(n, meta);
-            let want = before_versions.get(&n).and_then(|m| self.gerrit.meta_seq_of(n, m));
+            let want = before_versions
+                .get(&n)
+                .and_then(|m| self.gerrit.meta_seq_of(n, m));
             if matches!((have, want), (Some(h), Some(w)) if h < w) {
                 tally.stale += 1;
             }
@@ -129,21 +145,37 @@ impl Bench {
         } else {
             digest(&body)
         };
-        tally.seen.insert((path.to_owned(), user.to_owned(), version));
+        tally
+            .seen
+            .insert((path.to_owned(), user.to_owned(), version));
         Some(json)
     }
 
     /// What a gating scheduler asks for one change (see the Gerrit reference).
     async fn handle_change(&self, user: &str, n: u64, with_topic_query: bool) {
-        let Some(info) = self.fetch(user, &format!("/a/changes/{n}?{OPTIONS}"), None).await else {
+        let Some(info) = self
+            .fetch(user, &format!("/a/changes/{n}?{OPTIONS}"), None)
+            .await
+        else {
             return;
         };
         let rev = info["current_revision"].as_str().unwrap_or("").to_owned();
         let cid = info["change_id"].as_str().unwrap_or("").to_owned();
-        self.fetch(user, &format!("/a/changes/{n}/revisions/{rev}/related"), None).await;
-        self.fetch(user, &format!("/a/changes/{n}/revisions/{rev}/files?parent=1"), None).await;
+        self.fetch(
+            user,
+            &format!("/a/changes/{n}/revisions/{rev}/related"),
+            None,
+        )
+        .await;
+        self.fetch(
+            user,
+            &format!("/a/changes/{n}/revisions/{rev}/files?parent=1"),
+            None,
+        )
+        .await;
         let q = format!("message:{cid}");
-        self.fetch(user, &format!("/a/changes/?q={q}&n=500"), Some(&q)).await;
+        self.fetch(user, &format!("/a/changes/?q={q}&n=500"), Some(&q))
+            .await;
         if with_topic_query && let Some(topic) = info["topic"].as_str() {
             self.topic_query(user, topic).await;
         }
@@ -188,7 +220,8 @@ async fn scenario(name: &str, b: &Bench) {
         // every change of the topic.
         "a" => {
             for _ in 0..100 {
-                g.create_change(new_change("nova", Some("storm"), None)).await;
+                g.create_change(new_change("nova", Some("storm"), None))
+                    .await;
                 for n in b.topic_query("zuul", "storm").await {
                     b.handle_change("zuul", n, false).await;
                 }
@@ -197,7 +230,9 @@ async fn scenario(name: &str, b: &Bench) {
         // The same uploads; the scheduler queries each event's change once.
         "b" => {
             for _ in 0..100 {
-                let n = g.create_change(new_change("nova", Some("storm"), None)).await;
+                let n = g
+                    .create_change(new_change("nova", Some("storm"), None))
+                    .await;
                 b.handle_change("zuul", n, true).await;
             }
         }
@@ -206,7 +241,9 @@ async fn scenario(name: &str, b: &Bench) {
             let mut parent = None;
             let mut stack = Vec::new();
             for _ in 0..10 {
-                let n = g.create_change(new_change("nova", Some("stack"), parent)).await;
+                let n = g
+                    .create_change(new_change("nova", Some("stack"), parent))
+                    .await;
                 b.handle_change("zuul", n, true).await;
                 parent = Some(n);
                 stack.push(n);
@@ -226,7 +263,10 @@ async fn scenario(name: &str, b: &Bench) {
             for i in 0..1000u64 {
                 let project = format!("p{}", i % 10);
                 let topic = format!("t{}", i % 50);
-                changes.push(g.create_change(new_change(&project, Some(&topic), None)).await);
+                changes.push(
+                    g.create_change(new_change(&project, Some(&topic), None))
+                        .await,
+                );
             }
             let mut rng = Rng(0x9e37_79b9);
             for _ in 0..300 {
@@ -265,7 +305,10 @@ struct Row {
 
 async fn run(name: &str, config: Config) -> Row {
     let gerrit = Arc::new(FakeGerrit::start().await);
-    let data_dir = std::env::temp_dir().join(format!("revcache-gerrit-storm-{}-{name}-{config:?}", std::process::id()));
+    let data_dir = std::env::temp_dir().join(format!(
+        "revcache-gerrit-storm-{}-{name}-{config:?}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&data_dir);
     let mut stop = None;
     let base = if config == Config::Direct {
@@ -330,14 +373,28 @@ async fn main() {
         args.iter().map(String::as_str).collect()
     };
     let titles: HashMap<&str, &str> = [
-        ("a", "(a) 100 uploads into one topic, scheduler re-queries the whole topic per event"),
-        ("b", "(b) 100 uploads into one topic, scheduler queries each event's change once"),
-        ("c", "(c) a stack of 10 changes uploaded, then approved at once"),
-        ("d", "(d) steady state: 1,000 open changes, 300 random events, 2 schedulers + dashboard"),
+        (
+            "a",
+            "(a) 100 uploads into one topic, scheduler re-queries the whole topic per event",
+        ),
+        (
+            "b",
+            "(b) 100 uploads into one topic, scheduler queries each event's change once",
+        ),
+        (
+            "c",
+            "(c) a stack of 10 changes uploaded, then approved at once",
+        ),
+        (
+            "d",
+            "(d) steady state: 1,000 open changes, 300 random events, 2 schedulers + dashboard",
+        ),
     ]
     .into_iter()
     .collect();
-    println!("| scenario | configuration | client requests | upstream (304s) | minimum | upstream / minimum | stale | errors | s |");
+    println!(
+        "| scenario | configuration | client requests | upstream (304s) | minimum | upstream / minimum | stale | errors | s |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for name in scenarios {
         for config in [Config::Direct, Config::NoEvents, Config::Trusted] {

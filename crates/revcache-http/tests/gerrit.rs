@@ -514,8 +514,14 @@ async fn votes_leave_related_chains_and_revision_files_cached_but_stacking_reach
     get(&rc, &related).await;
     get(&rc, &files).await;
     gerrit.comment(base, 1).await;
-    assert!(get(&rc, &related).await.is_hit(), "a vote does not change the chain");
-    assert!(get(&rc, &files).await.is_hit(), "a revision's files never change");
+    assert!(
+        get(&rc, &related).await.is_hit(),
+        "a vote does not change the chain"
+    );
+    assert!(
+        get(&rc, &files).await.is_hit(),
+        "a revision's files never change"
+    );
     let mut on_top = change("infra", None);
     on_top.parent = Some(base);
     let child = gerrit.create_change(on_top).await;
@@ -530,5 +536,8 @@ async fn votes_leave_related_chains_and_revision_files_cached_but_stacking_reach
     assert_eq!(listed, vec![base, child]);
     gerrit.delete(child).await;
     gerrit.set_private(base, true).await;
-    assert!(!get(&rc, &files).await.is_hit(), "visibility changes reach revision resources");
+    assert!(
+        !get(&rc, &files).await.is_hit(),
+        "visibility changes reach revision resources"
+    );
 }
