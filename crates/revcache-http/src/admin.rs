@@ -129,7 +129,7 @@ impl Admin {
         let (mut url, mut tag) = (None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let Some(value) = percent_decode(value) else {
+            let Some(value) = crate::percent::decode_strict(value) else {
                 return bad_request(format!(
                     "inspect: {name} is not valid percent-encoded UTF-8"
                 ));
@@ -261,7 +261,7 @@ impl Admin {
         let mut scope = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let Some(value) = percent_decode(value) else {
+            let Some(value) = crate::percent::decode_strict(value) else {
                 return bad_request(format!("purge: {name} is not valid percent-encoded UTF-8"));
             };
             let inv = match name {
@@ -340,37 +340,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Strict percent-decoding (`+` stays `+`); `None` on bad escapes or
-/// non-UTF-8 results.
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding_is_strict() {
-        assert_eq!(percent_decode("/a%3Fb%3D1").as_deref(), Some("/a?b=1"));
-        assert_eq!(percent_decode("a+b").as_deref(), Some("a+b"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%ff"), None);
-    }
 
     #[test]
     fn token_comparison_checks_every_byte_and_the_length() {

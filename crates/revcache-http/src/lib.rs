@@ -10,6 +10,7 @@ pub mod dialect;
 pub mod events;
 pub mod inspect;
 pub mod metrics;
+mod percent;
 pub mod policy;
 pub mod proxy;
 pub mod route;

@@ -59,7 +59,7 @@ impl Endpoint {
                 _ => Endpoint::Query { q: String::new() },
             };
         }
-        let id = change_ref(&decode(id));
+        let id = change_ref(&crate::percent::decode_lossy(id));
         let rest: Vec<&str> = segments.filter(|s| !s.is_empty()).collect();
         let sub = match rest.as_slice() {
             [] | ["detail"] => Sub::Info,
@@ -88,30 +88,9 @@ fn change_ref(id: &str) -> ChangeRef {
     ChangeRef::Opaque(id.to_owned())
 }
 
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(v) = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Query values are form-encoded: `+` is a space.
 fn decode_query_value(s: &str) -> String {
-    decode(&s.replace('+', " "))
+    crate::percent::decode_lossy(&s.replace('+', " "))
 }
 
 #[cfg(test)]
