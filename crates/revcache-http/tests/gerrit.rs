@@ -541,3 +541,37 @@ async fn votes_leave_related_chains_and_revision_files_cached_but_stacking_reach
         "visibility changes reach revision resources"
     );
 }
+
+#[tokio::test]
+async fn reviewer_vote_and_hashtag_events_invalidate_their_change_and_project_events_nothing() {
+    let (gerrit, rc) = setup(TRUST).await;
+    let a = gerrit.create_change(change("infra", None)).await;
+    let b = gerrit.create_change(change("infra", None)).await;
+    let cid = gerrit.change(a).unwrap().change_id();
+    for kind in [
+        "reviewer-added",
+        "reviewer-deleted",
+        "vote-deleted",
+        "hashtags-changed",
+    ] {
+        get(&rc, &format!("/a/changes/{a}")).await;
+        get(&rc, &format!("/a/changes/{b}")).await;
+        let event = serde_json::json!({"type": kind, "change": {"project": "infra", "branch": "main", "id": cid, "number": a}});
+        assert_eq!(gerrit.emit_raw(&event.to_string()).await, 200, "{kind}");
+        assert!(
+            !get(&rc, &format!("/a/changes/{a}")).await.is_hit(),
+            "{kind} reaches its change"
+        );
+        assert!(
+            get(&rc, &format!("/a/changes/{b}")).await.is_hit(),
+            "{kind} leaves others alone"
+        );
+    }
+    for event in [
+        r#"{"type":"project-created","projectName":"new","headName":"refs/heads/main"}"#,
+        r#"{"type":"project-head-updated","projectName":"infra","oldHead":"a","newHead":"b"}"#,
+    ] {
+        assert_eq!(gerrit.emit_raw(event).await, 200);
+        assert!(get(&rc, &format!("/a/changes/{a}")).await.is_hit());
+    }
+}
