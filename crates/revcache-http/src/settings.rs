@@ -58,22 +58,24 @@ pub struct EventSettings {
 pub enum DialectName {
     Http,
     Gerrit,
+    Webdav,
 }
 
 impl DialectName {
-    pub const KNOWN: &'static [&'static str] = &["http", "gerrit"];
+    pub const KNOWN: &'static [&'static str] = &["http", "gerrit", "webdav"];
 
     pub fn parse(name: &str) -> Option<Self> {
         match name {
             "http" => Some(DialectName::Http),
             "gerrit" => Some(DialectName::Gerrit),
+            "webdav" => Some(DialectName::Webdav),
             _ => None,
         }
     }
 
     /// Whether the dialect takes an event feed.
     pub fn has_events(self) -> bool {
-        matches!(self, DialectName::Gerrit)
+        matches!(self, DialectName::Gerrit | DialectName::Webdav)
     }
 }
 

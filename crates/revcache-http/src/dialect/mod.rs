@@ -10,6 +10,7 @@
 
 pub mod gerrit;
 mod http;
+pub mod webdav;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,6 +21,7 @@ use revcache_core::{Entry, KeyClass, Tag, Version};
 
 pub use self::gerrit::GerritDialect;
 pub use self::http::HttpDialect;
+pub use self::webdav::WebdavDialect;
 use crate::events::{EventEffect, EventError, Feed};
 use crate::policy::Reuse;
 use crate::settings::{DialectName, RouteSettings};
@@ -34,6 +36,9 @@ pub enum Classification {
     Pass { reason: &'static str },
     /// A write: forward, then apply `Dialect::on_write` if it succeeded.
     Write,
+    /// The request body decides (a PROPFIND's property set): read up to
+    /// `max` bytes and ask `Dialect::classify_body`.
+    NeedsBody { max: usize },
 }
 
 /// How a response to a cacheable request may be stored.
@@ -44,6 +49,8 @@ pub enum Storage {
     /// The dialect vouches for it: store it in the caller's partition
     /// whatever `Cache-Control` says; `Dialect::reuse` decides freshness.
     Partitioned,
+    /// Never store it (e.g. a body without a strong validator).
+    Never(&'static str),
 }
 
 /// What a dialect learned from a complete response.
@@ -75,6 +82,11 @@ pub trait Dialect: Send + Sync {
     fn name(&self) -> &'static str;
 
     fn classify(&self, req: &request::Parts) -> Classification;
+
+    /// Classification of a request whose body was read after `NeedsBody`.
+    fn classify_body(&self, _req: &request::Parts, _body: &[u8]) -> Classification {
+        Classification::Pass { reason: "bypass" }
+    }
 
     /// Label for per-route metrics (`change`, `query`, …).
     fn endpoint_class(&self, _req: &request::Parts) -> &'static str {
@@ -124,5 +136,6 @@ pub fn for_route(settings: &RouteSettings, id: u32) -> Arc<dyn Dialect> {
     match settings.dialect {
         DialectName::Http => Arc::new(HttpDialect),
         DialectName::Gerrit => Arc::new(GerritDialect::new(id, settings.events.as_ref())),
+        DialectName::Webdav => Arc::new(WebdavDialect::new(id, settings.events.as_ref())),
     }
 }

@@ -243,8 +243,10 @@ where
 #[error("request body larger than {0} bytes")]
 pub struct BodyTooLarge(pub u64);
 
-/// The client's request body on its way upstream, cut off at a limit.
+/// The client's request body on its way upstream, cut off at a limit (or
+/// already read whole, when a dialect needed it to classify the request).
 pub struct RequestBody {
+    read: Option<Bytes>,
     inner: Option<Incoming>,
     remaining: u64,
     limit: u64,
@@ -259,6 +261,7 @@ impl RequestBody {
         let exceeded = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         (
             RequestBody {
+                read: None,
                 inner: Some(inner),
                 remaining: limit,
                 limit,
@@ -268,8 +271,17 @@ impl RequestBody {
         )
     }
 
+    /// A body already read into memory.
+    pub fn full(bytes: Bytes) -> Self {
+        RequestBody {
+            read: Some(bytes),
+            ..RequestBody::empty()
+        }
+    }
+
     pub fn empty() -> Self {
         RequestBody {
+            read: None,
             inner: None,
             remaining: 0,
             limit: 0,
@@ -287,6 +299,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        if let Some(bytes) = this.read.take() {
+            return Poll::Ready(Some(Ok(Frame::data(bytes))));
+        }
         let Some(inner) = &mut this.inner else {
             return Poll::Ready(None);
         };

@@ -284,7 +284,30 @@ impl Proxy {
                 ),
             );
         }
-        let classification = route.dialect.classify(&parts);
+        let mut classification = route.dialect.classify(&parts);
+        let (body, exceeded) = match classification {
+            Classification::NeedsBody { max } => {
+                // The dialect keys this request on its body (a PROPFIND's
+                // property set): read it, bounded, then classify again.
+                let read =
+                    http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max)).await;
+                let bytes = match read {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => {
+                        return self.reject(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!("request body could not be read within {max} bytes: {e}"),
+                        );
+                    }
+                };
+                classification = route.dialect.classify_body(&parts, &bytes);
+                (RequestBody::full(bytes), None)
+            }
+            _ => {
+                let (b, e) = RequestBody::new(body, self.limits.max_request_body_bytes);
+                (b, Some(e))
+            }
+        };
         let partition =
             credential::partition_of(&parts.headers, &self.partition, &self.partition_key);
         let class = match &classification {
@@ -317,13 +340,22 @@ impl Proxy {
             own_key,
         };
         match classification {
-            Classification::Write => self.write(ex, body).await,
-            Classification::Pass { reason } => {
-                self.forward_plain(&ex, body, UpstreamReason::Bypass, reason, Outcome::Bypass)
-                    .await
-                    .0
+            Classification::Write | Classification::NeedsBody { .. } => {
+                self.write(ex, body, exceeded).await
             }
-            Classification::Cacheable { .. } => self.cached(ex, body).await,
+            Classification::Pass { reason } => {
+                self.forward_plain(
+                    &ex,
+                    body,
+                    exceeded,
+                    UpstreamReason::Bypass,
+                    reason,
+                    Outcome::Bypass,
+                )
+                .await
+                .0
+            }
+            Classification::Cacheable { .. } => self.cached(ex, body, exceeded).await,
         }
     }
 
@@ -349,12 +381,12 @@ impl Proxy {
     async fn forward_plain(
         &self,
         ex: &Exchange,
-        body: Incoming,
+        body: RequestBody,
+        exceeded: Option<Arc<AtomicBool>>,
         reason: UpstreamReason,
         fwd: &'static str,
         outcome: Outcome,
     ) -> (Response<ProxyBody>, Option<(StatusCode, HeaderMap)>) {
-        let (body, exceeded) = RequestBody::new(body, self.limits.max_request_body_bytes);
         let req = forward::upstream_request(
             &ex.route,
             &ex.parts,
@@ -363,8 +395,7 @@ impl Proxy {
             body,
             Conditions::Client,
         );
-        self.relay(ex, req, Some(exceeded), reason, fwd, outcome)
-            .await
+        self.relay(ex, req, exceeded, reason, fwd, outcome).await
     }
 
     /// Sends `req` upstream and streams the answer back uncached; also
@@ -403,9 +434,21 @@ impl Proxy {
 
     /// Unsafe methods: forward, then invalidate what a success changed
     /// (before the client sees the response, so its next read is fresh).
-    async fn write(&self, ex: Exchange, body: Incoming) -> Response<ProxyBody> {
+    async fn write(
+        &self,
+        ex: Exchange,
+        body: RequestBody,
+        exceeded: Option<Arc<AtomicBool>>,
+    ) -> Response<ProxyBody> {
         let (res, answered) = self
-            .forward_plain(&ex, body, UpstreamReason::Method, "method", Outcome::Method)
+            .forward_plain(
+                &ex,
+                body,
+                exceeded,
+                UpstreamReason::Method,
+                "method",
+                Outcome::Method,
+            )
             .await;
         if let Some((status, headers)) = answered
             && (status.is_success() || status.is_redirection())
@@ -598,7 +641,12 @@ impl Proxy {
         )
     }
 
-    async fn cached(self: &Arc<Self>, ex: Exchange, body: Incoming) -> Response<ProxyBody> {
+    async fn cached(
+        self: &Arc<Self>,
+        ex: Exchange,
+        body: RequestBody,
+        exceeded: Option<Arc<AtomicBool>>,
+    ) -> Response<ProxyBody> {
         let now = SystemTime::now();
         let (mut stale, mut uri_known) = self.find(&ex);
         if let Some(entry) = &stale
@@ -625,9 +673,11 @@ impl Proxy {
             } else {
                 Outcome::Miss
             };
-            return self.forward_plain(&ex, body, reason, fwd, outcome).await.0;
+            return self
+                .forward_plain(&ex, body, exceeded, reason, fwd, outcome)
+                .await
+                .0;
         }
-        let (body, exceeded) = RequestBody::new(body, self.limits.max_request_body_bytes);
         for _ in 0..3 {
             match self.flights.join(&ex.own_key) {
                 Join::Leader(leader) => {
@@ -649,7 +699,7 @@ impl Proxy {
                     }
                     let (fwd, reason) = Self::forward_reason(&ex, &stale, uri_known, now);
                     return self
-                        .fetch(&ex, body, Some(exceeded), stale, Some(leader), fwd, reason)
+                        .fetch(&ex, body, exceeded, stale, Some(leader), fwd, reason)
                         .await;
                 }
                 Join::Waiter(waiter) => match waiter.wait().await {
@@ -680,7 +730,7 @@ impl Proxy {
             return self.only_if_cached_miss();
         }
         let (fwd, reason) = Self::forward_reason(&ex, &stale, uri_known, now);
-        self.fetch(&ex, body, Some(exceeded), stale, None, fwd, reason)
+        self.fetch(&ex, body, exceeded, stale, None, fwd, reason)
             .await
     }
 
@@ -927,9 +977,11 @@ impl Proxy {
         }
         let variant = vary::variant_of(headers, &ex.parts.headers, &self.partition_key)
             .ok_or(Some("vary-star"))?;
-        if ex.route.dialect.storage(&ex.parts, status, headers) == Storage::Partitioned {
+        match ex.route.dialect.storage(&ex.parts, status, headers) {
             // The dialect vouches for it; only the caller's partition sees it.
-            return Ok((Storability::Private, variant));
+            Storage::Partitioned => return Ok((Storability::Private, variant)),
+            Storage::Never(why) => return Err(Some(why)),
+            Storage::Rfc => {}
         }
         match storability(
             &ex.parts.method,

@@ -1,0 +1,288 @@
+//! What WebDAV writes and external change notices invalidate (the table in
+//! shared/reference/webdav.md). Paths are normalized: percent-decoded,
+//! without a trailing slash (except `/`).
+
+use http::{HeaderMap, StatusCode, request};
+use revcache_core::Tag;
+use serde_json::Value;
+
+use crate::dialect::Invalidation;
+use crate::events::EventError;
+
+/// A request path as tags name it.
+pub fn norm(path: &str) -> String {
+    let decoded = crate::percent::decode_lossy(path.split('?').next().unwrap_or(path));
+    let trimmed = decoded.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+pub fn parent(path: &str) -> String {
+    match path.rfind('/') {
+        Some(0) | None => "/".into(),
+        Some(i) => path[..i].to_owned(),
+    }
+}
+
+fn tag(kind: &str, path: &str) -> Invalidation {
+    Invalidation::Tag(Tag::new(format!("dav:{kind}:{path}")))
+}
+
+/// The resource itself: its body, its properties, listings showing it.
+fn resource(path: &str, out: &mut Vec<Invalidation>) {
+    out.push(tag("res", path));
+    out.push(tag("props", path));
+}
+
+/// A resource and everything below it, by tag and by request target.
+fn subtree(raw: &str, path: &str, out: &mut Vec<Invalidation>) {
+    resource(path, out);
+    out.push(tag("list", path));
+    let raw = raw.split('?').next().unwrap_or(raw).trim_end_matches('/');
+    out.push(Invalidation::Target(if raw.is_empty() {
+        "/".into()
+    } else {
+        raw.to_owned()
+    }));
+    out.push(Invalidation::Target(format!("{raw}/")));
+    out.push(Invalidation::Prefix(format!("{raw}/")));
+}
+
+/// A collection whose membership (and so its own properties) changed.
+fn members_changed(path: &str, out: &mut Vec<Invalidation>) {
+    out.push(tag("list", path));
+    out.push(tag("res", path));
+    out.push(tag("props", path));
+}
+
+/// The path of a `Destination` header (an absolute URL or a path).
+fn destination(headers: &HeaderMap) -> Option<String> {
+    let d = headers.get("destination")?.to_str().ok()?;
+    let path = match d.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => d,
+    };
+    Some(path.to_owned())
+}
+
+pub fn on_write(req: &request::Parts, status: StatusCode) -> Vec<Invalidation> {
+    let raw = req.uri.path();
+    let p = norm(raw);
+    let mut out = Vec::new();
+    let method = req.method.as_str();
+    match method {
+        "PUT" => {
+            resource(&p, &mut out);
+            out.push(Invalidation::Target(raw.to_owned()));
+            members_changed(&parent(&p), &mut out);
+        }
+        "DELETE" => {
+            subtree(raw, &p, &mut out);
+            members_changed(&parent(&p), &mut out);
+        }
+        "MOVE" | "COPY" => {
+            if method == "MOVE" {
+                subtree(raw, &p, &mut out);
+                members_changed(&parent(&p), &mut out);
+            }
+            if let Some(dest) = destination(&req.headers) {
+                let d = norm(&dest);
+                subtree(&dest, &d, &mut out);
+                members_changed(&parent(&d), &mut out);
+            }
+        }
+        "MKCOL" => {
+            subtree(raw, &p, &mut out);
+            members_changed(&parent(&p), &mut out);
+        }
+        "PROPPATCH" => out.push(tag("props", &p)),
+        "LOCK" | "UNLOCK" => {
+            out.push(tag("props", &p));
+            let infinite = req
+                .headers
+                .get("depth")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|d| d.trim().eq_ignore_ascii_case("infinity"));
+            if infinite {
+                subtree(raw, &p, &mut out);
+            }
+            // A LOCK on an unmapped URL creates a (lock-null) resource.
+            if status == StatusCode::CREATED {
+                resource(&p, &mut out);
+                members_changed(&parent(&p), &mut out);
+            }
+        }
+        _ => {
+            // Unknown methods: assume the worst for the target's subtree.
+            subtree(raw, &p, &mut out);
+            members_changed(&parent(&p), &mut out);
+        }
+    }
+    out
+}
+
+/// `{"paths": ["/a/b", …], "recursive": true|false}` from a repository
+/// server that changed those paths without going through revcache.
+pub fn on_external(bytes: &[u8]) -> Result<Vec<Invalidation>, EventError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| EventError::Json("expected a JSON object".into()))?;
+    let paths = obj.get("paths").and_then(Value::as_array).ok_or_else(|| {
+        EventError::Shape("missing \"paths\": an array of paths such as [\"/docs/a.txt\"]".into())
+    })?;
+    let recursive = match obj.get("recursive") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(EventError::Shape(
+                "\"recursive\" must be true or false".into(),
+            ));
+        }
+    };
+    if let Some(unknown) = obj.keys().find(|k| *k != "paths" && *k != "recursive") {
+        return Err(EventError::Shape(format!(
+            "unknown field {unknown:?}; use \"paths\" and \"recursive\""
+        )));
+    }
+    let mut out = Vec::new();
+    for (i, p) in paths.iter().enumerate() {
+        let raw = p
+            .as_str()
+            .ok_or_else(|| EventError::Shape(format!("paths[{i}] is not a string")))?;
+        if !raw.starts_with('/') {
+            return Err(EventError::Shape(format!(
+                "paths[{i}] = {raw:?} must start with '/'"
+            )));
+        }
+        let path = norm(raw);
+        if recursive {
+            subtree(raw, &path, &mut out);
+        } else {
+            resource(&path, &mut out);
+            out.push(tag("list", &path));
+            out.push(Invalidation::Target(raw.to_owned()));
+        }
+        // The change may have added or removed it.
+        members_changed(&parent(&path), &mut out);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Request;
+
+    use super::*;
+
+    fn write(method: &str, path: &str, headers: &[(&str, &str)], status: u16) -> Vec<String> {
+        let mut b = Request::builder().method(method).uri(path);
+        for (n, v) in headers {
+            b = b.header(*n, *v);
+        }
+        let (parts, ()) = b.body(()).unwrap().into_parts();
+        on_write(&parts, StatusCode::from_u16(status).unwrap())
+            .into_iter()
+            .map(|i| match i {
+                Invalidation::Tag(t) => t.as_str().to_owned(),
+                Invalidation::Target(t) => format!("target {t}"),
+                Invalidation::Prefix(p) => format!("prefix {p}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paths_normalize() {
+        assert_eq!(norm("/a/b%20c/"), "/a/b c");
+        assert_eq!(norm("/"), "/");
+        assert_eq!(parent("/a/b"), "/a");
+        assert_eq!(parent("/a"), "/");
+    }
+
+    #[test]
+    fn put_reaches_the_body_properties_and_the_parents_listing() {
+        let w = write("PUT", "/d/f.txt", &[], 201);
+        for t in [
+            "dav:res:/d/f.txt",
+            "dav:props:/d/f.txt",
+            "dav:list:/d",
+            "dav:res:/d",
+            "target /d/f.txt",
+        ] {
+            assert!(w.contains(&t.to_owned()), "{t} in {w:?}");
+        }
+        assert!(
+            !w.iter().any(|t| t.starts_with("prefix")),
+            "a PUT has no descendants"
+        );
+    }
+
+    #[test]
+    fn delete_reaches_descendants_and_the_parent() {
+        let w = write("DELETE", "/d/sub/", &[], 204);
+        assert!(w.contains(&"prefix /d/sub/".to_owned()));
+        assert!(w.contains(&"dav:list:/d".to_owned()));
+    }
+
+    #[test]
+    fn move_and_copy_reach_source_destination_and_parents() {
+        let w = write(
+            "MOVE",
+            "/a/x",
+            &[("destination", "http://h/b/y"), ("overwrite", "T")],
+            201,
+        );
+        for t in [
+            "prefix /a/x/",
+            "prefix /b/y/",
+            "dav:list:/a",
+            "dav:list:/b",
+            "dav:res:/b/y",
+        ] {
+            assert!(w.contains(&t.to_owned()), "{t} in {w:?}");
+        }
+        let w = write("COPY", "/a/x", &[("destination", "/b/y")], 201);
+        assert!(w.contains(&"prefix /b/y/".to_owned()) && w.contains(&"dav:list:/b".to_owned()));
+        assert!(
+            !w.contains(&"prefix /a/x/".to_owned()),
+            "COPY leaves the source"
+        );
+    }
+
+    #[test]
+    fn proppatch_reaches_properties_only() {
+        assert_eq!(write("PROPPATCH", "/a/x", &[], 207), vec!["dav:props:/a/x"]);
+    }
+
+    #[test]
+    fn locks_reach_lockdiscovery_and_lock_null_resources_their_parent() {
+        assert_eq!(write("LOCK", "/a/x", &[], 200), vec!["dav:props:/a/x"]);
+        let w = write("LOCK", "/a/new", &[], 201);
+        assert!(w.contains(&"dav:list:/a".to_owned()));
+        let w = write("UNLOCK", "/a", &[("depth", "infinity")], 204);
+        assert!(w.contains(&"prefix /a/".to_owned()));
+    }
+
+    #[test]
+    fn external_notices_are_checked_and_applied() {
+        let inv = on_external(br#"{"paths": ["/a/b"], "recursive": true}"#).unwrap();
+        assert!(inv.contains(&Invalidation::Prefix("/a/b/".into())));
+        let inv = on_external(br#"{"paths": ["/a/b"]}"#).unwrap();
+        assert!(!inv.iter().any(|i| matches!(i, Invalidation::Prefix(_))));
+        for (bad, says) in [
+            ("nope", "not a JSON object"),
+            ("{}", "missing \"paths\""),
+            (r#"{"paths": "/a"}"#, "missing \"paths\""),
+            (r#"{"paths": [1]}"#, "not a string"),
+            (r#"{"paths": ["a"]}"#, "must start with '/'"),
+            (r#"{"paths": ["/a"], "recursive": "yes"}"#, "true or false"),
+            (r#"{"paths": ["/a"], "recurse": true}"#, "unknown field"),
+        ] {
+            let e = on_external(bad.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}
