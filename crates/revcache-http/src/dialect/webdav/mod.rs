@@ -151,12 +151,16 @@ impl Dialect for WebdavDialect {
                 if !tags.contains(&t) {
                     tags.push(t);
                 }
-                if let Some(etag) = m
-                    .etag
-                    .as_deref()
-                    .filter(|e| Version::from_etag(e).is_strong())
-                {
-                    self.ledger.record(self.route, &member, etag, received);
+                // Some servers write getetag without its quotes.
+                let etag = m.etag.as_deref().map(|e| {
+                    if e.starts_with('"') || e.starts_with("W/") {
+                        e.to_owned()
+                    } else {
+                        format!("\"{e}\"")
+                    }
+                });
+                if let Some(etag) = etag.filter(|e| Version::from_etag(e).is_strong()) {
+                    self.ledger.record(self.route, &member, &etag, received);
                 }
             }
         }
