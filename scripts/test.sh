@@ -13,12 +13,19 @@ apt_install() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]}"
+    # Packages must not start their services: tests run their own servers.
+    local policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1
+    fi
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ "$policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
   fi
 }
-# `kill` (procps) sends SIGTERM in the binary's shutdown tests.
-command -v kill >/dev/null || apt_install procps
+# `kill` (procps) sends SIGTERM in the binary's shutdown tests; Apache with
+# mod_dav, litmus and cadaver are the WebDAV real-server suite.
+apt_install procps apache2 litmus cadaver
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
