@@ -192,7 +192,8 @@ impl Cache {
     }
 
     /// Removes what `scope` reaches from every tier (durably, on disk) and
-    /// outdates fills in flight for it. Returns how many entries went (the
+    /// outdates fills in flight for it: memory (with a generation bump), then
+    /// disk, then memory again for anything promoted from disk meanwhile. Returns how many entries went (the
     /// larger count of the memory and disk tiers, which mostly overlap).
     /// Blocking when there is a disk tier.
     pub fn purge(&self, scope: PurgeScope<'_>) -> usize {
@@ -206,11 +207,16 @@ impl Cache {
             PurgeScope::Tag(t) => Removal::Tag(t.clone()),
             PurgeScope::Key(k) => Removal::Key(k.clone()),
         };
-        match disk.remove(removal) {
-            Ok(on_disk) => in_memory.max(on_disk),
+        let on_disk = disk.remove(removal);
+        // A promotion from disk that read the entry before the disk removal
+        // committed may have put it back in memory with a ticket taken after
+        // the first bump: bump and remove once more.
+        let promoted = self.purge_memory(scope);
+        match on_disk {
+            Ok(on_disk) => (in_memory + promoted).max(on_disk),
             Err(e) => {
                 tracing::error!(error = %e, ?scope, "purge could not reach the disk tier");
-                in_memory
+                in_memory + promoted
             }
         }
     }

@@ -355,3 +355,35 @@ fn arc_entries_shared_between_tiers_are_one_copy() {
     assert!(Arc::ptr_eq(&a[0], &b[0]));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_promotion_racing_a_purge_never_leaves_the_purged_entry_in_memory() {
+    let dir = temp_dir();
+    {
+        let cache = open(&dir);
+        store(&cache, entry("/hot", vec![1; 10], &["t"], None));
+        cache.flush();
+    }
+    let cache = Arc::new(open(&dir));
+    for round in 0..200 {
+        assert!(cache.lookup_disk(&key("/hot")).is_some() || round > 0);
+        let promoter = {
+            let cache = cache.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    cache.lookup_disk(&key("/hot"));
+                }
+            })
+        };
+        cache.purge(PurgeScope::Tag(&Tag::new("t")));
+        promoter.join().unwrap();
+        assert!(
+            cache.lookup(&key("/hot")).is_none(),
+            "round {round}: a purged entry came back"
+        );
+        assert!(cache.lookup_disk(&key("/hot")).is_none());
+        store(&cache, entry("/hot", vec![1; 10], &["t"], None));
+        cache.flush();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -68,17 +68,22 @@ fn destination(headers: &HeaderMap) -> Option<String> {
     Some(path.to_owned())
 }
 
-/// `_status` is the write's (non-error) status; the table does not depend on it.
-pub fn on_write(req: &request::Parts, _status: StatusCode) -> Vec<Invalidation> {
+/// `status` is the write's (non-error) status.
+pub fn on_write(req: &request::Parts, status: StatusCode) -> Vec<Invalidation> {
     let raw = req.uri.path();
     let p = norm(raw);
     let mut out = Vec::new();
     let method = req.method.as_str();
     match method {
         "PUT" => {
+            // Listings that show the resource carry its `dav:props` tag.
             resource(&p, &mut out);
             out.push(Invalidation::Target(raw.to_owned()));
-            members_changed(&parent(&p), &mut out);
+            // A new member changes the parent's membership; an overwrite
+            // (204) does not.
+            if status != StatusCode::NO_CONTENT {
+                members_changed(&parent(&p), &mut out);
+            }
         }
         "DELETE" => {
             subtree(raw, &p, &mut out);
@@ -115,6 +120,7 @@ pub fn on_write(req: &request::Parts, _status: StatusCode) -> Vec<Invalidation> 
             // parent's membership may change either way.
             resource(&p, &mut out);
             members_changed(&parent(&p), &mut out);
+            let _ = status;
         }
         _ => {
             // Unknown methods: assume the worst for the target's subtree.
@@ -219,6 +225,16 @@ mod tests {
             !w.iter().any(|t| t.starts_with("prefix")),
             "a PUT has no descendants"
         );
+    }
+
+    #[test]
+    fn overwriting_put_leaves_the_parents_own_properties() {
+        let w = write("PUT", "/d/f.txt", &[], 204);
+        assert!(
+            w.contains(&"dav:props:/d/f.txt".to_owned()),
+            "listings showing it"
+        );
+        assert!(!w.contains(&"dav:list:/d".to_owned()) && !w.contains(&"dav:res:/d".to_owned()));
     }
 
     #[test]
