@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Side-by-side cache-hit benchmark: nginx (proxy_cache) vs revcache, both in
-# front of the same nginx origin, wrk as the load generator.
+# Side-by-side cache-hit benchmark: nginx (proxy_cache), Varnish and revcache,
+# all in front of the same nginx origin, plus the "static ceiling" (a bare
+# hyper server answering from memory, bench/static-ceiling), wrk as the load
+# generator.
 #
 #   bench/http-hit/run.sh                 # 10 s per wrk run, 64 connections
 #   DURATION=30 CONNECTIONS=128 bench/http-hit/run.sh
 #   KEEP_TMP=1 bench/http-hit/run.sh      # keep the temp dir (configs, logs, raw wrk output)
+#   SKIP_BUILD=1 bench/http-hit/run.sh    # use target/release/revcache as it is (no cargo)
+#
+# If wrk2 is on PATH it also measures latency at a fixed request rate (no
+# coordinated omission); otherwise that part is skipped.
 #
 # Prints a markdown table and writes it to bench/http-hit/last-run.md.
 set -euo pipefail
@@ -12,10 +18,16 @@ set -euo pipefail
 DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+# wrk2: fixed rate = WRK2_FRACTION x the lowest wrk req/s of the four for that
+# size; wrk2 spends its first ~10 s calibrating, so runs are longer.
+WRK2_FRACTION="${WRK2_FRACTION:-0.5}"
+WRK2_DURATION="${WRK2_DURATION:-30}"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 BIN="$REPO/target/release/revcache"
+STATIC_BIN="$REPO/target/release/revcache-bench-static"
 OUT_MD="$HERE/last-run.md"
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -27,9 +39,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || missing+=(varnish)
 if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]} via apt-get"
-    # Keep the nginx package from starting a system-wide nginx on port 80.
+    # Keep the nginx/varnish packages from starting system-wide services.
     made_policy=0
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
@@ -42,17 +55,33 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 NGINX="$(command -v nginx)"
+VARNISHD="$(command -v varnishd)"
+WRK2="$(command -v wrk2 || true)"
 
 # ---------------------------------------------------------------- revcache
-# Always build: cargo does nothing when the binary is current, and a stale
-# binary would measure old code under the new commit's name.
-log "building revcache (release)"
-(cd "$REPO" && cargo build --release -q -p revcache)
+# Build by default: cargo does nothing when the binary is current, and a stale
+# binary would measure old code under the new commit's name (the report
+# says when the binary is older than HEAD's commit).
+if [ "$SKIP_BUILD" = 1 ]; then
+    [ -x "$BIN" ] || die "SKIP_BUILD=1 but $BIN is missing"
+    log "SKIP_BUILD=1: using $BIN as it is"
+else
+    log "building revcache (release)"
+    (cd "$REPO" && cargo build --release -q -p revcache)
+fi
+# The static ceiling is a tiny hyper server; build it only when missing.
+if [ ! -x "$STATIC_BIN" ]; then
+    log "building revcache-bench-static (release)"
+    (cd "$REPO" && cargo build --release -q -p revcache-bench-static)
+fi
 
 # ---------------------------------------------------------------- temp dir + cleanup
 TMP="$(mktemp -d /tmp/revcache-bench.XXXXXX)"
 chmod 755 "$TMP"
 PIDS=()
+# processes started by our children rather than by us (the varnishd child):
+# killed only after their parent is gone, so it cannot restart them
+EXTRA_PIDS=()
 cleanup() {
     local rc=$?
     set +e
@@ -64,6 +93,10 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null
         wait "$pid" 2>/dev/null
+    done
+    for pid in "${EXTRA_PIDS[@]}"; do
+        for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
     done
     # nginx workers of an instance whose master died: reap by pid file
     for pf in "$TMP"/*.pid; do
@@ -83,9 +116,9 @@ trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- ports
-read -r ORIGIN_PORT NGINX_PORT REV_PORT ADMIN_PORT < <(python3 -c '
+read -r ORIGIN_PORT NGINX_PORT REV_PORT ADMIN_PORT VARNISH_PORT STATIC_PORT < <(python3 -c '
 import socket
-ss = [socket.socket() for _ in range(4)]
+ss = [socket.socket() for _ in range(6)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])
 ')
@@ -190,6 +223,48 @@ for inst in origin nginx; do
     PIDS+=($!)
 done
 
+# ---------------------------------------------------------------- varnish
+# builtin VCL does the rest: no cookies/authorization in the requests, and the
+# origin's Cache-Control: public, max-age=3600 makes every object cacheable.
+cat > "$TMP/varnish.vcl" <<VCL
+vcl 4.1;
+
+backend origin {
+    .host = "127.0.0.1";
+    .port = "$ORIGIN_PORT";
+}
+
+sub vcl_backend_fetch {
+    set bereq.http.X-Bench-Proxy = "varnish";
+}
+
+sub vcl_deliver {
+    if (obj.hits > 0) {
+        set resp.http.X-Cache = "HIT";
+    } else {
+        set resp.http.X-Cache = "MISS";
+    }
+}
+VCL
+chmod 644 "$TMP/varnish.vcl"
+# -F: foreground (we own the manager process); -n: private work dir so it
+# cannot clash with a system instance; -T none: no management port. As root
+# the default unix jail drops to the varnish/vcache users.
+"$VARNISHD" -F \
+    -a "127.0.0.1:$VARNISH_PORT" \
+    -f "$TMP/varnish.vcl" \
+    -n "$TMP/varnish" \
+    -T none \
+    -s malloc,1G \
+    -p thread_pools="$CORES" \
+    > "$TMP/varnish.log" 2>&1 &
+VARNISH_PID=$!
+PIDS+=("$VARNISH_PID")
+
+# ---------------------------------------------------------------- static ceiling
+"$STATIC_BIN" "127.0.0.1:$STATIC_PORT" "$TMP"/www/obj-*.bin 2> "$TMP/static.log" &
+PIDS+=($!)
+
 # ---------------------------------------------------------------- revcache
 mkdir -p "$TMP/revcache-data"
 "$BIN" serve \
@@ -207,13 +282,21 @@ wait_up() { # url name
         curl -fsS -o /dev/null -H "X-Bench-Proxy: harness" "$1" 2>/dev/null && return 0
         sleep 0.1
     done
-    cat "$TMP"/*error.log "$TMP/revcache.log" >&2 2>/dev/null || true
+    cat "$TMP"/*error.log "$TMP/revcache.log" "$TMP/varnish.log" "$TMP/static.log" >&2 2>/dev/null || true
     die "$2 did not come up at $1"
 }
 wait_up "http://127.0.0.1:$ORIGIN_PORT/obj-1k.bin" origin
 wait_up "http://127.0.0.1:$ADMIN_PORT/readyz" "revcache admin"
 # nginx: a HEAD-less probe on a path that is not benchmarked
 wait_up "http://127.0.0.1:$NGINX_PORT/obj-1k.bin?probe" nginx
+wait_up "http://127.0.0.1:$VARNISH_PORT/obj-1k.bin?probe" varnish
+wait_up "http://127.0.0.1:$STATIC_PORT/obj-1k.bin" "static ceiling"
+# the varnishd worker child (the manager restarts it if it dies alone)
+for p in $(ps -o pid= --ppid "$VARNISH_PID" 2>/dev/null); do EXTRA_PIDS+=("$p"); done
+VARNISH_VER="$( ("$VARNISHD" -V 2>&1 || true) | head -n1 | sed 's/^varnishd (//; s/ revision.*//')"
+varnish_stat() { # counter -> value (empty if varnishstat fails)
+    varnishstat -n "$TMP/varnish" -1 -f "$1" 2>/dev/null | awk -v c="$1" '$1 == c {print $2}'
+}
 
 # ---------------------------------------------------------------- helpers
 # fetch URL -> prints "status size sha256" and stores headers in $TMP/h
@@ -236,69 +319,132 @@ to_ms() { # wrk duration like 812.00us / 1.23ms / 2.01s / 1.00m
 }
 
 ANOMALIES=()
-run_wrk() { # name url -> sets RPS P50 P99
+check_errors() { # name size file
+    local bad
+    bad="$(grep -E 'Non-2xx or 3xx responses|Socket errors' "$3" || true)"
+    if [ -n "$bad" ]; then
+        ANOMALIES+=("$1 $2: $(echo "$bad" | tr -s ' \n' ' ')")
+        log "ANOMALY $1 $2: $bad"
+    fi
+}
+declare -A RPS P50 P99
+run_wrk() { # name url size -> sets RPS[name] P50[name] P99[name]
     local name="$1" url="$2" out="$TMP/wrk-$1-$3.txt"
     log "wrk $name $url (${DURATION}s, $CONNECTIONS conns)"
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" > "$out"
-    RPS="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
-    P50="$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")"
-    P99="$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")"
-    [ -n "$RPS" ] || { cat "$out" >&2; die "could not parse wrk output for $name"; }
-    local bad
-    bad="$(grep -E 'Non-2xx or 3xx responses|Socket errors' "$out" || true)"
-    if [ -n "$bad" ]; then
-        ANOMALIES+=("$name $3: $(echo "$bad" | tr -s ' \n' ' ')")
-        log "ANOMALY $name $3: $bad"
+    RPS[$name]="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
+    P50[$name]="$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")"
+    P99[$name]="$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")"
+    [ -n "${RPS[$name]}" ] || { cat "$out" >&2; die "could not parse wrk output for $name"; }
+    check_errors "$name" "$3" "$out"
+}
+
+# wrk2 at a fixed rate: latency measured from when each request should have
+# been sent (no coordinated omission).
+declare -A C_RPS C_P50 C_P99 C_P999
+run_wrk2() { # name url size rate -> sets C_*[name]
+    local name="$1" url="$2" out="$TMP/wrk2-$1-$3.txt"
+    log "wrk2 $name $url (${WRK2_DURATION}s, $CONNECTIONS conns, -R$4)"
+    "$WRK2" -t"$THREADS" -c"$CONNECTIONS" -d"${WRK2_DURATION}s" -R"$4" --latency "$url" > "$out"
+    C_RPS[$name]="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
+    C_P50[$name]="$(to_ms "$(awk '$1 == "50.000%" {print $2}' "$out")")"
+    C_P99[$name]="$(to_ms "$(awk '$1 == "99.000%" {print $2}' "$out")")"
+    C_P999[$name]="$(to_ms "$(awk '$1 == "99.900%" {print $2}' "$out")")"
+    [ -n "${C_RPS[$name]}" ] || { cat "$out" >&2; die "could not parse wrk2 output for $name"; }
+    check_errors "wrk2 $name" "$3" "$out"
+    if awk -v got="${C_RPS[$name]}" -v want="$4" 'BEGIN { exit !(got < 0.95 * want) }'; then
+        ANOMALIES+=("wrk2 $name $3: asked for $4 req/s, got ${C_RPS[$name]}")
     fi
 }
 
+origin_count() { # tag -> origin access-log lines from that proxy so far
+    awk -v t="$1" '$1 == t {n++} END {printf "%d", n}' "$TMP/origin-access.log"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
+
 # ---------------------------------------------------------------- run
+SERVERS=(nginx varnish revcache static)
+declare -A URLBASE=(
+    [nginx]="http://127.0.0.1:$NGINX_PORT"
+    [varnish]="http://127.0.0.1:$VARNISH_PORT"
+    [revcache]="http://127.0.0.1:$REV_PORT"
+    [static]="http://127.0.0.1:$STATIC_PORT"
+)
+# tag each proxy's requests carry in the origin's access log
+declare -A ORIGIN_TAG=([nginx]=nginx [varnish]=varnish [revcache]=-)
+
+# warm NAME PATH SIZE SHA HEADER HIT-REGEX: three requests, each 200 with the
+# exact body, the 2nd and 3rd must be hits
+warm() {
+    local name="$1" path="$2" want="$3" want_sha="$4" hdr="$5" hit_re="$6" n code size sha val
+    for n in 1 2 3; do
+        read -r code size sha < <(fetch "${URLBASE[$name]}$path")
+        val="$(header "$hdr")"
+        [ "$code" = 200 ] && [ "$size" = "$want" ] && [ "$sha" = "$want_sha" ] \
+            || die "$name $path request $n: status $code, $size bytes (want 200, $want, matching body); $hdr: $val"
+        if [ "$n" -ge 2 ]; then
+            grep -Eiq "$hit_re" <<< "$val" \
+                || die "$name $path request $n was not a hit; $hdr: $val"
+        fi
+        log "$name $path #$n: $hdr: $val"
+    done
+}
+
 ROWS=()
+WRK2_ROWS=()
 i=0
 for s in "${SIZES[@]}"; do
     path="/obj-$s.bin"
     want="${BYTES[$s]}"
     want_sha="$(sha256sum < "$TMP/www/obj-$s.bin" | cut -d' ' -f1)"
 
-    # warm revcache: first request is a miss that stores, later ones must be hits
-    for n in 1 2 3; do
-        read -r code size sha < <(fetch "http://127.0.0.1:$REV_PORT$path")
-        cs="$(header Cache-Status)"
-        [ "$code" = 200 ] && [ "$size" = "$want" ] && [ "$sha" = "$want_sha" ] \
-            || die "revcache $path request $n: status $code, $size bytes (want 200, $want, matching body); Cache-Status: $cs"
-        if [ "$n" -ge 2 ]; then
-            grep -Eiq '(^|;)[[:space:]]*hit[[:space:]]*(;|$)' <<< "$cs" \
-                || die "revcache $path request $n was not a hit; Cache-Status: $cs"
-        fi
-        log "revcache $path #$n: $cs"
-    done
+    warm revcache "$path" "$want" "$want_sha" Cache-Status '(^|;)[[:space:]]*hit[[:space:]]*(;|$)'
+    warm nginx    "$path" "$want" "$want_sha" X-Cache-Status '^HIT$'
+    warm varnish  "$path" "$want" "$want_sha" X-Cache '^HIT$'
+    # the static server has nothing to warm; check the body once
+    read -r code size sha < <(fetch "${URLBASE[static]}$path")
+    [ "$code" = 200 ] && [ "$size" = "$want" ] && [ "$sha" = "$want_sha" ] \
+        || die "static $path: status $code, $size bytes (want 200, $want, matching body)"
 
-    # warm nginx: MISS, then HIT
-    for n in 1 2 3; do
-        read -r code size sha < <(fetch "http://127.0.0.1:$NGINX_PORT$path")
-        xc="$(header X-Cache-Status)"
-        [ "$code" = 200 ] && [ "$size" = "$want" ] && [ "$sha" = "$want_sha" ] \
-            || die "nginx $path request $n: status $code, $size bytes (want 200, $want, matching body); X-Cache-Status: $xc"
-        if [ "$n" -ge 2 ] && [ "$xc" != HIT ]; then
-            die "nginx $path request $n was not a HIT; X-Cache-Status: $xc"
-        fi
-        log "nginx $path #$n: X-Cache-Status $xc"
-    done
+    # from here on no proxy may go upstream for this object
+    declare -A before=()
+    for who in nginx varnish revcache; do before[$who]="$(origin_count "${ORIGIN_TAG[$who]}")"; done
 
-    # alternate which server goes first
-    if [ $((i % 2)) = 0 ]; then order=(nginx revcache); else order=(revcache nginx); fi
+    # rotate which server goes first
+    order=()
+    for k in 0 1 2 3; do order+=("${SERVERS[$(( (i + k) % 4 ))]}"); done
     for who in "${order[@]}"; do
-        if [ "$who" = nginx ]; then
-            run_wrk nginx "http://127.0.0.1:$NGINX_PORT$path" "$s"
-            N_RPS=$RPS N_P50=$P50 N_P99=$P99
-        else
-            run_wrk revcache "http://127.0.0.1:$REV_PORT$path" "$s"
-            R_RPS=$RPS R_P50=$P50 R_P99=$P99
+        run_wrk "$who" "${URLBASE[$who]}$path" "$s"
+    done
+
+    if [ -n "$WRK2" ]; then
+        rate="$(for who in "${SERVERS[@]}"; do echo "${RPS[$who]}"; done \
+            | sort -g | head -n1 | awk -v f="$WRK2_FRACTION" '{ r = int($1 * f); print (r < 1 ? 1 : r) }')"
+        for who in "${order[@]}"; do
+            run_wrk2 "$who" "${URLBASE[$who]}$path" "$s" "$rate"
+        done
+        WRK2_ROWS+=("$(printf '| %s | %s | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f |' \
+            "${LABEL[$s]}" "$rate" \
+            "${C_P50[nginx]}" "${C_P99[nginx]}" "${C_P999[nginx]}" \
+            "${C_P50[varnish]}" "${C_P99[varnish]}" "${C_P999[varnish]}" \
+            "${C_P50[revcache]}" "${C_P99[revcache]}" "${C_P999[revcache]}" \
+            "${C_P50[static]}" "${C_P99[static]}" "${C_P999[static]}")")
+    fi
+
+    for who in nginx varnish revcache; do
+        after="$(origin_count "${ORIGIN_TAG[$who]}")"
+        if [ "$after" != "${before[$who]}" ]; then
+            ANOMALIES+=("$who $s: $((after - before[$who])) request(s) reached the origin during the benchmark (cache misses)")
         fi
     done
-    ratio="$(awk -v r="$R_RPS" -v n="$N_RPS" 'BEGIN { printf "%.2f", (n > 0 ? r / n : 0) }')"
-    ROWS+=("$(printf '| %s | %.0f | %.0f | %s | %.2f / %.2f | %.2f / %.2f |' \
-        "${LABEL[$s]}" "$N_RPS" "$R_RPS" "$ratio" "$N_P50" "$N_P99" "$R_P50" "$R_P99")")
+
+    ROWS+=("$(printf '| %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |' \
+        "${LABEL[$s]}" "${RPS[nginx]}" "${RPS[varnish]}" "${RPS[revcache]}" "${RPS[static]}" \
+        "$(ratio "${RPS[revcache]}" "${RPS[nginx]}")" \
+        "$(ratio "${RPS[revcache]}" "${RPS[varnish]}")" \
+        "$(ratio "${RPS[revcache]}" "${RPS[static]}")" \
+        "${P50[nginx]}" "${P99[nginx]}" "${P50[varnish]}" "${P99[varnish]}" \
+        "${P50[revcache]}" "${P99[revcache]}" "${P50[static]}" "${P99[static]}")")
     i=$((i + 1))
 done
 
@@ -310,6 +456,11 @@ REV_UPSTREAM_LINES="$(echo "$METRICS" | grep -E '^revcache_upstream_requests_tot
 REV_OUTCOMES="$(echo "$METRICS" | grep -E '^revcache_requests_total' || true)"
 ORIGIN_FROM_NGINX="$(grep -c '^nginx ' "$TMP/origin-access.log" || true)"
 ORIGIN_FROM_REV="$(grep -c '^- ' "$TMP/origin-access.log" || true)"
+ORIGIN_FROM_VARNISH="$(grep -c '^varnish ' "$TMP/origin-access.log" || true)"
+VARNISH_BACKEND_REQ="$(varnish_stat MAIN.backend_req)"
+VARNISH_HITS="$(varnish_stat MAIN.cache_hit)"
+VARNISH_MISSES="$(varnish_stat MAIN.cache_miss)"
+VARNISH_NOTE="varnish: MAIN.backend_req ${VARNISH_BACKEND_REQ:-?}, MAIN.cache_hit ${VARNISH_HITS:-?}, MAIN.cache_miss ${VARNISH_MISSES:-?} (varnishstat)"
 ORIGIN_TOTAL="$(wc -l < "$TMP/origin-access.log")"
 NOBJ="${#SIZES[@]}"
 UPSTREAM_NOTE="revcache sent $REV_UPSTREAM request(s) upstream for $NOBJ objects"
@@ -319,15 +470,29 @@ if [ "$REV_UPSTREAM" -gt "$NOBJ" ]; then
 fi
 
 # ---------------------------------------------------------------- report
-TABLE="| object | nginx req/s | revcache req/s | ratio | nginx p50/p99 ms | revcache p50/p99 ms |
-|---|---:|---:|---:|---:|---:|
+TABLE="| object | nginx req/s | varnish req/s | revcache req/s | static ceiling req/s | revcache/nginx | revcache/varnish | revcache/ceiling | nginx p50/p99 ms | varnish p50/p99 ms | revcache p50/p99 ms | ceiling p50/p99 ms |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${ROWS[@]}")"
+if [ -n "$WRK2" ]; then
+    WRK2_TABLE="Fixed-rate latency (wrk2 -t$THREADS -c$CONNECTIONS -d${WRK2_DURATION}s -R rate, rate = $WRK2_FRACTION x the lowest wrk req/s of the four for that size; corrected for coordinated omission):
+
+| object | rate req/s | nginx p50/p99/p99.9 ms | varnish p50/p99/p99.9 ms | revcache p50/p99/p99.9 ms | ceiling p50/p99/p99.9 ms |
+|---|---:|---:|---:|---:|---:|
+$(printf '%s\n' "${WRK2_ROWS[@]}")"
+else
+    WRK2_TABLE="Fixed-rate latency without coordinated omission: skipped (wrk2 is not installed)."
+fi
 
 COMMIT="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 DIRTY=""
 if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null)" ]; then DIRTY=" (uncommitted changes)"; fi
 NGINX_VER="$( ("$NGINX" -v 2>&1 || true) | sed 's/^nginx version: //')"
 BIN_BUILT="built $(date -u -r "$BIN" "+%Y-%m-%d %H:%M:%S UTC")"
+HEAD_TIME="$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 0)"
+if [ "$(date -r "$BIN" +%s)" -lt "$HEAD_TIME" ]; then
+    BIN_BUILT="$BIN_BUILT -- OLDER THAN THE HEAD COMMIT ($(date -u -d "@$HEAD_TIME" "+%Y-%m-%d %H:%M:%S UTC")), may not contain its changes"
+fi
+STATIC_BUILT="built $(date -u -r "$STATIC_BIN" "+%Y-%m-%d %H:%M:%S UTC")"
 WRK_VER="$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $1, $2}')"
 
 {
@@ -339,12 +504,17 @@ WRK_VER="$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $1, $2}')"
     echo "- commit: $COMMIT$DIRTY"
     echo "- wrk: -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency, on the same machine as the servers ($WRK_VER)"
     echo "- nginx: $NGINX_VER, worker_processes $CORES, proxy_cache on disk under /tmp"
+    echo "- varnish: $VARNISH_VER, -s malloc,1G, thread_pools $CORES, builtin VCL + X-Cache header"
     echo "- revcache: --memory-limit 1GiB, binary $BIN_BUILT"
+    echo "- static ceiling: revcache-bench-static, binary $STATIC_BUILT"
     echo
     echo "$TABLE"
     echo
     echo "Upstream: $UPSTREAM_NOTE."
-    echo "Origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx (one is the readiness probe), $ORIGIN_FROM_REV from revcache, the rest from the harness's direct probe."
+    echo "Origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx and $ORIGIN_FROM_VARNISH from varnish (one each is the readiness probe), $ORIGIN_FROM_REV from revcache, the rest from the harness's direct probe."
+    echo "Varnish: $VARNISH_NOTE."
+    echo
+    echo "$WRK2_TABLE"
     echo
     echo '```'
     echo "$REV_UPSTREAM_LINES"
@@ -362,7 +532,10 @@ echo "$TABLE"
 echo
 echo "$UPSTREAM_NOTE"
 echo "$REV_UPSTREAM_LINES"
-echo "origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx, $ORIGIN_FROM_REV from revcache"
+echo "$VARNISH_NOTE"
+echo "origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx, $ORIGIN_FROM_VARNISH from varnish, $ORIGIN_FROM_REV from revcache"
+echo
+echo "$WRK2_TABLE"
 if [ "${#ANOMALIES[@]}" -gt 0 ]; then
     echo "ANOMALIES:"
     printf -- '- %s\n' "${ANOMALIES[@]}"

@@ -1,0 +1,40 @@
+//! Memory per entry in the memory tiers: RSS before and after storing N
+//! small entries (default 1,000,000), divided by N, minus the body.
+//!
+//! Usage: revcache-bench-engine [N] [BODY_BYTES]
+
+use revcache_bench_engine::{entry, key, rss};
+use revcache_core::{Cache, CacheConfig};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let n: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let body: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
+    let cache = Cache::new(CacheConfig {
+        memory_limit: 8 << 30,
+        max_entry_bytes: 1 << 20,
+    });
+    let before = rss();
+    for i in 0..n {
+        cache.store(entry(i, body), cache.begin_fill());
+    }
+    let after = rss();
+    let stats = cache.stats();
+    assert_eq!(stats.memory_keys as u64, n, "every entry is held");
+    assert!(cache.lookup(&key(n / 2)).is_some());
+    let per_entry = (after - before) as f64 / n as f64;
+    println!(
+        "{n} entries of {body} B: RSS {:.1} MiB -> {:.1} MiB, {:.0} B per entry, {:.0} B beyond the body",
+        before as f64 / (1 << 20) as f64,
+        after as f64 / (1 << 20) as f64,
+        per_entry,
+        per_entry - body as f64
+    );
+    println!(
+        "the memory tier's own weight estimate: {:.0} B per entry",
+        stats.memory_bytes as f64 / n as f64
+    );
+}
