@@ -392,6 +392,7 @@ warm() {
 
 ROWS=()
 WRK2_ROWS=()
+BENCH_UPSTREAM_CLEAN=1
 i=0
 for s in "${SIZES[@]}"; do
     path="/obj-$s.bin"
@@ -418,8 +419,10 @@ for s in "${SIZES[@]}"; do
     done
 
     if [ -n "$WRK2" ]; then
-        rate="$(for who in "${SERVERS[@]}"; do echo "${RPS[$who]}"; done \
-            | sort -g | head -n1 | awk -v f="$WRK2_FRACTION" '{ r = int($1 * f); print (r < 1 ? 1 : r) }')"
+        rate="$(awk -v f="$WRK2_FRACTION" 'BEGIN {
+            m = ARGV[1]; for (k = 2; k < ARGC; k++) if (ARGV[k] + 0 < m + 0) m = ARGV[k]
+            r = int(m * f); print (r < 1 ? 1 : r) }' \
+            "${RPS[nginx]}" "${RPS[varnish]}" "${RPS[revcache]}" "${RPS[static]}")"
         for who in "${order[@]}"; do
             run_wrk2 "$who" "${URLBASE[$who]}$path" "$s" "$rate"
         done
@@ -434,6 +437,7 @@ for s in "${SIZES[@]}"; do
     for who in nginx varnish revcache; do
         after="$(origin_count "${ORIGIN_TAG[$who]}")"
         if [ "$after" != "${before[$who]}" ]; then
+            BENCH_UPSTREAM_CLEAN=0
             ANOMALIES+=("$who $s: $((after - before[$who])) request(s) reached the origin during the benchmark (cache misses)")
         fi
     done
@@ -460,9 +464,14 @@ ORIGIN_FROM_VARNISH="$(grep -c '^varnish ' "$TMP/origin-access.log" || true)"
 VARNISH_BACKEND_REQ="$(varnish_stat MAIN.backend_req)"
 VARNISH_HITS="$(varnish_stat MAIN.cache_hit)"
 VARNISH_MISSES="$(varnish_stat MAIN.cache_miss)"
-VARNISH_NOTE="varnish: MAIN.backend_req ${VARNISH_BACKEND_REQ:-?}, MAIN.cache_hit ${VARNISH_HITS:-?}, MAIN.cache_miss ${VARNISH_MISSES:-?} (varnishstat)"
+VARNISH_NOTE="varnishstat: MAIN.backend_req ${VARNISH_BACKEND_REQ:-?}, MAIN.cache_hit ${VARNISH_HITS:-?}, MAIN.cache_miss ${VARNISH_MISSES:-?}"
 ORIGIN_TOTAL="$(wc -l < "$TMP/origin-access.log")"
 NOBJ="${#SIZES[@]}"
+if [ "$BENCH_UPSTREAM_CLEAN" = 1 ]; then
+    BENCH_UPSTREAM_NOTE="No proxy sent a request to the origin during any wrk run (origin access log counted per proxy before and after each size's runs)."
+else
+    BENCH_UPSTREAM_NOTE="SOME PROXY REACHED THE ORIGIN DURING A WRK RUN: see the anomalies."
+fi
 UPSTREAM_NOTE="revcache sent $REV_UPSTREAM request(s) upstream for $NOBJ objects"
 if [ "$REV_UPSTREAM" -gt "$NOBJ" ]; then
     UPSTREAM_NOTE="$UPSTREAM_NOTE -- MORE THAN ONE PER OBJECT: some benchmark hits went upstream"
@@ -512,7 +521,8 @@ WRK_VER="$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $1, $2}')"
     echo
     echo "Upstream: $UPSTREAM_NOTE."
     echo "Origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx and $ORIGIN_FROM_VARNISH from varnish (one each is the readiness probe), $ORIGIN_FROM_REV from revcache, the rest from the harness's direct probe."
-    echo "Varnish: $VARNISH_NOTE."
+    echo "Varnish $VARNISH_NOTE."
+    echo "$BENCH_UPSTREAM_NOTE"
     echo
     echo "$WRK2_TABLE"
     echo
@@ -532,7 +542,8 @@ echo "$TABLE"
 echo
 echo "$UPSTREAM_NOTE"
 echo "$REV_UPSTREAM_LINES"
-echo "$VARNISH_NOTE"
+echo "varnish $VARNISH_NOTE"
+echo "$BENCH_UPSTREAM_NOTE"
 echo "origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx, $ORIGIN_FROM_VARNISH from varnish, $ORIGIN_FROM_REV from revcache"
 echo
 echo "$WRK2_TABLE"
