@@ -22,7 +22,7 @@ async fn fresh_response_is_served_from_cache_with_age() {
     let second = c.get(&rc.url("/a")).await;
     assert_eq!(second.text(), "hello");
     assert!(
-        second.cache_status().starts_with("revcache; hit; ttl="),
+        second.cache_status() == "revcache; hit",
         "{}",
         second.cache_status()
     );

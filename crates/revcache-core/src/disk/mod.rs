@@ -328,7 +328,11 @@ impl DiskTier {
     /// Records a use of `entry`; writes only when its access bucket changes.
     pub fn touch(&self, entry: &Entry, now: SystemTime) {
         let bucket = self.shared.config.bucket_at(now);
-        if entry.access_bucket.swap(bucket, Ordering::Relaxed) != bucket {
+        // Read first: a hit must not write the entry's cache line (shared
+        // by every core serving it) unless the bucket changed.
+        if entry.access_bucket.load(Ordering::Relaxed) != bucket
+            && entry.access_bucket.swap(bucket, Ordering::Relaxed) != bucket
+        {
             let key = format::entry_key(&entry.key, &entry.variant);
             self.try_send(Op::Touch { key, bucket });
         }

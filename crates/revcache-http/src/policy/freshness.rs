@@ -175,12 +175,6 @@ pub fn stale_if_error_allows(entry: &Entry, req: &RequestDirectives, now: System
     window.is_some_and(|w| staleness <= w)
 }
 
-/// Seconds of freshness left, for `Cache-Status: ttl=` (negative when stale).
-pub fn ttl_seconds(entry: &Entry, now: SystemTime) -> i64 {
-    let age = entry.timing.age_at(now).as_secs() as i64;
-    entry.freshness.lifetime.as_secs() as i64 - age
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::UNIX_EPOCH;

@@ -1,5 +1,5 @@
 //! The `Cache-Status` response header (RFC 9211) revcache adds to every
-//! response, e.g. `revcache; hit; ttl=42`, `revcache; fwd=uri-miss;
+//! response, e.g. `revcache; hit`, `revcache; fwd=uri-miss;
 //! fwd-status=200; stored`, `revcache; fwd=stale; fwd-status=304`,
 //! `revcache; hit; collapsed`.
 
@@ -65,6 +65,15 @@ impl CacheStatus {
     }
 
     pub fn value(&self) -> HeaderValue {
+        // The common hit needs no allocation.
+        if self.hit
+            && self.fwd.is_none()
+            && !self.collapsed
+            && self.ttl.is_none()
+            && self.detail.is_none()
+        {
+            return HeaderValue::from_static("revcache; hit");
+        }
         let mut s = String::from("revcache");
         if self.hit {
             s.push_str("; hit");

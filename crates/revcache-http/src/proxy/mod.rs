@@ -209,25 +209,27 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
-        let started = Instant::now();
-        let method = req.method().clone();
-        let uri = req.uri().clone();
-        let res = self.dispatch(req, client).await;
-        if tracing::enabled!(tracing::Level::DEBUG) {
-            let status = res
-                .headers()
-                .get_all(cache_status::NAME)
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            tracing::debug!(
-                %client, %method, %uri, status = res.status().as_u16(),
-                cache_status = %status, elapsed_us = started.elapsed().as_micros() as u64,
-                "request"
-            );
+        // The request line is kept for the log only when debug is on: the
+        // hit path does not pay for a log line nobody reads.
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return self.dispatch(req, client).await;
         }
+        let started = Instant::now();
+        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let res = self.dispatch(req, client).await;
+        let status = res
+            .headers()
+            .get_all(cache_status::NAME)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        tracing::debug!(
+            %client, %method, %uri, status = res.status().as_u16(),
+            cache_status = %status, elapsed_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
         res
     }
 
@@ -314,17 +316,15 @@ impl Proxy {
             Classification::Cacheable { class } => class.clone(),
             _ => KeyClass::Get,
         };
-        let target = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        let key_host = if route.preserve_host {
-            format!("{host}@{}", route.key_host)
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        // The key names what the upstream sees: its own authority, unless
+        // the client's Host is passed on (hot path: no allocation then).
+        let public_key = if route.preserve_host {
+            let key_host = format!("{host}@{}", route.key_host);
+            PrimaryKey::new(route.id, class, &key_host, target, Partition::Public)
         } else {
-            route.key_host.clone()
+            PrimaryKey::new(route.id, class, &route.key_host, target, Partition::Public)
         };
-        let public_key = PrimaryKey::new(route.id, class, &key_host, &target, Partition::Public);
         let own_key = match partition {
             Some(p) => public_key.with_partition(p),
             None => public_key.clone(),

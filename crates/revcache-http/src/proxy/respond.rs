@@ -13,7 +13,6 @@ use super::body::ProxyBody;
 use super::cache_status::{self, CacheStatus};
 use super::forward::via_value;
 use crate::policy::conditional;
-use crate::policy::freshness::ttl_seconds;
 
 /// Headers a 304 carries (RFC 9110 §15.4.5).
 const NOT_MODIFIED_HEADERS: [http::HeaderName; 6] =
@@ -29,7 +28,6 @@ pub fn from_entry(
     body: ProxyBody,
     now: SystemTime,
 ) -> Response<ProxyBody> {
-    let status = status.ttl(ttl_seconds(entry, now));
     let age = HeaderValue::from(entry.timing.age_at(now).as_secs());
     if entry.status == StatusCode::OK && conditional::not_modified(req_headers, &entry.headers) {
         let mut headers = HeaderMap::new();
