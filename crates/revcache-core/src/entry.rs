@@ -11,7 +11,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 use crate::identity_map::{IdentityKey, IdentityShards};
 use crate::key::PrimaryKey;
@@ -56,6 +56,58 @@ impl EntryTiming {
     pub fn age_at(&self, now: SystemTime) -> Duration {
         let resident = now.duration_since(self.response_time).unwrap_or_default();
         self.initial_age.saturating_add(resident)
+    }
+}
+
+/// An entry's response headers, packed: one boxed slice of (name, value)
+/// pairs instead of a `HeaderMap`'s index and bucket vectors, which cost
+/// several hundred bytes per entry. Order and repeated names are kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredHeaders(Box<[(HeaderName, HeaderValue)]>);
+
+impl StoredHeaders {
+    pub fn from_map(map: &HeaderMap) -> Self {
+        StoredHeaders(map.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+    }
+
+    /// The first value of `name` (case-insensitive).
+    pub fn get(&self, name: impl AsRef<str>) -> Option<&HeaderValue> {
+        self.get_all(name).next()
+    }
+
+    pub fn get_all(&self, name: impl AsRef<str>) -> impl Iterator<Item = &HeaderValue> {
+        let name = name.as_ref().to_owned();
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(&name))
+            .map(|(_, v)| v)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// A `HeaderMap` with room for `extra` more headers.
+    pub fn to_map(&self, extra: usize) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.0.len() + extra);
+        for (n, v) in self.0.iter() {
+            map.append(n.clone(), v.clone());
+        }
+        map
+    }
+}
+
+impl From<&HeaderMap> for StoredHeaders {
+    fn from(map: &HeaderMap) -> Self {
+        StoredHeaders::from_map(map)
     }
 }
 
@@ -108,7 +160,7 @@ pub struct Entry {
     pub version: Version,
     pub status: StatusCode,
     /// End-to-end response headers as stored (hop-by-hop removed).
-    pub headers: HeaderMap,
+    pub headers: StoredHeaders,
     pub body: EntryBody,
     pub tags: Box<[Tag]>,
     pub timing: EntryTiming,
@@ -136,7 +188,7 @@ impl Entry {
             variant,
             version,
             status,
-            headers,
+            headers: StoredHeaders::from_map(&headers),
             body: body.into(),
             tags: tags.into_boxed_slice(),
             timing,
@@ -186,7 +238,7 @@ impl Entry {
             variant: self.variant.clone(),
             version: self.version.clone(),
             status: self.status,
-            headers,
+            headers: StoredHeaders::from_map(&headers),
             body: self.body.clone(),
             tags: self.tags.clone(),
             timing,

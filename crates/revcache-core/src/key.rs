@@ -30,21 +30,24 @@ struct KeyInner {
     hash: u64,
     route: u32,
     class: KeyClass,
-    host: Box<str>,
+    /// Shared by every key of a route (the upstream's name): no allocation.
+    host: Arc<str>,
     target: Box<str>,
     partition: Partition,
 }
 
 impl PrimaryKey {
     /// `target` is the request's path and query as sent by the client;
-    /// `host` the lower-cased authority it was sent to.
+    /// `host` names what the upstream sees (pass a shared `Arc<str>` on hot
+    /// paths to avoid an allocation).
     pub fn new(
         route: u32,
         class: KeyClass,
-        host: &str,
+        host: impl Into<Arc<str>>,
         target: &str,
         partition: Partition,
     ) -> Self {
+        let host: Arc<str> = host.into();
         let mut h = DefaultHasher::new();
         route.hash(&mut h);
         class.hash(&mut h);
@@ -55,7 +58,7 @@ impl PrimaryKey {
             hash: h.finish(),
             route,
             class,
-            host: host.into(),
+            host,
             target: target.into(),
             partition,
         }))
@@ -90,7 +93,7 @@ impl PrimaryKey {
         PrimaryKey::new(
             self.0.route,
             self.0.class.clone(),
-            &self.0.host,
+            self.0.host.clone(),
             &self.0.target,
             partition,
         )

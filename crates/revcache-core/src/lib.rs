@@ -25,7 +25,7 @@ pub mod version;
 
 pub use cache::{Cache, CacheConfig, CacheStats, PurgeScope, StoreOutcome};
 pub use disk::{DiskConfig, DiskError, DiskStats, DiskTier};
-pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness};
+pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness, StoredHeaders};
 pub use error::PartitionKeyError;
 pub use generation::{FillTicket, Generations};
 pub use key::{KeyClass, PrimaryKey};

@@ -15,7 +15,7 @@ pub struct Route {
     pub id: u32,
     /// Upstream identity used as the key's host: what the upstream sees
     /// does not depend on the Host the client used (unless `preserve_host`).
-    pub key_host: String,
+    pub key_host: Arc<str>,
     pub name: String,
     host: Option<String>,
     path_prefix: String,
@@ -66,7 +66,7 @@ impl Router {
             let id = u32::from_le_bytes(blake3_prefix(&r.name));
             routes.push(Arc::new(Route {
                 id,
-                key_host: format!("{authority}{base_path}"),
+                key_host: format!("{authority}{base_path}").into(),
                 name: r.name.clone(),
                 host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
                 path_prefix: r.path_prefix.clone(),

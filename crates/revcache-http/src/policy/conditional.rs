@@ -2,8 +2,9 @@
 //! (RFC 9110 §13.1.2, §13.1.3, §13.2.2): `If-None-Match` takes precedence
 //! over `If-Modified-Since`.
 
-use http::HeaderMap;
 use http::header::{DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use revcache_core::StoredHeaders;
 
 use super::freshness::http_date;
 
@@ -12,10 +13,31 @@ pub fn is_conditional(req: &HeaderMap) -> bool {
     req.contains_key(IF_NONE_MATCH) || req.contains_key(IF_MODIFIED_SINCE)
 }
 
+/// Read access to a response's headers, stored or just received.
+pub trait Headers {
+    fn first(&self, name: HeaderName) -> Option<&HeaderValue>;
+}
+
+impl Headers for HeaderMap {
+    fn first(&self, name: HeaderName) -> Option<&HeaderValue> {
+        self.get(name)
+    }
+}
+
+impl Headers for StoredHeaders {
+    fn first(&self, name: HeaderName) -> Option<&HeaderValue> {
+        self.get(name)
+    }
+}
+
+fn date_of(h: &impl Headers, name: HeaderName) -> Option<std::time::SystemTime> {
+    httpdate::parse_http_date(h.first(name)?.to_str().ok()?.trim()).ok()
+}
+
 /// Whether the client's condition says it already has `stored` (answer 304).
-pub fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
+pub fn not_modified(req: &HeaderMap, stored: &impl Headers) -> bool {
     if req.contains_key(IF_NONE_MATCH) {
-        let Some(etag) = stored.get(ETAG).and_then(|v| v.to_str().ok()) else {
+        let Some(etag) = stored.first(ETAG).and_then(|v| v.to_str().ok()) else {
             return req
                 .get_all(IF_NONE_MATCH)
                 .iter()
@@ -33,7 +55,7 @@ pub fn not_modified(req: &HeaderMap, stored: &HeaderMap) -> bool {
     let Some(since) = http_date(req, IF_MODIFIED_SINCE) else {
         return false;
     };
-    match http_date(stored, LAST_MODIFIED).or_else(|| http_date(stored, DATE)) {
+    match date_of(stored, LAST_MODIFIED).or_else(|| date_of(stored, DATE)) {
         Some(modified) => modified <= since,
         None => false,
     }

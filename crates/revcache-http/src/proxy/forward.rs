@@ -11,6 +11,8 @@ use http::header::{
 use http::{HeaderMap, Request, Uri, Version, request};
 
 use super::body::RequestBody;
+use revcache_core::StoredHeaders;
+
 use crate::policy::hop_by_hop;
 use crate::route::Route;
 
@@ -21,7 +23,7 @@ pub enum Conditions<'a> {
     /// Drop them: the response is to be stored whole.
     Strip,
     /// Replace them with the stored entry's validators.
-    Revalidate(&'a HeaderMap),
+    Revalidate(&'a StoredHeaders),
 }
 
 pub fn via_value(version: Version) -> HeaderValue {
@@ -97,7 +99,7 @@ fn strip_conditions(headers: &mut HeaderMap) {
     headers.remove(IF_MODIFIED_SINCE);
 }
 
-fn copy(from: &HeaderMap, to: &mut HeaderMap, name: HeaderName, as_name: HeaderName) {
+fn copy(from: &StoredHeaders, to: &mut HeaderMap, name: HeaderName, as_name: HeaderName) {
     if let Some(v) = from.get(name) {
         to.insert(as_name, v.clone());
     }

@@ -321,9 +321,21 @@ impl Proxy {
         // the client's Host is passed on (hot path: no allocation then).
         let public_key = if route.preserve_host {
             let key_host = format!("{host}@{}", route.key_host);
-            PrimaryKey::new(route.id, class, &key_host, target, Partition::Public)
+            PrimaryKey::new(
+                route.id,
+                class,
+                key_host.as_str(),
+                target,
+                Partition::Public,
+            )
         } else {
-            PrimaryKey::new(route.id, class, &route.key_host, target, Partition::Public)
+            PrimaryKey::new(
+                route.id,
+                class,
+                route.key_host.clone(),
+                target,
+                Partition::Public,
+            )
         };
         let own_key = match partition {
             Some(p) => public_key.with_partition(p),
@@ -820,7 +832,8 @@ impl Proxy {
             && leader.is_some()
             && let Some(s) = &stale
         {
-            if !merge::validates(&s.headers, &rparts.headers) {
+            let stored = s.headers.to_map(0);
+            if !merge::validates(&stored, &rparts.headers) {
                 // A 304 about another representation: ours cannot be
                 // confirmed, so fetch the whole response instead.
                 if let Some(leader) = leader {
@@ -840,7 +853,7 @@ impl Proxy {
                 ))
                 .await;
             }
-            let merged = merge::merge_304(&s.headers, &rparts.headers);
+            let merged = merge::merge_304(&stored, &rparts.headers);
             let entry = refreshed(s, merged, request_time, response_time);
             let (entry, shared) = match self.cache.store(entry, ticket) {
                 StoreOutcome::Stored(e) => (e.clone(), FlightOutcome::Entry(e)),

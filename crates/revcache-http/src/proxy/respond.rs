@@ -44,7 +44,7 @@ pub fn from_entry(
         *res.headers_mut() = headers;
         return res;
     }
-    let mut headers = entry.headers.clone();
+    let mut headers = entry.headers.to_map(3);
     headers.insert(AGE, age);
     headers.append(http::header::VIA, via_value(version));
     headers.append(cache_status::NAME, status.value());
