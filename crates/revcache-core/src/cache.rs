@@ -177,8 +177,12 @@ impl Cache {
         kept.push(entry.clone());
         let new: Variants = kept.into();
 
+        // Registered before the insert (a purge meanwhile finds it) and
+        // again after (a removal of the key's previous value meanwhile may
+        // have dropped the registration).
         self.catalog.add(&key, &entry.tags);
         self.memory.insert(key.clone(), new.clone());
+        self.catalog.add(&key, &entry.tags);
         // Insert, then check: see the store protocol in `generation`.
         if self
             .generations
@@ -308,7 +312,19 @@ impl Cache {
                 self.catalog.remove_tags(key, &tags);
                 self.memory.insert(key.clone(), kept.into());
             }
+            self.resync_catalog(key);
             return gone.len();
+        }
+    }
+
+    /// After removing catalog registrations of `key`, registers again what
+    /// a concurrent store may have inserted meanwhile, so a live entry is
+    /// never unreachable for purges.
+    fn resync_catalog(&self, key: &PrimaryKey) {
+        if let Some(current) = self.memory.peek(key) {
+            for e in current.iter() {
+                self.catalog.add(key, &e.tags);
+            }
         }
     }
 

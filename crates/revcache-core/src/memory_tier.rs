@@ -163,6 +163,12 @@ impl MemoryTier {
                     for e in old.iter() {
                         self.catalog.remove_tags(&key, &e.tags);
                     }
+                    // A store of the key may have raced the removal.
+                    if let Some(current) = self.map.peek(&key) {
+                        for e in current.iter() {
+                            self.catalog.add(&key, &e.tags);
+                        }
+                    }
                 }
                 Some(current) => {
                     for e in old.iter() {

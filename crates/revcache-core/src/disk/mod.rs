@@ -18,7 +18,7 @@ mod sweep;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -169,6 +169,10 @@ pub(crate) struct Shared {
 
 pub struct DiskTier {
     shared: Arc<Shared>,
+    /// The orphan collection holds the index open; it stops and is joined
+    /// on drop, so the data dir can be reopened at once.
+    gc_stop: Arc<AtomicBool>,
+    gc: Mutex<Option<JoinHandle<()>>>,
     ops: Mutex<Option<SyncSender<Op>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -207,13 +211,18 @@ impl DiskTier {
                 .map_err(DiskError::io(dir))?
         };
         let gc = shared.clone();
+        let gc_stop = Arc::new(AtomicBool::new(false));
+        let stop = gc_stop.clone();
         // File times come from a coarse clock: leave a margin so a body
         // written just after start-up is never taken for an orphan.
         let before = SystemTime::now() - Duration::from_secs(2);
-        let _ = std::thread::Builder::new()
+        let gc_thread = std::thread::Builder::new()
             .name("revcache-orphans".into())
-            .spawn(move || collect_orphans(&gc, before));
+            .spawn(move || collect_orphans(&gc, before, &stop))
+            .ok();
         Ok(DiskTier {
+            gc_stop,
+            gc: Mutex::new(gc_thread),
             shared,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -449,6 +458,10 @@ impl DiskTier {
 impl Drop for DiskTier {
     /// Commits what is queued and stops the writer.
     fn drop(&mut self) {
+        self.gc_stop.store(true, Ordering::Relaxed);
+        if let Some(gc) = self.gc.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = gc.join();
+        }
         self.ops.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = writer.join();
@@ -488,8 +501,11 @@ fn open_index(path: &Path) -> Result<Database, DiskError> {
     }
 }
 
-fn collect_orphans(shared: &Shared, before: SystemTime) {
+fn collect_orphans(shared: &Shared, before: SystemTime, stop: &AtomicBool) {
     let referenced = |hash: &[u8; 32]| -> bool {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
         // On any read error keep the file: an orphan costs space, a
         // wrongly deleted body costs a corrupt entry.
         (|| -> Result<bool, DiskError> {
