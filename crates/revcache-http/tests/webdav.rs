@@ -107,6 +107,7 @@ async fn put(base: &str, path: &str, body: &str) -> Got {
 
 async fn list(rc: &Revcache, path: &str) -> (Got, Vec<String>) {
     let got = req(&rc.url(path), "PROPFIND", &[("depth", "1")], ALLPROP).await;
+    rc.proxy.fills_idle().await;
     assert_eq!(got.status, 207, "{}", got.text());
     let mut names: Vec<String> = xml::members(&got.body)
         .into_iter()
@@ -118,11 +119,16 @@ async fn list(rc: &Revcache, path: &str) -> (Got, Vec<String>) {
 }
 
 async fn props(rc: &Revcache, path: &str) -> Got {
-    req(&rc.url(path), "PROPFIND", &[("depth", "0")], ALLPROP).await
+    let got = req(&rc.url(path), "PROPFIND", &[("depth", "0")], ALLPROP).await;
+    rc.proxy.fills_idle().await;
+    got
 }
 
+/// Returns once any fill the GET started is stored.
 async fn get(rc: &Revcache, path: &str) -> Got {
-    Client::default().get(&rc.url(path)).await
+    let got = Client::default().get(&rc.url(path)).await;
+    rc.proxy.fills_idle().await;
+    got
 }
 
 /// Upstream reads `f` caused.
