@@ -8,11 +8,6 @@ use revcache_core::StoredHeaders;
 
 use super::freshness::http_date;
 
-/// Whether a request carries a condition the cache evaluates.
-pub fn is_conditional(req: &HeaderMap) -> bool {
-    req.contains_key(IF_NONE_MATCH) || req.contains_key(IF_MODIFIED_SINCE)
-}
-
 /// Read access to a response's headers, stored or just received.
 pub trait Headers {
     fn first(&self, name: HeaderName) -> Option<&HeaderValue>;
