@@ -112,6 +112,11 @@ impl Cache {
         self.disk.as_ref()
     }
 
+    /// `lookup` by a borrowed key: the hit path builds no owned key.
+    pub fn lookup_ref(&self, key: &crate::key::KeyRef<'_>) -> Option<Variants> {
+        self.memory.get_ref(key)
+    }
+
     /// The variants stored for `key` in memory, newest last.
     pub fn lookup(&self, key: &PrimaryKey) -> Option<Variants> {
         self.memory.get(key)

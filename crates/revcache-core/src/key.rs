@@ -48,14 +48,8 @@ impl PrimaryKey {
         partition: Partition,
     ) -> Self {
         let host: Arc<str> = host.into();
-        let mut h = DefaultHasher::new();
-        route.hash(&mut h);
-        class.hash(&mut h);
-        host.hash(&mut h);
-        target.hash(&mut h);
-        partition.hash(&mut h);
         PrimaryKey(Arc::new(KeyInner {
-            hash: h.finish(),
+            hash: key_hash(route, &class, &host, target, partition),
             route,
             class,
             host,
@@ -100,6 +94,79 @@ impl PrimaryKey {
     }
 }
 
+fn key_hash(route: u32, class: &KeyClass, host: &str, target: &str, partition: Partition) -> u64 {
+    let mut h = DefaultHasher::new();
+    route.hash(&mut h);
+    class.hash(&mut h);
+    host.hash(&mut h);
+    target.hash(&mut h);
+    partition.hash(&mut h);
+    h.finish()
+}
+
+/// A key borrowed from a request, for lookups that should not allocate: it
+/// hashes and compares exactly like the `PrimaryKey` it stands for.
+pub struct KeyRef<'a> {
+    hash: u64,
+    route: u32,
+    class: &'a KeyClass,
+    host: &'a str,
+    target: &'a str,
+    partition: Partition,
+}
+
+impl<'a> KeyRef<'a> {
+    pub fn new(
+        route: u32,
+        class: &'a KeyClass,
+        host: &'a str,
+        target: &'a str,
+        partition: Partition,
+    ) -> Self {
+        KeyRef {
+            hash: key_hash(route, class, host, target, partition),
+            route,
+            class,
+            host,
+            target,
+            partition,
+        }
+    }
+
+    pub fn partition(&self) -> Partition {
+        self.partition
+    }
+
+    /// The owned key (allocates).
+    pub fn to_key(&self) -> PrimaryKey {
+        PrimaryKey::new(
+            self.route,
+            self.class.clone(),
+            self.host,
+            self.target,
+            self.partition,
+        )
+    }
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl quick_cache::Equivalent<PrimaryKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &PrimaryKey) -> bool {
+        let k = &key.0;
+        k.hash == self.hash
+            && k.route == self.route
+            && k.partition == self.partition
+            && &*k.target == self.target
+            && &*k.host == self.host
+            && k.class == *self.class
+    }
+}
+
 impl PartialEq for PrimaryKey {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.0, &other.0) || (self.0.hash == other.0.hash && *self.0 == *other.0)
@@ -126,6 +193,25 @@ impl fmt::Debug for PrimaryKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn borrowed_keys_hash_and_compare_like_owned_ones() {
+        use quick_cache::Equivalent;
+        let owned = PrimaryKey::new(2, KeyClass::Get, "h", "/a?b", Partition::Public);
+        let class = KeyClass::Get;
+        let borrowed = KeyRef::new(2, &class, "h", "/a?b", Partition::Public);
+        assert!(borrowed.equivalent(&owned));
+        assert_eq!(borrowed.to_key(), owned);
+        let mut a = DefaultHasher::new();
+        let mut b = DefaultHasher::new();
+        owned.hash(&mut a);
+        borrowed.hash(&mut b);
+        assert_eq!(a.finish(), b.finish());
+        assert!(!KeyRef::new(2, &class, "h", "/a?c", Partition::Public).equivalent(&owned));
+        assert!(
+            !KeyRef::new(2, &class, "h", "/a?b", Partition::Credential([1; 16])).equivalent(&owned)
+        );
+    }
 
     #[test]
     fn keys_differ_by_partition_class_and_route() {

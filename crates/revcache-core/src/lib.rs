@@ -28,7 +28,7 @@ pub use disk::{DiskConfig, DiskError, DiskStats, DiskTier};
 pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness, StoredHeaders};
 pub use error::PartitionKeyError;
 pub use generation::{FillTicket, Generations};
-pub use key::{KeyClass, PrimaryKey};
+pub use key::{KeyClass, KeyRef, PrimaryKey};
 pub use ledger::Ledger;
 pub use partition::{Partition, PartitionKey};
 pub use single_flight::{Join, LeaderGuard, SingleFlight, Waiter};

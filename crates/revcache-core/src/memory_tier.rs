@@ -139,6 +139,11 @@ impl MemoryTier {
         self.map.get(key)
     }
 
+    /// Lookup by a borrowed key (no allocation on the hit path).
+    pub fn get_ref(&self, key: &crate::key::KeyRef<'_>) -> Option<Variants> {
+        self.map.get(key)
+    }
+
     /// Reads without counting as a use (purges, stats).
     pub fn peek(&self, key: &PrimaryKey) -> Option<Variants> {
         self.map.peek(key)

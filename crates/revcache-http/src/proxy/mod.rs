@@ -22,8 +22,8 @@ use http::header::{AGE, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use revcache_core::{
-    Cache, Entry, EntryBody, Join, KeyClass, Partition, PartitionKey, PrimaryKey, PurgeScope,
-    SingleFlight, StoreOutcome,
+    Cache, Entry, EntryBody, Join, KeyClass, KeyRef, Partition, PartitionKey, PrimaryKey,
+    PurgeScope, SingleFlight, StoreOutcome,
 };
 
 use self::body::{ProxyBody, RequestBody};
@@ -75,9 +75,50 @@ struct Exchange {
     client: SocketAddr,
     req_cc: RequestDirectives,
     has_credentials: bool,
-    public_key: PrimaryKey,
+    class: KeyClass,
+    /// What the key calls the upstream (see `dispatch`).
+    key_host: Arc<str>,
+    /// The caller's partition, when the request carries credentials.
+    partition: Option<Partition>,
+    /// (public key, own key), built only when needed: a hit looks up by
+    /// borrowed keys and never builds them.
+    keys: std::sync::OnceLock<(PrimaryKey, PrimaryKey)>,
+}
+
+impl Exchange {
+    fn target(&self) -> &str {
+        self.parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    }
+
+    fn key_ref(&self, partition: Partition) -> KeyRef<'_> {
+        KeyRef::new(
+            self.route.id,
+            &self.class,
+            &self.key_host,
+            self.target(),
+            partition,
+        )
+    }
+
+    fn keys(&self) -> &(PrimaryKey, PrimaryKey) {
+        self.keys.get_or_init(|| {
+            let public = self.key_ref(Partition::Public).to_key();
+            let own = match self.partition {
+                Some(p) => public.with_partition(p),
+                None => public.clone(),
+            };
+            (public, own)
+        })
+    }
+
+    fn public_key(&self) -> &PrimaryKey {
+        &self.keys().0
+    }
+
     /// The caller's partition key (`public_key` when anonymous).
-    own_key: PrimaryKey,
+    fn own_key(&self) -> &PrimaryKey {
+        &self.keys().1
+    }
 }
 
 impl Proxy {
@@ -316,30 +357,12 @@ impl Proxy {
             Classification::Cacheable { class } => class.clone(),
             _ => KeyClass::Get,
         };
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         // The key names what the upstream sees: its own authority, unless
-        // the client's Host is passed on (hot path: no allocation then).
-        let public_key = if route.preserve_host {
-            let key_host = format!("{host}@{}", route.key_host);
-            PrimaryKey::new(
-                route.id,
-                class,
-                key_host.as_str(),
-                target,
-                Partition::Public,
-            )
+        // the client's Host is passed on.
+        let key_host = if route.preserve_host {
+            Arc::from(format!("{host}@{}", route.key_host))
         } else {
-            PrimaryKey::new(
-                route.id,
-                class,
-                route.key_host.clone(),
-                target,
-                Partition::Public,
-            )
-        };
-        let own_key = match partition {
-            Some(p) => public_key.with_partition(p),
-            None => public_key.clone(),
+            route.key_host.clone()
         };
         let ex = Exchange {
             route,
@@ -348,8 +371,10 @@ impl Proxy {
             host,
             client,
             has_credentials: partition.is_some(),
-            public_key,
-            own_key,
+            class,
+            key_host,
+            partition,
+            keys: std::sync::OnceLock::new(),
         };
         match classification {
             Classification::Write | Classification::NeedsBody { .. } => {
@@ -475,10 +500,9 @@ impl Proxy {
     /// The stored entry that may answer `ex`, and whether the URI had any.
     fn find(&self, ex: &Exchange) -> (Option<Arc<Entry>>, bool) {
         let mut known = false;
-        let keys = [
-            Some(&ex.own_key),
-            (ex.own_key != ex.public_key).then_some(&ex.public_key),
-        ];
+        let own = ex.key_ref(ex.partition.unwrap_or(Partition::Public));
+        let public = ex.partition.map(|_| ex.key_ref(Partition::Public));
+        let keys = [Some(own), public];
         for key in keys.into_iter().flatten() {
             // A caller with credentials uses public entries only when the
             // response said it may be shared with them (RFC 9111 §3.5).
@@ -488,7 +512,7 @@ impl Proxy {
                     || e.freshness.shareable)
                     && vary::matches(&e.variant, &ex.parts.headers, &self.partition_key)
             };
-            if let Some(variants) = self.cache.lookup(key) {
+            if let Some(variants) = self.cache.lookup_ref(&key) {
                 known = true;
                 if let Some(e) = variants.iter().rev().find(usable) {
                     return (Some(e.clone()), true);
@@ -557,9 +581,9 @@ impl Proxy {
     async fn find_on_disk(&self, ex: &Exchange) -> Option<Arc<Entry>> {
         self.cache.disk()?;
         let cache = self.cache.clone();
-        let mut keys = vec![ex.own_key.clone()];
-        if ex.own_key != ex.public_key {
-            keys.push(ex.public_key.clone());
+        let mut keys = vec![ex.own_key().clone()];
+        if ex.partition.is_some() {
+            keys.push(ex.public_key().clone());
         }
         let found = tokio::task::spawn_blocking(move || {
             keys.iter().any(|k| cache.lookup_disk(k).is_some())
@@ -691,7 +715,7 @@ impl Proxy {
                 .0;
         }
         for _ in 0..3 {
-            match self.flights.join(&ex.own_key) {
+            match self.flights.join(ex.own_key()) {
                 Join::Leader(leader) => {
                     // The disk read is under the flight: a burst costs one.
                     if stale.is_none()
@@ -748,7 +772,7 @@ impl Proxy {
 
     /// Stale-while-revalidate: refresh `entry` without making anyone wait.
     fn revalidate_in_background(self: &Arc<Self>, ex: &Exchange, entry: Arc<Entry>) {
-        let Join::Leader(leader) = self.flights.join(&ex.own_key) else {
+        let Join::Leader(leader) = self.flights.join(ex.own_key()) else {
             return; // a refresh is already under way
         };
         let this = self.clone();
@@ -759,8 +783,10 @@ impl Proxy {
             client: ex.client,
             req_cc: ex.req_cc.clone(),
             has_credentials: ex.has_credentials,
-            public_key: ex.public_key.clone(),
-            own_key: ex.own_key.clone(),
+            class: ex.class.clone(),
+            key_host: ex.key_host.clone(),
+            partition: ex.partition,
+            keys: ex.keys.clone(),
         };
         tokio::spawn(async move {
             let res = this
@@ -892,8 +918,8 @@ impl Proxy {
         let body = match decision {
             Ok((storable, variant)) => {
                 let key = match storable {
-                    Storability::Shared => ex.public_key.clone(),
-                    _ => ex.own_key.clone(),
+                    Storability::Shared => ex.public_key().clone(),
+                    _ => ex.own_key().clone(),
                 };
                 let (freshness, timing) = stored_freshness(
                     status,
