@@ -287,22 +287,16 @@ fn disk_settings(d: &DiskConfig, args: &ServeArgs) -> anyhow::Result<DiskSetting
         Some(s) => parse_duration(s).map_err(|e| anyhow!("--disk-max-idle: {e}"))?,
         None => duration_opt("disk.max_idle", &d.max_idle, defaults.max_idle)?,
     };
-    let access_bucket = duration_opt(
+    let access_bucket = period_opt(
         "disk.access_bucket",
         &d.access_bucket,
         defaults.access_bucket,
     )?;
-    if access_bucket < Duration::from_secs(1) {
-        bail!("disk.access_bucket: must be at least 1s");
-    }
-    let sweep_interval = duration_opt(
+    let sweep_interval = period_opt(
         "disk.sweep_interval",
         &d.sweep_interval,
         defaults.sweep_interval,
     )?;
-    if sweep_interval < Duration::from_secs(1) {
-        bail!("disk.sweep_interval: must be at least 1s");
-    }
     let inline_threshold = size_opt(
         "disk.inline_threshold",
         &d.inline_threshold,
@@ -472,6 +466,15 @@ fn size_opt(key: &str, value: &Option<Quantity>, default: u64) -> anyhow::Result
         }
         Some(Quantity::Text(s)) => parse_size(s).map_err(|e| anyhow!("{key}: {e}")),
     }
+}
+
+/// A period the disk tier waits on: zero or sub-second would spin a timer.
+fn period_opt(key: &str, value: &Option<Quantity>, default: Duration) -> anyhow::Result<Duration> {
+    let period = duration_opt(key, value, default)?;
+    if period < Duration::from_secs(1) {
+        bail!("{key}: must be at least 1s");
+    }
+    Ok(period)
 }
 
 fn duration_opt(
@@ -662,6 +665,21 @@ mod tests {
                 .unwrap_or_else(|| panic!("{text} should fail"))
                 .to_string();
             assert!(err.contains(key), "{err:?} should name {key}");
+        }
+    }
+
+    #[test]
+    fn disk_periods_below_one_second_are_rejected_by_name() {
+        let route = "[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9000\"\n";
+        for key in ["access_bucket", "sweep_interval"] {
+            let Err(err) = resolve_text(&format!("[disk]\n{key} = \"500ms\"\n{route}")) else {
+                panic!("{key} = 500ms was accepted");
+            };
+            let err = err.to_string();
+            assert!(
+                err.contains(&format!("disk.{key}: must be at least 1s")),
+                "{err}"
+            );
         }
     }
 
