@@ -9,8 +9,11 @@
 #   KEEP_TMP=1 bench/http-hit/run.sh      # keep the temp dir (configs, logs, raw wrk output)
 #   SKIP_BUILD=1 bench/http-hit/run.sh    # use target/release/revcache as it is (no cargo)
 #
-# If wrk2 is on PATH it also measures latency at a fixed request rate (no
-# coordinated omission); otherwise that part is skipped.
+# Then it measures latency at a fixed request rate, half of nginx's maximum
+# for that size, with oha (`-q RATE --latency-correction`: latency counted
+# from when each request was due, so no coordinated omission). oha is taken
+# from PATH or target/tools, or installed there with `cargo install` (about
+# 4 minutes, once); FIXED_RATE=0 skips this part.
 #
 # Prints a markdown table and writes it to bench/http-hit/last-run.md.
 set -euo pipefail
@@ -19,44 +22,35 @@ DURATION="${DURATION:-10}"
 CONNECTIONS="${CONNECTIONS:-64}"
 THREADS="${THREADS:-2}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
-# wrk2: fixed rate = WRK2_FRACTION x the lowest wrk req/s of the four for that
-# size; wrk2 spends its first ~10 s calibrating, so runs are longer.
-WRK2_FRACTION="${WRK2_FRACTION:-0.5}"
-WRK2_DURATION="${WRK2_DURATION:-30}"
+# fixed-rate step: rate = FIXED_FRACTION x nginx's wrk req/s for that size
+FIXED_RATE="${FIXED_RATE:-1}"
+FIXED_FRACTION="${FIXED_FRACTION:-0.5}"
+FIXED_DURATION="${FIXED_DURATION:-10}"
+OHA_VERSION=1.16.0
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 BIN="$REPO/target/release/revcache"
 STATIC_BIN="$REPO/target/release/revcache-bench-static"
 OUT_MD="$HERE/last-run.md"
-
-log() { printf '==> %s\n' "$*" >&2; }
-die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 
 # ---------------------------------------------------------------- tools
-missing=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
-command -v wrk >/dev/null 2>&1 || missing+=(wrk)
-command -v curl >/dev/null 2>&1 || missing+=(curl)
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
-command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || missing+=(varnish)
-if [ "${#missing[@]}" -gt 0 ]; then
-    log "installing ${missing[*]} via apt-get"
-    # Keep the nginx/varnish packages from starting system-wide services.
-    made_policy=0
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-        chmod +x /usr/sbin/policy-rc.d
-        made_policy=1
-    fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    if [ "$made_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
-fi
-export PATH="$PATH:/usr/sbin:/sbin"
+ensure_tools nginx wrk curl python3 varnishd:varnish
 NGINX="$(command -v nginx)"
 VARNISHD="$(command -v varnishd)"
-WRK2="$(command -v wrk2 || true)"
+OHA=""
+if [ "$FIXED_RATE" = 1 ]; then
+    OHA="$(command -v oha || true)"
+    if [ -z "$OHA" ]; then
+        OHA="$REPO/target/tools/bin/oha"
+        if [ ! -x "$OHA" ]; then
+            log "installing oha $OHA_VERSION into target/tools (cargo install, once)"
+            cargo install -q --locked --version "$OHA_VERSION" --root "$REPO/target/tools" oha
+        fi
+    fi
+fi
 
 # ---------------------------------------------------------------- revcache
 # Build by default: cargo does nothing when the binary is current, and a stale
@@ -85,15 +79,7 @@ EXTRA_PIDS=()
 cleanup() {
     local rc=$?
     set +e
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null
-    done
-    for pid in "${PIDS[@]}"; do
-        # give each process up to 5 s, then SIGKILL
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-    done
+    stop_all "${PIDS[@]}"
     for pid in "${EXTRA_PIDS[@]}"; do
         for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null
@@ -116,12 +102,7 @@ trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- ports
-read -r ORIGIN_PORT NGINX_PORT REV_PORT ADMIN_PORT VARNISH_PORT STATIC_PORT < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(6)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*[s.getsockname()[1] for s in ss])
-')
+read -r ORIGIN_PORT NGINX_PORT REV_PORT ADMIN_PORT VARNISH_PORT STATIC_PORT < <(free_ports 6)
 
 # ---------------------------------------------------------------- objects
 SIZES=(1k 16k 256k 4m)
@@ -134,29 +115,10 @@ done
 chmod 644 "$TMP"/www/*
 chmod 755 "$TMP/www"
 
-USER_LINE=""
-# workers must read the objects and write the cache in $TMP
-if [ "$(id -u)" = 0 ]; then USER_LINE="user root;"; fi
-
-temp_paths() { # $1 = instance name
-    local d="$TMP/$1-temp"
-    mkdir -p "$d"
-    cat <<CONF
-    client_body_temp_path $d/client_body;
-    proxy_temp_path       $d/proxy;
-    fastcgi_temp_path     $d/fastcgi;
-    uwsgi_temp_path       $d/uwsgi;
-    scgi_temp_path        $d/scgi;
-CONF
-}
-
 # ---------------------------------------------------------------- origin (nginx, static)
 cat > "$TMP/origin.conf" <<CONF
-$USER_LINE
-daemon off;
+$(nginx_preamble "$TMP" origin)
 worker_processes 1;
-pid $TMP/origin.pid;
-error_log $TMP/origin-error.log warn;
 events { worker_connections 1024; }
 http {
     default_type application/octet-stream;
@@ -166,7 +128,7 @@ http {
     # Only cache misses reach the origin; log them to see who went upstream.
     log_format who '\$http_x_bench_proxy \$request \$status';
     access_log $TMP/origin-access.log who;
-$(temp_paths origin)
+$(nginx_temp_paths "$TMP" origin)
     server {
         listen 127.0.0.1:$ORIGIN_PORT;
         root $TMP/www;
@@ -180,11 +142,8 @@ CONF
 # ---------------------------------------------------------------- nginx caching proxy
 CORES="$(nproc)"
 cat > "$TMP/nginx.conf" <<CONF
-$USER_LINE
-daemon off;
+$(nginx_preamble "$TMP" nginx)
 worker_processes $CORES;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
 events { worker_connections 4096; }
 http {
     default_type application/octet-stream;
@@ -193,7 +152,7 @@ http {
     tcp_nopush on;
     keepalive_timeout 65;
     keepalive_requests 100000;
-$(temp_paths nginx)
+$(nginx_temp_paths "$TMP" nginx)
     proxy_cache_path $TMP/nginx-cache levels=1:2 keys_zone=bench:16m
                      max_size=2g inactive=1h use_temp_path=off;
     upstream origin {
@@ -309,15 +268,6 @@ header() { # name -> value from $TMP/h (last occurrence)
     grep -i "^$1:" "$TMP/h" | tail -n1 | cut -d: -f2- | tr -d '\r' | sed 's/^ *//'
 }
 
-to_ms() { # wrk duration like 812.00us / 1.23ms / 2.01s / 1.00m
-    awk -v v="$1" 'BEGIN {
-        n = v; sub(/[a-z]+$/, "", n); u = v; sub(/^[0-9.]+/, "", u);
-        if (u == "us") m = n / 1000; else if (u == "ms") m = n;
-        else if (u == "s") m = n * 1000; else if (u == "m") m = n * 60000;
-        else if (u == "h") m = n * 3600000; else { print "NaN"; exit }
-        printf "%.3f", m }'
-}
-
 ANOMALIES=()
 check_errors() { # name size file
     local bad
@@ -339,21 +289,22 @@ run_wrk() { # name url size -> sets RPS[name] P50[name] P99[name]
     check_errors "$name" "$3" "$out"
 }
 
-# wrk2 at a fixed rate: latency measured from when each request should have
-# been sent (no coordinated omission).
+# oha at a fixed rate: latency measured from when each request was due (no
+# coordinated omission).
 declare -A C_RPS C_P50 C_P99 C_P999
-run_wrk2() { # name url size rate -> sets C_*[name]
-    local name="$1" url="$2" out="$TMP/wrk2-$1-$3.txt"
-    log "wrk2 $name $url (${WRK2_DURATION}s, $CONNECTIONS conns, -R$4)"
-    "$WRK2" -t"$THREADS" -c"$CONNECTIONS" -d"${WRK2_DURATION}s" -R"$4" --latency "$url" > "$out"
-    C_RPS[$name]="$(awk '/^Requests\/sec:/ {print $2}' "$out")"
-    C_P50[$name]="$(to_ms "$(awk '$1 == "50.000%" {print $2}' "$out")")"
-    C_P99[$name]="$(to_ms "$(awk '$1 == "99.000%" {print $2}' "$out")")"
-    C_P999[$name]="$(to_ms "$(awk '$1 == "99.900%" {print $2}' "$out")")"
-    [ -n "${C_RPS[$name]}" ] || { cat "$out" >&2; die "could not parse wrk2 output for $name"; }
-    check_errors "wrk2 $name" "$3" "$out"
+run_fixed() { # name url size rate -> sets C_*[name]
+    local name="$1" url="$2" out="$TMP/oha-$1-$3.json" parsed bad
+    log "oha $name $url (${FIXED_DURATION}s, $CONNECTIONS conns, -q $4)"
+    "$OHA" -z "${FIXED_DURATION}s" -w -c "$CONNECTIONS" -q "$4" --latency-correction \
+        --no-tui --output-format json "$url" > "$out"
+    parsed="$(python3 "$HERE/oha-summary.py" "$out")" \
+        || { cat "$out" >&2; die "could not parse oha output for $name"; }
+    read -r C_RPS[$name] C_P50[$name] C_P99[$name] C_P999[$name] bad <<< "$parsed"
+    if [ -n "$bad" ]; then
+        ANOMALIES+=("oha $name $3: $bad")
+    fi
     if awk -v got="${C_RPS[$name]}" -v want="$4" 'BEGIN { exit !(got < 0.95 * want) }'; then
-        ANOMALIES+=("wrk2 $name $3: asked for $4 req/s, got ${C_RPS[$name]}")
+        ANOMALIES+=("oha $name $3: asked for $4 req/s, got ${C_RPS[$name]}")
     fi
 }
 
@@ -391,7 +342,7 @@ warm() {
 }
 
 ROWS=()
-WRK2_ROWS=()
+FIXED_ROWS=()
 BENCH_UPSTREAM_CLEAN=1
 i=0
 for s in "${SIZES[@]}"; do
@@ -418,20 +369,18 @@ for s in "${SIZES[@]}"; do
         run_wrk "$who" "${URLBASE[$who]}$path" "$s"
     done
 
-    if [ -n "$WRK2" ]; then
-        rate="$(awk -v f="$WRK2_FRACTION" 'BEGIN {
-            m = ARGV[1]; for (k = 2; k < ARGC; k++) if (ARGV[k] + 0 < m + 0) m = ARGV[k]
-            r = int(m * f); print (r < 1 ? 1 : r) }' \
-            "${RPS[nginx]}" "${RPS[varnish]}" "${RPS[revcache]}" "${RPS[static]}")"
+    if [ -n "$OHA" ]; then
+        rate="$(awk -v f="$FIXED_FRACTION" -v m="${RPS[nginx]}" 'BEGIN { r = int(m * f); print (r < 1 ? 1 : r) }')"
         for who in "${order[@]}"; do
-            run_wrk2 "$who" "${URLBASE[$who]}$path" "$s" "$rate"
+            run_fixed "$who" "${URLBASE[$who]}$path" "$s" "$rate"
         done
-        WRK2_ROWS+=("$(printf '| %s | %s | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f |' \
+        FIXED_ROWS+=("$(printf '| %s | %s | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %s |' \
             "${LABEL[$s]}" "$rate" \
             "${C_P50[nginx]}" "${C_P99[nginx]}" "${C_P999[nginx]}" \
             "${C_P50[varnish]}" "${C_P99[varnish]}" "${C_P999[varnish]}" \
             "${C_P50[revcache]}" "${C_P99[revcache]}" "${C_P999[revcache]}" \
-            "${C_P50[static]}" "${C_P99[static]}" "${C_P999[static]}")")
+            "${C_P50[static]}" "${C_P99[static]}" "${C_P999[static]}" \
+            "$(ratio "${C_P99[revcache]}" "${C_P99[nginx]}")")")
     fi
 
     for who in nginx varnish revcache; do
@@ -482,14 +431,14 @@ fi
 TABLE="| object | nginx req/s | varnish req/s | revcache req/s | static ceiling req/s | revcache/nginx | revcache/varnish | revcache/ceiling | nginx p50/p99 ms | varnish p50/p99 ms | revcache p50/p99 ms | ceiling p50/p99 ms |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${ROWS[@]}")"
-if [ -n "$WRK2" ]; then
-    WRK2_TABLE="Fixed-rate latency (wrk2 -t$THREADS -c$CONNECTIONS -d${WRK2_DURATION}s -R rate, rate = $WRK2_FRACTION x the lowest wrk req/s of the four for that size; corrected for coordinated omission):
+if [ -n "$OHA" ]; then
+    FIXED_TABLE="Fixed-rate latency (oha $("$OHA" --version | awk '{print $2}'), -c$CONNECTIONS -z${FIXED_DURATION}s -q rate --latency-correction, rate = $FIXED_FRACTION x nginx's wrk req/s for that size; latency from when each request was due):
 
-| object | rate req/s | nginx p50/p99/p99.9 ms | varnish p50/p99/p99.9 ms | revcache p50/p99/p99.9 ms | ceiling p50/p99/p99.9 ms |
-|---|---:|---:|---:|---:|---:|
-$(printf '%s\n' "${WRK2_ROWS[@]}")"
+| object | rate req/s | nginx p50/p99/p99.9 ms | varnish p50/p99/p99.9 ms | revcache p50/p99/p99.9 ms | ceiling p50/p99/p99.9 ms | revcache p99 / nginx p99 |
+|---|---:|---:|---:|---:|---:|---:|
+$(printf '%s\n' "${FIXED_ROWS[@]}")"
 else
-    WRK2_TABLE="Fixed-rate latency without coordinated omission: skipped (wrk2 is not installed)."
+    FIXED_TABLE="Fixed-rate latency: skipped (FIXED_RATE=0)."
 fi
 
 COMMIT="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -524,7 +473,7 @@ WRK_VER="$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $1, $2}')"
     echo "Varnish $VARNISH_NOTE."
     echo "$BENCH_UPSTREAM_NOTE"
     echo
-    echo "$WRK2_TABLE"
+    echo "$FIXED_TABLE"
     echo
     echo '```'
     echo "$REV_UPSTREAM_LINES"
@@ -546,7 +495,7 @@ echo "varnish $VARNISH_NOTE"
 echo "$BENCH_UPSTREAM_NOTE"
 echo "origin access log: $ORIGIN_TOTAL request(s): $ORIGIN_FROM_NGINX from nginx, $ORIGIN_FROM_VARNISH from varnish, $ORIGIN_FROM_REV from revcache"
 echo
-echo "$WRK2_TABLE"
+echo "$FIXED_TABLE"
 if [ "${#ANOMALIES[@]}" -gt 0 ]; then
     echo "ANOMALIES:"
     printf -- '- %s\n' "${ANOMALIES[@]}"

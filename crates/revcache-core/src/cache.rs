@@ -5,7 +5,7 @@
 //! single flight does).
 
 use std::sync::Arc;
-
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::catalog::Catalog;
@@ -74,6 +74,9 @@ pub struct CacheStats {
     pub memory_evictions: u64,
     pub tags: usize,
     pub disk: Option<DiskStats>,
+    /// Disk-tier lookups (memory misses) that found the key, and that did not.
+    pub disk_hits: u64,
+    pub disk_misses: u64,
 }
 
 pub struct Cache {
@@ -82,6 +85,8 @@ pub struct Cache {
     catalog: Arc<Catalog>,
     generations: Arc<Generations>,
     disk: Option<DiskTier>,
+    disk_hits: AtomicU64,
+    disk_misses: AtomicU64,
 }
 
 impl Cache {
@@ -105,6 +110,8 @@ impl Cache {
             catalog,
             generations,
             disk,
+            disk_hits: AtomicU64::new(0),
+            disk_misses: AtomicU64::new(0),
         }
     }
 
@@ -135,8 +142,10 @@ impl Cache {
         let ticket = self.begin_fill();
         let found = disk.lookup(key);
         if found.is_empty() {
+            self.disk_misses.fetch_add(1, Ordering::Relaxed);
             return None;
         }
+        self.disk_hits.fetch_add(1, Ordering::Relaxed);
         let promoted: Vec<Arc<Entry>> = found
             .into_iter()
             .filter_map(|e| match self.store_in_memory(e, ticket).0 {
@@ -342,6 +351,8 @@ impl Cache {
             memory_evictions: self.memory.evictions(),
             tags: self.catalog.tag_count(),
             disk: self.disk.as_ref().map(DiskTier::stats),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
+            disk_misses: self.disk_misses.load(Ordering::Relaxed),
         }
     }
 }

@@ -5,6 +5,10 @@
 //! key that a tier has already dropped (a purge then finds nothing there),
 //! but every key a tier holds is in it: keys are added before they are
 //! inserted and removed after they leave.
+//!
+//! The target index holds an entry per stored key, so it is kept small: it
+//! is keyed by a hash of the target (the key itself holds the string), and a
+//! target's keys (almost always one) are held without a set of their own.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
@@ -17,6 +21,7 @@ const SHARDS: usize = 32;
 
 type Shard<T> = Mutex<HashMap<T, HashSet<PrimaryKey>>>;
 
+/// Tags: a set of keys per tag, since one tag may name many keys.
 struct Index<T> {
     shards: Box<[Shard<T>]>,
     hasher: std::hash::RandomState,
@@ -65,19 +70,6 @@ impl<T: Hash + Eq> Index<T> {
             .unwrap_or_default()
     }
 
-    fn scan(&self, mut keep: impl FnMut(&T) -> bool) -> Vec<PrimaryKey> {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
-            for (name, keys) in shard.iter() {
-                if keep(name) {
-                    out.extend(keys.iter().cloned());
-                }
-            }
-        }
-        out
-    }
-
     fn len(&self) -> usize {
         self.shards
             .iter()
@@ -86,15 +78,129 @@ impl<T: Hash + Eq> Index<T> {
     }
 }
 
+/// The keys whose targets share one hash: almost always a single key.
+enum Keys {
+    One(PrimaryKey),
+    Many(Vec<PrimaryKey>),
+}
+
+impl Keys {
+    fn as_slice(&self) -> &[PrimaryKey] {
+        match self {
+            Keys::One(k) => std::slice::from_ref(k),
+            Keys::Many(v) => v,
+        }
+    }
+
+    fn insert(&mut self, key: &PrimaryKey) {
+        if self.as_slice().contains(key) {
+            return;
+        }
+        match self {
+            Keys::One(k) => *self = Keys::Many(vec![k.clone(), key.clone()]),
+            Keys::Many(v) => v.push(key.clone()),
+        }
+    }
+
+    /// Removes `key`; true when none is left.
+    fn remove(&mut self, key: &PrimaryKey) -> bool {
+        match self {
+            Keys::One(k) => k == key,
+            Keys::Many(v) => {
+                v.retain(|k| k != key);
+                if v.len() == 1
+                    && let Some(only) = v.pop()
+                {
+                    *self = Keys::One(only);
+                    return false;
+                }
+                v.is_empty()
+            }
+        }
+    }
+}
+
+type TargetShard = Mutex<HashMap<u64, Keys>>;
+
+/// Request targets: keys by a hash of their target. Lookups compare the
+/// target itself, so a hash shared by two targets costs a comparison, never
+/// a wrong answer.
+struct TargetIndex {
+    shards: Box<[TargetShard]>,
+    hasher: std::hash::RandomState,
+}
+
+impl TargetIndex {
+    fn new() -> Self {
+        TargetIndex {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    fn shard(&self, target: &str) -> (u64, MutexGuard<'_, HashMap<u64, Keys>>) {
+        let hash = self.hasher.hash_one(target);
+        // The map hashes `hash` again, so any of its bits can pick the shard.
+        let shard = &self.shards[hash as usize % SHARDS];
+        (hash, shard.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn add(&self, key: &PrimaryKey) {
+        let (hash, mut shard) = self.shard(key.target());
+        match shard.get_mut(&hash) {
+            Some(keys) => keys.insert(key),
+            None => {
+                shard.insert(hash, Keys::One(key.clone()));
+            }
+        }
+    }
+
+    fn remove(&self, key: &PrimaryKey) {
+        let (hash, mut shard) = self.shard(key.target());
+        if shard.get_mut(&hash).is_some_and(|keys| keys.remove(key)) {
+            shard.remove(&hash);
+        }
+    }
+
+    fn get(&self, target: &str) -> Vec<PrimaryKey> {
+        let (hash, shard) = self.shard(target);
+        shard
+            .get(&hash)
+            .map(|keys| {
+                keys.as_slice()
+                    .iter()
+                    .filter(|k| k.target() == target)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn scan(&self, mut keep: impl FnMut(&PrimaryKey) -> bool) -> Vec<PrimaryKey> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            out.extend(
+                shard
+                    .values()
+                    .flat_map(Keys::as_slice)
+                    .filter(|k| keep(k))
+                    .cloned(),
+            );
+        }
+        out
+    }
+}
+
 pub struct Catalog {
-    by_target: Index<Box<str>>,
+    by_target: TargetIndex,
     by_tag: Index<Tag>,
 }
 
 impl Default for Catalog {
     fn default() -> Self {
         Catalog {
-            by_target: Index::new(),
+            by_target: TargetIndex::new(),
             by_tag: Index::new(),
         }
     }
@@ -102,7 +208,7 @@ impl Default for Catalog {
 
 impl Catalog {
     pub fn add(&self, key: &PrimaryKey, tags: &[Tag]) {
-        self.by_target.add(key.target().into(), key);
+        self.by_target.add(key);
         for tag in tags {
             self.by_tag.add(tag.clone(), key);
         }
@@ -110,7 +216,7 @@ impl Catalog {
 
     /// Forgets `key` under its target and under `tags`.
     pub fn remove(&self, key: &PrimaryKey, tags: &[Tag]) {
-        self.by_target.remove(key.target(), key);
+        self.by_target.remove(key);
         self.remove_tags(key, tags);
     }
 
@@ -129,7 +235,7 @@ impl Catalog {
     /// Keys whose path starts with `prefix`. Scans the catalog: an admin
     /// operation, not a request-path one.
     pub fn by_prefix(&self, prefix: &str) -> Vec<PrimaryKey> {
-        self.by_target.scan(|t| t.starts_with(prefix))
+        self.by_target.scan(|k| k.target().starts_with(prefix))
     }
 
     pub fn by_tag(&self, tag: &Tag) -> Vec<PrimaryKey> {
@@ -139,5 +245,52 @@ impl Catalog {
     /// Distinct tags known.
     pub fn tag_count(&self) -> usize {
         self.by_tag.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyClass;
+    use crate::partition::Partition;
+
+    fn key(target: &str, partition: Partition) -> PrimaryKey {
+        PrimaryKey::new(0, KeyClass::Get, "h", target, partition)
+    }
+
+    #[test]
+    fn a_target_finds_every_key_stored_under_it_until_each_is_removed() {
+        let catalog = Catalog::default();
+        let public = key("/a?x=1", Partition::Public);
+        let private = key("/a?x=1", Partition::Credential([7; 16]));
+        let other = key("/b", Partition::Public);
+        for k in [&public, &private, &other, &public] {
+            catalog.add(k, &[]);
+        }
+        let mut found = catalog.by_target("/a?x=1");
+        found.sort_by_key(|k| k.partition() == Partition::Public);
+        assert_eq!(found, vec![private.clone(), public.clone()]);
+        assert_eq!(catalog.by_prefix("/a").len(), 2);
+        assert_eq!(catalog.by_prefix("/").len(), 3);
+
+        catalog.remove(&private, &[]);
+        assert_eq!(catalog.by_target("/a?x=1"), vec![public.clone()]);
+        catalog.remove(&public, &[]);
+        assert!(catalog.by_target("/a?x=1").is_empty());
+        assert_eq!(catalog.by_target("/b"), vec![other]);
+    }
+
+    #[test]
+    fn keys_sharing_a_hash_stay_apart() {
+        let a = key("/a", Partition::Public);
+        let b = key("/b", Partition::Public);
+        let mut keys = Keys::One(a.clone());
+        keys.insert(&a);
+        assert_eq!(keys.as_slice().len(), 1);
+        keys.insert(&b);
+        assert_eq!(keys.as_slice(), [a.clone(), b.clone()]);
+        assert!(!keys.remove(&a));
+        assert!(matches!(&keys, Keys::One(k) if *k == b));
+        assert!(keys.remove(&b));
     }
 }

@@ -11,10 +11,11 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 
 use crate::identity_map::{IdentityKey, IdentityShards};
 use crate::key::PrimaryKey;
+use crate::stored_headers::StoredHeaders;
 use crate::tag::Tag;
 use crate::version::Version;
 
@@ -56,58 +57,6 @@ impl EntryTiming {
     pub fn age_at(&self, now: SystemTime) -> Duration {
         let resident = now.duration_since(self.response_time).unwrap_or_default();
         self.initial_age.saturating_add(resident)
-    }
-}
-
-/// An entry's response headers, packed: one boxed slice of (name, value)
-/// pairs instead of a `HeaderMap`'s index and bucket vectors, which cost
-/// several hundred bytes per entry. Order and repeated names are kept.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StoredHeaders(Box<[(HeaderName, HeaderValue)]>);
-
-impl StoredHeaders {
-    pub fn from_map(map: &HeaderMap) -> Self {
-        StoredHeaders(map.iter().map(|(n, v)| (n.clone(), v.clone())).collect())
-    }
-
-    /// The first value of `name` (case-insensitive).
-    pub fn get(&self, name: impl AsRef<str>) -> Option<&HeaderValue> {
-        self.get_all(name).next()
-    }
-
-    pub fn get_all(&self, name: impl AsRef<str>) -> impl Iterator<Item = &HeaderValue> {
-        let name = name.as_ref().to_owned();
-        self.0
-            .iter()
-            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(&name))
-            .map(|(_, v)| v)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.0.iter().map(|(n, v)| (n, v))
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// A `HeaderMap` with room for `extra` more headers.
-    pub fn to_map(&self, extra: usize) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.0.len() + extra);
-        for (n, v) in self.0.iter() {
-            map.append(n.clone(), v.clone());
-        }
-        map
-    }
-}
-
-impl From<&HeaderMap> for StoredHeaders {
-    fn from(map: &HeaderMap) -> Self {
-        StoredHeaders::from_map(map)
     }
 }
 
@@ -167,7 +116,9 @@ pub struct Entry {
     pub freshness: Freshness,
     /// Access-time bucket last recorded for this entry (see the disk tier).
     pub(crate) access_bucket: AtomicU32,
-    pub(crate) identity: Option<(Weak<IdentityShards>, IdentityKey)>,
+    /// The identity map this entry is registered in (its slot's key is
+    /// recomputed on drop rather than stored: storing it would cost 32 bytes per entry).
+    pub(crate) identity: Option<Weak<IdentityShards>>,
 }
 
 impl Entry {
@@ -201,11 +152,7 @@ impl Entry {
     /// Bytes this entry costs in memory, for the byte budget.
     pub fn weight(&self) -> u64 {
         const FIXED: usize = std::mem::size_of::<Entry>() + 64;
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 32)
-            .sum();
+        let headers = self.headers.heap_bytes();
         let tags: usize = self.tags.iter().map(|t| t.as_str().len() + 24).sum();
         let body = match &self.body {
             EntryBody::Memory(b) => b.len(),
@@ -216,8 +163,8 @@ impl Entry {
 
     /// The upstream's `Date`, for newest-version-wins between racing fills.
     pub fn date(&self) -> Option<SystemTime> {
-        let v = self.headers.get(http::header::DATE)?.to_str().ok()?;
-        httpdate::parse_http_date(v.trim()).ok()
+        let v = self.headers.get("date")?;
+        httpdate::parse_http_date(v.to_str().ok()?.trim()).ok()
     }
 
     /// Whether `other` is the same variant of the same resource.
@@ -262,8 +209,9 @@ impl std::fmt::Debug for Entry {
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        if let Some((shards, id)) = self.identity.take()
+        if let Some(shards) = self.identity.take()
             && let Some(shards) = shards.upgrade()
+            && let Some(id) = IdentityKey::of(self)
         {
             shards.forget_if_dead(&id);
         }

@@ -28,7 +28,7 @@ pub struct IdentityKey {
 }
 
 impl IdentityKey {
-    fn of(entry: &Entry) -> Option<IdentityKey> {
+    pub(crate) fn of(entry: &Entry) -> Option<IdentityKey> {
         let Version::Strong(version) = &entry.version else {
             return None;
         };
@@ -94,7 +94,7 @@ impl IdentityMap {
         {
             entry.body = live.body.clone();
         }
-        entry.identity = Some((Arc::downgrade(&self.inner), id.clone()));
+        entry.identity = Some(Arc::downgrade(&self.inner));
         let entry = Arc::new(entry);
         lock(shard).insert(id, Arc::downgrade(&entry));
         drop(live);

@@ -437,6 +437,15 @@ impl Collector for TierCollector {
                 "Disk writes skipped because the writer queue was full",
                 d.writes_dropped,
             )?;
+            let lookups = ConstCounter::new(stats.disk_hits);
+            let mut m = encoder.encode_descriptor(
+                "disk_lookups",
+                "Memory misses looked up in the disk tier, by whether it held the key (a hit is promoted to memory)",
+                None,
+                lookups.metric_type(),
+            )?;
+            lookups.encode(m.encode_family(&[("result", "hit")])?)?;
+            ConstCounter::new(stats.disk_misses).encode(m.encode_family(&[("result", "miss")])?)?;
             let load = ConstGauge::new(d.load_time.as_secs_f64());
             let m = encoder.encode_descriptor(
                 "disk_open_seconds",

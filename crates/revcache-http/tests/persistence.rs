@@ -124,6 +124,60 @@ async fn a_burst_after_a_restart_costs_one_disk_read_and_no_upstream_request() {
         assert_eq!(got.text(), "warm");
     }
     assert_eq!(origin.requests(), 1);
+    let metrics = Client::default()
+        .get(&rc.admin_url("/metrics"))
+        .await
+        .text();
+    assert_eq!(
+        support::metric(&metrics, "revcache_disk_lookups_total{result=\"hit\"}"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        support::metric(&metrics, "revcache_disk_lookups_total{result=\"miss\"}"),
+        0.0,
+        "{metrics}"
+    );
+    drop(rc);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_hit_is_served_even_when_memory_cannot_keep_the_entry() {
+    let body = Bytes::from(vec![b'd'; 100 << 10]);
+    let served = body.clone();
+    let origin = Origin::start(move |_, _| {
+        Reply::ok(served.clone())
+            .header("cache-control", "max-age=600")
+            .header("etag", "\"d\"")
+    })
+    .await;
+    let dir = temp_dir("evicted-promotion");
+    // A memory tier smaller than the entry: whatever is promoted from disk
+    // leaves memory at once, as it would under heavy memory pressure.
+    let rc = Revcache::start_with(&origin.url(), |s| {
+        s.data_dir = dir.clone();
+        s.cache.memory_limit = 64 << 10;
+    })
+    .await;
+    let c = Client::default();
+    assert_eq!(c.get(&rc.url("/big")).await.body, body);
+    let mut on_disk = 0.0;
+    for _ in 0..200 {
+        let metrics = c.get(&rc.admin_url("/metrics")).await.text();
+        on_disk = support::metric(&metrics, "revcache_tier_entries{tier=\"l2\"}");
+        if on_disk >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(on_disk, 1.0, "the disk tier stored the entry");
+    for _ in 0..3 {
+        let got = c.get(&rc.url("/big")).await;
+        assert!(got.is_hit(), "{}", got.cache_status());
+        assert_eq!(got.body, body);
+    }
+    assert_eq!(origin.requests(), 1, "disk hits never go upstream");
     drop(rc);
     let _ = std::fs::remove_dir_all(dir);
 }

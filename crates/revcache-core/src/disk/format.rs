@@ -463,7 +463,7 @@ mod tests {
         assert_eq!(r.status, e.status);
         assert_eq!(r.version, e.version);
         assert_eq!(r.variant, e.variant);
-        assert_eq!(crate::entry::StoredHeaders::from_map(&r.headers), e.headers);
+        assert_eq!(crate::StoredHeaders::from_map(&r.headers), e.headers);
         assert_eq!(r.tags, e.tags.to_vec());
         assert_eq!(r.timing, e.timing);
         assert_eq!(r.freshness, e.freshness);

@@ -302,7 +302,7 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
     let result = (|| -> Result<Vec<[u8; 32]>, DiskError> {
         let mut txn = shared.db.begin_write()?;
         txn.set_quick_repair(true);
-        let freed = {
+        let (freed, totals) = {
             let mut t = Tables::open(&txn)?;
             for (i, (op, body)) in batch.iter().zip(&bodies).enumerate() {
                 match op {
@@ -332,10 +332,11 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
                 }
             }
             t.save_totals()?;
-            shared.counters_publish(t.totals);
-            std::mem::take(&mut t.freed)
+            (std::mem::take(&mut t.freed), t.totals)
         };
         txn.commit()?;
+        // After the commit: whoever reads the counters finds what they count.
+        shared.counters_publish(totals);
         Ok(freed)
     })();
     let error = match result {
@@ -347,10 +348,7 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
         }
         Err(e) => {
             tracing::error!(error = %e, ops = batch.len(), "disk tier batch failed; its writes are lost");
-            // Counters were published optimistically; reload the truth.
-            if let Err(e) = reload_counters(shared) {
-                tracing::warn!(error = %e, "cannot reload disk tier counters");
-            }
+            // Nothing was published: the counters still say what is committed.
             Some(e.to_string())
         }
     };
@@ -388,14 +386,6 @@ impl Shared {
     fn counters_publish(&self, totals: Totals) {
         totals.publish(&self.counters);
     }
-}
-
-fn reload_counters(shared: &Shared) -> Result<(), DiskError> {
-    let txn = shared.db.begin_write()?;
-    let totals = Tables::open(&txn)?.totals;
-    txn.abort()?;
-    totals.publish(&shared.counters);
-    Ok(())
 }
 
 /// Where a put's body goes; writes the body file when it is large.

@@ -10,18 +10,18 @@ use super::freshness::http_date;
 
 /// Read access to a response's headers, stored or just received.
 pub trait Headers {
-    fn first(&self, name: HeaderName) -> Option<&HeaderValue>;
+    fn first(&self, name: HeaderName) -> Option<HeaderValue>;
 }
 
 impl Headers for HeaderMap {
-    fn first(&self, name: HeaderName) -> Option<&HeaderValue> {
-        self.get(name)
+    fn first(&self, name: HeaderName) -> Option<HeaderValue> {
+        self.get(name).cloned()
     }
 }
 
 impl Headers for StoredHeaders {
-    fn first(&self, name: HeaderName) -> Option<&HeaderValue> {
-        self.get(name)
+    fn first(&self, name: HeaderName) -> Option<HeaderValue> {
+        self.get(name.as_str())
     }
 }
 
@@ -32,7 +32,8 @@ fn date_of(h: &impl Headers, name: HeaderName) -> Option<std::time::SystemTime> 
 /// Whether the client's condition says it already has `stored` (answer 304).
 pub fn not_modified(req: &HeaderMap, stored: &impl Headers) -> bool {
     if req.contains_key(IF_NONE_MATCH) {
-        let Some(etag) = stored.first(ETAG).and_then(|v| v.to_str().ok()) else {
+        let etag = stored.first(ETAG);
+        let Some(etag) = etag.as_ref().and_then(|v| v.to_str().ok()) else {
             return req
                 .get_all(IF_NONE_MATCH)
                 .iter()

@@ -100,8 +100,8 @@ fn strip_conditions(headers: &mut HeaderMap) {
 }
 
 fn copy(from: &StoredHeaders, to: &mut HeaderMap, name: HeaderName, as_name: HeaderName) {
-    if let Some(v) = from.get(name) {
-        to.insert(as_name, v.clone());
+    if let Some(v) = from.get(name.as_str()) {
+        to.insert(as_name, v);
     }
 }
 

@@ -23,7 +23,7 @@ use http::{HeaderMap, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use revcache_core::{
     Cache, Entry, EntryBody, Join, KeyClass, KeyRef, Partition, PartitionKey, PrimaryKey,
-    PurgeScope, SingleFlight, StoreOutcome,
+    PurgeScope, SingleFlight, StoreOutcome, Variants,
 };
 
 use self::body::{ProxyBody, RequestBody};
@@ -504,22 +504,30 @@ impl Proxy {
         let public = ex.partition.map(|_| ex.key_ref(Partition::Public));
         let keys = [Some(own), public];
         for key in keys.into_iter().flatten() {
-            // A caller with credentials uses public entries only when the
-            // response said it may be shared with them (RFC 9111 §3.5).
-            let usable = |e: &&Arc<Entry>| {
-                (!ex.has_credentials
-                    || e.key.partition() != Partition::Public
-                    || e.freshness.shareable)
-                    && vary::matches(&e.variant, &ex.parts.headers, &self.partition_key)
-            };
             if let Some(variants) = self.cache.lookup_ref(&key) {
                 known = true;
-                if let Some(e) = variants.iter().rev().find(usable) {
-                    return (Some(e.clone()), true);
+                if let Some(e) = self.usable_variant(ex, &variants) {
+                    return (Some(e), true);
                 }
             }
         }
         (None, known)
+    }
+
+    /// The newest of `variants` that may answer `ex`: its Vary-selected
+    /// headers match, and a caller with credentials uses a public entry only
+    /// when the response said it may be shared with them (RFC 9111 §3.5).
+    fn usable_variant(&self, ex: &Exchange, variants: &Variants) -> Option<Arc<Entry>> {
+        variants
+            .iter()
+            .rev()
+            .find(|e| {
+                (!ex.has_credentials
+                    || e.key.partition() != Partition::Public
+                    || e.freshness.shareable)
+                    && vary::matches(&e.variant, &ex.parts.headers, &self.partition_key)
+            })
+            .cloned()
     }
 
     /// Answers from `entry`. A body file that vanished since the entry was
@@ -577,7 +585,9 @@ impl Proxy {
     }
 
     /// Reads `ex`'s key from the disk tier (promoting what it finds) and
-    /// returns the entry that may answer it.
+    /// returns the entry that may answer it. It answers from what it read,
+    /// not from memory again: under memory pressure the promoted entry may
+    /// already be evicted, and the request would go upstream after a disk hit.
     async fn find_on_disk(&self, ex: &Exchange) -> Option<Arc<Entry>> {
         self.cache.disk()?;
         let cache = self.cache.clone();
@@ -585,15 +595,12 @@ impl Proxy {
         if ex.partition.is_some() {
             keys.push(ex.public_key().clone());
         }
-        let found = tokio::task::spawn_blocking(move || {
-            keys.iter().any(|k| cache.lookup_disk(k).is_some())
-        })
-        .await
-        .unwrap_or(false);
-        if !found {
-            return None;
-        }
-        self.find(ex).0
+        let found =
+            tokio::task::spawn_blocking(move || keys.iter().find_map(|k| cache.lookup_disk(k)))
+                .await
+                .ok()
+                .flatten()?;
+        self.usable_variant(ex, &found)
     }
 
     /// How `entry` may answer `ex`: the route's dialect decides first

@@ -32,8 +32,8 @@ pub fn from_entry(
     if entry.status == StatusCode::OK && conditional::not_modified(req_headers, &entry.headers) {
         let mut headers = HeaderMap::new();
         for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {
-            for v in entry.headers.get_all(name) {
-                headers.append(name.clone(), v.clone());
+            for v in entry.headers.get_all(name.as_str()) {
+                headers.append(name.clone(), v);
             }
         }
         headers.insert(AGE, age);

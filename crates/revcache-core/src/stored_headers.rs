@@ -1,0 +1,251 @@
+//! Stored response headers: compact, and apart from the buffers they came in.
+//!
+//! A header received from the upstream is a slice of the connection's read
+//! buffer; keeping those values would keep that buffer (kilobytes) alive as
+//! long as the entry. So storing copies every value into one block of its
+//! own, back to back, and records per header which name it has and where its
+//! value ends. Well-known names are a number into [`KNOWN`]; other names are
+//! kept once per entry. A hit builds its `HeaderMap` from these without
+//! copying a value: each is a slice of the block.
+//!
+//! For four typical headers this takes about 220 bytes, against about 330 for
+//! a boxed slice of (`HeaderName`, `HeaderValue`) pairs and several hundred
+//! more for a `HeaderMap`.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// Response header names common enough to be stored as a number.
+const KNOWN: [HeaderName; 34] = [
+    header::ACCEPT_RANGES,
+    header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+    header::ACCESS_CONTROL_ALLOW_HEADERS,
+    header::ACCESS_CONTROL_ALLOW_METHODS,
+    header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    header::ACCESS_CONTROL_EXPOSE_HEADERS,
+    header::ACCESS_CONTROL_MAX_AGE,
+    header::AGE,
+    header::ALT_SVC,
+    header::CACHE_CONTROL,
+    header::CONTENT_DISPOSITION,
+    header::CONTENT_ENCODING,
+    header::CONTENT_LANGUAGE,
+    header::CONTENT_LENGTH,
+    header::CONTENT_LOCATION,
+    header::CONTENT_RANGE,
+    header::CONTENT_SECURITY_POLICY,
+    header::CONTENT_TYPE,
+    header::DATE,
+    header::ETAG,
+    header::EXPIRES,
+    header::LAST_MODIFIED,
+    header::LINK,
+    header::LOCATION,
+    header::PRAGMA,
+    header::REFERRER_POLICY,
+    header::SERVER,
+    header::SET_COOKIE,
+    header::STRICT_TRANSPORT_SECURITY,
+    header::VARY,
+    header::WARNING,
+    header::X_CONTENT_TYPE_OPTIONS,
+    header::X_FRAME_OPTIONS,
+    header::X_XSS_PROTECTION,
+];
+
+/// One header: its name (an index into [`KNOWN`], or `KNOWN.len() + i` for
+/// the entry's `i`th other name) and the end of its value in the block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Field {
+    name: u16,
+    end: u32,
+}
+
+/// An entry's end-to-end response headers, in their received order
+/// (repeated names included). Cheap to clone.
+#[derive(Clone, Default)]
+pub struct StoredHeaders {
+    values: Bytes,
+    fields: Box<[Field]>,
+    other_names: Box<[HeaderName]>,
+}
+
+impl StoredHeaders {
+    pub fn from_map(map: &HeaderMap) -> Self {
+        let mut values = Vec::with_capacity(map.iter().map(|(_, v)| v.len()).sum());
+        let mut fields = Vec::with_capacity(map.len());
+        let mut other_names: Vec<HeaderName> = Vec::new();
+        for (name, value) in map {
+            let index = match KNOWN.iter().position(|k| k == name) {
+                Some(i) => i,
+                None => match other_names.iter().position(|n| n == name) {
+                    Some(i) => KNOWN.len() + i,
+                    None => {
+                        other_names.push(name.clone());
+                        KNOWN.len() + other_names.len() - 1
+                    }
+                },
+            };
+            values.extend_from_slice(value.as_bytes());
+            // A header section is far smaller than 4 GiB and than 65,535
+            // names (hyper refuses such responses long before); the
+            // conversions cannot fail on anything that reaches here.
+            let (Ok(name), Ok(end)) = (u16::try_from(index), u32::try_from(values.len())) else {
+                break;
+            };
+            fields.push(Field { name, end });
+        }
+        StoredHeaders {
+            values: Bytes::from(values),
+            fields: fields.into_boxed_slice(),
+            other_names: other_names.into_boxed_slice(),
+        }
+    }
+
+    /// Every header as (name, value), in stored order. The names are cheap
+    /// clones and the values slices of the block.
+    pub fn iter(&self) -> impl Iterator<Item = (HeaderName, HeaderValue)> + '_ {
+        let mut start = 0;
+        self.fields.iter().filter_map(move |f| {
+            let range = start..f.end as usize;
+            start = f.end as usize;
+            let name = self.name(f.name)?.clone();
+            // Every value was a valid `HeaderValue` when stored.
+            let value = HeaderValue::from_maybe_shared(self.values.slice(range)).ok()?;
+            Some((name, value))
+        })
+    }
+
+    fn name(&self, index: u16) -> Option<&HeaderName> {
+        let index = usize::from(index);
+        KNOWN
+            .get(index)
+            .or_else(|| self.other_names.get(index.checked_sub(KNOWN.len())?))
+    }
+
+    /// The values of `name` (case-insensitive), in stored order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = HeaderValue> + 'a {
+        self.iter()
+            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The first value of `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<HeaderValue> {
+        self.get_all(name).next()
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Bytes these headers take beyond the entry itself, for its weight.
+    pub fn heap_bytes(&self) -> usize {
+        self.values.len()
+            + self.fields.len() * std::mem::size_of::<Field>()
+            + self
+                .other_names
+                .iter()
+                .map(|n| n.as_str().len() + std::mem::size_of::<HeaderName>())
+                .sum::<usize>()
+    }
+
+    /// A `HeaderMap` with room for `extra` more headers.
+    pub fn to_map(&self, extra: usize) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.fields.len() + extra);
+        for (n, v) in self.iter() {
+            map.append(n, v);
+        }
+        map
+    }
+}
+
+impl From<&HeaderMap> for StoredHeaders {
+    fn from(map: &HeaderMap) -> Self {
+        StoredHeaders::from_map(map)
+    }
+}
+
+impl PartialEq for StoredHeaders {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for StoredHeaders {}
+
+impl fmt::Debug for StoredHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.append("content-type", HeaderValue::from_static("application/json"));
+        map.append("x-gerrit-id", HeaderValue::from_static("a"));
+        map.append("set-cookie", HeaderValue::from_static("s=1"));
+        map.append("x-gerrit-id", HeaderValue::from_static("b"));
+        map.append("etag", HeaderValue::from_static("\"v1\""));
+        map.append("x-empty", HeaderValue::from_static(""));
+        map
+    }
+
+    #[test]
+    fn headers_come_back_in_order_with_repeated_and_unknown_names() {
+        let map = sample();
+        let stored = StoredHeaders::from_map(&map);
+        assert_eq!(stored.len(), 6);
+        let back: Vec<(String, String)> = stored
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        let want: Vec<(String, String)> = map
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(back, want);
+        assert_eq!(stored.to_map(0), map);
+        assert_eq!(stored.get("ETag").unwrap(), "\"v1\"");
+        assert_eq!(
+            stored.get_all("x-gerrit-id").collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(stored.get("x-empty").unwrap(), "");
+        assert!(stored.get("vary").is_none());
+        assert_eq!(stored, StoredHeaders::from_map(&stored.to_map(0)));
+    }
+
+    #[test]
+    fn stored_values_do_not_keep_the_received_buffer_alive() {
+        let buffer = Bytes::from(b"HTTP/1.1 200 OK\r\netag: \"v1\"\r\n\r\n".to_vec());
+        let mut map = HeaderMap::new();
+        map.insert(
+            "etag",
+            HeaderValue::from_maybe_shared(buffer.slice(23..27)).unwrap(),
+        );
+        let stored = StoredHeaders::from_map(&map);
+        let value = stored.get("etag").unwrap();
+        let within = buffer.as_ptr_range();
+        assert_eq!(value, "\"v1\"");
+        assert!(!within.contains(&value.as_bytes().as_ptr()));
+    }
+
+    #[test]
+    fn no_headers_store_nothing() {
+        let stored = StoredHeaders::from_map(&HeaderMap::new());
+        assert!(stored.is_empty());
+        assert_eq!(stored.iter().count(), 0);
+        assert_eq!(stored, StoredHeaders::default());
+    }
+}
