@@ -26,6 +26,8 @@ SKIP_BUILD="${SKIP_BUILD:-0}"
 FIXED_RATE="${FIXED_RATE:-1}"
 FIXED_FRACTION="${FIXED_FRACTION:-0.5}"
 FIXED_DURATION="${FIXED_DURATION:-10}"
+# rounds of the fixed-rate step (servers interleaved); the table has medians
+FIXED_ROUNDS="${FIXED_ROUNDS:-3}"
 OHA_VERSION=1.16.0
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -291,22 +293,30 @@ run_wrk() { # name url size -> sets RPS[name] P50[name] P99[name]
 
 # oha at a fixed rate: latency measured from when each request was due (no
 # coordinated omission).
-declare -A C_RPS C_P50 C_P99 C_P999
-run_fixed() { # name url size rate -> sets C_*[name]
+declare -A F_P50 F_P99 F_P999
+run_fixed() { # name url size rate -> appends to F_*[name]
     local name="$1" url="$2" out="$TMP/oha-$1-$3.json" parsed bad
     log "oha $name $url (${FIXED_DURATION}s, $CONNECTIONS conns, -q $4)"
     "$OHA" -z "${FIXED_DURATION}s" -w -c "$CONNECTIONS" -q "$4" --latency-correction \
         --no-tui --output-format json "$url" > "$out"
     parsed="$(python3 "$HERE/oha-summary.py" "$out")" \
         || { cat "$out" >&2; die "could not parse oha output for $name"; }
-    read -r C_RPS[$name] C_P50[$name] C_P99[$name] C_P999[$name] bad <<< "$parsed"
+    local rps p50 p99 p999
+    read -r rps p50 p99 p999 bad <<< "$parsed"
+    F_P50[$name]+=" $p50"
+    F_P99[$name]+=" $p99"
+    F_P999[$name]+=" $p999"
     if [ -n "$bad" ]; then
         ANOMALIES+=("oha $name $3: $bad")
     fi
-    if awk -v got="${C_RPS[$name]}" -v want="$4" 'BEGIN { exit !(got < 0.95 * want) }'; then
-        ANOMALIES+=("oha $name $3: asked for $4 req/s, got ${C_RPS[$name]}")
+    if awk -v got="$rps" -v want="$4" 'BEGIN { exit !(got < 0.95 * want) }'; then
+        ANOMALIES+=("oha $name $3: asked for $4 req/s, got $rps")
     fi
 }
+median() { # numbers as words -> their median
+    printf '%s\n' $1 | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'
+}
+FIXED_ALL=()
 
 origin_count() { # tag -> origin access-log lines from that proxy so far
     awk -v t="$1" '$1 == t {n++} END {printf "%d", n}' "$TMP/origin-access.log"
@@ -371,8 +381,18 @@ for s in "${SIZES[@]}"; do
 
     if [ -n "$OHA" ]; then
         rate="$(awk -v f="$FIXED_FRACTION" -v m="${RPS[nginx]}" 'BEGIN { r = int(m * f); print (r < 1 ? 1 : r) }')"
+        F_P50=() F_P99=() F_P999=()
+        for _ in $(seq "$FIXED_ROUNDS"); do
+            for who in "${order[@]}"; do
+                run_fixed "$who" "${URLBASE[$who]}$path" "$s" "$rate"
+            done
+        done
+        declare -A C_P50=() C_P99=() C_P999=()
         for who in "${order[@]}"; do
-            run_fixed "$who" "${URLBASE[$who]}$path" "$s" "$rate"
+            C_P50[$who]="$(median "${F_P50[$who]}")"
+            C_P99[$who]="$(median "${F_P99[$who]}")"
+            C_P999[$who]="$(median "${F_P999[$who]}")"
+            FIXED_ALL+=("${LABEL[$s]} $who p99 per round (ms):${F_P99[$who]}")
         done
         FIXED_ROWS+=("$(printf '| %s | %s | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %.2f / %.2f / %.2f | %s |' \
             "${LABEL[$s]}" "$rate" \
@@ -432,7 +452,7 @@ TABLE="| object | nginx req/s | varnish req/s | revcache req/s | static ceiling 
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${ROWS[@]}")"
 if [ -n "$OHA" ]; then
-    FIXED_TABLE="Fixed-rate latency (oha $("$OHA" --version | awk '{print $2}'), -c$CONNECTIONS -z${FIXED_DURATION}s -q rate --latency-correction, rate = $FIXED_FRACTION x nginx's wrk req/s for that size; latency from when each request was due):
+    FIXED_TABLE="Fixed-rate latency (oha $("$OHA" --version | awk '{print $2}'), -c$CONNECTIONS -z${FIXED_DURATION}s -q rate --latency-correction, rate = $FIXED_FRACTION x nginx's wrk req/s for that size; latency from when each request was due; medians of $FIXED_ROUNDS interleaved rounds):
 
 | object | rate req/s | nginx p50/p99/p99.9 ms | varnish p50/p99/p99.9 ms | revcache p50/p99/p99.9 ms | ceiling p50/p99/p99.9 ms | revcache p99 / nginx p99 |
 |---|---:|---:|---:|---:|---:|---:|
@@ -474,6 +494,10 @@ WRK_VER="$( (wrk -v 2>&1 || true) | head -n1 | awk '{print $1, $2}')"
     echo "$BENCH_UPSTREAM_NOTE"
     echo
     echo "$FIXED_TABLE"
+    if [ "${#FIXED_ALL[@]}" -gt 0 ]; then
+        echo
+        printf -- '- %s\n' "${FIXED_ALL[@]}"
+    fi
     echo
     echo '```'
     echo "$REV_UPSTREAM_LINES"

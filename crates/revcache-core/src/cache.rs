@@ -14,8 +14,9 @@ use crate::entry::Entry;
 use crate::generation::{FillTicket, Generations};
 use crate::identity_map::IdentityMap;
 use crate::key::PrimaryKey;
-use crate::memory_tier::{MAX_VARIANTS, MemoryTier, Variants};
+use crate::memory_tier::{MAX_VARIANTS, MemoryTier};
 use crate::tag::Tag;
+use crate::variants::Variants;
 
 #[derive(Clone, Debug)]
 pub struct CacheConfig {

@@ -22,6 +22,7 @@ pub mod partition;
 pub mod single_flight;
 pub mod stored_headers;
 pub mod tag;
+pub mod variants;
 pub mod version;
 
 pub use cache::{Cache, CacheConfig, CacheStats, PurgeScope, StoreOutcome};
@@ -31,9 +32,9 @@ pub use error::PartitionKeyError;
 pub use generation::{FillTicket, Generations};
 pub use key::{KeyClass, KeyRef, PrimaryKey};
 pub use ledger::Ledger;
-pub use memory_tier::Variants;
 pub use partition::{Partition, PartitionKey};
 pub use single_flight::{Join, LeaderGuard, SingleFlight, Waiter};
 pub use stored_headers::StoredHeaders;
 pub use tag::Tag;
+pub use variants::Variants;
 pub use version::Version;

@@ -16,11 +16,8 @@ use std::sync::{Arc, Mutex};
 use quick_cache::{Lifecycle, Weighter};
 
 use crate::catalog::Catalog;
-use crate::entry::Entry;
 use crate::key::PrimaryKey;
-
-/// The variants held for one primary key (usually one). Cheap to clone.
-pub type Variants = Arc<[Arc<Entry>]>;
+use crate::variants::Variants;
 
 /// Most variants kept per primary key; the oldest goes first.
 pub const MAX_VARIANTS: usize = 16;
@@ -197,7 +194,7 @@ impl MemoryTier {
     /// Removes `key` only while it still maps to exactly `expected`.
     pub fn remove_if_same(&self, key: &PrimaryKey, expected: &Variants) -> Option<Variants> {
         self.map
-            .remove_if(key, |v| Arc::ptr_eq(v, expected))
+            .remove_if(key, |v| v.same(expected))
             .map(|(_, v)| v)
     }
 

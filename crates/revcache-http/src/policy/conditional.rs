@@ -10,17 +10,17 @@ use super::freshness::http_date;
 
 /// Read access to a response's headers, stored or just received.
 pub trait Headers {
-    fn first(&self, name: HeaderName) -> Option<HeaderValue>;
+    fn first(&self, name: HeaderName) -> Option<&HeaderValue>;
 }
 
 impl Headers for HeaderMap {
-    fn first(&self, name: HeaderName) -> Option<HeaderValue> {
-        self.get(name).cloned()
+    fn first(&self, name: HeaderName) -> Option<&HeaderValue> {
+        self.get(name)
     }
 }
 
 impl Headers for StoredHeaders {
-    fn first(&self, name: HeaderName) -> Option<HeaderValue> {
+    fn first(&self, name: HeaderName) -> Option<&HeaderValue> {
         self.get(name.as_str())
     }
 }
@@ -32,8 +32,7 @@ fn date_of(h: &impl Headers, name: HeaderName) -> Option<std::time::SystemTime> 
 /// Whether the client's condition says it already has `stored` (answer 304).
 pub fn not_modified(req: &HeaderMap, stored: &impl Headers) -> bool {
     if req.contains_key(IF_NONE_MATCH) {
-        let etag = stored.first(ETAG);
-        let Some(etag) = etag.as_ref().and_then(|v| v.to_str().ok()) else {
+        let Some(etag) = stored.first(ETAG).and_then(|v| v.to_str().ok()) else {
             return req
                 .get_all(IF_NONE_MATCH)
                 .iter()

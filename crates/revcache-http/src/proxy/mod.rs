@@ -346,6 +346,8 @@ impl Proxy {
                 classification = route.dialect.classify_body(&parts, &bytes);
                 (RequestBody::full(bytes), None)
             }
+            // Nothing to read or limit (a GET, say): no limiter to allocate.
+            _ if hyper::body::Body::is_end_stream(&body) => (RequestBody::empty(), None),
             _ => {
                 let (b, e) = RequestBody::new(body, self.limits.max_request_body_bytes);
                 (b, Some(e))
