@@ -76,6 +76,24 @@ to_ms() {
         printf "%.3f", m }'
 }
 
+# with_temp_dir NAME : makes $TMP (/tmp/revcache-NAME.XXXXXX) and, on exit,
+# stops every pid in $PIDS and removes $TMP (kept when KEEP_TMP=1).
+with_temp_dir() {
+    TMP="$(mktemp -d "/tmp/revcache-$1.XXXXXX")"
+    chmod 755 "$TMP"
+    PIDS=()
+    trap _cleanup_temp_dir EXIT
+    trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
+    trap 'exit 130' INT TERM
+}
+_cleanup_temp_dir() {
+    local rc=$?
+    set +e
+    stop_all "${PIDS[@]}"
+    if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+
 # stop_all PID... : SIGTERM, up to 5 s each, then SIGKILL.
 stop_all() {
     local pid

@@ -45,19 +45,7 @@ else
 fi
 
 # ---------------------------------------------------------------- temp dir + cleanup
-TMP="$(mktemp -d /tmp/revcache-paths.XXXXXX)"
-chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    local rc=$?
-    set +e
-    stop_all "${PIDS[@]}"
-    if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
-trap 'exit 130' INT TERM
+with_temp_dir paths
 
 read -r ORIGIN_PORT L1_PORT L1_ADMIN L2_PORT L2_ADMIN < <(free_ports 5)
 

@@ -23,17 +23,7 @@ REPO="$(cd "$HERE/../.." && pwd)"
 ensure_tools valgrind python3 curl nginx
 (cd "$REPO" && cargo build --release -q -p revcache -p revcache-bench-static)
 
-TMP="$(mktemp -d /tmp/revcache-profile.XXXXXX)"
-chmod 755 "$TMP"
-PIDS=()
-cleanup() {
-    local rc=$?
-    set +e
-    stop_all "${PIDS[@]}"
-    if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
+with_temp_dir profile
 
 read -r ORIGIN_PORT REV_PORT ADMIN_PORT STATIC_PORT < <(free_ports 4)
 mkdir -p "$TMP/www"
