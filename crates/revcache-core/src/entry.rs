@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, StatusCode};
 
 use crate::identity_map::{IdentityKey, IdentityShards};
 use crate::key::PrimaryKey;
+use crate::packed_time::{PackedFreshness, PackedTiming};
 use crate::stored_headers::StoredHeaders;
 use crate::tag::Tag;
 use crate::version::Version;
@@ -112,8 +113,8 @@ pub struct Entry {
     pub headers: StoredHeaders,
     pub body: EntryBody,
     pub tags: Box<[Tag]>,
-    pub timing: EntryTiming,
-    pub freshness: Freshness,
+    timing: PackedTiming,
+    freshness: PackedFreshness,
     /// Access-time bucket last recorded for this entry (see the disk tier).
     pub(crate) access_bucket: AtomicU32,
     /// The identity map this entry is registered in (its slot's key is
@@ -142,11 +143,21 @@ impl Entry {
             headers: StoredHeaders::from_map(&headers),
             body: body.into(),
             tags: tags.into_boxed_slice(),
-            timing,
-            freshness,
+            timing: timing.into(),
+            freshness: (&freshness).into(),
             access_bucket: AtomicU32::new(0),
             identity: None,
         }
+    }
+
+    /// When it was fetched, for Age arithmetic.
+    pub fn timing(&self) -> EntryTiming {
+        self.timing.into()
+    }
+
+    /// What the HTTP policy decided about its freshness when it was stored.
+    pub fn freshness(&self) -> Freshness {
+        self.freshness.into()
     }
 
     /// Bytes this entry costs in memory, for the byte budget.
@@ -188,8 +199,8 @@ impl Entry {
             headers: StoredHeaders::from_map(&headers),
             body: self.body.clone(),
             tags: self.tags.clone(),
-            timing,
-            freshness,
+            timing: timing.into(),
+            freshness: (&freshness).into(),
             access_bucket: AtomicU32::new(0),
             identity: None,
         }

@@ -18,6 +18,7 @@ pub mod identity_map;
 pub mod key;
 pub mod ledger;
 pub mod memory_tier;
+mod packed_time;
 pub mod partition;
 pub mod single_flight;
 pub mod stored_headers;

@@ -47,7 +47,7 @@ fn memory_row(e: &Entry, now: SystemTime) -> Row {
         size: e.body.len(),
         in_file: matches!(e.body, revcache_core::EntryBody::File(_)),
         tags: e.tags.iter().map(|t| t.as_str().to_owned()).collect(),
-        age_secs: e.timing.age_at(now).as_secs(),
+        age_secs: e.timing().age_at(now).as_secs(),
     }
 }
 

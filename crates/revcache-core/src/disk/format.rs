@@ -199,10 +199,10 @@ pub fn encode(entry: &Entry, body: &StoredBody) -> Vec<u8> {
     for tag in entry.tags.iter() {
         w.bytes(tag.as_str().as_bytes());
     }
-    w.time(entry.timing.request_time);
-    w.time(entry.timing.response_time);
-    w.duration(entry.timing.initial_age);
-    let f = &entry.freshness;
+    w.time(entry.timing().request_time);
+    w.time(entry.timing().response_time);
+    w.duration(entry.timing().initial_age);
+    let f = &entry.freshness();
     w.duration(f.lifetime);
     w.u8(u8::from(f.no_cache) | u8::from(f.must_revalidate) << 1 | u8::from(f.shareable) << 2);
     w.opt_duration(f.stale_while_revalidate);
@@ -465,8 +465,8 @@ mod tests {
         assert_eq!(r.variant, e.variant);
         assert_eq!(crate::StoredHeaders::from_map(&r.headers), e.headers);
         assert_eq!(r.tags, e.tags.to_vec());
-        assert_eq!(r.timing, e.timing);
-        assert_eq!(r.freshness, e.freshness);
+        assert_eq!(r.timing, e.timing());
+        assert_eq!(r.freshness, e.freshness());
         assert_eq!(r.body, body);
     }
 

@@ -125,8 +125,8 @@ pub enum Reuse {
 
 /// Whether `entry` may answer a request with `req` directives at `now`.
 pub fn reuse(entry: &Entry, req: &RequestDirectives, now: SystemTime) -> Reuse {
-    let f = &entry.freshness;
-    let age = entry.timing.age_at(now);
+    let f = &entry.freshness();
+    let age = entry.timing().age_at(now);
     if f.no_cache || req.no_cache {
         return Reuse::Revalidate;
     }
@@ -162,11 +162,11 @@ pub fn reuse(entry: &Entry, req: &RequestDirectives, now: SystemTime) -> Reuse {
 /// Whether `entry` may be served because the upstream failed
 /// (`stale-if-error`, RFC 5861 §4), from the response or the request.
 pub fn stale_if_error_allows(entry: &Entry, req: &RequestDirectives, now: SystemTime) -> bool {
-    let f = &entry.freshness;
+    let f = &entry.freshness();
     if f.must_revalidate || f.no_cache {
         return false;
     }
-    let staleness = entry.timing.age_at(now).saturating_sub(f.lifetime);
+    let staleness = entry.timing().age_at(now).saturating_sub(f.lifetime);
     let window = f
         .stale_if_error
         .into_iter()

@@ -526,7 +526,7 @@ impl Proxy {
             .find(|e| {
                 (!ex.has_credentials
                     || e.key.partition() != Partition::Public
-                    || e.freshness.shareable)
+                    || e.freshness().shareable)
                     && vary::matches(&e.variant, &ex.parts.headers, &self.partition_key)
             })
             .cloned()

@@ -28,7 +28,7 @@ pub fn from_entry(
     body: ProxyBody,
     now: SystemTime,
 ) -> Response<ProxyBody> {
-    let age = HeaderValue::from(entry.timing.age_at(now).as_secs());
+    let age = HeaderValue::from(entry.timing().age_at(now).as_secs());
     if entry.status == StatusCode::OK && conditional::not_modified(req_headers, &entry.headers) {
         let mut headers = HeaderMap::new();
         for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {

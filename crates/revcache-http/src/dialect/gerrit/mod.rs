@@ -241,8 +241,8 @@ impl Dialect for GerritDialect {
         let Some(feed) = &self.feed else {
             return Some(revalidate);
         };
-        let fetched = entry.timing.request_time;
-        let received = entry.timing.response_time;
+        let fetched = entry.timing().request_time;
+        let received = entry.timing().response_time;
         if feed.trusts(fetched, now) {
             return Some(DialectReuse {
                 reuse: Reuse::Fresh,

@@ -174,7 +174,7 @@ impl Dialect for WebdavDialect {
         if entry.key.class() != &KeyClass::Get && !is_propfind(entry.key.class()) {
             return None;
         }
-        if self.feed.trusts(entry.timing.request_time, now) {
+        if self.feed.trusts(entry.timing().request_time, now) {
             return Some(DialectReuse {
                 reuse: Reuse::Fresh,
                 detail: Some("trusted"),
@@ -191,7 +191,7 @@ impl Dialect for WebdavDialect {
                 self.route,
                 &norm(entry.key.path()),
                 v,
-                entry.timing.response_time,
+                entry.timing().response_time,
                 not_before,
             ) {
                 return Some(DialectReuse {
