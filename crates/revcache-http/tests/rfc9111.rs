@@ -436,9 +436,16 @@ async fn vary_star_never_matches() {
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_and_refreshes_behind() {
+    // The refreshed response lives long: on a loaded machine the refresh may
+    // take over a second, and its corrected initial age (RFC 9111 §4.2.3)
+    // would make a one-second entry stale on arrival and refresh again.
     let origin = Origin::start(|_, n| {
-        Reply::ok(format!("version {n}"))
-            .header("cache-control", "max-age=1, stale-while-revalidate=60")
+        let cc = if n == 0 {
+            "max-age=1, stale-while-revalidate=60"
+        } else {
+            "max-age=600"
+        };
+        Reply::ok(format!("version {n}")).header("cache-control", cc)
     })
     .await;
     let rc = Revcache::start(&origin.url()).await;
