@@ -169,6 +169,39 @@ impl Cache {
         outcome
     }
 
+    /// Stores `entry`, a copy of `previous` refreshed by a 304. The disk copy
+    /// is rewritten only when the refresh could make a restarted instance
+    /// decide differently from it: a header other than `Date` changed, or
+    /// the old freshness is looser than the new one. Otherwise the older
+    /// disk copy stays: same body and validators, at most as fresh and
+    /// fetched earlier, so after a restart it turns stale sooner, never
+    /// later. This spares the disk tier a write per revalidation.
+    pub fn store_refresh(
+        &self,
+        previous: &Entry,
+        entry: Entry,
+        ticket: FillTicket,
+    ) -> StoreOutcome {
+        let (old, new) = (previous.freshness(), entry.freshness());
+        let as_strict = old.no_cache == new.no_cache
+            && old.must_revalidate == new.must_revalidate
+            && old.shareable == new.shareable
+            && old.lifetime <= new.lifetime
+            && old.stale_while_revalidate <= new.stale_while_revalidate
+            && old.stale_if_error <= new.stale_if_error;
+        let persist = !as_strict
+            || !previous
+                .headers
+                .same_except(&entry.headers, &[http::header::DATE]);
+        let (outcome, is_new) = self.store_in_memory(entry, ticket);
+        if let (true, StoreOutcome::Stored(e), Some(disk), true) =
+            (persist, &outcome, &self.disk, is_new)
+        {
+            disk.put(e.clone(), ticket);
+        }
+        outcome
+    }
+
     /// The outcome, and whether the stored entry is `entry` (not a newer
     /// one already held).
     fn store_in_memory(&self, entry: Entry, ticket: FillTicket) -> (StoreOutcome, bool) {

@@ -6,7 +6,7 @@
 //! one that shares the body bytes.
 
 use std::path::Path;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -201,7 +201,9 @@ impl Entry {
             tags: self.tags.clone(),
             timing: timing.into(),
             freshness: (&freshness).into(),
-            access_bucket: AtomicU32::new(0),
+            // The disk tier already knows this use time: a refresh that is
+            // not rewritten to disk must not cost a touch on its next hit.
+            access_bucket: AtomicU32::new(self.access_bucket.load(Ordering::Relaxed)),
             identity: None,
         }
     }
@@ -226,5 +228,36 @@ impl Drop for Entry {
         {
             shards.forget_if_dead(&id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyClass;
+    use crate::partition::Partition;
+
+    #[test]
+    fn a_refreshed_copy_keeps_the_body_and_the_recorded_use_time() {
+        let timing = EntryTiming {
+            request_time: SystemTime::now(),
+            response_time: SystemTime::now(),
+            initial_age: Duration::ZERO,
+        };
+        let e = Entry::new(
+            PrimaryKey::new(0, KeyClass::Get, "h", "/r", Partition::Public),
+            Box::new([]),
+            Version::from_etag("\"v\""),
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"body"),
+            vec![],
+            timing,
+            Freshness::default(),
+        );
+        e.access_bucket.store(42, Ordering::Relaxed);
+        let r = e.refreshed(HeaderMap::new(), timing, Freshness::default());
+        assert_eq!(r.access_bucket.load(Ordering::Relaxed), 42);
+        assert_eq!(r.body.bytes(), e.body.bytes());
     }
 }

@@ -143,6 +143,19 @@ impl StoredHeaders {
             .map(|(_, v)| v)
     }
 
+    /// Whether both hold the same headers apart from those named in
+    /// `ignored`: the same values per name, in the same order per name (the
+    /// order between different names carries no meaning, and a 304's merge
+    /// changes it).
+    pub fn same_except(&self, other: &StoredHeaders, ignored: &[HeaderName]) -> bool {
+        let kept = |h: &StoredHeaders| h.iter().filter(|(n, _)| !ignored.contains(n)).count();
+        kept(self) == kept(other)
+            && self
+                .iter()
+                .filter(|(n, _)| !ignored.contains(n))
+                .all(|(n, _)| self.get_all(n.as_str()).eq(other.get_all(n.as_str())))
+    }
+
     pub fn len(&self) -> usize {
         self.names.len()
     }
@@ -246,6 +259,34 @@ mod tests {
         let within = buffer.as_ptr_range();
         assert_eq!(value, "\"v1\"");
         assert!(!within.contains(&value.as_bytes().as_ptr()));
+    }
+
+    #[test]
+    fn comparison_ignores_the_named_headers_and_the_order_between_names() {
+        let a = StoredHeaders::from_map(&sample());
+        let mut reordered = HeaderMap::new();
+        for name in [
+            "etag",
+            "x-empty",
+            "set-cookie",
+            "x-gerrit-id",
+            "content-type",
+        ] {
+            for v in sample().get_all(name) {
+                reordered.append(name, v.clone());
+            }
+        }
+        let date = HeaderValue::from_static("Sat, 21 Nov 2026 08:00:00 GMT");
+        reordered.append("date", date);
+        let b = StoredHeaders::from_map(&reordered);
+        assert!(!a.same_except(&b, &[]));
+        assert!(a.same_except(&b, &[header::DATE]));
+
+        let mut values_swapped = sample();
+        values_swapped.remove("x-gerrit-id");
+        values_swapped.append("x-gerrit-id", HeaderValue::from_static("b"));
+        values_swapped.append("x-gerrit-id", HeaderValue::from_static("a"));
+        assert!(!a.same_except(&StoredHeaders::from_map(&values_swapped), &[header::DATE]));
     }
 
     #[test]

@@ -387,3 +387,50 @@ fn a_promotion_racing_a_purge_never_leaves_the_purged_entry_in_memory() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_refresh_rewrites_the_disk_copy_only_when_more_than_the_date_changed() {
+    let dir = temp_dir();
+    let seconds = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let then = SystemTime::now() - Duration::from_secs(100);
+    let now = SystemTime::now();
+    {
+        let cache = open(&dir);
+        let first = cache
+            .store(
+                entry("/same", b"a".to_vec(), &[], Some(then)),
+                cache.begin_fill(),
+            )
+            .entry()
+            .clone();
+        let refreshed = entry("/same", b"a".to_vec(), &[], Some(now));
+        cache.store_refresh(&first, refreshed, cache.begin_fill());
+
+        let first = cache
+            .store(
+                entry("/changed", b"b".to_vec(), &[], Some(then)),
+                cache.begin_fill(),
+            )
+            .entry()
+            .clone();
+        let mut refreshed = entry("/changed", b"b".to_vec(), &[], Some(now));
+        let mut headers = refreshed.headers.to_map(1);
+        headers.insert("cache-control", HeaderValue::from_static("max-age=5"));
+        refreshed.headers = (&headers).into();
+        cache.store_refresh(&first, refreshed, cache.begin_fill());
+        // Memory has the refreshed copies either way.
+        let in_memory = cache.lookup(&key("/same")).unwrap();
+        assert_eq!(in_memory[0].date().map(seconds), Some(seconds(now)));
+        cache.flush();
+    }
+    let cache = open(&dir);
+    let same = cache.lookup_disk(&key("/same")).unwrap();
+    assert_eq!(same[0].date().map(seconds), Some(seconds(then)));
+    assert_eq!(body_of(&same[0]), b"a");
+    let changed = cache.lookup_disk(&key("/changed")).unwrap();
+    assert_eq!(changed[0].date().map(seconds), Some(seconds(now)));
+    assert_eq!(
+        changed[0].headers.get("cache-control").unwrap(),
+        "max-age=5"
+    );
+}

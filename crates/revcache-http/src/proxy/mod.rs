@@ -890,7 +890,7 @@ impl Proxy {
             }
             let merged = merge::merge_304(&stored, &rparts.headers);
             let entry = refreshed(s, merged, request_time, response_time);
-            let (entry, shared) = match self.cache.store(entry, ticket) {
+            let (entry, shared) = match self.cache.store_refresh(s, entry, ticket) {
                 StoreOutcome::Stored(e) => (e.clone(), FlightOutcome::Entry(e)),
                 StoreOutcome::Outdated(e) => (e, FlightOutcome::NotShared),
             };
