@@ -6,26 +6,27 @@
 //! that is already alive reuses the live body bytes instead of holding a
 //! second copy. Slots are removed by the entry's `Drop`, never pruned by
 //! hand. Unversioned entries are never registered.
+//!
+//! Slots are keyed by a 64-bit hash of the identity (16 bytes a slot instead
+//! of 40; there is one per stored entry). A live entry found under a hash is
+//! compared field by field before its body is shared, so two identities that
+//! share a hash only cost the later one its deduplication, never a wrong body.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::entry::Entry;
-use crate::key::PrimaryKey;
 use crate::version::Version;
 
 const SHARDS: usize = 64;
 
-type Shard = Mutex<HashMap<IdentityKey, Weak<Entry>>>;
+type Shard = Mutex<HashMap<u64, Weak<Entry>>>;
 
-/// Identity of one representation.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub struct IdentityKey {
-    key: PrimaryKey,
-    variant: u64,
-    version: Arc<str>,
-}
+/// The hash of one representation's identity (key, variant, strong
+/// version); `None` for an entry without a strong version.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct IdentityKey(u64);
 
 impl IdentityKey {
     pub(crate) fn of(entry: &Entry) -> Option<IdentityKey> {
@@ -33,17 +34,20 @@ impl IdentityKey {
             return None;
         };
         let mut h = DefaultHasher::new();
+        entry.key.hash64().hash(&mut h);
         entry.variant.hash(&mut h);
-        Some(IdentityKey {
-            key: entry.key.clone(),
-            variant: h.finish(),
-            version: version.clone(),
-        })
+        version.hash(&mut h);
+        Some(IdentityKey(h.finish()))
     }
 
     fn shard(&self) -> usize {
-        (self.key.hash64() ^ self.variant) as usize % SHARDS
+        (self.0 >> 32) as usize % SHARDS
     }
+}
+
+/// Whether `a` and `b` are the same representation.
+fn same_identity(a: &Entry, b: &Entry) -> bool {
+    a.key == b.key && a.variant == b.variant && a.version == b.version
 }
 
 pub(crate) struct IdentityShards {
@@ -54,8 +58,8 @@ impl IdentityShards {
     /// Called from `Entry::drop`: removes the slot if nothing holds it.
     pub(crate) fn forget_if_dead(&self, id: &IdentityKey) {
         let mut shard = lock(&self.shards[id.shard()]);
-        if shard.get(id).is_some_and(|w| w.strong_count() == 0) {
-            shard.remove(id);
+        if shard.get(&id.0).is_some_and(|w| w.strong_count() == 0) {
+            shard.remove(&id.0);
         }
     }
 }
@@ -86,9 +90,10 @@ impl IdentityMap {
             return Arc::new(entry);
         };
         let shard = &self.inner.shards[id.shard()];
-        let live = lock(shard).get(&id).and_then(Weak::upgrade);
+        let live = lock(shard).get(&id.0).and_then(Weak::upgrade);
         // `live` is dropped outside the lock: its Drop may take the lock.
         if let Some(live) = &live
+            && same_identity(live, &entry)
             && let (Some(a), Some(b)) = (live.body.bytes(), entry.body.bytes())
             && a.len() == b.len()
         {
@@ -96,7 +101,7 @@ impl IdentityMap {
         }
         entry.identity = Some(Arc::downgrade(&self.inner));
         let entry = Arc::new(entry);
-        lock(shard).insert(id, Arc::downgrade(&entry));
+        lock(shard).insert(id.0, Arc::downgrade(&entry));
         drop(live);
         entry
     }
@@ -126,7 +131,7 @@ mod tests {
 
     use super::*;
     use crate::entry::{EntryTiming, Freshness};
-    use crate::key::KeyClass;
+    use crate::key::{KeyClass, PrimaryKey};
     use crate::partition::Partition;
 
     fn entry(version: &str, body: &'static [u8]) -> Entry {
