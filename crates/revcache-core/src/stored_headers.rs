@@ -57,7 +57,7 @@ static KNOWN: [HeaderName; 34] = [
 ];
 
 /// An entry's end-to-end response headers, in their received order
-/// (repeated names included). Cheap to clone.
+/// (repeated names included).
 #[derive(Clone, Default)]
 pub struct StoredHeaders {
     /// Per header, its name: an index into [`KNOWN`], or `KNOWN.len() + i`
