@@ -433,4 +433,6 @@ fn a_refresh_rewrites_the_disk_copy_only_when_more_than_the_date_changed() {
         changed[0].headers.get("cache-control").unwrap(),
         "max-age=5"
     );
+    drop(cache);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -34,7 +34,16 @@ struct Apache {
 }
 
 impl Drop for Apache {
+    /// SIGTERM first: Apache then stops its worker processes. A SIGKILL
+    /// would leave them running, orphaned, after every test run.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -121,11 +130,13 @@ async fn litmus(url: &str) -> Litmus {
     std::fs::create_dir_all(&cwd).unwrap();
     let url = url.to_owned();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(binary)
+        let output = Command::new(binary)
             .arg(&url)
             .current_dir(&cwd)
             .output()
-            .expect("litmus runs")
+            .expect("litmus runs");
+        let _ = std::fs::remove_dir_all(&cwd);
+        output
     })
     .await
     .unwrap();

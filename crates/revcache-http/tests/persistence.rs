@@ -71,7 +71,7 @@ async fn a_restarted_instance_serves_every_entry_from_disk() {
         support::metric(&metrics, "revcache_tier_entries{tier=\"l2\"}") >= SIZES.len() as f64,
         "{metrics}"
     );
-    drop(rc);
+    rc.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -97,7 +97,7 @@ async fn a_purged_entry_does_not_come_back_after_a_restart() {
     let p = c.get(&rc.url("/p")).await;
     assert!(!p.is_hit());
     assert_eq!(p.text(), "v2");
-    drop(rc);
+    rc.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -138,7 +138,7 @@ async fn a_burst_after_a_restart_costs_one_disk_read_and_no_upstream_request() {
         0.0,
         "{metrics}"
     );
-    drop(rc);
+    rc.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -178,7 +178,7 @@ async fn a_disk_hit_is_served_even_when_memory_cannot_keep_the_entry() {
         assert_eq!(got.body, body);
     }
     assert_eq!(origin.requests(), 1, "disk hits never go upstream");
-    drop(rc);
+    rc.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
 
