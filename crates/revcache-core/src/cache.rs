@@ -162,11 +162,7 @@ impl Cache {
     /// or a stored copy has a newer `Date` (newest version wins; a tie goes
     /// to the later arrival).
     pub fn store(&self, entry: Entry, ticket: FillTicket) -> StoreOutcome {
-        let (outcome, is_new) = self.store_in_memory(entry, ticket);
-        if let (StoreOutcome::Stored(e), Some(disk), true) = (&outcome, &self.disk, is_new) {
-            disk.put(e.clone(), ticket);
-        }
-        outcome
+        self.store_in_tiers(entry, ticket, true)
     }
 
     /// Stores `entry`, a copy of `previous` refreshed by a 304. The disk copy
@@ -182,17 +178,18 @@ impl Cache {
         entry: Entry,
         ticket: FillTicket,
     ) -> StoreOutcome {
-        let (old, new) = (previous.freshness(), entry.freshness());
-        let as_strict = old.no_cache == new.no_cache
-            && old.must_revalidate == new.must_revalidate
-            && old.shareable == new.shareable
-            && old.lifetime <= new.lifetime
-            && old.stale_while_revalidate <= new.stale_while_revalidate
-            && old.stale_if_error <= new.stale_if_error;
-        let persist = !as_strict
+        let persist = !previous
+            .freshness()
+            .at_least_as_strict_as(&entry.freshness())
             || !previous
                 .headers
                 .same_except(&entry.headers, &[http::header::DATE]);
+        self.store_in_tiers(entry, ticket, persist)
+    }
+
+    /// Stores in memory and, when `persist` and the entry is the one kept,
+    /// queues it for the disk tier.
+    fn store_in_tiers(&self, entry: Entry, ticket: FillTicket, persist: bool) -> StoreOutcome {
         let (outcome, is_new) = self.store_in_memory(entry, ticket);
         if let (true, StoreOutcome::Stored(e), Some(disk), true) =
             (persist, &outcome, &self.disk, is_new)

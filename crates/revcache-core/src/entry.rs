@@ -42,6 +42,19 @@ pub struct Freshness {
     pub shareable: bool,
 }
 
+impl Freshness {
+    /// Whether a response with these facts may be reused at most where one
+    /// with `other`'s may: the same rules, and no longer a lifetime or window.
+    pub fn at_least_as_strict_as(&self, other: &Freshness) -> bool {
+        self.no_cache == other.no_cache
+            && self.must_revalidate == other.must_revalidate
+            && self.shareable == other.shareable
+            && self.lifetime <= other.lifetime
+            && self.stale_while_revalidate <= other.stale_while_revalidate
+            && self.stale_if_error <= other.stale_if_error
+    }
+}
+
 /// When the entry was fetched, for Age arithmetic (RFC 9111 §4.2.3).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EntryTiming {
@@ -236,6 +249,32 @@ mod tests {
     use super::*;
     use crate::key::KeyClass;
     use crate::partition::Partition;
+
+    #[test]
+    fn strictness_compares_rules_lifetimes_and_windows() {
+        let base = Freshness {
+            lifetime: Duration::from_secs(60),
+            ..Freshness::default()
+        };
+        let longer = Freshness {
+            lifetime: Duration::from_secs(61),
+            ..base.clone()
+        };
+        let with_window = Freshness {
+            stale_if_error: Some(Duration::ZERO),
+            ..base.clone()
+        };
+        let no_cache = Freshness {
+            no_cache: true,
+            ..base.clone()
+        };
+        assert!(base.at_least_as_strict_as(&base));
+        assert!(base.at_least_as_strict_as(&longer));
+        assert!(!longer.at_least_as_strict_as(&base));
+        assert!(base.at_least_as_strict_as(&with_window));
+        assert!(!with_window.at_least_as_strict_as(&base));
+        assert!(!base.at_least_as_strict_as(&no_cache));
+    }
 
     #[test]
     fn a_refreshed_copy_keeps_the_body_and_the_recorded_use_time() {
