@@ -1,17 +1,21 @@
 //! Shared fixtures for the engine benchmarks: entries shaped like a small
 //! cached API response.
 
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use revcache_core::{Entry, EntryTiming, Freshness, KeyClass, Partition, PrimaryKey, Version};
 
+/// The route's upstream name, shared by its keys as the proxy shares it.
+static HOST: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("upstream:8080"));
+
 pub fn key(i: u64) -> PrimaryKey {
     PrimaryKey::new(
         1,
         KeyClass::Get,
-        "upstream:8080",
+        HOST.clone(),
         &format!("/api/items/{i}"),
         Partition::Public,
     )

@@ -187,8 +187,7 @@ impl Entry {
 
     /// The upstream's `Date`, for newest-version-wins between racing fills.
     pub fn date(&self) -> Option<SystemTime> {
-        let v = self.headers.get("date")?;
-        httpdate::parse_http_date(v.to_str().ok()?.trim()).ok()
+        httpdate::parse_http_date(self.headers.get_str("date")?.trim()).ok()
     }
 
     /// Whether `other` is the same variant of the same resource.

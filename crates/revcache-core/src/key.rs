@@ -117,16 +117,18 @@ pub struct KeyRef<'a> {
     hash: u64,
     route: u32,
     class: &'a KeyClass,
-    host: &'a str,
+    host: &'a Arc<str>,
     target: &'a str,
     partition: Partition,
 }
 
 impl<'a> KeyRef<'a> {
+    /// `host` is the route's shared name: the owned key made from this one
+    /// shares it rather than copying it.
     pub fn new(
         route: u32,
         class: &'a KeyClass,
-        host: &'a str,
+        host: &'a Arc<str>,
         target: &'a str,
         partition: Partition,
     ) -> Self {
@@ -149,7 +151,7 @@ impl<'a> KeyRef<'a> {
         PrimaryKey::new(
             self.route,
             self.class.clone(),
-            self.host,
+            self.host.clone(),
             self.target,
             self.partition,
         )
@@ -169,7 +171,7 @@ impl quick_cache::Equivalent<PrimaryKey> for KeyRef<'_> {
             && k.route == self.route
             && k.partition == self.partition
             && &*k.target == self.target
-            && &*k.host == self.host
+            && k.host == *self.host
             && k.class == *self.class
     }
 }
@@ -208,17 +210,23 @@ mod tests {
         use quick_cache::Equivalent;
         let owned = PrimaryKey::new(2, KeyClass::Get, "h", "/a?b", Partition::Public);
         let class = KeyClass::Get;
-        let borrowed = KeyRef::new(2, &class, "h", "/a?b", Partition::Public);
+        let host: Arc<str> = Arc::from("h");
+        let borrowed = KeyRef::new(2, &class, &host, "/a?b", Partition::Public);
         assert!(borrowed.equivalent(&owned));
         assert_eq!(borrowed.to_key(), owned);
+        assert!(
+            Arc::ptr_eq(&borrowed.to_key().0.host, &host),
+            "the host is shared"
+        );
         let mut a = DefaultHasher::new();
         let mut b = DefaultHasher::new();
         owned.hash(&mut a);
         borrowed.hash(&mut b);
         assert_eq!(a.finish(), b.finish());
-        assert!(!KeyRef::new(2, &class, "h", "/a?c", Partition::Public).equivalent(&owned));
+        assert!(!KeyRef::new(2, &class, &host, "/a?c", Partition::Public).equivalent(&owned));
         assert!(
-            !KeyRef::new(2, &class, "h", "/a?b", Partition::Credential([1; 16])).equivalent(&owned)
+            !KeyRef::new(2, &class, &host, "/a?b", Partition::Credential([1; 16]))
+                .equivalent(&owned)
         );
     }
 

@@ -2,16 +2,17 @@
 //!
 //! A header received from the upstream is a slice of the connection's read
 //! buffer; keeping those values would keep that buffer (kilobytes) alive as
-//! long as the entry. So storing copies every value into one block of its
-//! own, back to back, and keeps a `HeaderValue` per header that is a slice
-//! of that block. Well-known names are a number into [`KNOWN`] (2 bytes, not
-//! a 32-byte `HeaderName`); other names are kept once per entry. A hit
-//! builds its `HeaderMap` from these by counting references: nothing is
-//! copied or validated again.
+//! long as the entry. So storing copies every header into one block of its
+//! own: a table of (name, end of value) and the values back to back.
+//! Well-known names are a number into [`KNOWN`] (2 bytes, not a 32-byte
+//! `HeaderName`); other names are kept once per entry.
 //!
-//! A first version kept only the block and value offsets (about 60 bytes
-//! less per entry), but re-validating every value on every hit cost about
-//! 1,600 instructions per hit (bench/http-hit/profile.sh).
+//! A hit turns each value into a `HeaderValue` that is a slice of the block:
+//! one reference count, no copy and no second validation, because the bytes
+//! were validated when stored and the block never changes. Earlier layouts
+//! kept a `HeaderValue` per header (40 bytes each, 160 more per entry for
+//! four headers) or re-validated every value on every hit (about 870 more
+//! instructions per hit, bench/http-hit/profile.sh).
 
 use std::fmt;
 
@@ -60,30 +61,36 @@ static KNOWN: [HeaderName; 34] = [
 /// (repeated names included).
 #[derive(Clone, Default)]
 pub struct StoredHeaders {
-    /// Per header, its name: an index into [`KNOWN`], or `KNOWN.len() + i`
-    /// for the entry's `i`th other name.
-    names: Box<[u16]>,
-    /// Per header, its value: a slice of one block that holds every value
-    /// (validated once, when stored; a hit only counts a reference).
-    values: Box<[HeaderValue]>,
+    /// `[count: u32]`, then per header `[name: u16][sensitive: u16][end: u32]`,
+    /// then every value back to back (`end` is where a value stops, counted
+    /// from the first value). Names index [`KNOWN`], or `KNOWN.len() + i`
+    /// for the entry's `i`th other name. Only [`StoredHeaders::from_map`]
+    /// writes it, from values that were valid `HeaderValue`s.
+    block: Bytes,
     other_names: Box<[HeaderName]>,
+}
+
+const COUNT_BYTES: usize = 4;
+const ROW_BYTES: usize = 8;
+
+/// One header as stored: its name and the bytes of its value.
+struct Row<'a> {
+    name: &'a HeaderName,
+    value: &'a [u8],
+    range: std::ops::Range<usize>,
+    sensitive: bool,
 }
 
 impl StoredHeaders {
     pub fn from_map(map: &HeaderMap) -> Self {
-        let block = Bytes::from(
-            map.values()
-                .flat_map(|v| v.as_bytes())
-                .copied()
-                .collect::<Vec<u8>>(),
-        );
-        let mut names = Vec::with_capacity(map.len());
-        let mut values = Vec::with_capacity(map.len());
         let mut other_names: Vec<HeaderName> = Vec::new();
-        let mut start = 0;
+        let values_len: usize = map.values().map(HeaderValue::len).sum();
+        let table_len = COUNT_BYTES + ROW_BYTES * map.len();
+        let mut block = Vec::with_capacity(table_len + values_len);
+        block.extend_from_slice(&0u32.to_le_bytes());
+        let mut kept = Vec::with_capacity(map.len());
+        let mut end: usize = 0;
         for (name, value) in map {
-            let range = start..start + value.len();
-            start = range.end;
             let index = match KNOWN.iter().position(|k| k == name) {
                 Some(i) => i,
                 None => match other_names.iter().position(|n| n == name) {
@@ -94,32 +101,78 @@ impl StoredHeaders {
                     }
                 },
             };
-            // A response has far fewer than 65,535 header names (hyper
-            // refuses such a response long before), and the bytes were a
-            // valid value a moment ago: neither can fail here.
-            let (Ok(index), Ok(mut stored)) = (
-                u16::try_from(index),
-                HeaderValue::from_maybe_shared(block.slice(range)),
-            ) else {
+            // hyper refuses a response with anywhere near 65,535 names or
+            // 4 GiB of headers long before it reaches here.
+            let (Ok(index), Ok(value_end)) =
+                (u16::try_from(index), u32::try_from(end + value.len()))
+            else {
                 continue;
             };
-            stored.set_sensitive(value.is_sensitive());
-            names.push(index);
-            values.push(stored);
+            end = value_end as usize;
+            block.extend_from_slice(&index.to_le_bytes());
+            block.extend_from_slice(&u16::from(value.is_sensitive()).to_le_bytes());
+            block.extend_from_slice(&value_end.to_le_bytes());
+            kept.push(value);
+        }
+        let count = kept.len() as u32;
+        block[..COUNT_BYTES].copy_from_slice(&count.to_le_bytes());
+        for value in kept {
+            block.extend_from_slice(value.as_bytes());
         }
         StoredHeaders {
-            names: names.into_boxed_slice(),
-            values: values.into_boxed_slice(),
+            block: Bytes::from(block),
             other_names: other_names.into_boxed_slice(),
         }
     }
 
-    /// Every header as (name, value), in stored order.
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.names
-            .iter()
-            .zip(self.values.iter())
-            .filter_map(|(&n, v)| Some((self.name(n)?, v)))
+    pub fn len(&self) -> usize {
+        read_u32(&self.block, 0).map_or(0, |n| n as usize)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn rows(&self) -> impl Iterator<Item = Row<'_>> {
+        let count = self.len();
+        let values = COUNT_BYTES + ROW_BYTES * count;
+        let mut start = values;
+        (0..count).filter_map(move |i| {
+            let at = COUNT_BYTES + ROW_BYTES * i;
+            let index = read_u16(&self.block, at)?;
+            let sensitive = read_u16(&self.block, at + 2)? != 0;
+            let end = values + read_u32(&self.block, at + 4)? as usize;
+            let range = start..end;
+            start = end;
+            Some(Row {
+                name: self.name(index)?,
+                value: self.block.get(range.clone())?,
+                range,
+                sensitive,
+            })
+        })
+    }
+
+    fn value_of(&self, row: &Row<'_>) -> HeaderValue {
+        // SAFETY: `from_map` copied these bytes from a valid `HeaderValue`,
+        // and the block is never written again, so they are still a valid
+        // header value. (Debug builds check it again.)
+        let mut value = unsafe {
+            HeaderValue::from_maybe_shared_unchecked(self.block.slice(row.range.clone()))
+        };
+        value.set_sensitive(row.sensitive);
+        value
+    }
+
+    /// Every header as (name, value), in stored order. Each value shares the
+    /// stored bytes.
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, HeaderValue)> {
+        self.rows().map(|row| (row.name, self.value_of(&row)))
+    }
+
+    /// Every header as (name, value bytes), in stored order.
+    pub fn iter_bytes(&self) -> impl Iterator<Item = (&HeaderName, &[u8])> {
+        self.rows().map(|row| (row.name, row.value))
     }
 
     fn name(&self, index: u16) -> Option<&HeaderName> {
@@ -130,17 +183,27 @@ impl StoredHeaders {
     }
 
     /// The values of `name` (case-insensitive), in stored order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderValue> + 'a {
-        self.iter()
-            .filter(move |(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = HeaderValue> + 'a {
+        self.rows()
+            .filter(move |row| row.name.as_str().eq_ignore_ascii_case(name))
+            .map(|row| self.value_of(&row))
     }
 
     /// The first value of `name` (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
-        self.iter()
-            .find(|(n, _)| n.as_str().eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+    pub fn get(&self, name: &str) -> Option<HeaderValue> {
+        self.get_all(name).next()
+    }
+
+    /// The first value of `name` (case-insensitive) as text, when it is
+    /// visible ASCII.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        let row = self
+            .rows()
+            .find(|row| row.name.as_str().eq_ignore_ascii_case(name))?;
+        let text = std::str::from_utf8(row.value).ok()?;
+        text.bytes()
+            .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+            .then_some(text)
     }
 
     /// Whether both hold the same headers apart from those named in
@@ -148,27 +211,23 @@ impl StoredHeaders {
     /// order between different names carries no meaning, and a 304's merge
     /// changes it).
     pub fn same_except(&self, other: &StoredHeaders, ignored: &[HeaderName]) -> bool {
-        let kept = |h: &StoredHeaders| h.iter().filter(|(n, _)| !ignored.contains(n)).count();
+        let kept = |h: &StoredHeaders| h.iter_bytes().filter(|(n, _)| !ignored.contains(n)).count();
+        let values = |h: &'_ StoredHeaders, name: &HeaderName| {
+            h.iter_bytes()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_vec())
+                .collect::<Vec<_>>()
+        };
         kept(self) == kept(other)
             && self
-                .iter()
+                .iter_bytes()
                 .filter(|(n, _)| !ignored.contains(n))
-                .all(|(n, _)| self.get_all(n.as_str()).eq(other.get_all(n.as_str())))
-    }
-
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+                .all(|(n, _)| values(self, n) == values(other, n))
     }
 
     /// Bytes these headers take beyond the entry itself, for its weight.
     pub fn heap_bytes(&self) -> usize {
-        self.values.iter().map(HeaderValue::len).sum::<usize>()
-            + self.values.len() * std::mem::size_of::<HeaderValue>()
-            + self.names.len() * std::mem::size_of::<u16>()
+        self.block.len()
             + self
                 .other_names
                 .iter()
@@ -178,12 +237,20 @@ impl StoredHeaders {
 
     /// A `HeaderMap` with room for `extra` more headers.
     pub fn to_map(&self, extra: usize) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.names.len() + extra);
+        let mut map = HeaderMap::with_capacity(self.len() + extra);
         for (n, v) in self.iter() {
-            map.append(n.clone(), v.clone());
+            map.append(n.clone(), v);
         }
         map
     }
+}
+
+fn read_u16(block: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(block.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn read_u32(block: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(block.get(at..at + 4)?.try_into().ok()?))
 }
 
 impl From<&HeaderMap> for StoredHeaders {
@@ -194,7 +261,7 @@ impl From<&HeaderMap> for StoredHeaders {
 
 impl PartialEq for StoredHeaders {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
+        self.len() == other.len() && self.iter_bytes().eq(other.iter_bytes())
     }
 }
 
@@ -287,6 +354,23 @@ mod tests {
         values_swapped.append("x-gerrit-id", HeaderValue::from_static("b"));
         values_swapped.append("x-gerrit-id", HeaderValue::from_static("a"));
         assert!(!a.same_except(&StoredHeaders::from_map(&values_swapped), &[header::DATE]));
+    }
+
+    #[test]
+    fn values_keep_their_bytes_and_sensitivity_but_only_text_reads_as_text() {
+        let mut map = HeaderMap::new();
+        let mut secret = HeaderValue::from_static("token");
+        secret.set_sensitive(true);
+        map.append("x-secret", secret);
+        map.append("x-latin", HeaderValue::from_bytes(b"caf\xe9").unwrap());
+        map.append("x-tab", HeaderValue::from_static("a\tb"));
+        let stored = StoredHeaders::from_map(&map);
+        assert!(stored.get("x-secret").unwrap().is_sensitive());
+        assert!(!stored.get("x-tab").unwrap().is_sensitive());
+        assert_eq!(stored.get("x-latin").unwrap().as_bytes(), b"caf\xe9");
+        assert_eq!(stored.get_str("x-latin"), None);
+        assert_eq!(stored.get_str("X-Tab"), Some("a\tb"));
+        assert_eq!(stored.to_map(0), map);
     }
 
     #[test]

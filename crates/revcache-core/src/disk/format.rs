@@ -191,9 +191,9 @@ pub fn encode(entry: &Entry, body: &StoredBody) -> Vec<u8> {
         }
     }
     w.u32(entry.headers.len() as u32);
-    for (name, value) in entry.headers.iter() {
+    for (name, value) in entry.headers.iter_bytes() {
         w.bytes(name.as_str().as_bytes());
-        w.bytes(value.as_bytes());
+        w.bytes(value);
     }
     w.u32(entry.tags.len() as u32);
     for tag in entry.tags.iter() {

@@ -3,36 +3,37 @@
 //! over `If-Modified-Since`.
 
 use http::header::{DATE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName};
 use revcache_core::StoredHeaders;
 
 use super::freshness::http_date;
 
 /// Read access to a response's headers, stored or just received.
 pub trait Headers {
-    fn first(&self, name: HeaderName) -> Option<&HeaderValue>;
+    /// The first value of `name`, when it is text.
+    fn first(&self, name: HeaderName) -> Option<&str>;
 }
 
 impl Headers for HeaderMap {
-    fn first(&self, name: HeaderName) -> Option<&HeaderValue> {
-        self.get(name)
+    fn first(&self, name: HeaderName) -> Option<&str> {
+        self.get(name)?.to_str().ok()
     }
 }
 
 impl Headers for StoredHeaders {
-    fn first(&self, name: HeaderName) -> Option<&HeaderValue> {
-        self.get(name.as_str())
+    fn first(&self, name: HeaderName) -> Option<&str> {
+        self.get_str(name.as_str())
     }
 }
 
 fn date_of(h: &impl Headers, name: HeaderName) -> Option<std::time::SystemTime> {
-    httpdate::parse_http_date(h.first(name)?.to_str().ok()?.trim()).ok()
+    httpdate::parse_http_date(h.first(name)?.trim()).ok()
 }
 
 /// Whether the client's condition says it already has `stored` (answer 304).
 pub fn not_modified(req: &HeaderMap, stored: &impl Headers) -> bool {
     if req.contains_key(IF_NONE_MATCH) {
-        let Some(etag) = stored.first(ETAG).and_then(|v| v.to_str().ok()) else {
+        let Some(etag) = stored.first(ETAG) else {
             return req
                 .get_all(IF_NONE_MATCH)
                 .iter()

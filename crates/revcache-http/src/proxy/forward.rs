@@ -101,7 +101,7 @@ fn strip_conditions(headers: &mut HeaderMap) {
 
 fn copy(from: &StoredHeaders, to: &mut HeaderMap, name: HeaderName, as_name: HeaderName) {
     if let Some(v) = from.get(name.as_str()) {
-        to.insert(as_name, v.clone());
+        to.insert(as_name, v);
     }
 }
 

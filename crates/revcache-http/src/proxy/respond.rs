@@ -33,7 +33,7 @@ pub fn from_entry(
         let mut headers = HeaderMap::new();
         for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {
             for v in entry.headers.get_all(name.as_str()) {
-                headers.append(name.clone(), v.clone());
+                headers.append(name.clone(), v);
             }
         }
         headers.insert(AGE, age);
