@@ -116,4 +116,4 @@ echo
 echo "revcache, inclusive, top functions:"
 callgrind_annotate --inclusive=yes "$TMP/revcache.out" 2>/dev/null \
     | grep -E 'revcache|hyper|tokio|http::|bytes::|quick_cache|memcpy|malloc|free' \
-    | head -n 40
+    | awk 'NR <= 40'

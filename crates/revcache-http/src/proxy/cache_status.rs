@@ -3,9 +3,9 @@
 //! fwd-status=200; stored`, `revcache; fwd=stale; fwd-status=304`,
 //! `revcache; hit; collapsed`.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
-pub const NAME: &str = "cache-status";
+pub const NAME: HeaderName = HeaderName::from_static("cache-status");
 
 #[derive(Clone, Debug, Default)]
 pub struct CacheStatus {
