@@ -102,3 +102,18 @@ fn identity_map_canonicalize_live_version(bencher: Bencher) {
         .bench_values(|e| divan::black_box(map.canonicalize(e)));
     drop(live);
 }
+
+/// What a hit pays to turn an entry's stored headers into the response's
+/// `HeaderMap`, next to cloning a map built once (the peer: what keeping a
+/// ready map per entry would cost per hit, at about 500 bytes per entry).
+#[divan::bench]
+fn response_headers_from_stored(bencher: Bencher) {
+    let e = entry(1, 64);
+    bencher.bench(|| divan::black_box(e.headers.to_map(3)));
+}
+
+#[divan::bench]
+fn response_headers_raw_header_map_clone(bencher: Bencher) {
+    let map = entry(1, 64).headers.to_map(3);
+    bencher.bench(|| divan::black_box(map.clone()));
+}

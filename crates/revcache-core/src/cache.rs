@@ -171,16 +171,19 @@ impl Cache {
     /// the old freshness is looser than the new one. Otherwise the older
     /// disk copy stays: same body and validators, at most as fresh and
     /// fetched earlier, so after a restart it turns stale sooner, never
-    /// later. This spares the disk tier a write per revalidation.
+    /// later. This spares the disk tier a write per revalidation. When
+    /// `previous` never reached the disk (its write was dropped or failed),
+    /// the disk may hold an older version, so the refresh is written.
     pub fn store_refresh(
         &self,
         previous: &Entry,
         entry: Entry,
         ticket: FillTicket,
     ) -> StoreOutcome {
-        let persist = !previous
-            .freshness()
-            .at_least_as_strict_as(&entry.freshness())
+        let persist = previous.missing_on_disk()
+            || !previous
+                .freshness()
+                .at_least_as_strict_as(&entry.freshness())
             || !previous
                 .headers
                 .same_except(&entry.headers, &[http::header::DATE]);

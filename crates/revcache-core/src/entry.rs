@@ -116,6 +116,11 @@ impl From<Bytes> for EntryBody {
     }
 }
 
+/// The access bucket of an entry whose disk write was dropped (the
+/// writer's queue was full) or failed: the disk may still hold an older
+/// version, so the next refresh of this entry writes it again.
+pub(crate) const NOT_ON_DISK: u32 = u32::MAX;
+
 /// A stored representation.
 pub struct Entry {
     pub key: PrimaryKey,
@@ -128,7 +133,8 @@ pub struct Entry {
     pub tags: Box<[Tag]>,
     timing: PackedTiming,
     freshness: PackedFreshness,
-    /// Access-time bucket last recorded for this entry (see the disk tier).
+    /// Access-time bucket last recorded for this entry (see the disk tier),
+    /// or [`NOT_ON_DISK`] when its disk write was dropped or failed.
     pub(crate) access_bucket: AtomicU32,
     /// The identity map this entry is registered in (its slot's key is
     /// recomputed on drop rather than stored: storing it would cost 32 bytes per entry).
@@ -188,6 +194,15 @@ impl Entry {
     /// The upstream's `Date`, for newest-version-wins between racing fills.
     pub fn date(&self) -> Option<SystemTime> {
         httpdate::parse_http_date(self.headers.get_str("date")?.trim()).ok()
+    }
+
+    /// Whether this entry's disk write was dropped or failed.
+    pub(crate) fn missing_on_disk(&self) -> bool {
+        self.access_bucket.load(Ordering::Relaxed) == NOT_ON_DISK
+    }
+
+    pub(crate) fn mark_missing_on_disk(&self) {
+        self.access_bucket.store(NOT_ON_DISK, Ordering::Relaxed);
     }
 
     /// Whether `other` is the same variant of the same resource.

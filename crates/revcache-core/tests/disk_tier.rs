@@ -40,8 +40,18 @@ fn key(target: &str) -> PrimaryKey {
 }
 
 fn entry(target: &str, body: Vec<u8>, tags: &[&str], date: Option<SystemTime>) -> Entry {
+    versioned_entry(target, "\"v\"", body, tags, date)
+}
+
+fn versioned_entry(
+    target: &str,
+    etag: &str,
+    body: Vec<u8>,
+    tags: &[&str],
+    date: Option<SystemTime>,
+) -> Entry {
     let mut headers = HeaderMap::new();
-    headers.insert("etag", HeaderValue::from_static("\"v\""));
+    headers.insert("etag", HeaderValue::from_str(etag).unwrap());
     if let Some(d) = date {
         headers.insert(
             "date",
@@ -51,7 +61,7 @@ fn entry(target: &str, body: Vec<u8>, tags: &[&str], date: Option<SystemTime>) -
     Entry::new(
         key(target),
         Box::new([]),
-        Version::from_etag("\"v\""),
+        Version::from_etag(etag),
         StatusCode::OK,
         headers,
         Bytes::from(body),
@@ -433,6 +443,52 @@ fn a_refresh_rewrites_the_disk_copy_only_when_more_than_the_date_changed() {
         changed[0].headers.get("cache-control").unwrap(),
         "max-age=5"
     );
+    drop(cache);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_version_whose_disk_write_was_dropped_is_written_by_its_next_refresh() {
+    let dir = temp_dir();
+    let then = SystemTime::now() - Duration::from_secs(100);
+    let now = SystemTime::now();
+    let old = |t: &str| versioned_entry(t, "\"old\"", b"old".to_vec(), &[], Some(then));
+    let new = |t: &str, date| versioned_entry(t, "\"new\"", b"new".to_vec(), &[], Some(date));
+    let targets: Vec<String> = (0..64).map(|i| format!("/k{i}")).collect();
+    {
+        // A one-slot queue: stores made faster than the writer commits are
+        // dropped, as under a burst with the default queue.
+        let cache = open_with(&dir, |c| c.write_queue = 1);
+        for t in &targets {
+            store(&cache, old(t));
+            cache.flush();
+        }
+        let newer: Vec<Arc<Entry>> = targets
+            .iter()
+            .map(|t| {
+                cache
+                    .store(new(t, then), cache.begin_fill())
+                    .entry()
+                    .clone()
+            })
+            .collect();
+        cache.flush();
+        let dropped = cache.stats().disk.map_or(0, |d| d.writes_dropped);
+        assert!(dropped > 0, "the burst of stores overflowed the queue");
+
+        // Revalidations that change nothing but Date, one at a time so
+        // that none of their writes is dropped.
+        for previous in &newer {
+            let refreshed = new(previous.key.target(), now);
+            cache.store_refresh(previous, refreshed, cache.begin_fill());
+            cache.flush();
+        }
+    }
+    let cache = open(&dir);
+    for t in &targets {
+        let found = cache.lookup_disk(&key(t)).unwrap();
+        assert_eq!(body_of(&found[0]), b"new", "{t} after a restart");
+    }
     drop(cache);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -29,7 +29,7 @@ use redb::{Database, ReadableDatabase};
 use self::blobs::BlobStore;
 pub use self::error::DiskError;
 use self::format::{BLOBS, ENTRIES, StoredBody, TAGS};
-use crate::entry::{BodyFile, Entry, EntryBody};
+use crate::entry::{BodyFile, Entry, EntryBody, NOT_ON_DISK};
 use crate::generation::{FillTicket, Generations};
 use crate::key::PrimaryKey;
 use crate::tag::Tag;
@@ -52,6 +52,9 @@ pub struct DiskConfig {
     pub sweep_interval: Duration,
     /// Most entries one sweep step removes (one transaction).
     pub sweep_batch: usize,
+    /// Most writes waiting for the writer; beyond it, stores and touches are
+    /// dropped (counted) rather than slowing the requests that make them.
+    pub write_queue: usize,
 }
 
 impl DiskConfig {
@@ -65,6 +68,7 @@ impl DiskConfig {
             byte_limit: 10 << 30,
             sweep_interval: Duration::from_secs(600),
             sweep_batch: 1000,
+            write_queue: 8192,
         }
     }
 
@@ -177,8 +181,6 @@ pub struct DiskTier {
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-const QUEUE: usize = 8192;
-
 impl DiskTier {
     /// Opens (or creates) the tier in `config.dir` without reading bodies,
     /// and starts the writer and a background collection of orphan files.
@@ -201,7 +203,7 @@ impl DiskTier {
             generations,
             counters,
         });
-        let (tx, rx) = mpsc::sync_channel(QUEUE);
+        let (tx, rx) = mpsc::sync_channel(shared.config.write_queue.max(1));
         let writer = {
             let shared = shared.clone();
             let dir = shared.config.dir.clone();
@@ -244,8 +246,11 @@ impl DiskTier {
     fn try_send(&self, op: Op) {
         let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = ops.as_ref()
-            && let Err(TrySendError::Full(_)) = tx.try_send(op)
+            && let Err(TrySendError::Full(op)) = tx.try_send(op)
         {
+            if let Op::Put { entry, .. } = op {
+                entry.mark_missing_on_disk();
+            }
             self.shared
                 .counters
                 .writes_dropped
@@ -338,8 +343,11 @@ impl DiskTier {
     pub fn touch(&self, entry: &Entry, now: SystemTime) {
         let bucket = self.shared.config.bucket_at(now);
         // Read first: a hit must not write the entry's cache line (shared
-        // by every core serving it) unless the bucket changed.
-        if entry.access_bucket.load(Ordering::Relaxed) != bucket
+        // by every core serving it) unless the bucket changed. An entry
+        // missing on disk keeps its mark: its next refresh writes it.
+        let recorded = entry.access_bucket.load(Ordering::Relaxed);
+        if recorded != bucket
+            && recorded != NOT_ON_DISK
             && entry.access_bucket.swap(bucket, Ordering::Relaxed) != bucket
         {
             let key = format::entry_key(&entry.key, &entry.variant);

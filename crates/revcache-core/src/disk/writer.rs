@@ -348,6 +348,11 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
         }
         Err(e) => {
             tracing::error!(error = %e, ops = batch.len(), "disk tier batch failed; its writes are lost");
+            for op in &batch {
+                if let Op::Put { entry, .. } = op {
+                    entry.mark_missing_on_disk();
+                }
+            }
             // Nothing was published: the counters still say what is committed.
             Some(e.to_string())
         }
@@ -406,6 +411,7 @@ fn stored_body(shared: &Shared, op: &Op) -> Option<StoredBody> {
                 }),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot write body file; entry not persisted");
+                    entry.mark_missing_on_disk();
                     None
                 }
             }
