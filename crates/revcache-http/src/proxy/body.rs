@@ -250,7 +250,9 @@ pub struct RequestBody {
     inner: Option<Incoming>,
     remaining: u64,
     limit: u64,
-    exceeded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set when the client sent more than `limit`; only a streamed body has
+    /// one (an empty or already read one cannot exceed it).
+    exceeded: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RequestBody {
@@ -265,7 +267,7 @@ impl RequestBody {
                 inner: Some(inner),
                 remaining: limit,
                 limit,
-                exceeded: exceeded.clone(),
+                exceeded: Some(exceeded.clone()),
             },
             exceeded,
         )
@@ -285,7 +287,7 @@ impl RequestBody {
             inner: None,
             remaining: 0,
             limit: 0,
-            exceeded: Default::default(),
+            exceeded: None,
         }
     }
 }
@@ -310,8 +312,9 @@ impl Body for RequestBody {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > this.remaining {
-                        this.exceeded
-                            .store(true, std::sync::atomic::Ordering::SeqCst);
+                        if let Some(exceeded) = &this.exceeded {
+                            exceeded.store(true, std::sync::atomic::Ordering::SeqCst);
+                        }
                         return Poll::Ready(Some(Err(Box::new(BodyTooLarge(this.limit)))));
                     }
                     this.remaining -= len;

@@ -1,5 +1,6 @@
 //! Building client responses from stored entries and from errors.
 
+use std::sync::LazyLock;
 use std::time::SystemTime;
 
 use http::header::{
@@ -28,7 +29,7 @@ pub fn from_entry(
     body: ProxyBody,
     now: SystemTime,
 ) -> Response<ProxyBody> {
-    let age = HeaderValue::from(entry.timing().age_at(now).as_secs());
+    let age = age_value(entry.timing().age_at(now).as_secs());
     if entry.status == StatusCode::OK && conditional::not_modified(req_headers, &entry.headers) {
         let mut headers = HeaderMap::new();
         for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {
@@ -54,6 +55,29 @@ pub fn from_entry(
     res
 }
 
+/// The `Age` value for `seconds`. Ages below 10,000 s come from one string
+/// of every such number, built (and leaked, 40 KB) once: a hit then sends
+/// its Age without the two allocations of `HeaderValue::from(u64)`.
+fn age_value(seconds: u64) -> HeaderValue {
+    const SLOT: usize = 4;
+    const COUNT: u64 = 10_000;
+    static DIGITS: LazyLock<&'static str> = LazyLock::new(|| {
+        let mut all = String::with_capacity(SLOT * COUNT as usize);
+        for n in 0..COUNT {
+            all.push_str(&format!("{n:<SLOT$}"));
+        }
+        all.leak()
+    });
+    if seconds < COUNT {
+        let start = seconds as usize * SLOT;
+        let len = seconds.checked_ilog10().unwrap_or(0) as usize + 1;
+        if let Some(digits) = DIGITS.get(start..start + len) {
+            return HeaderValue::from_static(digits);
+        }
+    }
+    HeaderValue::from(seconds)
+}
+
 /// A response revcache makes up: plain text that says what went wrong.
 pub fn error(
     status: StatusCode,
@@ -71,4 +95,29 @@ pub fn error(
     res.headers_mut()
         .insert(cache_status::NAME, cache_status.value());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_values_are_the_decimal_seconds_at_every_width() {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            99,
+            100,
+            999,
+            1000,
+            9999,
+            10_000,
+            86_400,
+            u64::MAX,
+        ] {
+            assert_eq!(age_value(n), n.to_string().as_str(), "{n}");
+        }
+    }
 }
