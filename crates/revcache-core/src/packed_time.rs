@@ -1,5 +1,5 @@
 //! [`EntryTiming`] and [`Freshness`] as an entry keeps them: whole
-//! milliseconds or microseconds in plain integers, 56 bytes instead of 104.
+//! milliseconds or microseconds in plain integers, 48 bytes instead of 104.
 //!
 //! HTTP's own precision is the second, so nothing a client can observe
 //! changes: times keep microseconds (Age arithmetic subtracts them),
@@ -38,13 +38,16 @@ impl From<PackedTiming> for EntryTiming {
 }
 
 /// `None` of an optional window.
-const NO_WINDOW: u64 = u64::MAX;
+const NO_WINDOW: u32 = u32::MAX;
 
+/// The RFC 5861 windows are 32-bit milliseconds: a window longer than 49
+/// days is kept as 49 days, which only serves stale less. That saves the 8
+/// bytes that put an entry in the allocator's next smaller size class.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct PackedFreshness {
     lifetime_ms: u64,
-    stale_while_revalidate_ms: u64,
-    stale_if_error_ms: u64,
+    stale_while_revalidate_ms: u32,
+    stale_if_error_ms: u32,
     no_cache: bool,
     must_revalidate: bool,
     shareable: bool,
@@ -52,8 +55,11 @@ pub(crate) struct PackedFreshness {
 
 impl From<&Freshness> for PackedFreshness {
     fn from(f: &Freshness) -> Self {
-        let window =
-            |w: Option<Duration>| w.map_or(NO_WINDOW, |d| saturating_millis(d).min(NO_WINDOW - 1));
+        let window = |w: Option<Duration>| {
+            w.map_or(NO_WINDOW, |d| {
+                u32::try_from(d.as_millis()).map_or(NO_WINDOW - 1, |ms| ms.min(NO_WINDOW - 1))
+            })
+        };
         PackedFreshness {
             lifetime_ms: saturating_millis(f.lifetime),
             stale_while_revalidate_ms: window(f.stale_while_revalidate),
@@ -67,7 +73,7 @@ impl From<&Freshness> for PackedFreshness {
 
 impl From<PackedFreshness> for Freshness {
     fn from(p: PackedFreshness) -> Self {
-        let window = |ms: u64| (ms != NO_WINDOW).then(|| Duration::from_millis(ms));
+        let window = |ms: u32| (ms != NO_WINDOW).then(|| Duration::from_millis(ms.into()));
         Freshness {
             lifetime: Duration::from_millis(p.lifetime_ms),
             no_cache: p.no_cache,
@@ -129,9 +135,8 @@ mod tests {
         };
         let back = Freshness::from(PackedFreshness::from(&forever));
         assert!(back.lifetime > Duration::from_secs(1 << 40));
-        assert!(
-            back.stale_if_error
-                .is_some_and(|d| d > Duration::from_secs(1 << 40))
-        );
+        let forty_nine_days = Duration::from_millis(u64::from(u32::MAX - 1));
+        assert_eq!(back.stale_if_error, Some(forty_nine_days));
+        assert!(forty_nine_days > Duration::from_secs(49 * 86_400));
     }
 }
