@@ -7,8 +7,10 @@
 #   REQUESTS=50000 SIZE=16384 bench/http-hit/profile.sh
 #   KEEP_TMP=1 bench/http-hit/profile.sh      # keep the callgrind.out files
 #
-# Each server runs under valgrind; after a warm-up (the miss, the first
-# hits) the counters are zeroed, a keep-alive client sends REQUESTS GETs,
+# Each server runs under valgrind: revcache, the static ceiling, and the
+# ceiling again sending the same response head as a revcache hit (so the
+# difference between those two is the cache's own work, not the origin's
+# headers). After a warm-up (the miss, the first hits) the counters are zeroed, a keep-alive client sends REQUESTS GETs,
 # and the counters are dumped. Prints instructions per request for both and
 # the functions that cost revcache the most (inclusive).
 set -euo pipefail
@@ -25,7 +27,7 @@ ensure_tools valgrind python3 curl nginx
 
 with_temp_dir profile
 
-read -r ORIGIN_PORT REV_PORT ADMIN_PORT STATIC_PORT < <(free_ports 4)
+read -r ORIGIN_PORT REV_PORT ADMIN_PORT STATIC_PORT SAME_PORT < <(free_ports 5)
 mkdir -p "$TMP/www"
 head -c "$SIZE" /dev/urandom > "$TMP/www/obj.bin"
 chmod -R a+rX "$TMP/www"
@@ -83,10 +85,20 @@ PY
 }
 
 declare -A IR
-for name in revcache static; do
+for name in revcache static same; do
     case "$name" in
         revcache) url="http://127.0.0.1:$REV_PORT/obj.bin" ;;
         static) url="http://127.0.0.1:$STATIC_PORT/obj.bin" ;;
+        same)
+            url="http://127.0.0.1:$SAME_PORT/obj.bin"
+            # The ceiling again, sending the head of a revcache hit (hyper
+            # adds Date and Content-Length to both).
+            curl -fsS -o /dev/null -D - "http://127.0.0.1:$REV_PORT/obj.bin" | tr -d '\r' \
+                | awk -F': ' 'NR > 1 && NF > 1 && tolower($1) != "date" && tolower($1) != "content-length"' \
+                > "$TMP/hit-headers"
+            cg same "$REPO/target/release/revcache-bench-static" --headers "$TMP/hit-headers" \
+                "127.0.0.1:$SAME_PORT" "$TMP/www/obj.bin"
+            ;;
     esac
     wait_up "$url"
     hits "$name" "$url" 200
@@ -110,8 +122,13 @@ echo "| server | instructions per request ($REQUESTS GETs of $SIZE bytes, one co
 echo "|---|---:|"
 echo "| revcache (hit) | $(per "${IR[revcache]}") |"
 echo "| static ceiling | $(per "${IR[static]}") |"
+echo "| static ceiling sending a revcache hit's head ($(wc -l < "$TMP/hit-headers") headers besides Date and Content-Length) | $(per "${IR[same]}") |"
 echo
 echo "revcache/ceiling instructions: $(awk -v a="${IR[revcache]}" -v b="${IR[static]}" 'BEGIN { printf "%.2f", a / b }')"
+echo "revcache/ceiling with the same head: $(awk -v a="${IR[revcache]}" -v b="${IR[same]}" 'BEGIN { printf "%.2f", a / b }')"
+echo
+echo "a revcache hit's head:"
+sed 's/^/    /' "$TMP/hit-headers"
 echo
 echo "revcache, inclusive, top functions:"
 callgrind_annotate --inclusive=yes "$TMP/revcache.out" 2>/dev/null \

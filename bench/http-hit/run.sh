@@ -65,8 +65,8 @@ else
     log "building revcache (release)"
     (cd "$REPO" && cargo build --release -q -p revcache)
 fi
-# The static ceiling is a tiny hyper server; build it only when missing.
-if [ ! -x "$STATIC_BIN" ]; then
+# The static ceiling is a tiny hyper server.
+if [ "$SKIP_BUILD" != 1 ] || [ ! -x "$STATIC_BIN" ]; then
     log "building revcache-bench-static (release)"
     (cd "$REPO" && cargo build --release -q -p revcache-bench-static)
 fi
@@ -104,7 +104,7 @@ trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- ports
-read -r ORIGIN_PORT NGINX_PORT REV_PORT ADMIN_PORT VARNISH_PORT STATIC_PORT < <(free_ports 6)
+read -r ORIGIN_PORT NGINX_PORT REV_PORT ADMIN_PORT VARNISH_PORT STATIC_PORT SAME_PORT < <(free_ports 7)
 
 # ---------------------------------------------------------------- objects
 SIZES=(1k 16k 256k 4m)
@@ -327,12 +327,13 @@ origin_count() { # tag -> origin access-log lines from that proxy so far
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
 
 # ---------------------------------------------------------------- run
-SERVERS=(nginx varnish revcache static)
+SERVERS=(nginx varnish revcache static same)
 declare -A URLBASE=(
     [nginx]="http://127.0.0.1:$NGINX_PORT"
     [varnish]="http://127.0.0.1:$VARNISH_PORT"
     [revcache]="http://127.0.0.1:$REV_PORT"
     [static]="http://127.0.0.1:$STATIC_PORT"
+    [same]="http://127.0.0.1:$SAME_PORT"
 )
 # tag each proxy's requests carry in the origin's access log
 declare -A ORIGIN_TAG=([nginx]=nginx [varnish]=varnish [revcache]=-)
@@ -366,10 +367,23 @@ for s in "${SIZES[@]}"; do
     warm revcache "$path" "$want" "$want_sha" Cache-Status '(^|;)[[:space:]]*hit[[:space:]]*(;|$)'
     warm nginx    "$path" "$want" "$want_sha" X-Cache-Status '^HIT$'
     warm varnish  "$path" "$want" "$want_sha" X-Cache '^HIT$'
-    # the static server has nothing to warm; check the body once
-    read -r code size sha < <(fetch "${URLBASE[static]}$path")
-    [ "$code" = 200 ] && [ "$size" = "$want" ] && [ "$sha" = "$want_sha" ] \
-        || die "static $path: status $code, $size bytes (want 200, $want, matching body)"
+    if [ "$i" = 0 ]; then
+        # The ceiling again, sending the head of a revcache hit (hyper adds
+        # Date and Content-Length to both): revcache against it is the cost
+        # of the cache's own work, without the origin's extra headers.
+        curl -fsS -o /dev/null -D - -H "X-Bench-Proxy: harness" "${URLBASE[revcache]}$path" | tr -d '\r' \
+            | awk -F': ' 'NR > 1 && NF > 1 && tolower($1) != "date" && tolower($1) != "content-length"' \
+            > "$TMP/hit-headers"
+        "$STATIC_BIN" --headers "$TMP/hit-headers" "127.0.0.1:$SAME_PORT" "$TMP"/www/obj-*.bin 2> "$TMP/same.log" &
+        PIDS+=($!)
+        wait_up "http://127.0.0.1:$SAME_PORT/obj-1k.bin" "static ceiling with revcache's head"
+    fi
+    # the static servers have nothing to warm; check the body once
+    for who in static same; do
+        read -r code size sha < <(fetch "${URLBASE[$who]}$path")
+        [ "$code" = 200 ] && [ "$size" = "$want" ] && [ "$sha" = "$want_sha" ] \
+            || die "$who $path: status $code, $size bytes (want 200, $want, matching body)"
+    done
 
     # from here on no proxy may go upstream for this object
     declare -A before=()
@@ -377,21 +391,24 @@ for s in "${SIZES[@]}"; do
 
     # rotate which server goes first
     order=()
-    for k in 0 1 2 3; do order+=("${SERVERS[$(( (i + k) % 4 ))]}"); done
+    for k in 0 1 2 3 4; do order+=("${SERVERS[$(( (i + k) % 5 ))]}"); done
     for who in "${order[@]}"; do
         run_wrk "$who" "${URLBASE[$who]}$path" "$s"
     done
+    # the fixed-rate step compares the four servers of the latency target
+    fixed_order=()
+    for who in "${order[@]}"; do [ "$who" = same ] || fixed_order+=("$who"); done
 
     if [ -n "$OHA" ]; then
         rate="$(awk -v f="$FIXED_FRACTION" -v m="${RPS[nginx]}" 'BEGIN { r = int(m * f); print (r < 1 ? 1 : r) }')"
         F_P50=() F_P99=() F_P999=()
         for _ in $(seq "$FIXED_ROUNDS"); do
-            for who in "${order[@]}"; do
+            for who in "${fixed_order[@]}"; do
                 run_fixed "$who" "${URLBASE[$who]}$path" "$s" "$rate"
             done
         done
         declare -A C_P50=() C_P99=() C_P999=() C_BEST99=()
-        for who in "${order[@]}"; do
+        for who in "${fixed_order[@]}"; do
             C_BEST99[$who]="$(lowest "${F_P99[$who]}")"
             C_P50[$who]="$(median "${F_P50[$who]}")"
             C_P99[$who]="$(median "${F_P99[$who]}")"
@@ -417,11 +434,12 @@ for s in "${SIZES[@]}"; do
         fi
     done
 
-    ROWS+=("$(printf '| %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |' \
+    ROWS+=("$(printf '| %s | %.0f | %.0f | %.0f | %.0f | %s | %s | %s | %.0f | %s | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f | %.2f / %.2f |' \
         "${LABEL[$s]}" "${RPS[nginx]}" "${RPS[varnish]}" "${RPS[revcache]}" "${RPS[static]}" \
         "$(ratio "${RPS[revcache]}" "${RPS[nginx]}")" \
         "$(ratio "${RPS[revcache]}" "${RPS[varnish]}")" \
         "$(ratio "${RPS[revcache]}" "${RPS[static]}")" \
+        "${RPS[same]}" "$(ratio "${RPS[revcache]}" "${RPS[same]}")" \
         "${P50[nginx]}" "${P99[nginx]}" "${P50[varnish]}" "${P99[varnish]}" \
         "${P50[revcache]}" "${P99[revcache]}" "${P50[static]}" "${P99[static]}")")
     i=$((i + 1))
@@ -454,8 +472,8 @@ if [ "$REV_UPSTREAM" -gt "$NOBJ" ]; then
 fi
 
 # ---------------------------------------------------------------- report
-TABLE="| object | nginx req/s | varnish req/s | revcache req/s | static ceiling req/s | revcache/nginx | revcache/varnish | revcache/ceiling | nginx p50/p99 ms | varnish p50/p99 ms | revcache p50/p99 ms | ceiling p50/p99 ms |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+TABLE="| object | nginx req/s | varnish req/s | revcache req/s | static ceiling req/s | revcache/nginx | revcache/varnish | revcache/ceiling | ceiling with revcache's head req/s | revcache/that ceiling | nginx p50/p99 ms | varnish p50/p99 ms | revcache p50/p99 ms | ceiling p50/p99 ms |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 $(printf '%s\n' "${ROWS[@]}")"
 if [ -n "$OHA" ]; then
     FIXED_TABLE="Fixed-rate latency (oha $("$OHA" --version | awk '{print $2}'), -c$CONNECTIONS -z${FIXED_DURATION}s -q rate --latency-correction, rate = $FIXED_FRACTION x nginx's wrk req/s for that size; latency from when each request was due; medians of $FIXED_ROUNDS interleaved rounds; the last two columns take each server's best round, the one least disturbed by the machine's other work):

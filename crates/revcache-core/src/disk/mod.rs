@@ -344,11 +344,15 @@ impl DiskTier {
         let bucket = self.shared.config.bucket_at(now);
         // Read first: a hit must not write the entry's cache line (shared
         // by every core serving it) unless the bucket changed. An entry
-        // missing on disk keeps its mark: its next refresh writes it.
+        // missing on disk keeps its mark: its next refresh writes it. The
+        // exchange (not a swap) keeps a mark set since the read.
         let recorded = entry.access_bucket.load(Ordering::Relaxed);
         if recorded != bucket
             && recorded != NOT_ON_DISK
-            && entry.access_bucket.swap(bucket, Ordering::Relaxed) != bucket
+            && entry
+                .access_bucket
+                .compare_exchange(recorded, bucket, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
         {
             let key = format::entry_key(&entry.key, &entry.variant);
             self.try_send(Op::Touch { key, bucket });
