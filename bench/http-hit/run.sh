@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side cache-hit benchmark: nginx (proxy_cache), Varnish and revcache,
 # all in front of the same nginx origin, plus the "static ceiling" (a bare
-# hyper server answering from memory, bench/static-ceiling), wrk as the load
-# generator.
+# hyper server answering from memory, bench/static-ceiling) and the ceiling
+# again sending a revcache hit's exact head, wrk as the load generator.
 #
 #   bench/http-hit/run.sh                 # 10 s per wrk run, 64 connections
 #   DURATION=30 CONNECTIONS=128 bench/http-hit/run.sh
