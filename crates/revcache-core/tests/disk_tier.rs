@@ -14,7 +14,24 @@ use revcache_core::{
     PrimaryKey, Tag, Version,
 };
 
-fn temp_dir() -> PathBuf {
+/// A data dir for one test, removed when the test ends, passed or failed.
+/// Declared before the caches that use it, so they are dropped first.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir() -> TempDir {
     static N: AtomicUsize = AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!(
         "revcache-disk-{}-{}",
@@ -22,7 +39,7 @@ fn temp_dir() -> PathBuf {
         N.fetch_add(1, Ordering::SeqCst)
     ));
     let _ = std::fs::remove_dir_all(&d);
-    d
+    TempDir(d)
 }
 
 fn open(dir: &PathBuf) -> Cache {
@@ -139,7 +156,6 @@ fn entries_of_every_size_survive_a_restart() {
     // Bodies above the stream threshold stay in their file.
     let big = cache.lookup_disk(&key("/e6")).unwrap();
     assert!(matches!(big[0].body, EntryBody::File(_)));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -158,7 +174,6 @@ fn small_bodies_are_inline_and_large_ones_files_shared_by_identical_bytes() {
     assert_eq!(files_under(&dir), 2, "still referenced by /big-b");
     cache.purge(PurgeScope::Target("/big-b"));
     assert_eq!(files_under(&dir), 1);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -181,7 +196,6 @@ fn purges_by_url_prefix_and_tag_survive_a_restart() {
     }
     assert!(cache.lookup_disk(&key("/keep")).is_some());
     assert_eq!(cache.stats().disk.unwrap().entries, 1);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -193,7 +207,6 @@ fn a_purge_racing_a_queued_write_wins_on_disk() {
     cache.store(entry("/race", vec![1], &[], None), ticket);
     cache.flush();
     assert!(cache.lookup_disk(&key("/race")).is_none());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -217,7 +230,6 @@ fn the_newest_date_wins_between_racing_fills() {
     }
     let cache = open(&dir);
     assert_eq!(body_of(&cache.lookup_disk(&key("/n")).unwrap()[0]), b"new");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -238,7 +250,6 @@ fn idle_entries_are_swept_and_recent_use_keeps_them() {
     assert_eq!(report.idle, 1);
     assert!(cache.lookup_disk(&key("/idle")).is_none());
     assert!(cache.lookup_disk(&key("/used")).is_some());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -268,7 +279,6 @@ fn the_byte_budget_removes_the_least_recently_used_first() {
         stats.row_bytes + stats.file_bytes <= 3 * 20_000,
         "{stats:?}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -298,7 +308,6 @@ fn orphan_and_temp_files_are_removed_at_start() {
         body_of(&cache.lookup_disk(&key("/kept")).unwrap()[0]),
         vec![9; 100_000]
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -324,35 +333,32 @@ fn a_damaged_body_file_is_dropped_never_served() {
     cache.flush();
     assert_eq!(cache.stats().disk.unwrap().corrupt_dropped, 1);
     assert_eq!(cache.stats().disk.unwrap().entries, 0);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_second_process_on_the_same_data_dir_is_refused_clearly() {
     let dir = temp_dir();
     let _first = open(&dir);
-    let err = Cache::with_disk(CacheConfig::default(), DiskConfig::new(&dir))
+    let err = Cache::with_disk(CacheConfig::default(), DiskConfig::new(&*dir))
         .err()
         .unwrap();
     assert!(err.to_string().contains("in use"), "{err}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn a_damaged_index_is_set_aside_and_start_up_continues() {
     let dir = temp_dir();
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&*dir).unwrap();
     std::fs::write(dir.join("index.redb"), vec![0x42; 8192]).unwrap();
     let cache = open(&dir);
     store(&cache, entry("/fresh", vec![1], &[], None));
     cache.flush();
     assert!(cache.lookup_disk(&key("/fresh")).is_some());
-    let aside = std::fs::read_dir(&dir)
+    let aside = std::fs::read_dir(&*dir)
         .unwrap()
         .flatten()
         .any(|e| e.file_name().to_string_lossy().contains("damaged"));
     assert!(aside);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -363,7 +369,6 @@ fn arc_entries_shared_between_tiers_are_one_copy() {
     let a = cache.lookup(&key("/one")).unwrap();
     let b = cache.lookup(&key("/one")).unwrap();
     assert!(Arc::ptr_eq(&a[0], &b[0]));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -395,7 +400,6 @@ fn a_promotion_racing_a_purge_never_leaves_the_purged_entry_in_memory() {
         store(&cache, entry("/hot", vec![1; 10], &["t"], None));
         cache.flush();
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -444,7 +448,6 @@ fn a_refresh_rewrites_the_disk_copy_only_when_more_than_the_date_changed() {
         "max-age=5"
     );
     drop(cache);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -490,5 +493,4 @@ fn a_version_whose_disk_write_was_dropped_is_written_by_its_next_refresh() {
         assert_eq!(body_of(&found[0]), b"new", "{t} after a restart");
     }
     drop(cache);
-    let _ = std::fs::remove_dir_all(dir);
 }
