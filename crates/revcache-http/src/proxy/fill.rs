@@ -110,7 +110,15 @@ async fn run(
 ) {
     let mut body = IdleTimeout::new(body, plan.read_timeout);
     let mut client = Some(tx);
-    let mut kept = Some(BytesMut::new());
+    // Room for the declared length up front, so a body that arrives in many
+    // chunks is not copied at every doubling (bounded: the upstream says it).
+    let declared = plan
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+        .filter(|&n| n <= plan.max_bytes)
+        .unwrap_or(0);
+    let mut kept = Some(BytesMut::with_capacity(declared as usize));
     loop {
         let frame = match body.frame().await {
             None => break,
@@ -149,7 +157,7 @@ async fn run(
         }
     }
     let Some(buf) = kept else { return };
-    let body = buf.freeze();
+    let body = fitted(buf);
     let mut headers = plan.headers;
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     if !headers.contains_key(DATE) {
@@ -187,5 +195,45 @@ async fn run(
     };
     if let Some(leader) = leader.take() {
         leader.complete(shared);
+    }
+}
+
+/// The body as stored, in an allocation of about its own size. A buffer
+/// grown chunk by chunk (no or a wrong Content-Length) can hold up to twice
+/// its length, which the memory tier's byte budget, weighing lengths,
+/// would never see; such a body is copied once into a buffer that fits.
+fn fitted(buf: BytesMut) -> Bytes {
+    if buf.capacity() - buf.len() > buf.len() / 8 {
+        Bytes::copy_from_slice(&buf)
+    } else {
+        buf.freeze()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capacity_of(body: Bytes) -> usize {
+        body.try_into_mut().map_or(0, |b| b.capacity())
+    }
+
+    #[test]
+    fn a_stored_body_does_not_keep_the_room_its_buffer_grew() {
+        let mut grown = BytesMut::new();
+        for _ in 0..17 {
+            grown.extend_from_slice(&[7; 1000]);
+        }
+        assert!(grown.capacity() > 20_000, "the buffer grew past the body");
+        let body = fitted(grown);
+        assert_eq!(body.len(), 17_000);
+        assert!(body.iter().all(|&b| b == 7));
+        assert!(capacity_of(body) <= 17_000 + 17_000 / 8);
+
+        let mut exact = BytesMut::with_capacity(17_000);
+        exact.extend_from_slice(&[1; 17_000]);
+        let ptr = exact.as_ptr();
+        let body = fitted(exact);
+        assert_eq!(body.as_ptr(), ptr, "a buffer that fits is not copied");
     }
 }
