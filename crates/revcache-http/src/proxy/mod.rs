@@ -70,8 +70,9 @@ pub struct Proxy {
 struct Exchange {
     route: Arc<Route>,
     parts: request::Parts,
-    /// Authority the client addressed, lower case.
-    host: String,
+    /// The authority the client addressed, lowercased, when the request's
+    /// own was not already lower case (see [`Exchange::host`]).
+    lowered_host: Option<Box<str>>,
     client: SocketAddr,
     req_cc: RequestDirectives,
     has_credentials: bool,
@@ -86,6 +87,15 @@ struct Exchange {
 }
 
 impl Exchange {
+    /// The authority the client addressed, lower case. Read from the
+    /// request unless it had to be lowercased: the hit path allocates no
+    /// string for it.
+    fn host(&self) -> &str {
+        self.lowered_host
+            .as_deref()
+            .unwrap_or_else(|| addressed_host(&self.parts))
+    }
+
     fn target(&self) -> &str {
         self.parts.uri.path_and_query().map_or("/", |p| p.as_str())
     }
@@ -295,14 +305,13 @@ impl Proxy {
             );
         }
         let (parts, body) = req.into_parts();
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let host_name = host_without_port(&host);
+        let addressed = addressed_host(&parts);
+        let lowered_host: Option<Box<str>> = addressed
+            .bytes()
+            .any(|b| b.is_ascii_uppercase())
+            .then(|| addressed.to_ascii_lowercase().into());
+        let host = lowered_host.as_deref().unwrap_or(addressed);
+        let host_name = host_without_port(host);
         let Some(route) = self.router.route(host_name, parts.uri.path()).cloned() else {
             return self.reject(
                 StatusCode::NOT_FOUND,
@@ -372,7 +381,7 @@ impl Proxy {
             route,
             req_cc: RequestDirectives::parse(&parts.headers),
             parts,
-            host,
+            lowered_host,
             client,
             has_credentials: partition.is_some(),
             class,
@@ -442,7 +451,7 @@ impl Proxy {
         let req = forward::upstream_request(
             &ex.route,
             &ex.parts,
-            &ex.host,
+            ex.host(),
             ex.client,
             body,
             Conditions::Client,
@@ -567,7 +576,7 @@ impl Proxy {
                     let req = forward::upstream_request(
                         &ex.route,
                         &ex.parts,
-                        &ex.host,
+                        ex.host(),
                         ex.client,
                         RequestBody::empty(),
                         Conditions::Client,
@@ -852,7 +861,7 @@ impl Proxy {
         let ex = Exchange {
             route: ex.route.clone(),
             parts: clone_parts(&ex.parts),
-            host: ex.host.clone(),
+            lowered_host: ex.lowered_host.clone(),
             client: ex.client,
             req_cc: ex.req_cc.clone(),
             has_credentials: ex.has_credentials,
@@ -899,7 +908,7 @@ impl Proxy {
         let ticket = self.cache.begin_fill();
         let request_time = SystemTime::now();
         let req =
-            forward::upstream_request(&ex.route, &ex.parts, &ex.host, ex.client, body, conditions);
+            forward::upstream_request(&ex.route, &ex.parts, ex.host(), ex.client, body, conditions);
         let res = match self.upstream.send(req, exceeded).await {
             Ok(res) => res,
             Err(e) => {
@@ -1120,6 +1129,16 @@ fn refreshed(
         stored_freshness(stale.status, &merged, &cc, request_time, response_time);
     merged.remove(AGE);
     stale.refreshed(merged, timing, freshness)
+}
+
+/// The authority the request addressed: its Host header, else the URI's.
+fn addressed_host(parts: &request::Parts) -> &str {
+    parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("")
 }
 
 fn host_without_port(host: &str) -> &str {
