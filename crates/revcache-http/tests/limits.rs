@@ -150,6 +150,29 @@ async fn requests_without_a_route_get_404_naming_host_and_path() {
 }
 
 #[tokio::test]
+async fn routes_match_the_host_whatever_its_case() {
+    let origin = Origin::start(|_, _| Reply::ok("routed")).await;
+    let rc = Revcache::start_with(&origin.url(), |s| {
+        s.routes[0].host = Some("api.example.test".into())
+    })
+    .await;
+    let c = Client::default();
+    let url = rc.url("/x");
+    let mixed = c.get_with(&url, &[("host", "API.Example.Test:8080")]).await;
+    assert_eq!(mixed.status, 200, "{}", mixed.text());
+    assert_eq!(mixed.text(), "routed");
+    let lower = c.get_with(&url, &[("host", "api.example.test")]).await;
+    assert_eq!(lower.status, 200);
+    let other = c.get_with(&url, &[("host", "Other.Example.Test")]).await;
+    assert_eq!(other.status, 404);
+    assert!(
+        other.text().contains("other.example.test"),
+        "{}",
+        other.text()
+    );
+}
+
+#[tokio::test]
 async fn graceful_shutdown_finishes_in_flight_requests() {
     let origin =
         Origin::start(|_, _| Reply::ok("finished").delay(Duration::from_millis(500))).await;
