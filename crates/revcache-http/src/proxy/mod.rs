@@ -216,6 +216,10 @@ impl Proxy {
                 feed.gap(now);
             }
         }
+        self.invalidate_all(effect.invalidations.clone(), InvalidationSource::Event)
+            .await;
+        // Counted once applied: whoever sees the count (an operator, a
+        // test) can rely on the event's invalidations having happened.
         self.metrics.event(&route.name, &effect.kind);
         for inv in &effect.invalidations {
             if let Invalidation::Tag(t) = inv {
@@ -223,8 +227,6 @@ impl Proxy {
                 self.metrics.tag_invalidation(&route.name, kind);
             }
         }
-        self.invalidate_all(effect.invalidations.clone(), InvalidationSource::Event)
-            .await;
         Ok(effect)
     }
 
