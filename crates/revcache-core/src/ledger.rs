@@ -6,15 +6,24 @@
 //! learned; a stored child whose version equals it, and that was stored no
 //! later than the listing was learned, was still current at that moment.
 //! Bounded by entry count (quick_cache); forgetting only costs a request.
+//!
+//! A listing confirms children only for the partition that fetched it:
+//! callers who see different things never vouch for each other. Each child
+//! remembers the newest listing's partition only; a listing from another
+//! partition replaces it (that too only costs a request).
 
 use std::sync::Arc;
 use std::time::SystemTime;
+
+use crate::Partition;
 
 /// One child's newest known version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Known {
     pub version: Arc<str>,
     pub learned_at: SystemTime,
+    /// The partition whose listing told it.
+    pub partition: Partition,
 }
 
 /// Ledger of child versions, keyed by (scope, child) — a scope is e.g. a
@@ -31,7 +40,14 @@ impl Ledger {
     }
 
     /// Records `version` of `child`, unless a later listing already did.
-    pub fn record(&self, scope: u32, child: &str, version: &str, learned_at: SystemTime) {
+    pub fn record(
+        &self,
+        scope: u32,
+        partition: Partition,
+        child: &str,
+        version: &str,
+        learned_at: SystemTime,
+    ) {
         let key = (scope, Arc::<str>::from(child));
         if let Some(old) = self.map.get(&key)
             && old.learned_at > learned_at
@@ -43,6 +59,7 @@ impl Ledger {
             Known {
                 version: version.into(),
                 learned_at,
+                partition,
             },
         );
     }
@@ -57,18 +74,22 @@ impl Ledger {
     }
 
     /// Whether a child received at `stored_at` with `version` is confirmed
-    /// current by a listing learned strictly after it (so a response never
-    /// confirms itself) and not before `not_before`.
+    /// current by a listing of `partition` learned strictly after it (so a
+    /// response never confirms itself) and not before `not_before`.
     pub fn confirms(
         &self,
         scope: u32,
+        partition: Partition,
         child: &str,
         version: &str,
         stored_at: SystemTime,
         not_before: SystemTime,
     ) -> bool {
         self.get(scope, child).is_some_and(|k| {
-            &*k.version == version && k.learned_at > stored_at && k.learned_at >= not_before
+            k.partition == partition
+                && &*k.version == version
+                && k.learned_at > stored_at
+                && k.learned_at >= not_before
         })
     }
 
@@ -87,34 +108,40 @@ mod tests {
 
     use super::*;
 
+    const P: Partition = Partition::Public;
+
     #[test]
     fn a_later_listing_of_the_same_version_confirms_a_stored_child() {
         let l = Ledger::new(100);
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
         let later = t0 + Duration::from_secs(5);
-        l.record(1, "42", "abc", later);
-        assert!(l.confirms(1, "42", "abc", t0, t0));
-        assert!(!l.confirms(1, "42", "def", t0, t0), "other version");
+        l.record(1, P, "42", "abc", later);
+        assert!(l.confirms(1, P, "42", "abc", t0, t0));
+        assert!(!l.confirms(1, P, "42", "def", t0, t0), "other version");
         assert!(
-            !l.confirms(1, "42", "abc", later + Duration::from_secs(1), t0),
+            !l.confirms(1, P, "42", "abc", later + Duration::from_secs(1), t0),
             "stored after the listing"
         );
         assert!(
-            !l.confirms(1, "42", "abc", later, t0),
+            !l.confirms(1, P, "42", "abc", later, t0),
             "a response does not confirm itself"
         );
-        assert!(!l.confirms(2, "42", "abc", t0, t0), "other scope");
+        assert!(!l.confirms(2, P, "42", "abc", t0, t0), "other scope");
         assert!(
-            !l.confirms(1, "42", "abc", t0, later + Duration::from_secs(1)),
+            !l.confirms(1, P, "42", "abc", t0, later + Duration::from_secs(1)),
             "learned before a gap"
         );
-        l.record(1, "42", "old", t0);
+        l.record(1, P, "42", "old", t0);
         assert_eq!(
             l.get(1, "42").unwrap().version.as_ref(),
             "abc",
             "an older listing does not win"
         );
+        assert!(
+            !l.confirms(1, Partition::Credential([7; 16]), "42", "abc", t0, t0),
+            "another partition's listing"
+        );
         l.forget(1, "42");
-        assert!(!l.confirms(1, "42", "abc", t0, t0));
+        assert!(!l.confirms(1, P, "42", "abc", t0, t0));
     }
 }

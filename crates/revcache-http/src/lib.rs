@@ -20,6 +20,6 @@ pub mod settings;
 pub use proxy::Proxy;
 pub use server::{Server, ServerError};
 pub use settings::{
-    CacheSettings, DialectName, DiskSettings, EventSettings, Limits, PartitionSettings,
-    RouteSettings, Settings,
+    CacheSettings, DialectName, DiskSettings, EventSettings, ForwardingSettings, Limits,
+    PartitionSettings, RouteSettings, Settings, Sharing,
 };

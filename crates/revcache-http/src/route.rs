@@ -26,6 +26,7 @@ pub struct Route {
     pub preserve_host: bool,
     pub dialect: Arc<dyn Dialect>,
     pub events: Option<crate::settings::EventSettings>,
+    pub sharing: crate::settings::Sharing,
 }
 
 pub struct Router {
@@ -76,6 +77,7 @@ impl Router {
                 preserve_host: r.preserve_host,
                 dialect: dialect::for_route(r, id),
                 events: r.events.clone(),
+                sharing: r.sharing,
             }));
         }
         // Most specific first: host routes, then longer prefixes.
@@ -119,6 +121,7 @@ mod tests {
             dialect: DialectName::Http,
             preserve_host: false,
             events: None,
+            sharing: Default::default(),
         }
     }
 

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use http::Uri;
 
+pub use crate::policy::Sharing;
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub listen: SocketAddr,
@@ -22,6 +24,7 @@ pub struct Settings {
     pub cache: CacheSettings,
     pub disk: DiskSettings,
     pub partition: PartitionSettings,
+    pub forwarding: ForwardingSettings,
 }
 
 #[derive(Clone, Debug)]
@@ -39,6 +42,7 @@ pub struct RouteSettings {
     pub preserve_host: bool,
     /// The route's event feed, for dialects that have one.
     pub events: Option<EventSettings>,
+    pub sharing: Sharing,
 }
 
 /// An upstream change-event feed: webhook POSTs to `/events/<route>` on the
@@ -163,10 +167,64 @@ impl DiskSettings {
 }
 
 /// Request parts, besides `Authorization`, that identify a caller.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PartitionSettings {
     pub cookies: Vec<String>,
     pub headers: Vec<http::HeaderName>,
+    /// Query parameters that carry credentials (`access_token`): partition
+    /// material, and never keyed, stored, shown or logged in clear.
+    pub query_params: Vec<String>,
+    /// Headers whose names look like credentials but are not (exceptions
+    /// to `credential::looks_like_credential`).
+    pub not_credentials: Vec<http::HeaderName>,
+}
+
+impl Default for PartitionSettings {
+    fn default() -> Self {
+        PartitionSettings {
+            cookies: Vec::new(),
+            headers: Vec::new(),
+            query_params: vec!["access_token".into(), "private_token".into()],
+            not_credentials: Vec::new(),
+        }
+    }
+}
+
+/// Request headers handled by revcache itself rather than passed on.
+#[derive(Clone, Debug)]
+pub struct ForwardingSettings {
+    /// Removed from every request before it is keyed or forwarded: headers
+    /// that make an upstream or a framework treat the request as something
+    /// it is not. `Forwarded` and `X-Forwarded-For` are then set by revcache.
+    pub strip_request_headers: Vec<http::HeaderName>,
+}
+
+impl Default for ForwardingSettings {
+    fn default() -> Self {
+        let strip = [
+            "forwarded",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x-forwarded-server",
+            "x-forwarded-scheme",
+            "x-real-ip",
+            "x-original-url",
+            "x-original-uri",
+            "x-rewrite-url",
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+        ];
+        ForwardingSettings {
+            strip_request_headers: strip
+                .iter()
+                .map(|n| http::HeaderName::from_static(n))
+                .collect(),
+        }
+    }
 }
 
 impl Settings {
@@ -185,11 +243,13 @@ impl Settings {
                 dialect: DialectName::Http,
                 preserve_host: false,
                 events: None,
+                sharing: Sharing::default(),
             }],
             limits: Limits::default(),
             cache: CacheSettings::default(),
             disk: DiskSettings::default(),
             partition: PartitionSettings::default(),
+            forwarding: ForwardingSettings::default(),
         }
     }
 }

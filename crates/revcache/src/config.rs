@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
-    CacheSettings, DialectName, DiskSettings, EventSettings, Limits, PartitionSettings,
-    RouteSettings, Settings,
+    CacheSettings, DialectName, DiskSettings, EventSettings, ForwardingSettings, Limits,
+    PartitionSettings, RouteSettings, Settings, Sharing,
 };
 use serde::Deserialize;
 
@@ -35,6 +35,8 @@ pub struct ConfigFile {
     disk: DiskConfig,
     #[serde(default)]
     partition: PartitionConfig,
+    #[serde(default)]
+    forwarding: ForwardingConfig,
     #[serde(default)]
     routes: Vec<RouteConfig>,
 }
@@ -82,6 +84,15 @@ struct PartitionConfig {
     cookies: Vec<String>,
     #[serde(default)]
     headers: Vec<String>,
+    query_params: Option<Vec<String>>,
+    #[serde(default)]
+    not_credentials: Vec<String>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct ForwardingConfig {
+    strip_request_headers: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -94,6 +105,7 @@ struct RouteConfig {
     dialect: Option<String>,
     #[serde(default)]
     preserve_host: bool,
+    sharing: Option<String>,
     events: Option<EventsConfig>,
 }
 
@@ -230,12 +242,33 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
         );
     }
 
-    let mut headers = Vec::new();
-    for (i, h) in file.partition.headers.iter().enumerate() {
-        headers
-            .push(http::HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                anyhow!("partition.headers[{i}]: {h:?} is not a valid header name")
-            })?);
+    let headers = header_names("partition.headers", &file.partition.headers)?;
+    let not_credentials =
+        header_names("partition.not_credentials", &file.partition.not_credentials)?;
+    let mut partition = PartitionSettings {
+        cookies: file.partition.cookies.clone(),
+        headers,
+        not_credentials,
+        ..PartitionSettings::default()
+    };
+    if let Some(params) = &file.partition.query_params {
+        for (i, p) in params.iter().enumerate() {
+            if p.is_empty() || p.contains(['&', '=', '?', '#']) {
+                bail!("partition.query_params[{i}]: {p:?} is not a query parameter name");
+            }
+        }
+        partition.query_params = params.clone();
+    }
+    let mut forwarding = ForwardingSettings::default();
+    if let Some(strip) = &file.forwarding.strip_request_headers {
+        forwarding.strip_request_headers = header_names("forwarding.strip_request_headers", strip)?;
+        for name in &forwarding.strip_request_headers {
+            if name == http::header::HOST || name == http::header::AUTHORIZATION {
+                bail!(
+                    "forwarding.strip_request_headers: {name} cannot be stripped (revcache routes and partitions by it)"
+                );
+            }
+        }
     }
     for (i, c) in file.partition.cookies.iter().enumerate() {
         if c.is_empty() || c.contains([';', '=', ' ']) {
@@ -264,10 +297,8 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             limits,
             cache: CacheSettings { memory_limit },
             disk,
-            partition: PartitionSettings {
-                cookies: file.partition.cookies,
-                headers,
-            },
+            partition,
+            forwarding,
         },
         log_format: args
             .log_format
@@ -275,6 +306,18 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             .unwrap_or(LogFormat::Human),
         log_level: args.log_level.clone().or(file.log_level),
     })
+}
+
+/// Header names of a config list, each error naming its index.
+fn header_names(key: &str, names: &[String]) -> anyhow::Result<Vec<http::HeaderName>> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            http::HeaderName::from_bytes(h.as_bytes())
+                .map_err(|_| anyhow!("{key}[{i}]: {h:?} is not a valid header name"))
+        })
+        .collect()
 }
 
 fn disk_settings(d: &DiskConfig, args: &ServeArgs) -> anyhow::Result<DiskSettings> {
@@ -391,6 +434,14 @@ fn routes(
             upstream: upstream_uri(&key("upstream"), &r.upstream)?,
             dialect,
             preserve_host: r.preserve_host,
+            sharing: match r.sharing.as_deref() {
+                None | Some("strict") => Sharing::Strict,
+                Some("rfc9111") => Sharing::Rfc9111,
+                Some(other) => bail!(
+                    "{}: {other:?} is not a sharing policy; use \"strict\" (the default) or \"rfc9111\"",
+                    key("sharing")
+                ),
+            },
         });
     }
     if let Some(u) = upstream {
@@ -404,6 +455,7 @@ fn routes(
                 dialect: DialectName::Http,
                 preserve_host: false,
                 events: None,
+                sharing: Sharing::Strict,
             });
         } else {
             bail!("{key}: a configured route already covers every path; remove one of them");

@@ -37,6 +37,7 @@ impl Dialect for HttpDialect {
     fn facts(
         &self,
         _req: &request::Parts,
+        _partition: revcache_core::Partition,
         _status: StatusCode,
         headers: &HeaderMap,
         _body: &[u8],

@@ -17,7 +17,7 @@ use std::time::SystemTime;
 
 use ::http::request;
 use ::http::{HeaderMap, StatusCode};
-use revcache_core::{Entry, KeyClass, Tag, Version};
+use revcache_core::{Entry, KeyClass, Partition, Tag, Version};
 
 pub use self::gerrit::GerritDialect;
 pub use self::http::HttpDialect;
@@ -97,11 +97,13 @@ pub trait Dialect: Send + Sync {
         Storage::Rfc
     }
 
-    /// Version and tags of a response about to be stored, body included.
+    /// Version and tags of a response about to be stored, body included,
+    /// for a caller in `partition` (ledger records are scoped to it).
     /// Called once per fill, off the request path.
     fn facts(
         &self,
         req: &request::Parts,
+        partition: Partition,
         status: StatusCode,
         headers: &HeaderMap,
         body: &[u8],
@@ -129,6 +131,20 @@ pub trait Dialect: Send + Sync {
     /// The event feed whose health governs trust, if the route has one.
     fn feed(&self) -> Option<&Feed> {
         None
+    }
+
+    /// Cookies the upstream authenticates callers with, partition material
+    /// on this route besides `partition.cookies`.
+    fn partition_cookies(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether a cookie that is not partition material may identify the
+    /// caller to the upstream (true where the dialect stores responses in
+    /// the caller's partition whatever `Cache-Control` says): such a request
+    /// then shares only what the upstream marked shareable.
+    fn cookies_identify(&self) -> bool {
+        false
     }
 }
 

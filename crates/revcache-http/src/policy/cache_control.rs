@@ -88,9 +88,13 @@ impl ResponseDirectives {
     }
 
     /// Whether the response may be shared with other credentials
-    /// (RFC 9111 §3.5).
-    pub fn allows_sharing_authenticated(&self) -> bool {
-        self.public || self.s_maxage.is_some() || self.must_revalidate
+    /// (RFC 9111 §3.5; `must-revalidate` only when the route follows the
+    /// RFC to the letter: `no-cache, must-revalidate` on personal data is
+    /// common).
+    pub fn allows_sharing_authenticated(&self, sharing: super::Sharing) -> bool {
+        self.public
+            || self.s_maxage.is_some()
+            || (sharing == super::Sharing::Rfc9111 && self.must_revalidate)
     }
 }
 

@@ -42,13 +42,15 @@ pub fn age_header(headers: &HeaderMap) -> Option<u64> {
     Some(value.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
 }
 
-/// Freshness facts and timing of a response about to be stored.
+/// Freshness facts and timing of a response about to be stored by a route
+/// that shares as `sharing` says.
 pub fn stored_freshness(
     status: StatusCode,
     headers: &HeaderMap,
     cc: &ResponseDirectives,
     request_time: SystemTime,
     response_time: SystemTime,
+    sharing: super::Sharing,
 ) -> (Freshness, EntryTiming) {
     let date = http_date(headers, DATE);
     let lifetime = if let Some(s) = cc.s_maxage {
@@ -86,7 +88,7 @@ pub fn stored_freshness(
         must_revalidate: cc.must_revalidate || cc.proxy_revalidate || cc.s_maxage.is_some(),
         stale_while_revalidate: valid(cc.stale_while_revalidate),
         stale_if_error: valid(cc.stale_if_error),
-        shareable: cc.allows_sharing_authenticated(),
+        shareable: cc.allows_sharing_authenticated(sharing),
     };
     let timing = EntryTiming {
         request_time,
@@ -211,6 +213,7 @@ mod tests {
             &cc,
             at(received),
             at(received),
+            super::super::Sharing::Strict,
         );
         Entry::new(
             PrimaryKey::new(0, KeyClass::Get, "h", "/", Partition::Public),

@@ -1,17 +1,30 @@
 //! Updating stored headers from a 304 (RFC 9111 §3.2, §4.3.4).
+//!
+//! A 304 answers one client's request: what it says to that client alone
+//! (cookies, authentication results) never enters the stored, shared
+//! headers; the proxy hands it to that client with [`copy_per_client`].
 
 use http::HeaderMap;
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderName};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_RANGE, ETAG, HeaderName, SET_COOKIE};
 
 /// Headers a 304 never replaces: framing and what the stored body depends on.
 const EXEMPT: [HeaderName; 3] = [CONTENT_LENGTH, CONTENT_ENCODING, CONTENT_RANGE];
 
-/// The stored headers updated with every header of the 304 (hop-by-hop
-/// headers are assumed already stripped from `not_modified`).
+/// Headers of a 304 meant for the client that asked, never stored.
+const PER_CLIENT: [HeaderName; 4] = [
+    SET_COOKIE,
+    HeaderName::from_static("set-cookie2"),
+    HeaderName::from_static("authentication-info"),
+    HeaderName::from_static("proxy-authentication-info"),
+];
+
+/// The stored headers updated with every header of the 304 but framing
+/// and per-client ones (hop-by-hop headers are assumed already stripped
+/// from `not_modified`).
 pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
     let mut merged = stored.clone();
     for name in not_modified.keys() {
-        if EXEMPT.contains(name) {
+        if EXEMPT.contains(name) || PER_CLIENT.contains(name) {
             continue;
         }
         merged.remove(name);
@@ -20,6 +33,15 @@ pub fn merge_304(stored: &HeaderMap, not_modified: &HeaderMap) -> HeaderMap {
         }
     }
     merged
+}
+
+/// Adds a 304's per-client headers to the response its client gets.
+pub fn copy_per_client(not_modified: &HeaderMap, response: &mut HeaderMap) {
+    for name in &PER_CLIENT {
+        for value in not_modified.get_all(name) {
+            response.append(name.clone(), value.clone());
+        }
+    }
 }
 
 /// Whether a 304 is about the stored response (§4.3.4): when it names a
@@ -57,6 +79,25 @@ mod tests {
         assert_eq!(m["cache-control"], "max-age=60");
         assert_eq!(m["x-old"], "1");
         assert_eq!(m.get_all("x-new").iter().count(), 2);
+    }
+
+    #[test]
+    fn a_304_never_merges_cookies_or_authentication_results() {
+        let mut stored = HeaderMap::new();
+        stored.insert("cache-control", HeaderValue::from_static("max-age=1"));
+        let mut nm = HeaderMap::new();
+        nm.insert(SET_COOKIE, HeaderValue::from_static("sid=alice"));
+        nm.insert("set-cookie2", HeaderValue::from_static("sid=alice"));
+        nm.insert("authentication-info", HeaderValue::from_static("x"));
+        nm.insert("proxy-authentication-info", HeaderValue::from_static("x"));
+        nm.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        let m = merge_304(&stored, &nm);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m["cache-control"], "max-age=60");
+        let mut client = HeaderMap::new();
+        copy_per_client(&nm, &mut client);
+        assert_eq!(client[SET_COOKIE], "sid=alice");
+        assert_eq!(client.len(), 4);
     }
 
     #[test]

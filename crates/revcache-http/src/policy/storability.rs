@@ -7,6 +7,19 @@ use http::{HeaderMap, Method, StatusCode};
 use super::cache_control::{RequestDirectives, ResponseDirectives};
 use super::freshness::heuristically_cacheable;
 
+/// How a route shares responses between callers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sharing {
+    /// Authenticated responses are shared only when marked `public` or
+    /// `s-maxage`; a response that sets a cookie is never shared.
+    #[default]
+    Strict,
+    /// RFC 9111 as written: `must-revalidate` also shares authenticated
+    /// responses (§3.5), and an anonymous request's response that sets a
+    /// cookie is shared when marked `public` or `s-maxage`.
+    Rfc9111,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Storability {
     /// Not storable; the reason is for logs and `Cache-Status: detail=`.
@@ -17,8 +30,8 @@ pub enum Storability {
     Private,
 }
 
-/// `has_credentials`: the request carried `Authorization` or a configured
-/// credential cookie or header.
+/// `has_credentials`: the request carried `Authorization` or another
+/// credential (see `credential`).
 pub fn storability(
     method: &Method,
     status: StatusCode,
@@ -26,6 +39,7 @@ pub fn storability(
     res: &ResponseDirectives,
     headers: &HeaderMap,
     has_credentials: bool,
+    sharing: Sharing,
 ) -> Storability {
     use Storability::*;
     if method != Method::GET {
@@ -53,20 +67,22 @@ pub fn storability(
     if !explicit && !heuristically_cacheable(status) {
         return No("status");
     }
-    // Set-Cookie belongs to one client; share it only when told to.
-    let shareable = if has_credentials {
-        res.allows_sharing_authenticated()
-    } else {
-        true
-    };
-    if headers.contains_key(SET_COOKIE) && !(res.public || res.s_maxage.is_some()) {
-        return if has_credentials {
-            Private
-        } else {
-            No("set-cookie")
+    // Set-Cookie belongs to one client: an authenticated caller's stays in
+    // its partition; an anonymous one's is shared only when the route
+    // follows RFC 9111 and the response says so.
+    if headers.contains_key(SET_COOKIE) {
+        let explicit = res.public || res.s_maxage.is_some();
+        return match (has_credentials, sharing) {
+            (true, _) => Private,
+            (false, Sharing::Rfc9111) if explicit => Shared,
+            (false, _) => No("set-cookie"),
         };
     }
-    if shareable { Shared } else { Private }
+    if !has_credentials || res.allows_sharing_authenticated(sharing) {
+        Shared
+    } else {
+        Private
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +98,10 @@ mod tests {
     }
 
     fn decide(cc: &'static str, status: u16, creds: bool) -> Storability {
+        decide_as(cc, status, creds, Sharing::Strict)
+    }
+
+    fn decide_as(cc: &'static str, status: u16, creds: bool, sharing: Sharing) -> Storability {
         let (d, h) = res(cc);
         storability(
             &Method::GET,
@@ -90,7 +110,43 @@ mod tests {
             &d,
             &h,
             creds,
+            sharing,
         )
+    }
+
+    fn with_cookie(cc: &'static str, creds: bool, sharing: Sharing) -> Storability {
+        let (d, mut h) = res(cc);
+        h.insert(SET_COOKIE, HeaderValue::from_static("sid=1"));
+        storability(
+            &Method::GET,
+            StatusCode::OK,
+            &RequestDirectives::default(),
+            &d,
+            &h,
+            creds,
+            sharing,
+        )
+    }
+
+    #[test]
+    fn a_response_that_sets_a_cookie_is_never_shared_with_an_authenticated_caller() {
+        for sharing in [Sharing::Strict, Sharing::Rfc9111] {
+            for cc in ["public, max-age=60", "s-maxage=60", "max-age=60"] {
+                assert_eq!(with_cookie(cc, true, sharing), Storability::Private);
+            }
+        }
+        assert_eq!(
+            with_cookie("public, max-age=60", false, Sharing::Strict),
+            Storability::No("set-cookie")
+        );
+        assert_eq!(
+            with_cookie("public, max-age=60", false, Sharing::Rfc9111),
+            Storability::Shared
+        );
+        assert_eq!(
+            with_cookie("max-age=60", false, Sharing::Rfc9111),
+            Storability::No("set-cookie")
+        );
     }
 
     #[test]
@@ -118,12 +174,24 @@ mod tests {
     }
 
     #[test]
-    fn authorization_shares_only_with_public_s_maxage_or_must_revalidate() {
+    fn authorization_shares_only_with_public_or_s_maxage() {
         assert_eq!(decide("max-age=60", 200, true), Storability::Private);
         assert_eq!(decide("public", 200, true), Storability::Shared);
         assert_eq!(decide("s-maxage=5", 200, true), Storability::Shared);
-        assert_eq!(decide("must-revalidate", 200, true), Storability::Shared);
+        assert_eq!(decide("must-revalidate", 200, true), Storability::Private);
+        assert_eq!(
+            decide("no-cache, must-revalidate", 200, true),
+            Storability::Private
+        );
         assert_eq!(decide("max-age=60", 200, false), Storability::Shared);
+    }
+
+    #[test]
+    fn rfc9111_sharing_also_shares_must_revalidate_with_authenticated_callers() {
+        assert_eq!(
+            decide_as("must-revalidate", 200, true, Sharing::Rfc9111),
+            Storability::Shared
+        );
     }
 
     #[test]

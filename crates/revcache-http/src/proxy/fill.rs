@@ -168,6 +168,7 @@ async fn run(
     }
     let facts = plan.dialect.facts(
         &plan.request,
+        plan.key.partition(),
         plan.status,
         &headers,
         &body,

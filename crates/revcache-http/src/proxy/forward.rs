@@ -64,12 +64,23 @@ pub fn upstream_request(
         }
     }
     headers.append(VIA, via_value(parts.version));
+    // Client-sent `Forwarded` and `X-Forwarded-For` were removed with the
+    // other spoofable headers (`forwarding.strip_request_headers`), unless
+    // an operator kept them to extend a trusted chain.
     let forwarded = format!(
-        "for=\"{client}\";host=\"{}\";proto=http",
-        host.replace('"', "")
+        "for={};host={};proto=http",
+        quoted(&client.to_string()),
+        quoted(host)
     );
     if let Ok(v) = HeaderValue::from_str(&forwarded) {
         headers.append(FORWARDED, v);
+    }
+    let xff = match headers.get(X_FORWARDED_FOR).map(|v| v.to_str()) {
+        Some(Ok(chain)) => format!("{chain}, {}", client.ip()),
+        _ => client.ip().to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert(X_FORWARDED_FOR, v);
     }
     match conditions {
         Conditions::Client => {}
@@ -94,6 +105,28 @@ pub fn upstream_request(
     req
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+
+/// A `Forwarded` parameter value as a quoted-string (RFC 7239 §4, RFC 9110
+/// §5.6.4): `"` and `\` escaped, anything that is not visible ASCII dropped.
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' ' | '\t' => out.push(c),
+            c if c.is_ascii_graphic() => out.push(c),
+            _ => {}
+        }
+    }
+    out.push('"');
+    out
+}
+
 fn strip_conditions(headers: &mut HeaderMap) {
     headers.remove(IF_NONE_MATCH);
     headers.remove(IF_MODIFIED_SINCE);
@@ -109,4 +142,15 @@ fn copy(from: &StoredHeaders, to: &mut HeaderMap, name: HeaderName, as_name: Hea
 pub fn client_response_headers(headers: &mut HeaderMap, version: Version) {
     hop_by_hop::strip(headers);
     headers.append(VIA, via_value(version));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_values_are_quoted_strings() {
+        assert_eq!(quoted("[::1]:80"), "\"[::1]:80\"");
+        assert_eq!(quoted("a\"b\\c\u{7f}d"), "\"a\\\"b\\\\cd\"");
+    }
 }

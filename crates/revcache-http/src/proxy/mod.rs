@@ -10,6 +10,7 @@ pub mod body;
 pub mod cache_status;
 mod fill;
 pub mod forward;
+pub mod request_headers;
 mod respond;
 pub mod upstream;
 
@@ -41,7 +42,7 @@ use crate::policy::{
     Reuse, Storability, conditional, hop_by_hop, merge, reuse, storability, stored_freshness, vary,
 };
 use crate::route::{Route, RouteError, Router};
-use crate::settings::{Limits, PartitionSettings, Settings};
+use crate::settings::{ForwardingSettings, Limits, PartitionSettings, Settings};
 
 /// What a single flight's leader hands its waiters.
 #[derive(Clone, Debug)]
@@ -64,6 +65,7 @@ pub struct Proxy {
     limits: Limits,
     partition_key: PartitionKey,
     partition: PartitionSettings,
+    forwarding: ForwardingSettings,
 }
 
 /// One client request on its way through the proxy.
@@ -75,11 +77,18 @@ struct Exchange {
     lowered_host: Option<Box<str>>,
     client: SocketAddr,
     req_cc: RequestDirectives,
+    /// The request is authenticated (RFC 9111 §3.5): partition material or
+    /// credentials revcache does not partition on.
     has_credentials: bool,
     class: KeyClass,
+    /// The request target with credential query parameters redacted, when
+    /// it had any: what keys, purges, `/inspect` and logs see.
+    redacted_target: Option<Box<str>>,
     /// What the key calls the upstream (see `dispatch`).
     key_host: Arc<str>,
-    /// The caller's partition, when the request carries credentials.
+    /// The caller's partition, when the request carries partition
+    /// material and nothing else that identifies it (an unrecognized
+    /// credential makes the caller use and store only shared entries).
     partition: Option<Partition>,
     /// (public key, own key), built only when needed: a hit looks up by
     /// borrowed keys and never builds them.
@@ -97,7 +106,10 @@ impl Exchange {
     }
 
     fn target(&self) -> &str {
-        self.parts.uri.path_and_query().map_or("/", |p| p.as_str())
+        match &self.redacted_target {
+            Some(t) => t,
+            None => self.parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        }
     }
 
     fn key_ref(&self, partition: Partition) -> KeyRef<'_> {
@@ -154,6 +166,7 @@ impl Proxy {
             limits: settings.limits.clone(),
             partition_key,
             partition: settings.partition.clone(),
+            forwarding: settings.forwarding.clone(),
         }))
     }
 
@@ -182,6 +195,7 @@ impl Proxy {
         source: InvalidationSource,
     ) -> usize {
         let cache = self.cache.clone();
+        let invalidation = self.keyed(invalidation);
         let n = tokio::task::spawn_blocking(move || match &invalidation {
             Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
             Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
@@ -191,6 +205,17 @@ impl Proxy {
         .unwrap_or(0);
         self.metrics.invalidation(source, n);
         n
+    }
+
+    /// An invalidation of a target as keys name it: credential query
+    /// parameters redacted.
+    fn keyed(&self, invalidation: Invalidation) -> Invalidation {
+        match invalidation {
+            Invalidation::Target(t) => Invalidation::Target(
+                credential::redact_target(&t, &self.partition.query_params).unwrap_or(t),
+            ),
+            other => other,
+        }
     }
 
     /// Applies one upstream event for `route`: feed health, then its
@@ -239,6 +264,7 @@ impl Proxy {
         if invalidations.is_empty() {
             return 0;
         }
+        let invalidations: Vec<_> = invalidations.into_iter().map(|i| self.keyed(i)).collect();
         let cache = self.cache.clone();
         let n = tokio::task::spawn_blocking(move || {
             invalidations
@@ -268,7 +294,10 @@ impl Proxy {
             return self.dispatch(req, client).await;
         }
         let started = Instant::now();
-        let (method, uri) = (req.method().clone(), req.uri().clone());
+        let method = req.method().clone();
+        let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let uri = credential::redact_target(uri, &self.partition.query_params)
+            .unwrap_or_else(|| uri.to_owned());
         let res = self.dispatch(req, client).await;
         let status = res
             .headers()
@@ -306,7 +335,10 @@ impl Proxy {
                 ),
             );
         }
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        if let Err(why) = request_headers::sanitize(&mut parts, &self.forwarding) {
+            return self.reject(StatusCode::BAD_REQUEST, why.to_string());
+        }
         let addressed = addressed_host(&parts);
         let lowered_host: Option<Box<str>> = addressed
             .bytes()
@@ -366,8 +398,24 @@ impl Proxy {
                 (b, Some(e))
             }
         };
-        let partition =
-            credential::partition_of(&parts.headers, &self.partition, &self.partition_key);
+        let caller = credential::identify(
+            &parts.headers,
+            parts.uri.query(),
+            &self.partition,
+            route.dialect.partition_cookies(),
+            route.dialect.cookies_identify(),
+            &self.partition_key,
+        );
+        let redacted_target = parts
+            .uri
+            .query()
+            .is_some()
+            .then(|| {
+                let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                credential::redact_target(target, &self.partition.query_params)
+            })
+            .flatten()
+            .map(String::into_boxed_str);
         let class = match &classification {
             Classification::Cacheable { class } => class.clone(),
             _ => KeyClass::Get,
@@ -385,10 +433,11 @@ impl Proxy {
             parts,
             lowered_host,
             client,
-            has_credentials: partition.is_some(),
+            has_credentials: caller.has_credentials(),
             class,
+            redacted_target,
             key_host,
-            partition,
+            partition: caller.partition.filter(|_| !caller.unrecognized),
             keys: std::sync::OnceLock::new(),
         };
         // Only the memory hit runs inline; every other path is boxed, so
@@ -547,13 +596,19 @@ impl Proxy {
         variants
             .iter()
             .rev()
-            .find(|e| {
-                (!ex.has_credentials
-                    || e.key.partition() != Partition::Public
-                    || e.freshness().shareable)
-                    && vary::matches(&e.variant, &ex.parts.headers, &self.partition_key)
-            })
+            .find(|e| self.may_answer(ex, e))
             .cloned()
+    }
+
+    /// Whether `entry` (of `ex`'s own or the public partition) may answer
+    /// `ex`: its Vary-selected headers match, and an authenticated caller
+    /// uses a public entry only when the response said it may be shared
+    /// with them (RFC 9111 §3.5).
+    fn may_answer(&self, ex: &Exchange, entry: &Entry) -> bool {
+        (!ex.has_credentials
+            || entry.key.partition() != Partition::Public
+            || entry.freshness().shareable)
+            && vary::matches(&entry.variant, &ex.parts.headers, &self.partition_key)
     }
 
     /// Answers from `entry`. A body file that vanished since the entry was
@@ -823,9 +878,7 @@ impl Proxy {
                         .await;
                 }
                 Join::Waiter(waiter) => match waiter.wait().await {
-                    Ok(FlightOutcome::Entry(e))
-                        if vary::matches(&e.variant, &ex.parts.headers, &self.partition_key) =>
-                    {
+                    Ok(FlightOutcome::Entry(e)) if self.may_answer(&ex, &e) => {
                         let status = CacheStatus::hit().collapsed();
                         return self.serve(&ex, &e, status, Outcome::Collapsed).await;
                     }
@@ -868,6 +921,7 @@ impl Proxy {
             req_cc: ex.req_cc.clone(),
             has_credentials: ex.has_credentials,
             class: ex.class.clone(),
+            redacted_target: ex.redacted_target.clone(),
             key_host: ex.key_host.clone(),
             partition: ex.partition,
             keys: ex.keys.clone(),
@@ -964,16 +1018,48 @@ impl Proxy {
                 .await;
             }
             let merged = merge::merge_304(&stored, &rparts.headers);
-            let entry = refreshed(s, merged, request_time, response_time);
-            let (entry, shared) = match self.cache.store_refresh(s, entry, ticket) {
-                StoreOutcome::Stored(e) => (e.clone(), FlightOutcome::Entry(e)),
-                StoreOutcome::Outdated(e) => (e, FlightOutcome::NotShared),
+            let cc = ResponseDirectives::parse(&merged);
+            let entry = refreshed(
+                s,
+                merged,
+                &cc,
+                request_time,
+                response_time,
+                ex.route.sharing,
+            );
+            // The merged headers may no longer allow the entry where it is
+            // (a 304 that says `private` or `no-store` now, or a new Vary):
+            // it is dropped, and this client alone gets the refreshed copy.
+            let merged = entry.headers.to_map(0);
+            let still_storable = self
+                .storability(ex, s.status, &cc, &merged, true)
+                .is_ok_and(|(storability, variant)| {
+                    let key = match storability {
+                        Storability::Shared => ex.public_key(),
+                        _ => ex.own_key(),
+                    };
+                    *key == s.key && variant == s.variant
+                });
+            let (entry, shared) = if still_storable {
+                match self.cache.store_refresh(s, entry, ticket) {
+                    StoreOutcome::Stored(e) => (e.clone(), FlightOutcome::Entry(e)),
+                    StoreOutcome::Outdated(e) => (e, FlightOutcome::NotShared),
+                }
+            } else {
+                let (cache, key) = (self.cache.clone(), s.key.clone());
+                let _ =
+                    tokio::task::spawn_blocking(move || cache.purge(PurgeScope::Key(&key))).await;
+                (Arc::new(entry), FlightOutcome::NotShared)
             };
             if let Some(leader) = leader {
                 leader.complete(shared);
             }
             let status = CacheStatus::fwd(fwd).fwd_status(304);
-            return self.serve(ex, &entry, status, Outcome::Revalidated).await;
+            let mut res = self.serve(ex, &entry, status, Outcome::Revalidated).await;
+            // What the 304 says to this client only (its cookies) is never
+            // stored; it reaches this client alone.
+            merge::copy_per_client(&rparts.headers, res.headers_mut());
+            return res;
         }
         if status.is_server_error()
             && let Some(s) = &stale
@@ -1011,6 +1097,7 @@ impl Proxy {
                     &res_cc,
                     request_time,
                     response_time,
+                    ex.route.sharing,
                 );
                 let mut stored = rparts.headers;
                 stored.remove(AGE);
@@ -1100,11 +1187,16 @@ impl Proxy {
         }
         let variant = vary::variant_of(headers, &ex.parts.headers, &self.partition_key)
             .ok_or(Some("vary-star"))?;
+        // A caller known by something that is not partition material has no
+        // partition of its own: only what may be shared is stored for it.
+        let unpartitioned = ex.has_credentials && ex.partition.is_none();
         match ex.route.dialect.storage(&ex.parts, status, headers) {
             // The dialect vouches for it; only the caller's partition sees it.
-            Storage::Partitioned => return Ok((Storability::Private, variant)),
+            Storage::Partitioned if !unpartitioned => {
+                return Ok((Storability::Private, variant));
+            }
             Storage::Never(why) => return Err(Some(why)),
-            Storage::Rfc => {}
+            Storage::Partitioned | Storage::Rfc => {}
         }
         match storability(
             &ex.parts.method,
@@ -1113,8 +1205,10 @@ impl Proxy {
             res_cc,
             headers,
             ex.has_credentials,
+            ex.route.sharing,
         ) {
             Storability::No(why) => Err(Some(why)),
+            Storability::Private if unpartitioned => Err(Some("credentials")),
             s => Ok((s, variant)),
         }
     }
@@ -1123,12 +1217,19 @@ impl Proxy {
 fn refreshed(
     stale: &Entry,
     mut merged: HeaderMap,
+    cc: &ResponseDirectives,
     request_time: SystemTime,
     response_time: SystemTime,
+    sharing: crate::settings::Sharing,
 ) -> Entry {
-    let cc = ResponseDirectives::parse(&merged);
-    let (freshness, timing) =
-        stored_freshness(stale.status, &merged, &cc, request_time, response_time);
+    let (freshness, timing) = stored_freshness(
+        stale.status,
+        &merged,
+        cc,
+        request_time,
+        response_time,
+        sharing,
+    );
     merged.remove(AGE);
     stale.refreshed(merged, timing, freshness)
 }

@@ -321,6 +321,10 @@ impl Client {
                 v.parse().unwrap(),
             );
         }
+        self.request(req).await
+    }
+
+    async fn request(&self, req: Request<Full<Bytes>>) -> Got {
         let res = self.inner.request(req).await.expect("request failed");
         let (parts, body) = res.into_parts();
         let body = body.collect().await.expect("body failed").to_bytes();
@@ -360,4 +364,31 @@ pub fn http_date_in(secs: i64) -> String {
         now - Duration::from_secs((-secs) as u64)
     };
     httpdate::fmt_http_date(t)
+}
+
+/// Sends `request` (raw HTTP/1.1 bytes, which should ask `Connection:
+/// close`) to `addr` and returns everything the server sent back.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Client {
+    /// A GET whose header values may hold any bytes a header may carry
+    /// (obs-text included), which `send` cannot build from `&str`.
+    pub async fn get_bytes(&self, url: &str, headers: &[(&str, &[u8])]) -> Got {
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.uri_mut() = url.parse().unwrap();
+        for (n, v) in headers {
+            req.headers_mut().append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                http::HeaderValue::from_bytes(v).unwrap(),
+            );
+        }
+        self.request(req).await
+    }
 }

@@ -19,7 +19,7 @@ pub mod query;
 use std::time::SystemTime;
 
 use http::{HeaderMap, Method, StatusCode, request};
-use revcache_core::{Entry, KeyClass, Ledger, Tag, Version};
+use revcache_core::{Entry, KeyClass, Ledger, Partition, Tag, Version};
 use serde_json::Value;
 
 use self::endpoint::{ChangeRef, Endpoint, Sub};
@@ -141,6 +141,7 @@ impl Dialect for GerritDialect {
     fn facts(
         &self,
         req: &request::Parts,
+        partition: Partition,
         _status: StatusCode,
         headers: &HeaderMap,
         body: &[u8],
@@ -153,7 +154,7 @@ impl Dialect for GerritDialect {
                 .map(Version::from_etag)
         };
         match Self::endpoint(req) {
-            Endpoint::Other => HttpDialect.facts(req, _status, headers, body, received),
+            Endpoint::Other => HttpDialect.facts(req, partition, _status, headers, body, received),
             Endpoint::Change { id, sub } => {
                 let mut tags;
                 let mut version = None;
@@ -211,8 +212,13 @@ impl Dialect for GerritDialect {
                     Some(Value::Array(items)) => {
                         for info in &items {
                             if let Some((n, meta)) = change_info_tags(info, &mut tags) {
-                                self.ledger
-                                    .record(self.route, &n.to_string(), &meta, received);
+                                self.ledger.record(
+                                    self.route,
+                                    partition,
+                                    &n.to_string(),
+                                    &meta,
+                                    received,
+                                );
                             }
                         }
                     }
@@ -257,7 +263,9 @@ impl Dialect for GerritDialect {
                 .iter()
                 .find_map(|t| t.as_str().strip_prefix("change:").map(str::to_owned));
             if let Some(n) = number
-                && self.ledger.confirms(self.route, &n, v, received, since)
+                && self
+                    .ledger
+                    .confirms(self.route, entry.key.partition(), &n, v, received, since)
             {
                 return Some(DialectReuse {
                     reuse: Reuse::Fresh,
@@ -300,5 +308,14 @@ impl Dialect for GerritDialect {
 
     fn feed(&self) -> Option<&Feed> {
         self.feed.as_ref()
+    }
+
+    /// Gerrit's web session and its XSRF token.
+    fn partition_cookies(&self) -> &'static [&'static str] {
+        &["GerritAccount", "XSRF_TOKEN"]
+    }
+
+    fn cookies_identify(&self) -> bool {
+        true
     }
 }

@@ -20,7 +20,7 @@ pub mod xml;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode, request};
-use revcache_core::{Entry, KeyClass, Ledger, Tag, Version};
+use revcache_core::{Entry, KeyClass, Ledger, Partition, Tag, Version};
 
 use self::invalidate::norm;
 use super::{Classification, Dialect, DialectReuse, Facts, HttpDialect, Invalidation, Storage};
@@ -126,6 +126,7 @@ impl Dialect for WebdavDialect {
     fn facts(
         &self,
         req: &request::Parts,
+        partition: Partition,
         _status: StatusCode,
         headers: &HeaderMap,
         body: &[u8],
@@ -160,7 +161,8 @@ impl Dialect for WebdavDialect {
                     }
                 });
                 if let Some(etag) = etag.filter(|e| Version::from_etag(e).is_strong()) {
-                    self.ledger.record(self.route, &member, &etag, received);
+                    self.ledger
+                        .record(self.route, partition, &member, &etag, received);
                 }
             }
         }
@@ -189,6 +191,7 @@ impl Dialect for WebdavDialect {
             let not_before = since.max(now.checked_sub(window).unwrap_or(since));
             if self.ledger.confirms(
                 self.route,
+                entry.key.partition(),
                 &norm(entry.key.path()),
                 v,
                 entry.timing().response_time,
@@ -229,6 +232,10 @@ impl Dialect for WebdavDialect {
 
     fn feed(&self) -> Option<&Feed> {
         Some(&self.feed)
+    }
+
+    fn cookies_identify(&self) -> bool {
+        true
     }
 }
 
