@@ -96,6 +96,13 @@ pub struct Limits {
     pub upstream_read_timeout: Duration,
     /// How long in-flight requests may finish after SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
+    /// Bytes all fills in progress may hold (bodies being kept, chunks
+    /// queued for slow clients); a fill that finds no room is passed on
+    /// uncached.
+    pub max_fill_bytes: u64,
+    /// How long a collapsed request waits for the fetch it joined before
+    /// it fetches on its own.
+    pub collapsed_wait_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -107,6 +114,8 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(5),
             upstream_read_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
+            max_fill_bytes: 64 << 20,
+            collapsed_wait_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -75,6 +75,8 @@ struct LimitsConfig {
     upstream_connect_timeout: Option<Quantity>,
     upstream_read_timeout: Option<Quantity>,
     shutdown_grace: Option<Quantity>,
+    max_fill_bytes: Option<Quantity>,
+    collapsed_wait_timeout: Option<Quantity>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -208,7 +210,24 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             &l.shutdown_grace,
             defaults.shutdown_grace,
         )?,
+        max_fill_bytes: size_opt(
+            "limits.max_fill_bytes",
+            &l.max_fill_bytes,
+            defaults.max_fill_bytes,
+        )?,
+        collapsed_wait_timeout: duration_opt(
+            "limits.collapsed_wait_timeout",
+            &l.collapsed_wait_timeout,
+            defaults.collapsed_wait_timeout,
+        )?,
     };
+    if limits.max_fill_bytes < limits.max_cacheable_body_bytes {
+        bail!(
+            "limits.max_fill_bytes ({}) must be at least limits.max_cacheable_body_bytes ({}), or no body that large is ever stored",
+            limits.max_fill_bytes,
+            limits.max_cacheable_body_bytes
+        );
+    }
     if limits.max_request_header_bytes < 1024 {
         bail!("limits.max_request_header_bytes: must be at least 1KiB");
     }

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
-use tokio::sync::mpsc;
+
+use super::tee::TapReceiver;
 use tokio::time::Sleep;
 
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,7 +33,7 @@ enum Kind {
     Empty,
     Full(Option<Bytes>),
     Upstream(IdleTimeout<Incoming>),
-    Channel(mpsc::Receiver<Result<Bytes, BodyError>>),
+    Channel(TapReceiver),
     File(FileStream),
 }
 
@@ -97,7 +98,7 @@ impl ProxyBody {
         })
     }
 
-    pub fn channel(rx: mpsc::Receiver<Result<Bytes, BodyError>>, sent: Counter) -> Self {
+    pub fn channel(rx: TapReceiver, sent: Counter) -> Self {
         ProxyBody {
             kind: Kind::Channel(rx),
             sent: Some(sent),
@@ -118,7 +119,9 @@ impl Body for ProxyBody {
             Kind::Empty => Poll::Ready(None),
             Kind::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream(body) => Pin::new(body).poll_frame(cx),
-            Kind::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data))),
+            Kind::Channel(rx) => Pin::new(rx)
+                .poll_recv(cx)
+                .map(|o| o.map(|r| r.map(Frame::data))),
             Kind::File(f) => f.poll_chunk(cx),
         };
         if let (Poll::Ready(Some(Ok(frame))), Some(sent)) = (&polled, &this.sent)

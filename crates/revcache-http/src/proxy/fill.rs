@@ -1,12 +1,14 @@
 //! Filling the cache from an upstream response while the client receives it.
 //!
-//! The fill runs as its own task: it reads the upstream body, forwards each
-//! chunk to the requesting client (if one is still listening) and keeps a
-//! copy. When the body is complete it stores the entry and hands it to the
-//! single flight's waiters. A client that disconnects does not stop the
-//! fill, so waiters are never punished for the leader's client leaving.
-//! A body that grows past the cacheable limit stops being kept; the
-//! waiters are then told to fetch for themselves.
+//! The fill runs as its own task: it reads the upstream body, queues each
+//! chunk for the requesting client (if one is still listening) and keeps
+//! it. When the body is complete it stores the entry and hands it to the
+//! single flight's waiters. Neither a client that disconnects nor one that
+//! stops reading holds the fill back (see `tee`), so waiters are never
+//! punished for the leader's client. A body that grows past the cacheable
+//! limit, or past what the fill budget has room for, stops being kept; the
+//! waiters are then told to fetch for themselves, and the fill goes on at
+//! its client's pace.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +23,10 @@ use revcache_core::{
     Cache, Entry, EntryTiming, FillTicket, Freshness, LeaderGuard, PrimaryKey, StoreOutcome,
     Version,
 };
-use tokio::sync::mpsc;
 
 use super::FlightOutcome;
-use super::body::{BodyError, IdleTimeout};
+use super::body::IdleTimeout;
+use super::tee::{self, FillBudget, Held, TapReceiver, TapSender};
 use crate::dialect::Dialect;
 
 /// Everything known about the entry before its body arrives. Version and
@@ -45,12 +47,17 @@ pub struct FillPlan {
 
 pub type Leader = LeaderGuard<PrimaryKey, FlightOutcome>;
 
+/// Bytes a fill that no longer keeps its body lets queue for its client
+/// before it waits for the client, as a pass-through would.
+const STREAM_QUEUE: u64 = 1 << 20;
+
 /// Counts fills in progress, so shutdown can let them finish storing
-/// (a client may have its whole body before the fill stores it).
-#[derive(Default)]
+/// (a client may have its whole body before the fill stores it), and the
+/// bytes they hold.
 pub struct Fills {
     active: std::sync::atomic::AtomicUsize,
     idle: tokio::sync::Notify,
+    budget: Arc<FillBudget>,
 }
 
 struct FillGuard(Arc<Fills>);
@@ -69,6 +76,20 @@ impl Drop for FillGuard {
 }
 
 impl Fills {
+    /// Fills that together hold at most `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Fills {
+            active: Default::default(),
+            idle: Default::default(),
+            budget: Arc::new(FillBudget::new(limit)),
+        }
+    }
+
+    /// Bytes held by fills now (kept bodies and client queues).
+    pub fn held_bytes(&self) -> u64 {
+        self.budget.held()
+    }
+
     /// Waits until no fill is in progress.
     pub async fn idle(&self) {
         loop {
@@ -88,17 +109,25 @@ pub fn spawn(
     plan: FillPlan,
     body: Incoming,
     leader: Option<Leader>,
-) -> mpsc::Receiver<Result<Bytes, BodyError>> {
-    let (tx, rx) = mpsc::channel(32);
+) -> TapReceiver {
+    let (tx, rx) = tee::tap(fills.budget.clone());
     fills
         .active
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let guard = FillGuard(fills.clone());
+    let budget = fills.budget.clone();
     tokio::spawn(async move {
-        run(cache, plan, body, leader, tx).await;
+        run(cache, plan, body, leader, tx, budget).await;
         drop(guard);
     });
     rx
+}
+
+/// The body kept for the cache, counted in the fill budget.
+struct Kept {
+    chunks: Vec<Bytes>,
+    len: u64,
+    _held: Held,
 }
 
 async fn run(
@@ -106,19 +135,16 @@ async fn run(
     plan: FillPlan,
     body: Incoming,
     mut leader: Option<Leader>,
-    tx: mpsc::Sender<Result<Bytes, BodyError>>,
+    tx: TapSender,
+    budget: Arc<FillBudget>,
 ) {
     let mut body = IdleTimeout::new(body, plan.read_timeout);
     let mut client = Some(tx);
-    // Room for the declared length up front, so a body that arrives in many
-    // chunks is not copied at every doubling (bounded: the upstream says it).
-    let declared = plan
-        .headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-        .filter(|&n| n <= plan.max_bytes)
-        .unwrap_or(0);
-    let mut kept = Some(BytesMut::with_capacity(declared as usize));
+    let mut kept = budget.try_take(0).map(|held| Kept {
+        chunks: Vec::new(),
+        len: 0,
+        _held: held,
+    });
     loop {
         let frame = match body.frame().await {
             None => break,
@@ -126,7 +152,7 @@ async fn run(
             Some(Err(e)) => {
                 tracing::warn!(key = ?plan.key, error = %e, "upstream body failed during fill");
                 if let Some(tx) = client.take() {
-                    let _ = tx.send(Err(e)).await;
+                    tx.send(Err(e));
                 }
                 if let Some(leader) = leader.take() {
                     leader.complete(FlightOutcome::NotShared);
@@ -137,27 +163,42 @@ async fn run(
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if let Some(buf) = &mut kept {
-            if (buf.len() + data.len()) as u64 > plan.max_bytes {
-                kept = None;
-                if let Some(leader) = leader.take() {
-                    leader.complete(FlightOutcome::NotShared);
+        if let Some(k) = &mut kept {
+            let n = data.len() as u64;
+            let room = (k.len + n <= plan.max_bytes)
+                .then(|| budget.try_take(n))
+                .flatten();
+            match room {
+                Some(held) => {
+                    k._held.absorb(held);
+                    k.chunks.push(data.clone());
+                    k.len += n;
                 }
-            } else {
-                buf.extend_from_slice(&data);
+                None => {
+                    if k.len + n <= plan.max_bytes {
+                        tracing::debug!(key = ?plan.key, "fill budget exhausted; not keeping this body");
+                    }
+                    kept = None;
+                    if let Some(leader) = leader.take() {
+                        leader.complete(FlightOutcome::NotShared);
+                    }
+                }
             }
         }
-        if let Some(tx) = &client
-            && tx.send(Ok(data)).await.is_err()
-        {
-            client = None;
+        if let Some(tx) = &client {
+            // A kept body never waits for its client; one that is only
+            // passed on goes at the client's pace.
+            let open = tx.send(Ok(data)) && (kept.is_some() || tx.drained_to(STREAM_QUEUE).await);
+            if !open {
+                client = None;
+            }
         }
         if client.is_none() && kept.is_none() {
             return;
         }
     }
-    let Some(buf) = kept else { return };
-    let body = fitted(buf);
+    let Some(kept) = kept else { return };
+    let body = assembled(&kept.chunks, kept.len);
     let mut headers = plan.headers;
     headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     if !headers.contains_key(DATE) {
@@ -199,42 +240,26 @@ async fn run(
     }
 }
 
-/// The body as stored, in an allocation of about its own size. A buffer
-/// grown chunk by chunk (no or a wrong Content-Length) can hold up to twice
-/// its length, which the memory tier's byte budget, weighing lengths,
-/// would never see; such a body is copied once into a buffer that fits.
-fn fitted(buf: BytesMut) -> Bytes {
-    if buf.capacity() - buf.len() > buf.len() / 8 {
-        Bytes::copy_from_slice(&buf)
-    } else {
-        buf.freeze()
+/// The body as stored: one allocation of exactly its length (chunks hold
+/// on to the buffers they were read into, which can be larger).
+fn assembled(chunks: &[Bytes], len: u64) -> Bytes {
+    let mut body = BytesMut::with_capacity(len as usize);
+    for c in chunks {
+        body.extend_from_slice(c);
     }
+    body.freeze()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn capacity_of(body: Bytes) -> usize {
-        body.try_into_mut().map_or(0, |b| b.capacity())
-    }
-
     #[test]
-    fn a_stored_body_does_not_keep_the_room_its_buffer_grew() {
-        let mut grown = BytesMut::new();
-        for _ in 0..17 {
-            grown.extend_from_slice(&[7; 1000]);
-        }
-        assert!(grown.capacity() > 20_000, "the buffer grew past the body");
-        let body = fitted(grown);
+    fn a_stored_body_is_one_allocation_of_its_length() {
+        let chunks: Vec<Bytes> = (0..17).map(|_| Bytes::from(vec![7u8; 1000])).collect();
+        let body = assembled(&chunks, 17_000);
         assert_eq!(body.len(), 17_000);
         assert!(body.iter().all(|&b| b == 7));
-        assert!(capacity_of(body) <= 17_000 + 17_000 / 8);
-
-        let mut exact = BytesMut::with_capacity(17_000);
-        exact.extend_from_slice(&[1; 17_000]);
-        let ptr = exact.as_ptr();
-        let body = fitted(exact);
-        assert_eq!(body.as_ptr(), ptr, "a buffer that fits is not copied");
+        assert_eq!(body.try_into_mut().map_or(0, |b| b.capacity()), 17_000);
     }
 }

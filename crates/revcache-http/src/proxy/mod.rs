@@ -12,6 +12,7 @@ mod fill;
 pub mod forward;
 pub mod request_headers;
 mod respond;
+mod tee;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -158,7 +159,7 @@ impl Proxy {
         ));
         Ok(Arc::new(Proxy {
             cache,
-            fills: Arc::default(),
+            fills: Arc::new(fill::Fills::new(settings.limits.max_fill_bytes)),
             router,
             upstream: Upstream::new(&settings.limits),
             flights,
@@ -176,6 +177,12 @@ impl Proxy {
 
     pub fn cache(&self) -> &Arc<Cache> {
         &self.cache
+    }
+
+    /// Bytes held by fills in progress: bodies being kept and chunks
+    /// queued for clients (at most `limits.max_fill_bytes` kept).
+    pub fn fill_bytes(&self) -> u64 {
+        self.fills.held_bytes()
     }
 
     /// Waits until every fill in progress has stored (or given up).
@@ -877,26 +884,40 @@ impl Proxy {
                         .fetch(&ex, body, exceeded, stale, Some(leader), fwd, reason)
                         .await;
                 }
-                Join::Waiter(waiter) => match waiter.wait().await {
-                    Ok(FlightOutcome::Entry(e)) if self.may_answer(&ex, &e) => {
-                        let status = CacheStatus::hit().collapsed();
-                        return self.serve(&ex, &e, status, Outcome::Collapsed).await;
-                    }
-                    Ok(FlightOutcome::Failed(err)) => {
-                        if let Some(s) = &stale
-                            && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
-                        {
-                            let status = CacheStatus::fwd("stale")
-                                .collapsed()
-                                .detail("stale-if-error");
-                            return self.serve(&ex, s, status, Outcome::StaleIfError).await;
+                Join::Waiter(waiter) => {
+                    match tokio::time::timeout(self.limits.collapsed_wait_timeout, waiter.wait())
+                        .await
+                    {
+                        Err(_deadline) => {
+                            tracing::debug!(
+                                target = ex.target(),
+                                "collapsed wait timed out; fetching alone"
+                            );
+                            break;
                         }
-                        let (fwd, _) = Self::forward_reason(&ex, &stale, uri_known, now);
-                        return self.upstream_failed(&err, CacheStatus::fwd(fwd).collapsed());
+                        Ok(waited) => match waited {
+                            Ok(FlightOutcome::Entry(e)) if self.may_answer(&ex, &e) => {
+                                let status = CacheStatus::hit().collapsed();
+                                return self.serve(&ex, &e, status, Outcome::Collapsed).await;
+                            }
+                            Ok(FlightOutcome::Failed(err)) => {
+                                if let Some(s) = &stale
+                                    && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
+                                {
+                                    let status = CacheStatus::fwd("stale")
+                                        .collapsed()
+                                        .detail("stale-if-error");
+                                    return self.serve(&ex, s, status, Outcome::StaleIfError).await;
+                                }
+                                let (fwd, _) = Self::forward_reason(&ex, &stale, uri_known, now);
+                                return self
+                                    .upstream_failed(&err, CacheStatus::fwd(fwd).collapsed());
+                            }
+                            Ok(_) => break,
+                            Err(_abandoned) => continue,
+                        },
                     }
-                    Ok(_) => break,
-                    Err(_abandoned) => continue,
-                },
+                }
             }
         }
         if ex.req_cc.only_if_cached {
