@@ -16,10 +16,9 @@ impl Dialect for HttpDialect {
     fn classify(&self, req: &request::Parts) -> Classification {
         match req.method {
             Method::GET | Method::HEAD => {
-                // Range and upgrade requests are forwarded as they are.
-                if req.headers.contains_key(RANGE)
-                    || req.headers.contains_key(http::header::UPGRADE)
-                {
+                // Range requests are forwarded as they are (`Upgrade` is
+                // hop-by-hop: removed before any dialect sees the request).
+                if req.headers.contains_key(RANGE) {
                     Classification::Pass { reason: "bypass" }
                 } else {
                     Classification::Cacheable {
