@@ -57,10 +57,9 @@ pub fn identify(
         }
     }
     for name in headers.keys() {
-        if name != AUTHORIZATION
+        if looks_like_credential(name)
             && !settings.headers.contains(name)
             && !settings.not_credentials.contains(name)
-            && looks_like_credential(name)
         {
             unrecognized = true;
         }
@@ -132,6 +131,33 @@ fn is_token_byte(b: u8) -> bool {
 /// yes; `partition.not_credentials` lists exceptions.
 pub fn looks_like_credential(name: &HeaderName) -> bool {
     let n = name.as_str();
+    // What nearly every request carries is decided without a search.
+    if matches!(
+        n,
+        "host"
+            | "accept"
+            | "accept-encoding"
+            | "accept-language"
+            | "user-agent"
+            | "cache-control"
+            | "pragma"
+            | "if-none-match"
+            | "if-modified-since"
+            | "if-match"
+            | "if-unmodified-since"
+            | "if-range"
+            | "referer"
+            | "origin"
+            | "content-type"
+            | "content-length"
+            | "cookie"
+            | "authorization"
+            | "range"
+            | "depth"
+            | "via"
+    ) {
+        return false;
+    }
     const PARTS: [&str; 8] = [
         "auth",
         "token",
@@ -162,6 +188,9 @@ fn query_credentials<'q>(query: Option<&'q str>, names: &[String]) -> Vec<(&'q s
 }
 
 fn is_credential_param(name: &str, names: &[String]) -> bool {
+    if !name.contains(['%', '+']) {
+        return names.iter().any(|n| n.eq_ignore_ascii_case(name));
+    }
     let decoded = crate::percent::decode_lossy(&name.replace('+', " "));
     names.iter().any(|n| n.eq_ignore_ascii_case(&decoded))
 }

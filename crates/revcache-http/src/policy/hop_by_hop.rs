@@ -10,6 +10,24 @@ const FIXED: [&str; 4] = [
     "proxy-authorization",
 ];
 
+/// Every hop-by-hop header name but those `Connection` names.
+pub const NAMES: [&str; 9] = [
+    "connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+];
+
+/// Whether `name` is always hop-by-hop (see [`NAMES`]).
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    NAMES.contains(&name.as_str())
+}
+
 /// Removes hop-by-hop headers and every header named in `Connection`.
 pub fn strip(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers

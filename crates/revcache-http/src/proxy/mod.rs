@@ -43,7 +43,7 @@ use crate::policy::{
     Reuse, Storability, conditional, hop_by_hop, merge, reuse, storability, stored_freshness, vary,
 };
 use crate::route::{Route, RouteError, Router};
-use crate::settings::{ForwardingSettings, Limits, PartitionSettings, Settings};
+use crate::settings::{Limits, PartitionSettings, Settings};
 
 /// What a single flight's leader hands its waiters.
 #[derive(Clone, Debug)]
@@ -66,7 +66,7 @@ pub struct Proxy {
     limits: Limits,
     partition_key: PartitionKey,
     partition: PartitionSettings,
-    forwarding: ForwardingSettings,
+    sanitizer: request_headers::Sanitizer,
 }
 
 /// One client request on its way through the proxy.
@@ -167,7 +167,7 @@ impl Proxy {
             limits: settings.limits.clone(),
             partition_key,
             partition: settings.partition.clone(),
-            forwarding: settings.forwarding.clone(),
+            sanitizer: request_headers::Sanitizer::new(&settings.forwarding),
         }))
     }
 
@@ -343,7 +343,7 @@ impl Proxy {
             );
         }
         let (mut parts, body) = req.into_parts();
-        if let Err(why) = request_headers::sanitize(&mut parts, &self.forwarding) {
+        if let Err(why) = self.sanitizer.sanitize(&mut parts) {
             return self.reject(StatusCode::BAD_REQUEST, why.to_string());
         }
         let addressed = addressed_host(&parts);

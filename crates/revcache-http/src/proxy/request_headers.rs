@@ -28,17 +28,64 @@ pub enum RequestHeaderError {
 
 const DEPTH: HeaderName = HeaderName::from_static("depth");
 
-/// Checks the request's framing headers, then removes hop-by-hop headers,
-/// every header named in `Connection`, and the configured
-/// `forwarding.strip_request_headers`.
-pub fn sanitize(
-    parts: &mut request::Parts,
-    forwarding: &ForwardingSettings,
-) -> Result<(), RequestHeaderError> {
-    let hosts = parts.headers.get_all(HOST).iter().count();
-    if hosts > 1 {
-        return Err(RequestHeaderError::DuplicateHost(hosts));
+/// The request header rules of one instance, ready for the request path.
+pub struct Sanitizer {
+    strip: Vec<HeaderName>,
+    /// First bytes of every name that may be removed: most requests carry
+    /// none, and are let through after one pass that compares nothing.
+    first_bytes: [bool; 256],
+}
+
+impl Sanitizer {
+    pub fn new(forwarding: &ForwardingSettings) -> Self {
+        let mut first_bytes = [false; 256];
+        let hop = hop_by_hop::NAMES.iter().copied();
+        for name in hop.chain(forwarding.strip_request_headers.iter().map(|n| n.as_str())) {
+            if let Some(&b) = name.as_bytes().first() {
+                first_bytes[b as usize] = true;
+            }
+        }
+        Sanitizer {
+            strip: forwarding.strip_request_headers.clone(),
+            first_bytes,
+        }
     }
+
+    /// Checks the request's framing headers, then removes hop-by-hop
+    /// headers, every header named in `Connection`, and the configured
+    /// `forwarding.strip_request_headers`.
+    pub fn sanitize(&self, parts: &mut request::Parts) -> Result<(), RequestHeaderError> {
+        let (mut hosts, mut depths, mut removes) = (0, 0, false);
+        for (name, _) in &parts.headers {
+            if *name == HOST {
+                hosts += 1;
+            } else if *name == DEPTH {
+                depths += 1;
+            } else if self.first_bytes[name.as_str().as_bytes()[0] as usize]
+                && (hop_by_hop::is_hop_by_hop(name) || self.strip.contains(name))
+            {
+                removes = true;
+            }
+        }
+        if hosts > 1 {
+            return Err(RequestHeaderError::DuplicateHost(hosts));
+        }
+        if depths > 1 {
+            return Err(RequestHeaderError::Duplicate(depths, "Depth"));
+        }
+        check_host(parts)?;
+        if removes {
+            hop_by_hop::strip(&mut parts.headers);
+            for name in &self.strip {
+                parts.headers.remove(name);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `Host` must be an authority and agree with the request line's.
+fn check_host(parts: &request::Parts) -> Result<(), RequestHeaderError> {
     if let Some(host) = parts.headers.get(HOST) {
         let authority = Authority::try_from(host.as_bytes())
             .ok()
@@ -53,14 +100,6 @@ pub fn sanitize(
             });
         }
     }
-    let depths = parts.headers.get_all(DEPTH).iter().count();
-    if depths > 1 {
-        return Err(RequestHeaderError::Duplicate(depths, "Depth"));
-    }
-    hop_by_hop::strip(&mut parts.headers);
-    for name in &forwarding.strip_request_headers {
-        parts.headers.remove(name);
-    }
     Ok(())
 }
 
@@ -69,6 +108,10 @@ mod tests {
     use http::{HeaderValue, Request};
 
     use super::*;
+
+    fn sanitizer() -> Sanitizer {
+        Sanitizer::new(&ForwardingSettings::default())
+    }
 
     fn parts(headers: &[(&str, &str)]) -> request::Parts {
         let mut req = Request::get("/x");
@@ -89,17 +132,24 @@ mod tests {
             ("forwarded", "for=1.2.3.4"),
             ("accept", "text/plain"),
         ]);
-        sanitize(&mut p, &ForwardingSettings::default()).unwrap();
+        sanitizer().sanitize(&mut p).unwrap();
         let names: Vec<_> = p.headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["host", "accept"]);
+        let mut p = parts(&[
+            ("host", "a.example"),
+            ("te", "trailers"),
+            ("user-agent", "x"),
+        ]);
+        sanitizer().sanitize(&mut p).unwrap();
+        assert_eq!(p.headers.len(), 2, "hop-by-hop TE is removed");
     }
 
     #[test]
     fn ambiguous_hosts_and_depths_are_refused() {
-        let f = ForwardingSettings::default();
+        let f = sanitizer();
         let mut p = parts(&[("host", "a.example"), ("host", "b.example")]);
         assert_eq!(
-            sanitize(&mut p, &f),
+            f.sanitize(&mut p),
             Err(RequestHeaderError::DuplicateHost(2))
         );
         for bad in ["a b", "user@a.example", "", "a.example/x"] {
@@ -107,7 +157,7 @@ mod tests {
             p.headers
                 .insert(HOST, HeaderValue::from_bytes(bad.as_bytes()).unwrap());
             assert_eq!(
-                sanitize(&mut p, &f),
+                f.sanitize(&mut p),
                 Err(RequestHeaderError::InvalidHost),
                 "{bad:?}"
             );
@@ -115,14 +165,14 @@ mod tests {
         let mut p = parts(&[("host", "a.example")]);
         p.uri = "http://b.example/x".parse().unwrap();
         assert!(matches!(
-            sanitize(&mut p, &f),
+            f.sanitize(&mut p),
             Err(RequestHeaderError::HostMismatch { .. })
         ));
         p.uri = "http://A.example/x".parse().unwrap();
-        assert_eq!(sanitize(&mut p, &f), Ok(()));
+        assert_eq!(f.sanitize(&mut p), Ok(()));
         let mut p = parts(&[("depth", "0"), ("depth", "1")]);
         assert_eq!(
-            sanitize(&mut p, &f),
+            f.sanitize(&mut p),
             Err(RequestHeaderError::Duplicate(2, "Depth"))
         );
     }
