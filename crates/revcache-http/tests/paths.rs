@@ -125,3 +125,50 @@ async fn a_webdav_put_through_a_doubled_slash_invalidates_the_resource() {
     assert!(!after.is_hit(), "{}", after.cache_status());
     assert_ne!(after.text(), first.text());
 }
+
+#[tokio::test]
+async fn gerrit_routes_keep_encoded_project_names_and_store_only_documented_shapes() {
+    let origin = Origin::start(|seen, n| {
+        Reply::ok(format!(
+            ")]}}'\n{{\"_number\": 42, \"n\": {n}, \"at\": \"{}\"}}",
+            seen.target
+        ))
+        .header("cache-control", "no-cache, no-store, must-revalidate")
+        .header("etag", format!("\"{n}\""))
+    })
+    .await;
+    let rc = Revcache::start_with(&origin.url(), |s| {
+        s.routes[0].dialect = DialectName::Gerrit;
+        s.routes[0].encoded_slashes = EncodedSlashes::default_for(DialectName::Gerrit);
+    })
+    .await;
+    let c = Client::default();
+    let auth = [("authorization", "Basic dTpw")];
+    let got = c
+        .get_with(&rc.url("/a/changes/infra%2Fci~42/detail"), &auth)
+        .await;
+    assert_eq!(got.status, 200, "{}", got.text());
+    assert_eq!(origin.last().target, "/a/changes/infra%2Fci~42/detail");
+    // A change's drafts change without any event: never stored against
+    // Gerrit's no-store, unlike the change itself.
+    for path in ["/a/changes/42/drafts", "/a/changes/42/detail"] {
+        c.get_with(&rc.url(path), &auth).await;
+        rc.proxy.fills_idle().await;
+    }
+    let before = origin.requests();
+    c.get_with(&rc.url("/a/changes/42/drafts"), &auth).await;
+    assert_eq!(
+        origin.requests(),
+        before + 1,
+        "drafts are fetched every time"
+    );
+    c.get_with(&rc.url("/a/changes/42/detail"), &auth).await;
+    assert!(
+        origin.last().headers.contains_key("if-none-match"),
+        "the change itself is kept and revalidated"
+    );
+    assert!(
+        !origin.seen()[before].headers.contains_key("if-none-match"),
+        "drafts have nothing stored to revalidate"
+    );
+}
