@@ -87,6 +87,20 @@ pub fn normalize(uri: &Uri) -> Result<Target, TargetError> {
     })
 }
 
+/// A path and query an operator or a notice names (a purge's `url=`), in
+/// the normal form request targets are keyed by.
+pub fn normalize_target(target: &str) -> Result<String, TargetError> {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let path = normalize_path(path)?;
+    Ok(match query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    })
+}
+
 /// Whether a normalised path holds an encoded separator.
 fn has_encoded_slash(path: &str) -> bool {
     path.contains('\\') || path.contains("%2F") || path.contains("%5C")
@@ -95,6 +109,9 @@ fn has_encoded_slash(path: &str) -> bool {
 /// The normal form of an origin-form path (starting with `/`); borrowed
 /// when it already is.
 pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, TargetError> {
+    if !path.starts_with('/') {
+        return Ok(Cow::Borrowed(path));
+    }
     if is_normal(path) {
         return Ok(Cow::Borrowed(path));
     }
@@ -341,6 +358,13 @@ mod tests {
         );
         let uri: Uri = "*".parse().unwrap();
         assert_eq!(normalize(&uri).unwrap().uri, None);
+    }
+
+    #[test]
+    fn named_targets_normalise_their_path_only() {
+        assert_eq!(normalize_target("/d//f?x=//").as_deref(), Ok("/d/f?x=//"));
+        assert_eq!(normalize_target("/a/../b").as_deref(), Ok("/b"));
+        assert_eq!(normalize_target("/.."), Err(TargetError::AboveRoot));
     }
 
     #[test]

@@ -172,3 +172,28 @@ async fn gerrit_routes_keep_encoded_project_names_and_store_only_documented_shap
         "drafts have nothing stored to revalidate"
     );
 }
+
+#[tokio::test]
+async fn a_purge_names_an_entry_in_any_spelling_of_its_path() {
+    let origin = Origin::start(cacheable_origin()).await;
+    let rc = Revcache::start(&origin.url()).await;
+    let c = Client::default();
+    c.get(&rc.url("/d/f?v=1")).await;
+    rc.proxy.fills_idle().await;
+    let res = c
+        .send(
+            "POST",
+            &rc.admin_url("/purge?url=/d//x/../f%3Fv%3D1"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    assert!(res.text().contains(r#""purged":1"#), "{}", res.text());
+    assert!(!c.get(&rc.url("/d/f?v=1")).await.is_hit());
+    let res = c
+        .send("POST", &rc.admin_url("/purge?prefix=/../d/"), &[], "")
+        .await;
+    assert_eq!(res.status, 400);
+    assert!(res.text().contains("above the root"), "{}", res.text());
+}
