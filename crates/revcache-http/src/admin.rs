@@ -265,19 +265,16 @@ impl Admin {
                 return bad_request(format!("purge: {name} is not valid percent-encoded UTF-8"));
             };
             // Keys hold normalised targets: `/d//f` names the entry of `/d/f`.
-            let normal = |value: String| {
-                crate::request_target::normalize_target(&value)
-                    .map_err(|e| bad_request(format!("purge: {name}: {e}")))
+            let value = match name {
+                "url" | "prefix" => match crate::request_target::normalize_target(&value) {
+                    Ok(v) => v,
+                    Err(e) => return bad_request(format!("purge: {name}: {e}")),
+                },
+                _ => value,
             };
             let inv = match name {
-                "url" if value.starts_with('/') => match normal(value) {
-                    Ok(v) => Invalidation::Target(v),
-                    Err(res) => return res,
-                },
-                "prefix" if value.starts_with('/') => match normal(value) {
-                    Ok(v) => Invalidation::Prefix(v),
-                    Err(res) => return res,
-                },
+                "url" if value.starts_with('/') => Invalidation::Target(value),
+                "prefix" if value.starts_with('/') => Invalidation::Prefix(value),
                 "url" | "prefix" => {
                     return bad_request(format!(
                         "purge: {name} must start with '/', got {value:?}"
