@@ -522,6 +522,33 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_budget_holds_for_entries_with_large_variants_and_hosts() {
+        let budget: u64 = 1 << 20;
+        let cache = Cache::new(CacheConfig {
+            memory_limit: budget,
+            max_entry_bytes: 64 << 10,
+        });
+        // Tiny bodies, each held with 16 KiB of Vary-selected header value
+        // or of Host (what `preserve_host` puts in the key).
+        let held: usize = 16 << 10;
+        for i in 0..200 {
+            let value = format!("{i}{}", "x".repeat(held));
+            let e = entry(key(&format!("/v{i}")), lang(&value), &[], 10);
+            cache.store(e, cache.begin_fill());
+            let host = format!("{i}{}", "h".repeat(held));
+            let k = PrimaryKey::new(0, KeyClass::Get, host.as_str(), "/h", Partition::Public);
+            cache.store(entry(k, Box::new([]), &[], 10), cache.begin_fill());
+        }
+        let stats = cache.stats();
+        assert!(stats.memory_bytes <= budget, "{stats:?}");
+        assert!(
+            (stats.memory_keys * held) as u64 <= budget,
+            "{} keys hold at least {held} bytes each: over the {budget} byte budget",
+            stats.memory_keys
+        );
+    }
+
+    #[test]
     fn the_largest_allowed_entry_fits_in_a_small_budget() {
         let cache = Cache::new(CacheConfig {
             memory_limit: 4 << 20,

@@ -179,7 +179,9 @@ impl Entry {
         self.freshness.into()
     }
 
-    /// Bytes this entry costs in memory, for the byte budget.
+    /// Bytes this entry costs in memory, for the byte budget: everything
+    /// it holds, since a client can make any part of it large (a Vary
+    /// variant of long header values, a long Host or target).
     pub fn weight(&self) -> u64 {
         const FIXED: usize = std::mem::size_of::<Entry>() + 64;
         let headers = self.headers.heap_bytes();
@@ -188,7 +190,20 @@ impl Entry {
             EntryBody::Memory(b) => b.len(),
             EntryBody::File(f) => f.path.as_os_str().len(),
         };
-        (FIXED + body + headers + tags + self.key.target().len()) as u64
+        let variant: usize = self
+            .variant
+            .iter()
+            .map(|(name, value)| {
+                std::mem::size_of::<(HeaderName, Option<Box<str>>)>()
+                    + name.as_str().len()
+                    + value.as_deref().map_or(0, str::len)
+            })
+            .sum();
+        let version = match &self.version {
+            Version::Strong(v) => v.len() + 16,
+            Version::Unversioned => 0,
+        };
+        (FIXED + body + headers + tags + variant + version + self.key.weight()) as u64
     }
 
     /// The upstream's `Date`, for newest-version-wins between racing fills.

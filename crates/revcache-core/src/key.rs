@@ -87,6 +87,19 @@ impl PrimaryKey {
         self.0.hash
     }
 
+    /// Bytes the key holds in memory: its allocation, target, host and
+    /// class text. The host and class may be shared with other keys; they
+    /// are counted anyway, since a client can make them unique (a
+    /// `preserve_host` Host, a dialect's class).
+    pub fn weight(&self) -> usize {
+        let class = match &self.0.class {
+            KeyClass::Get => 0,
+            KeyClass::Named(n) => n.len(),
+        };
+        // The Arc's two counts.
+        std::mem::size_of::<KeyInner>() + 16 + self.0.target.len() + self.0.host.len() + class
+    }
+
     /// The same resource in another partition.
     pub fn with_partition(&self, partition: Partition) -> Self {
         PrimaryKey::new(
@@ -248,5 +261,14 @@ mod tests {
             PrimaryKey::new(0, named, "h", "/a?x=1", Partition::Public)
         );
         assert_eq!(a.path(), "/a");
+    }
+
+    #[test]
+    fn a_keys_weight_counts_its_host_class_and_target() {
+        let small = PrimaryKey::new(0, KeyClass::Get, "h", "/a", Partition::Public);
+        let host = "h".repeat(1000);
+        let class = KeyClass::Named("c".repeat(2000).into());
+        let big = PrimaryKey::new(0, class, host.as_str(), "/a", Partition::Public);
+        assert_eq!(big.weight() - small.weight(), 999 + 2000);
     }
 }

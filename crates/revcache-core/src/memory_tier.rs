@@ -27,7 +27,12 @@ struct ByteWeighter;
 
 impl Weighter<PrimaryKey, Variants> for ByteWeighter {
     fn weight(&self, _key: &PrimaryKey, val: &Variants) -> u64 {
-        val.iter().map(|e| e.weight()).sum::<u64>().max(1)
+        // Several variants live in a slice of pointers with its own counts.
+        let slice = match val {
+            Variants::One(_) => 0,
+            Variants::Many(v) => 16 + 8 * v.len() as u64,
+        };
+        val.iter().map(|e| e.weight()).sum::<u64>() + slice
     }
 }
 

@@ -264,6 +264,14 @@ impl Admin {
             let Some(value) = crate::percent::decode_strict(value) else {
                 return bad_request(format!("purge: {name} is not valid percent-encoded UTF-8"));
             };
+            // Keys hold normalised targets: `/d//f` names the entry of `/d/f`.
+            let value = match name {
+                "url" | "prefix" => match crate::request_target::normalize_target(&value) {
+                    Ok(v) => v,
+                    Err(e) => return bad_request(format!("purge: {name}: {e}")),
+                },
+                _ => value,
+            };
             let inv = match name {
                 "url" if value.starts_with('/') => Invalidation::Target(value),
                 "prefix" if value.starts_with('/') => Invalidation::Prefix(value),

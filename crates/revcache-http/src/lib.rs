@@ -13,6 +13,7 @@ pub mod metrics;
 mod percent;
 pub mod policy;
 pub mod proxy;
+pub mod request_target;
 pub mod route;
 pub mod server;
 pub mod settings;
@@ -20,6 +21,6 @@ pub mod settings;
 pub use proxy::Proxy;
 pub use server::{Server, ServerError};
 pub use settings::{
-    CacheSettings, DialectName, DiskSettings, EventSettings, ForwardingSettings, Limits,
-    PartitionSettings, RouteSettings, Settings, Sharing,
+    CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings, ForwardingSettings,
+    Limits, PartitionSettings, RouteSettings, Settings, Sharing,
 };

@@ -3,8 +3,12 @@
 //! paths carry (a bad escape stays as it is).
 
 fn hex_at(bytes: &[u8], i: usize) -> Option<u8> {
-    let h = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-    u8::from_str_radix(h, 16).ok()
+    let h = bytes.get(i + 1..i + 3)?;
+    // `from_str_radix` alone would take a sign: `%+1` is not an escape.
+    if !h.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
 }
 
 /// `None` on a bad escape or a result that is not UTF-8. `+` stays `+`.
@@ -55,6 +59,8 @@ mod tests {
         assert_eq!(decode_strict("%zz"), None);
         assert_eq!(decode_strict("%4"), None);
         assert_eq!(decode_strict("%ff"), None);
+        assert_eq!(decode_strict("%+1"), None);
+        assert_eq!(decode_lossy("%+1"), "%+1");
         assert_eq!(decode_lossy("infra%2Fci~42"), "infra/ci~42");
         assert_eq!(decode_lossy("100%"), "100%");
     }

@@ -1,13 +1,15 @@
 //! Routes: which upstream and dialect serve a request, by Host and path
 //! prefix. The most specific route wins: a host match beats a wildcard,
-//! then the longest prefix.
+//! then the longest prefix. Prefixes match whole segments (`/api` covers
+//! `/api` and `/api/x`, never `/apix`) of the normalised path
+//! (`request_target`).
 
 use std::sync::Arc;
 
 use http::uri::{Authority, Scheme};
 
 use crate::dialect::{self, Dialect};
-use crate::settings::RouteSettings;
+use crate::settings::{EncodedSlashes, RouteSettings};
 
 pub struct Route {
     /// Stable id (a hash of the route name); part of every cache key, so
@@ -18,12 +20,15 @@ pub struct Route {
     pub key_host: Arc<str>,
     pub name: String,
     host: Option<String>,
+    /// Without a trailing slash: `""` for every path, `"/api"` for `/api/…`.
     path_prefix: String,
     pub scheme: Scheme,
     pub authority: Authority,
     /// Upstream path the request path is appended to ("" or "/base").
     pub base_path: String,
     pub preserve_host: bool,
+    /// Paths with encoded slashes reach the upstream (else 400).
+    pub keeps_encoded_slashes: bool,
     pub dialect: Arc<dyn Dialect>,
     pub events: Option<crate::settings::EventSettings>,
     pub sharing: crate::settings::Sharing,
@@ -70,11 +75,12 @@ impl Router {
                 key_host: format!("{authority}{base_path}").into(),
                 name: r.name.clone(),
                 host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
-                path_prefix: r.path_prefix.clone(),
+                path_prefix: r.path_prefix.trim_end_matches('/').to_owned(),
                 scheme: scheme.clone(),
                 authority: authority.clone(),
                 base_path,
                 preserve_host: r.preserve_host,
+                keeps_encoded_slashes: r.encoded_slashes == EncodedSlashes::Keep,
                 dialect: dialect::for_route(r, id),
                 events: r.events.clone(),
                 sharing: r.sharing,
@@ -85,11 +91,11 @@ impl Router {
         Ok(Router { routes })
     }
 
-    /// `host` without port, lower case.
+    /// `host` without port, lower case; `path` normalised.
     pub fn route(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| {
-            r.host.as_deref().is_none_or(|h| h == host) && path.starts_with(&r.path_prefix)
-        })
+        self.routes
+            .iter()
+            .find(|r| r.host.as_deref().is_none_or(|h| h == host) && covers(&r.path_prefix, path))
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Arc<Route>> {
@@ -99,6 +105,13 @@ impl Router {
     pub fn routes(&self) -> &[Arc<Route>] {
         &self.routes
     }
+}
+
+/// Whether `prefix` (without its trailing slash) names `path` or an
+/// ancestor of it.
+fn covers(prefix: &str, path: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn blake3_prefix(name: &str) -> [u8; 4] {
@@ -120,6 +133,7 @@ mod tests {
             upstream: "http://127.0.0.1:1/base/".parse().unwrap(),
             dialect: DialectName::Http,
             preserve_host: false,
+            encoded_slashes: EncodedSlashes::Reject,
             events: None,
             sharing: Default::default(),
         }
@@ -140,6 +154,17 @@ mod tests {
             "host"
         );
         assert_eq!(router.route("x", "/").unwrap().base_path, "/base");
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments() {
+        let router = Router::new(&[route("api", None, "/api/"), route("v1", None, "/v1")]).unwrap();
+        assert_eq!(router.route("x", "/api/users").unwrap().name, "api");
+        assert_eq!(router.route("x", "/api").unwrap().name, "api");
+        assert_eq!(router.route("x", "/v1/").unwrap().name, "v1");
+        assert!(router.route("x", "/apix").is_none());
+        assert!(router.route("x", "/v1x/y").is_none());
+        assert!(router.route("x", "/").is_none());
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct RouteSettings {
     pub dialect: DialectName,
     /// Send the client's Host upstream instead of the upstream's authority.
     pub preserve_host: bool,
+    /// Whether paths with `%2F`, `%5C` or `\` reach this route's upstream.
+    pub encoded_slashes: EncodedSlashes,
     /// The route's event feed, for dialects that have one.
     pub events: Option<EventSettings>,
     pub sharing: Sharing,
@@ -56,6 +58,37 @@ pub struct EventSettings {
     pub heartbeat: Option<Duration>,
     /// A command printing one JSON event per line (run with `sh -c`).
     pub command: Option<String>,
+}
+
+/// What a route does with a path holding an encoded slash or backslash
+/// (`%2F`, `%5C`, `\`): one segment to revcache, but two to an upstream
+/// that decodes it before resolving paths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncodedSlashes {
+    /// 400 (the default, except for `gerrit` routes).
+    Reject,
+    /// Forward as they are (Gerrit encodes project names and file paths so).
+    Keep,
+}
+
+impl EncodedSlashes {
+    pub const KNOWN: &'static [&'static str] = &["reject", "keep"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "reject" => Some(EncodedSlashes::Reject),
+            "keep" => Some(EncodedSlashes::Keep),
+            _ => None,
+        }
+    }
+
+    /// The default for a dialect: Gerrit's documented URLs need them.
+    pub fn default_for(dialect: DialectName) -> Self {
+        match dialect {
+            DialectName::Gerrit => EncodedSlashes::Keep,
+            DialectName::Http | DialectName::Webdav => EncodedSlashes::Reject,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,6 +284,7 @@ impl Settings {
                 upstream,
                 dialect: DialectName::Http,
                 preserve_host: false,
+                encoded_slashes: EncodedSlashes::Reject,
                 events: None,
                 sharing: Sharing::default(),
             }],

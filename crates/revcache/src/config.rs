@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
-    CacheSettings, DialectName, DiskSettings, EventSettings, ForwardingSettings, Limits,
-    PartitionSettings, RouteSettings, Settings, Sharing,
+    CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings, ForwardingSettings,
+    Limits, PartitionSettings, RouteSettings, Settings, Sharing,
 };
 use serde::Deserialize;
 
@@ -108,6 +108,7 @@ struct RouteConfig {
     #[serde(default)]
     preserve_host: bool,
     sharing: Option<String>,
+    encoded_slashes: Option<String>,
     events: Option<EventsConfig>,
 }
 
@@ -406,6 +407,16 @@ fn routes(
                 key("path_prefix")
             );
         }
+        // Requests are routed by their normalised path: a prefix in any
+        // other form would never match.
+        match revcache_http::request_target::normalize_path(&path_prefix) {
+            Ok(normal) if normal == path_prefix.as_str() => {}
+            Ok(normal) => bail!(
+                "{}: {path_prefix:?} is not in normal form; use {normal:?}",
+                key("path_prefix")
+            ),
+            Err(e) => bail!("{}: {path_prefix:?}: {e}", key("path_prefix")),
+        }
         let dialect_name = r.dialect.as_deref().unwrap_or("http");
         let dialect = DialectName::parse(dialect_name).ok_or_else(|| {
             anyhow!(
@@ -414,6 +425,16 @@ fn routes(
                 DialectName::KNOWN.join(", ")
             )
         })?;
+        let encoded_slashes = match r.encoded_slashes.as_deref() {
+            None => EncodedSlashes::default_for(dialect),
+            Some(v) => EncodedSlashes::parse(v).ok_or_else(|| {
+                anyhow!(
+                    "{}: {v:?} is not one of {}",
+                    key("encoded_slashes"),
+                    EncodedSlashes::KNOWN.join(", ")
+                )
+            })?,
+        };
         let events = match &r.events {
             None => None,
             Some(_) if !dialect.has_events() => {
@@ -461,6 +482,7 @@ fn routes(
                     key("sharing")
                 ),
             },
+            encoded_slashes,
         });
     }
     if let Some(u) = upstream {
@@ -473,6 +495,7 @@ fn routes(
                 upstream: upstream_uri(key, u)?,
                 dialect: DialectName::Http,
                 preserve_host: false,
+                encoded_slashes: EncodedSlashes::Reject,
                 events: None,
                 sharing: Sharing::Strict,
             });
@@ -681,6 +704,7 @@ mod tests {
         assert_eq!(s.limits.upstream_read_timeout, Duration::from_secs(2));
         assert_eq!(s.routes.len(), 2);
         assert_eq!(s.routes[1].host.as_deref(), Some("example.org"));
+        assert_eq!(s.routes[0].encoded_slashes, EncodedSlashes::Reject);
         assert_eq!(s.partition.headers[0].as_str(), "x-api-key");
         assert_eq!(s.disk.limit, 2 << 30);
         assert_eq!(s.disk.max_idle, Duration::from_secs(7 * 86400));
@@ -714,6 +738,14 @@ mod tests {
             (
                 "[[routes]]\nupstream = \"http://x\"\npath_prefix = \"api\"",
                 "routes[0].path_prefix",
+            ),
+            (
+                "[[routes]]\nupstream = \"http://x\"\npath_prefix = \"/api/../admin\"",
+                "routes[0].path_prefix",
+            ),
+            (
+                "[[routes]]\nupstream = \"http://x\"\nencoded_slashes = \"allow\"",
+                "routes[0].encoded_slashes",
             ),
             ("upstream = \"http://x\"\nlisten = \"localhost\"", "listen"),
             (

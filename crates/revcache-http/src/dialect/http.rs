@@ -82,8 +82,14 @@ impl Dialect for HttpDialect {
     }
 }
 
-/// The path and query of `reference` if it points at the request's origin.
+/// The path and query of `reference` if it points at the request's origin,
+/// normalised as request targets are keyed (`None` if it cannot be).
 fn same_origin_target(reference: &str, host: Option<&str>) -> Option<String> {
+    let target = origin_target(reference, host)?;
+    crate::request_target::normalize_target(&target).ok()
+}
+
+fn origin_target(reference: &str, host: Option<&str>) -> Option<String> {
     if reference.starts_with('/') && !reference.starts_with("//") {
         return Some(reference.to_owned());
     }
@@ -109,7 +115,7 @@ mod tests {
             .unwrap()
             .into_parts();
         let mut h = HeaderMap::new();
-        h.insert(LOCATION, "http://cache.example/items/7".parse().unwrap());
+        h.insert(LOCATION, "http://cache.example/items//./7".parse().unwrap());
         h.insert(
             CONTENT_LOCATION,
             "http://elsewhere.example/x".parse().unwrap(),

@@ -42,6 +42,7 @@ use crate::policy::{RequestDirectives, ResponseDirectives};
 use crate::policy::{
     Reuse, Storability, conditional, hop_by_hop, merge, reuse, storability, stored_freshness, vary,
 };
+use crate::request_target;
 use crate::route::{Route, RouteError, Router};
 use crate::settings::{Limits, PartitionSettings, Settings};
 
@@ -346,6 +347,14 @@ impl Proxy {
         if let Err(why) = self.sanitizer.sanitize(&mut parts) {
             return self.reject(StatusCode::BAD_REQUEST, why.to_string());
         }
+        // Routing, the key and the upstream all see the normalised target.
+        let target = match request_target::normalize(&parts.uri) {
+            Ok(t) => t,
+            Err(e) => return self.reject(StatusCode::BAD_REQUEST, e.to_string()),
+        };
+        if let Some(uri) = target.uri {
+            parts.uri = uri;
+        }
         let addressed = addressed_host(&parts);
         let lowered_host: Option<Box<str>> = addressed
             .bytes()
@@ -362,6 +371,10 @@ impl Proxy {
                 ),
             );
         };
+        if target.encoded_slash && !route.keeps_encoded_slashes {
+            let e = request_target::TargetError::EncodedSlash;
+            return self.reject(StatusCode::BAD_REQUEST, e.to_string());
+        }
         let declared = parts
             .headers
             .get(CONTENT_LENGTH)

@@ -1,5 +1,13 @@
 //! Which Gerrit REST endpoint a request path names, anonymous (`/changes/…`)
 //! or authenticated (`/a/changes/…`).
+//!
+//! Only the shapes Gerrit documents (Documentation/rest-api-changes.txt)
+//! and whose answers change only with a stream event of their own change
+//! are classified; anything else, including what depends on other changes,
+//! branches or state without events (drafts, edits, reviewed flags,
+//! mergeability, attention set, descriptions), is [`Endpoint::Other`]:
+//! plain RFC 9111. Paths
+//! arrive normalised (`request_target`).
 
 use super::query::is_change_id;
 
@@ -33,20 +41,49 @@ pub enum Sub {
     Other,
 }
 
+/// Change-level sub-resources that only that change's events alter.
+const CHANGE_SUBS: &[&str] = &[
+    "topic",
+    "hashtags",
+    "messages",
+    "comments",
+    "robotcomments",
+    "message",
+    "reviewers",
+    "meta_diff",
+    "assignee",
+    "past_assignees",
+];
+
+/// Revision-level sub-resources that only that change's events alter.
+const REVISION_SUBS: &[&str] = &[
+    "commit",
+    "mergelist",
+    "review",
+    "patch",
+    "comments",
+    "robotcomments",
+    "ported_comments",
+    "files",
+    "archive",
+    "reviewers",
+];
+
+/// Revision-level sub-resources fixed once the revision is a commit SHA.
+const COMMIT_SUBS: &[&str] = &["commit", "mergelist", "patch", "files", "archive"];
+
+/// Views of one file of a revision.
+const FILE_VIEWS: &[&str] = &["content", "diff", "download", "blame"];
+
 impl Endpoint {
     pub fn of(path: &str, query: Option<&str>) -> Endpoint {
-        // `/a/changes/…` is the authenticated form of `/changes/…`.
-        let path = path
-            .strip_prefix("/a")
-            .filter(|p| p.starts_with('/'))
-            .unwrap_or(path);
-        let path = path.strip_prefix('/').unwrap_or(path);
-        let mut segments = path.split('/');
-        if segments.next() != Some("changes") {
+        let Some((id, rest)) = change_path(path) else {
             return Endpoint::Other;
-        }
-        let id = segments.next().unwrap_or("");
+        };
         if id.is_empty() {
+            if !rest.is_empty() {
+                return Endpoint::Other;
+            }
             let qs: Vec<String> = query
                 .unwrap_or("")
                 .split('&')
@@ -59,18 +96,64 @@ impl Endpoint {
                 _ => Endpoint::Query { q: String::new() },
             };
         }
-        let id = change_ref(&crate::percent::decode_lossy(id));
-        let rest: Vec<&str> = segments.filter(|s| !s.is_empty()).collect();
+        let per_user = query
+            .unwrap_or("")
+            .split('&')
+            .any(|p| p == "reviewed" || p.starts_with("reviewed="));
         let sub = match rest.as_slice() {
             [] | ["detail"] => Sub::Info,
             ["revisions", rev, "related"] => Sub::Related {
                 revision: (*rev).to_owned(),
             },
-            ["revisions", rev, ..] if is_sha(rev) => Sub::Revision,
-            _ => Sub::Other,
+            ["revisions", _, "files"] if per_user => return Endpoint::Other,
+            ["revisions", rev, view] if is_sha(rev) && COMMIT_SUBS.contains(view) => Sub::Revision,
+            ["revisions", rev, "files", _, view] if is_sha(rev) && FILE_VIEWS.contains(view) => {
+                Sub::Revision
+            }
+            [sub] if CHANGE_SUBS.contains(sub) => Sub::Other,
+            ["messages" | "reviewers", _] | ["reviewers", _, "votes"] => Sub::Other,
+            ["revisions", _, sub] if REVISION_SUBS.contains(sub) => Sub::Other,
+            ["revisions", _, "comments" | "robotcomments", _]
+            | ["revisions", _, "reviewers", _, "votes"] => Sub::Other,
+            ["revisions", _, "files", _, view] if FILE_VIEWS.contains(view) => Sub::Other,
+            _ => return Endpoint::Other,
         };
-        Endpoint::Change { id, sub }
+        Endpoint::Change {
+            id: change_ref(&crate::percent::decode_lossy(id)),
+            sub,
+        }
     }
+}
+
+/// The change a write to `path` acts on: any `/changes/ID/…` path, so an
+/// action revcache does not classify (abandon, rebase, a plugin's) still
+/// invalidates its change.
+pub fn written_change(path: &str) -> Option<ChangeRef> {
+    let (id, _) = change_path(path)?;
+    (!id.is_empty()).then(|| change_ref(&crate::percent::decode_lossy(id)))
+}
+
+/// `(ID, segments after it)` of a `/changes/…` or `/a/changes/…` path;
+/// ID is empty for `/changes/`.
+fn change_path(path: &str) -> Option<(&str, Vec<&str>)> {
+    // `/a/changes/…` is the authenticated form of `/changes/…`.
+    let path = path
+        .strip_prefix("/a")
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or(path);
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let mut segments = path.split('/');
+    if segments.next() != Some("changes") {
+        return None;
+    }
+    let id = segments.next().unwrap_or("");
+    // A trailing slash names the same resource.
+    let rest: Vec<&str> = segments.collect();
+    let rest = match rest.as_slice() {
+        [head @ .., ""] => head.to_vec(),
+        _ => rest,
+    };
+    Some((id, rest))
 }
 
 pub fn is_sha(s: &str) -> bool {
@@ -138,6 +221,69 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn only_documented_change_shapes_are_classified() {
+        let sha = "0123456789abcdef0123456789abcdef01234567";
+        let sub = |path: &str, query: Option<&str>| match Endpoint::of(path, query) {
+            Endpoint::Change { sub, .. } => Some(sub),
+            _ => None,
+        };
+        for path in [
+            "/changes/42/topic".to_owned(),
+            "/a/changes/42/messages/abc".into(),
+            "/changes/42/reviewers/1000/votes".into(),
+            "/changes/42/revisions/current/review".into(),
+            "/changes/42/revisions/2/files/src%2Fmain.rs/diff".into(),
+            format!("/changes/42/revisions/{sha}/comments/c1"),
+        ] {
+            assert_eq!(sub(&path, None), Some(Sub::Other), "{path}");
+        }
+        for path in [
+            format!("/changes/42/revisions/{sha}/commit"),
+            format!("/changes/42/revisions/{sha}/files/src%2Fmain.rs/content"),
+            format!("/changes/42/revisions/{sha}/patch"),
+        ] {
+            assert_eq!(sub(&path, None), Some(Sub::Revision), "{path}");
+        }
+        assert_eq!(sub("/changes/42/", None), Some(Sub::Info));
+        // Per-user state without events, other changes' or branches'
+        // state, undocumented and plugin shapes: plain RFC 9111.
+        for path in [
+            "/changes/42/drafts",
+            "/changes/42/edit",
+            "/changes/42/edit/a.txt",
+            "/changes/42/revisions/current/drafts",
+            "/changes/42/revisions/current/mergeable",
+            "/changes/42/revisions/current/actions",
+            "/changes/42/submitted_together",
+            "/changes/42/in",
+            "/changes/42/attention",
+            "/changes/42/revisions/current/description",
+            "/changes/42/suggest_reviewers",
+            "/changes/42/myplugin~status",
+            "/changes/42/detail/extra",
+            "/changes/42/revisions/current/files/a/unknown",
+            "/changes/x/../y",
+        ] {
+            assert_eq!(Endpoint::of(path, None), Endpoint::Other, "{path}");
+        }
+        assert_eq!(
+            Endpoint::of(
+                &format!("/changes/42/revisions/{sha}/files"),
+                Some("reviewed")
+            ),
+            Endpoint::Other,
+            "reviewed flags are per user"
+        );
+        // Writes reach their change whatever the action.
+        assert_eq!(
+            written_change("/a/changes/42/abandon"),
+            Some(ChangeRef::Number(42))
+        );
+        assert_eq!(written_change("/a/changes/"), None);
+        assert_eq!(written_change("/projects/p"), None);
     }
 
     #[test]

@@ -283,7 +283,7 @@ impl Dialect for GerritDialect {
         headers: &HeaderMap,
     ) -> Vec<Invalidation> {
         let mut out = HttpDialect.on_write(req, status, headers);
-        if let Endpoint::Change { id, .. } = Self::endpoint(req) {
+        if let Some(id) = endpoint::written_change(req.uri.path()) {
             out.extend(ref_tags(&id).into_iter().map(Invalidation::Tag));
             out.push(Invalidation::Tag(Tag::new(ANY)));
         }

@@ -1,6 +1,7 @@
 //! What WebDAV writes and external change notices invalidate (the table in
-//! shared/reference/webdav.md). Paths are normalized: percent-decoded,
-//! without a trailing slash (except `/`).
+//! shared/reference/webdav.md). Paths are normalized: in the request
+//! target's normal form (`request_target`: no dot or empty segments), then
+//! percent-decoded, without a trailing slash (except `/`).
 
 use http::{HeaderMap, StatusCode, request};
 use revcache_core::Tag;
@@ -11,7 +12,15 @@ use crate::events::EventError;
 
 /// A request path as tags name it.
 pub fn norm(path: &str) -> String {
-    let decoded = crate::percent::decode_lossy(path.split('?').next().unwrap_or(path));
+    let path = path.split('?').next().unwrap_or(path);
+    // Request targets arrive normalised; hrefs, `Destination` and notices
+    // may not. One that cannot be normalised is kept as sent (it names no
+    // entry revcache stored).
+    let path = match crate::request_target::normalize_path(path) {
+        Ok(p) => p,
+        Err(_) => std::borrow::Cow::Borrowed(path),
+    };
+    let decoded = crate::percent::decode_lossy(&path);
     let trimmed = decoded.trim_end_matches('/');
     if trimmed.is_empty() {
         "/".into()
@@ -58,14 +67,24 @@ fn members_changed(path: &str, out: &mut Vec<Invalidation>) {
     out.push(tag("props", path));
 }
 
-/// The path of a `Destination` header (an absolute URL or a path).
+/// The path of a `Destination` header (an absolute URL or a path), in the
+/// normal form request targets are keyed by.
 fn destination(headers: &HeaderMap) -> Option<String> {
     let d = headers.get("destination")?.to_str().ok()?;
     let path = match d.split_once("://") {
         Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
         None => d,
     };
-    Some(path.to_owned())
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    Some(normal_target(path))
+}
+
+/// `raw` as a request target keyed in the cache: normalised, or as it is
+/// when it cannot be (no request with it was accepted, so nothing is
+/// stored under another spelling).
+fn normal_target(raw: &str) -> String {
+    crate::request_target::normalize_path(raw)
+        .map_or_else(|_| raw.to_owned(), std::borrow::Cow::into_owned)
 }
 
 /// `status` is the write's (non-error) status.
@@ -165,6 +184,7 @@ pub fn on_external(bytes: &[u8]) -> Result<Vec<Invalidation>, EventError> {
                 "paths[{i}] = {raw:?} must start with '/'"
             )));
         }
+        let raw = &normal_target(raw);
         let path = norm(raw);
         if recursive {
             subtree(raw, &path, &mut out);
@@ -204,6 +224,8 @@ mod tests {
     #[test]
     fn paths_normalize() {
         assert_eq!(norm("/a/b%20c/"), "/a/b c");
+        assert_eq!(norm("/d//f"), "/d/f");
+        assert_eq!(norm("/d/x/../f"), "/d/f");
         assert_eq!(norm("/"), "/");
         assert_eq!(parent("/a/b"), "/a");
         assert_eq!(parent("/a"), "/");
@@ -261,6 +283,13 @@ mod tests {
         ] {
             assert!(w.contains(&t.to_owned()), "{t} in {w:?}");
         }
+        let w = write(
+            "MOVE",
+            "/a/x",
+            &[("destination", "http://h/b//c/../y")],
+            201,
+        );
+        assert!(w.contains(&"prefix /b/y/".to_owned()) && w.contains(&"dav:res:/b/y".to_owned()));
         let w = write("COPY", "/a/x", &[("destination", "/b/y")], 201);
         assert!(w.contains(&"prefix /b/y/".to_owned()) && w.contains(&"dav:list:/b".to_owned()));
         assert!(
@@ -289,6 +318,8 @@ mod tests {
     #[test]
     fn external_notices_are_checked_and_applied() {
         let inv = on_external(br#"{"paths": ["/a/b"], "recursive": true}"#).unwrap();
+        assert!(inv.contains(&Invalidation::Prefix("/a/b/".into())));
+        let inv = on_external(br#"{"paths": ["/a//b/"], "recursive": true}"#).unwrap();
         assert!(inv.contains(&Invalidation::Prefix("/a/b/".into())));
         let inv = on_external(br#"{"paths": ["/a/b"]}"#).unwrap();
         assert!(!inv.iter().any(|i| matches!(i, Invalidation::Prefix(_))));

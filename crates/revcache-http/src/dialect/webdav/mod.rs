@@ -3,8 +3,9 @@
 //!
 //! - GET/HEAD bodies are stored by strong ETag only (a weak ETag is never a
 //!   body version); PROPFIND Depth 0 and 1 by path, depth and the requested
-//!   property set (read from the request body; shapes interned); Depth
-//!   infinity passes through. Locks and conditional writes pass untouched,
+//!   property set (read from the request body, bounded, keyed by its hash;
+//!   shapes interned); Depth infinity and oversized property sets pass
+//!   through. Locks and conditional writes pass untouched,
 //!   and writes are never answered from cache.
 //! - Tags: `dav:res:P` (the resource), `dav:props:P` (its properties, also
 //!   on every listing that shows P), `dav:list:P` (P's listing).
@@ -98,7 +99,7 @@ impl Dialect for WebdavDialect {
     fn classify_body(&self, req: &request::Parts, body: &[u8]) -> Classification {
         match (depth(req), xml::requested_props(body)) {
             (Some(d), Some(props)) => Classification::Cacheable {
-                class: KeyClass::Named(xml::intern(&format!("PROPFIND {d} {props}"))),
+                class: KeyClass::Named(xml::key_class(d, &props)),
             },
             _ => Classification::Pass { reason: "bypass" },
         }

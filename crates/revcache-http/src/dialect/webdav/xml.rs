@@ -13,28 +13,82 @@ use quick_xml::name::ResolveResult;
 
 /// Largest PROPFIND body read to build a key.
 pub const MAX_PROPFIND_BODY: usize = 64 << 10;
-/// Distinct property-set strings kept interned; beyond it, shapes are not shared.
-const INTERN_LIMIT: usize = 10_000;
+/// Most properties a cached PROPFIND may name; beyond, it passes through.
+pub const MAX_PROPERTIES: usize = 256;
+/// Most bytes of `{namespace}name` text a cached PROPFIND may name (a
+/// namespace counts once per property naming it); beyond, it passes through.
+pub const MAX_PROPERTY_BYTES: usize = 16 << 10;
+/// Bytes of interned key classes kept; beyond, shapes are not shared.
+pub const INTERN_BYTES: usize = 1 << 20;
+/// What one interned string costs besides its text (Arc counts, set slot).
+const INTERN_OVERHEAD: usize = 48;
+
+/// Interned strings, bounded by the bytes they hold.
+struct Pool {
+    shapes: HashSet<Arc<str>>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Pool {
+    fn new(limit: usize) -> Self {
+        Pool {
+            shapes: HashSet::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(hit) = self.shapes.get(s) {
+            return hit.clone();
+        }
+        let arc: Arc<str> = Arc::from(s);
+        let cost = s.len() + INTERN_OVERHEAD;
+        if self.bytes + cost <= self.limit {
+            self.bytes += cost;
+            self.shapes.insert(arc.clone());
+        }
+        arc
+    }
+}
+
+fn pool() -> std::sync::MutexGuard<'static, Pool> {
+    static POOL: OnceLock<Mutex<Pool>> = OnceLock::new();
+    POOL.get_or_init(|| Mutex::new(Pool::new(INTERN_BYTES)))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
 
 /// The same PROPFIND shape, asked for by millions of resources, is one
-/// allocation: key classes are interned.
+/// allocation: key classes are interned, up to [`INTERN_BYTES`].
 pub fn intern(s: &str) -> Arc<str> {
-    static POOL: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
-    let pool = POOL.get_or_init(Mutex::default);
-    let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(hit) = pool.get(s) {
-        return hit.clone();
+    pool().intern(s)
+}
+
+/// Bytes the intern pool holds (text plus per-shape overhead).
+pub fn interned_bytes() -> usize {
+    pool().bytes
+}
+
+/// The key class of a PROPFIND at `depth` asking for `props` (from
+/// [`requested_props`]): `allprop` and `propname` by name, a property list
+/// by its BLAKE3 hash, so a class is short whatever was asked.
+pub fn key_class(depth: &str, props: &str) -> Arc<str> {
+    match props {
+        "allprop" | "propname" => intern(&format!("PROPFIND {depth} {props}")),
+        list => intern(&format!(
+            "PROPFIND {depth} props:{}",
+            blake3::hash(list.as_bytes()).to_hex()
+        )),
     }
-    let arc: Arc<str> = Arc::from(s);
-    if pool.len() < INTERN_LIMIT {
-        pool.insert(arc.clone());
-    }
-    arc
 }
 
 /// The normalized property set of a PROPFIND body: `allprop` (also for an
 /// empty body), `propname`, or the sorted `{namespace}name` list. `None`
-/// when the body is not a PROPFIND document we can read.
+/// when the body is not a PROPFIND document we can read, or names more
+/// than [`MAX_PROPERTIES`] properties or [`MAX_PROPERTY_BYTES`] of names
+/// (the request then passes through uncached).
 pub fn requested_props(body: &[u8]) -> Option<String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Some("allprop".into());
@@ -43,6 +97,7 @@ pub fn requested_props(body: &[u8]) -> Option<String> {
     reader.config_mut().trim_text(true);
     let mut open: Vec<Vec<u8>> = Vec::new();
     let mut names = Vec::new();
+    let mut name_bytes = 0usize;
     let mut kind = None;
     let mut saw_propfind = false;
     loop {
@@ -60,6 +115,13 @@ pub fn requested_props(body: &[u8]) -> Option<String> {
         let local = element.local_name().as_ref().to_vec();
         if open.last().is_some_and(|parent| parent == b"prop") {
             let (ns, _) = reader.resolve_element(element.name());
+            // Counted before anything is built: one long namespace named
+            // by thousands of properties would otherwise expand a 64 KiB
+            // body into hundreds of megabytes.
+            name_bytes += ns_len(&ns) + local.len() + 2;
+            if names.len() >= MAX_PROPERTIES || name_bytes > MAX_PROPERTY_BYTES {
+                return None;
+            }
             names.push(format!(
                 "{{{}}}{}",
                 ns_text(&ns),
@@ -86,6 +148,13 @@ pub fn requested_props(body: &[u8]) -> Option<String> {
         return Some(names.join(" "));
     }
     kind.map(str::to_owned)
+}
+
+fn ns_len(ns: &ResolveResult<'_>) -> usize {
+    match ns {
+        ResolveResult::Bound(n) => n.as_ref().len(),
+        _ => 0,
+    }
 }
 
 fn ns_text(ns: &ResolveResult<'_>) -> String {
@@ -241,6 +310,64 @@ mod tests {
         );
         assert_eq!(m[2].path, "/dav/dir/q&a");
         assert!(members(b"garbage <<<").is_empty());
+    }
+
+    /// A body naming `count` properties `<x:pN/>` in one namespace
+    /// `ns_len` bytes long, padded to `MAX_PROPFIND_BODY` at most.
+    fn propfind(count: usize, ns_len: usize) -> String {
+        let ns = "u".repeat(ns_len);
+        let mut body = format!(r#"<D:propfind xmlns:D="DAV:"><D:prop xmlns:x="{ns}">"#);
+        for i in 0..count {
+            body.push_str(&format!("<x:p{i}/>"));
+        }
+        body.push_str("</D:prop></D:propfind>");
+        body
+    }
+
+    #[test]
+    fn oversized_property_sets_are_not_keyed() {
+        // One 30 KB namespace named by thousands of properties: the
+        // expansion that turned 64 KiB into 120 MB of key.
+        let body = propfind(3000, 30_000);
+        assert!(body.len() <= MAX_PROPFIND_BODY, "{}", body.len());
+        assert_eq!(requested_props(body.as_bytes()), None);
+        assert_eq!(
+            requested_props(propfind(MAX_PROPERTIES + 1, 3).as_bytes()),
+            None
+        );
+        assert!(requested_props(propfind(MAX_PROPERTIES, 3).as_bytes()).is_some());
+        // Thousands of namespaces, one per property.
+        let mut many = String::from(r#"<propfind xmlns="DAV:"><prop>"#);
+        for i in 0..2000 {
+            many.push_str(&format!(r#"<a xmlns="urn:{i}"/>"#));
+        }
+        many.push_str("</prop></propfind>");
+        assert!(many.len() <= MAX_PROPFIND_BODY);
+        assert_eq!(requested_props(many.as_bytes()), None);
+    }
+
+    #[test]
+    fn property_sets_are_keyed_by_their_hash() {
+        let set = requested_props(propfind(MAX_PROPERTIES, 40).as_bytes()).unwrap();
+        let class = key_class("1", &set);
+        assert!(class.len() < 100, "{class}");
+        assert!(Arc::ptr_eq(&class, &key_class("1", &set)));
+        assert_ne!(class, key_class("0", &set));
+        assert_ne!(class, key_class("1", "{DAV:}getetag"));
+        assert_eq!(&*key_class("1", "allprop"), "PROPFIND 1 allprop");
+    }
+
+    #[test]
+    fn the_intern_pool_is_bounded_by_bytes() {
+        let mut pool = Pool::new(4096);
+        let big = "x".repeat(1000);
+        for i in 0..100 {
+            pool.intern(&format!("{i}{big}"));
+        }
+        assert!(pool.bytes <= 4096, "{}", pool.bytes);
+        assert_eq!(pool.shapes.len(), 3);
+        // Beyond the bound a shape is still given out, only not shared.
+        assert_eq!(&*pool.intern("late"), "late");
     }
 
     #[test]
