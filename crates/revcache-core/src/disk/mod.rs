@@ -699,3 +699,116 @@ fn collect_orphans(shared: &Shared, before: SystemTime, stop: &AtomicBool, ops: 
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::entry::{EntryTiming, Freshness};
+    use crate::key::KeyClass;
+    use crate::partition::Partition;
+    use crate::version::Version;
+
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("revcache-disk-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        TempDir(d)
+    }
+
+    fn key(target: &str) -> PrimaryKey {
+        PrimaryKey::new(0, KeyClass::Get, "h", target, Partition::Public)
+    }
+
+    fn entry(target: &str, body: &[u8]) -> Arc<Entry> {
+        Arc::new(Entry::new(
+            key(target),
+            Box::new([]),
+            Version::from_etag("\"v\""),
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::copy_from_slice(body),
+            Vec::new(),
+            EntryTiming {
+                request_time: SystemTime::now(),
+                response_time: SystemTime::now(),
+                initial_age: Duration::ZERO,
+            },
+            Freshness::default(),
+        ))
+    }
+
+    /// A tier whose start-up orphan collection has finished.
+    fn open(dir: &Path) -> DiskTier {
+        let tier = DiskTier::open(DiskConfig::new(dir), Arc::default()).unwrap();
+        if let Some(gc) = tier.gc.lock().unwrap().take() {
+            gc.join().unwrap();
+        }
+        tier
+    }
+
+    fn put(tier: &DiskTier, e: Arc<Entry>) {
+        let ticket = tier.shared.generations.begin_fill();
+        tier.put(e, ticket);
+    }
+
+    #[test]
+    fn an_orphan_a_store_references_again_keeps_its_body_file() {
+        let dir = temp_dir("orphan-race");
+        let body = vec![7u8; 100_000];
+        let hash = blobs::hash(&body);
+        {
+            let tier = open(&dir.0);
+            // The collection saw the file unreferenced; before the writer
+            // acts on that, a store of the same bytes references it again.
+            tier.shared.blobs.write(&hash, &body).unwrap();
+            put(&tier, entry("/again", &body));
+            tier.send(Op::Orphans { hashes: vec![hash] }).unwrap();
+            tier.flush();
+            assert!(tier.shared.blobs.path(&hash).exists());
+            // In the other order the file goes, and the store writes it anew.
+            tier.send(Op::Orphans { hashes: vec![hash] }).unwrap();
+            put(&tier, entry("/again-later", &body));
+            tier.flush();
+        }
+        let tier = open(&dir.0);
+        for target in ["/again", "/again-later"] {
+            let found = tier.lookup(&key(target));
+            assert_eq!(found.len(), 1, "{target}");
+            assert_eq!(found[0].body.len(), body.len() as u64, "{target}");
+        }
+        assert_eq!(tier.stats().corrupt_dropped, 0);
+    }
+
+    #[test]
+    fn a_tombstone_hides_what_it_reaches_until_its_removal_commits() {
+        let dir = temp_dir("tombstone");
+        {
+            let tier = open(&dir.0);
+            put(&tier, entry("/gone", b"old version"));
+            put(&tier, entry("/kept", b"other"));
+            tier.flush();
+            tier.shared.tombstone(Removal::Target("/gone".into()));
+            assert!(tier.lookup(&key("/gone")).is_empty());
+            assert_eq!(tier.lookup(&key("/kept")).len(), 1);
+            assert_eq!(tier.stats().tombstones, 1);
+            // The next transaction commits it first.
+            tier.flush();
+            assert_eq!(tier.stats().tombstones, 0);
+        }
+        let tier = open(&dir.0);
+        assert!(tier.lookup(&key("/gone")).is_empty());
+        assert_eq!(tier.lookup(&key("/kept")).len(), 1);
+    }
+}

@@ -52,6 +52,7 @@ pub(super) fn run(shared: &Arc<Shared>, rx: Receiver<Op>) {
     let mut next_sweep = Instant::now() + Duration::from_secs(10);
     let mut next_reopen = Instant::now();
     loop {
+        let was_disabled = shared.is_disabled();
         if shared.is_disabled() && Instant::now() >= next_reopen {
             reopen(shared);
             next_reopen = Instant::now() + shared.config.reopen_interval;
@@ -71,11 +72,19 @@ pub(super) fn run(shared: &Arc<Shared>, rx: Receiver<Op>) {
                     }
                 }
                 apply(shared, batch);
+                if !was_disabled && shared.is_disabled() {
+                    // Not at once: the failure that just happened would
+                    // most likely happen again.
+                    next_reopen = Instant::now() + shared.config.reopen_interval;
+                }
             }
             Err(RecvTimeoutError::Timeout) if Instant::now() < next_sweep => {}
             Err(RecvTimeoutError::Timeout) => {
                 let (done, report) = std::sync::mpsc::sync_channel(1);
                 apply(shared, vec![Op::Sweep { done }]);
+                if !was_disabled && shared.is_disabled() {
+                    next_reopen = Instant::now() + shared.config.reopen_interval;
+                }
                 let more = report
                     .recv()
                     .ok()
@@ -327,13 +336,17 @@ fn disable(shared: &Shared, reason: &str) {
     }
 }
 
-/// Opens the index again after a failure and commits the pending
-/// tombstones. Fails (and stays disabled) while the disk still refuses.
+/// Opens the index again after a failure, commits the pending tombstones,
+/// and only then lets lookups read it. Fails (and stays disabled) while
+/// the disk still refuses.
 fn reopen(shared: &Shared) {
     let result = (|| -> Result<(), DiskError> {
-        let db = super::open_index(&shared.index)?;
+        let db = Arc::new(super::open_index(&shared.index)?);
         init(&db, &shared.counters)?;
-        *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(db));
+        if !apply_on(shared, &db, Vec::new()) {
+            return Err(shared.unavailable());
+        }
+        *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
         Ok(())
     })();
     match result {
@@ -350,17 +363,22 @@ fn reopen(shared: &Shared) {
                 .unwrap_or_else(|p| p.into_inner())
                 .take();
             tracing::warn!("disk tier index reopened; the disk tier is enabled again");
-            // Commit the removals that failed while it was disabled.
-            apply(shared, Vec::new());
         }
     }
 }
 
 fn apply(shared: &Shared, batch: Vec<Op>) {
-    let db = match shared.db() {
-        Ok(db) => db,
-        Err(e) => return refuse(shared, batch, &e.to_string()),
-    };
+    match shared.db() {
+        Ok(db) => {
+            apply_on(shared, &db, batch);
+        }
+        Err(e) => refuse(shared, batch, &e.to_string()),
+    }
+}
+
+/// Commits `batch` (after the pending tombstones) in one transaction on
+/// `db`; false when it failed and the tier is now disabled.
+fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
     // Body files first: a row may only refer to a file already durable.
     let bodies: Vec<Option<StoredBody>> = batch.iter().map(|op| stored_body(shared, op)).collect();
     let now = SystemTime::now();
@@ -449,14 +467,14 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
         Err(e) => {
             tracing::error!(error = %e, ops = batch.len(), "disk tier batch failed; its writes are lost");
             shared.error_counted();
-            drop(db);
             disable(shared, &e.to_string());
             // Nothing was published: the counters still say what is committed.
             Some(e.to_string())
         }
     };
     if let Some(e) = error {
-        return refuse(shared, batch, &e);
+        refuse(shared, batch, &e);
+        return false;
     }
     for (i, op) in batch.into_iter().enumerate() {
         match op {
@@ -478,6 +496,7 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
             _ => {}
         }
     }
+    true
 }
 
 /// Answers a batch that did not (or could not) commit: puts are marked
