@@ -20,7 +20,13 @@ impl Tmpfs {
         std::fs::create_dir_all(&dir).unwrap();
         let mounted = Tmpfs(dir);
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(&mounted.0)
             .status()
             .unwrap();
@@ -61,7 +67,10 @@ fn cacheable() -> impl Fn(&support::Seen, usize) -> Reply + Send + Sync + 'stati
 
 async fn readyz(c: &Client, rc: &Revcache) -> serde_json::Value {
     let res = c.get(&rc.admin_url("/readyz")).await;
-    assert_eq!(res.status, 200, "a disabled disk tier leaves revcache ready");
+    assert_eq!(
+        res.status, 200,
+        "a disabled disk tier leaves revcache ready"
+    );
     serde_json::from_slice(&res.body).unwrap()
 }
 
@@ -102,7 +111,10 @@ async fn a_purge_the_full_disk_did_not_commit_answers_503_and_says_why() {
     let until = Instant::now() + Duration::from_secs(30);
     let mut n = 0;
     while readyz(&c, &rc).await["disk_tier"]["state"] == "enabled" {
-        assert!(Instant::now() < until, "a full disk never disabled the disk tier");
+        assert!(
+            Instant::now() < until,
+            "a full disk never disabled the disk tier"
+        );
         for _ in 0..20 {
             c.get(&rc.url(&format!("/fill/{n}"))).await;
             n += 1;
@@ -111,9 +123,14 @@ async fn a_purge_the_full_disk_did_not_commit_answers_503_and_says_why() {
     }
     let metrics = c.get(&rc.admin_url("/metrics")).await.text();
     assert_eq!(metric(&metrics, "revcache_disk_tier_enabled "), 0.0);
-    assert!(metric(&metrics, "revcache_disk_errors_total") >= 1.0, "{metrics}");
+    assert!(
+        metric(&metrics, "revcache_disk_errors_total") >= 1.0,
+        "{metrics}"
+    );
 
-    let res = c.send("POST", &rc.admin_url("/purge?url=/a"), &[], "").await;
+    let res = c
+        .send("POST", &rc.admin_url("/purge?url=/a"), &[], "")
+        .await;
     assert_eq!(res.status, 503, "{}", res.text());
     let answer: serde_json::Value = serde_json::from_slice(&res.body).unwrap();
     assert_eq!(answer["purged_from_memory"], 1, "{answer}");

@@ -390,7 +390,9 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
         .clone();
     let mut removed = HashMap::new();
     let mut swept = HashMap::new();
-    let result = (|| -> Result<(Vec<[u8; 32]>, Vec<[u8; 32]>), DiskError> {
+    // Body files to delete once committed: freed by the batch, and orphans.
+    type Deletions = (Vec<[u8; 32]>, Vec<[u8; 32]>);
+    let result = (|| -> Result<Deletions, DiskError> {
         let mut txn = db.begin_write()?;
         txn.set_quick_repair(true);
         let (freed, orphans, totals) = {
