@@ -282,13 +282,18 @@ fn the_data_dir_and_everything_in_it_are_owner_only() {
 }
 
 #[test]
-fn an_index_an_older_revcache_left_readable_is_made_owner_only() {
+fn the_index_and_body_dirs_an_older_revcache_left_readable_are_made_owner_only() {
     let dir = temp_dir("old-index");
     drop(open(&dir.0).unwrap());
     let index = dir.0.join("index.redb");
-    std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let readable = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    readable(&index, 0o644).unwrap();
+    readable(&dir.0.join("bodies"), 0o755).unwrap();
+    readable(&dir.0.join("tmp"), 0o755).unwrap();
     let cache = open(&dir.0).unwrap();
     assert_eq!(mode(&index), 0o600);
+    assert_eq!(mode(&dir.0.join("bodies")), 0o700);
+    assert_eq!(mode(&dir.0.join("tmp")), 0o700);
     drop(cache);
 }
 

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -48,8 +48,13 @@ impl BlobStore {
     pub fn open(dir: &Path) -> Result<Self, DiskError> {
         let bodies = dir.join("bodies");
         let tmp = dir.join("tmp");
-        ensure_private_dir(&bodies, false)?;
-        ensure_private_dir(&tmp, false)?;
+        for dir in [&bodies, &tmp] {
+            ensure_private_dir(dir, false)?;
+            // Made before revcache kept them private: narrowed, as they
+            // may hold responses cached for one credential.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(DiskError::io(dir))?;
+        }
         Ok(BlobStore {
             bodies,
             tmp,

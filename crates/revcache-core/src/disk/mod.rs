@@ -284,7 +284,20 @@ impl DiskTier {
             let dir = shared.config.dir.clone();
             std::thread::Builder::new()
                 .name("revcache-disk".into())
-                .spawn(move || writer::run(&shared, rx))
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(|| writer::run(&shared, rx));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        // A bug, but the tier fails closed and says so.
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        *shared.disabled.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(format!("the disk tier's writer stopped: {what}"));
+                        shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
+                    }
+                })
                 .map_err(DiskError::io(dir))?
         };
         let gc = shared.clone();
@@ -339,6 +352,8 @@ impl DiskTier {
     pub fn lookup(&self, key: &PrimaryKey) -> Vec<Entry> {
         match self.read_variants(key) {
             Ok(found) => found,
+            // Disabled: reported once, not on every memory miss.
+            Err(DiskError::Unavailable { .. }) => Vec::new(),
             Err(e) => {
                 tracing::warn!(error = %e, ?key, "disk tier lookup failed");
                 Vec::new()
