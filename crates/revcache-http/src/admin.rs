@@ -28,6 +28,8 @@ pub struct Admin {
     proxy: Arc<Proxy>,
     token: Option<String>,
     ready: Arc<AtomicBool>,
+    /// `disk.required`: not ready while the disk tier is disabled.
+    disk_required: bool,
 }
 
 impl Admin {
@@ -36,7 +38,14 @@ impl Admin {
             proxy,
             token,
             ready,
+            disk_required: false,
         }
+    }
+
+    /// Makes `/readyz` answer 503 while the disk tier is disabled.
+    pub fn disk_required(mut self, required: bool) -> Self {
+        self.disk_required = required;
+        self
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -77,14 +86,19 @@ impl Admin {
                             .map(|f| (r.name.clone(), f.healthy(now).into()))
                     })
                     .collect();
-                let (status, text) = if self.ready.load(Ordering::SeqCst) {
-                    (StatusCode::OK, "ready")
-                } else {
+                let state = self.proxy.cache().disk_state();
+                let disk_down = matches!(state, DiskState::Disabled { .. });
+                // A disabled disk tier leaves the instance ready (it serves
+                // from memory, and purges report what the disk kept) unless
+                // the disk tier is required.
+                let (status, text) = if !self.ready.load(Ordering::SeqCst) {
                     (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                } else if disk_down && self.disk_required {
+                    (StatusCode::SERVICE_UNAVAILABLE, "disk tier disabled")
+                } else {
+                    (StatusCode::OK, "ready")
                 };
-                // A disabled disk tier leaves the instance ready: it serves
-                // from memory, and purges report what the disk kept.
-                let disk = match self.proxy.cache().disk_state() {
+                let disk = match state {
                     DiskState::Off => serde_json::json!({"state": "off"}),
                     DiskState::Enabled => serde_json::json!({"state": "enabled"}),
                     DiskState::Disabled { reason } => {

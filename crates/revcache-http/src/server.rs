@@ -81,11 +81,10 @@ impl Server {
         let listener = bind("proxy listener", settings.listen).await?;
         let admin_listener = bind("admin listener", settings.admin_listen).await?;
         let ready = Arc::new(AtomicBool::new(true));
-        let admin = Arc::new(Admin::new(
-            proxy.clone(),
-            settings.admin_token.clone(),
-            ready.clone(),
-        ));
+        let admin = Arc::new(
+            Admin::new(proxy.clone(), settings.admin_token.clone(), ready.clone())
+                .disk_required(settings.disk.enabled && settings.disk.required),
+        );
         Ok(Server {
             proxy,
             listener,
@@ -208,13 +207,15 @@ impl Server {
 
 /// The data dir's cache: memory tiers, and the disk tier unless disabled.
 /// A disk that fails (full, read-only, I/O errors) leaves a memory-only
-/// cache with a warning, `/readyz` and a metric saying so; a data dir that
-/// is refused (not revcache's, not private, in use) stops the start.
+/// cache with a warning, `/readyz` and a metric saying so, unless
+/// `disk.required`; a data dir that is refused (not revcache's, not
+/// private, in use) stops the start.
 fn open_cache(settings: &Settings) -> Result<Cache, ServerError> {
     let config = CacheConfig {
         memory_limit: settings.cache.memory_limit,
         max_entry_bytes: settings.limits.max_cacheable_body_bytes + (64 << 10),
     };
+    let required = settings.disk.enabled && settings.disk.required;
     let memory_only = |reason: String| {
         tracing::warn!(
             data_dir = %settings.data_dir.display(), error = %reason,
@@ -228,7 +229,7 @@ fn open_cache(settings: &Settings) -> Result<Cache, ServerError> {
     };
     let opened = match data_dir::open(&settings.data_dir) {
         Ok(opened) => opened,
-        Err(e) if e.is_disk_fault() => return Ok(memory_only(e.to_string())),
+        Err(e) if e.is_disk_fault() && !required => return Ok(memory_only(e.to_string())),
         Err(e) => return Err(e.into()),
     };
     if !settings.disk.enabled {
@@ -246,7 +247,7 @@ fn open_cache(settings: &Settings) -> Result<Cache, ServerError> {
     }
     let cache = match Cache::with_disk(config.clone(), settings.disk.config(&settings.data_dir)) {
         Ok(cache) => cache,
-        Err(e) if e.is_disk_fault() => return Ok(memory_only(e.to_string())),
+        Err(e) if e.is_disk_fault() && !required => return Ok(memory_only(e.to_string())),
         Err(e) => return Err(e.into()),
     };
     if let Some(stats) = cache.stats().disk {
