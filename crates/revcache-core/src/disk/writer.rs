@@ -340,23 +340,25 @@ fn disable(shared: &Shared, reason: &str) {
 /// and only then lets lookups read it. Fails (and stays disabled) while
 /// the disk still refuses.
 fn reopen(shared: &Shared) {
-    let result = (|| -> Result<(), DiskError> {
+    let result = (|| -> Result<bool, DiskError> {
         let db = Arc::new(super::open_index(&shared.index)?);
         init(&db, &shared.counters)?;
+        // A failure here is counted, and keeps the tier disabled.
         if !apply_on(shared, &db, Vec::new()) {
-            return Err(shared.unavailable());
+            return Ok(false);
         }
         *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
-        Ok(())
+        Ok(true)
     })();
     match result {
+        Ok(false) => {}
         // A reader still holds the old index: try again later.
         Err(DiskError::InUse { .. }) => {}
         Err(e) => {
             shared.error_counted();
             tracing::debug!(error = %e, "disk tier still cannot reopen its index");
         }
-        Ok(()) => {
+        Ok(true) => {
             shared
                 .disabled
                 .lock()
