@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use crate::catalog::Catalog;
 use crate::disk::{DiskConfig, DiskError, DiskStats, DiskTier, Removal};
 use crate::entry::Entry;
+use crate::error::PurgeError;
 use crate::generation::{FillTicket, Generations};
 use crate::identity_map::IdentityMap;
 use crate::key::PrimaryKey;
@@ -80,12 +81,27 @@ pub struct CacheStats {
     pub disk_misses: u64,
 }
 
+/// Whether the cache has a working disk tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DiskState {
+    /// None configured.
+    Off,
+    Enabled,
+    /// Configured but not working (it could not open, or a disk failure
+    /// disabled it until its index reopens): the cache runs from memory.
+    Disabled {
+        reason: String,
+    },
+}
+
 pub struct Cache {
     identity: IdentityMap,
     memory: MemoryTier,
     catalog: Arc<Catalog>,
     generations: Arc<Generations>,
     disk: Option<DiskTier>,
+    /// Why a configured disk tier could not open.
+    disk_failed: Option<String>,
     disk_hits: AtomicU64,
     disk_misses: AtomicU64,
 }
@@ -103,6 +119,27 @@ impl Cache {
         Ok(Self::build(config, generations, Some(disk)))
     }
 
+    /// A memory-only cache standing in for one whose disk tier could not
+    /// open (`reason`); [`Cache::disk_state`] reports it.
+    pub fn without_failed_disk(config: CacheConfig, reason: String) -> Self {
+        let mut cache = Self::build(config, Arc::default(), None);
+        cache.disk_failed = Some(reason);
+        cache
+    }
+
+    pub fn disk_state(&self) -> DiskState {
+        match (&self.disk, &self.disk_failed) {
+            (Some(disk), _) => match disk.disabled() {
+                None => DiskState::Enabled,
+                Some(reason) => DiskState::Disabled { reason },
+            },
+            (None, Some(reason)) => DiskState::Disabled {
+                reason: reason.clone(),
+            },
+            (None, None) => DiskState::Off,
+        }
+    }
+
     fn build(config: CacheConfig, generations: Arc<Generations>, disk: Option<DiskTier>) -> Self {
         let catalog = Arc::new(Catalog::default());
         Cache {
@@ -111,6 +148,7 @@ impl Cache {
             catalog,
             generations,
             disk,
+            disk_failed: None,
             disk_hits: AtomicU64::new(0),
             disk_misses: AtomicU64::new(0),
         }
@@ -245,13 +283,16 @@ impl Cache {
 
     /// Removes what `scope` reaches from every tier (durably, on disk) and
     /// outdates fills in flight for it: memory (with a generation bump), then
-    /// disk, then memory again for anything promoted from disk meanwhile. Returns how many entries went (the
-    /// larger count of the memory and disk tiers, which mostly overlap).
+    /// disk, then memory again for anything promoted from disk meanwhile.
+    /// Returns how many entries went (the larger count of the memory and
+    /// disk tiers, which mostly overlap), or, when the disk tier did not
+    /// commit the removal, an error saying so: the entries are gone from
+    /// memory and hidden from disk lookups, but the disk still holds them.
     /// Blocking when there is a disk tier.
-    pub fn purge(&self, scope: PurgeScope<'_>) -> usize {
+    pub fn purge(&self, scope: PurgeScope<'_>) -> Result<usize, PurgeError> {
         let in_memory = self.purge_memory(scope);
         let Some(disk) = &self.disk else {
-            return in_memory;
+            return Ok(in_memory);
         };
         let removal = match scope {
             PurgeScope::Target(t) => Removal::Target(t.to_owned()),
@@ -265,11 +306,11 @@ impl Cache {
         // the first bump: bump and remove once more.
         let promoted = self.purge_memory(scope);
         match on_disk {
-            Ok(on_disk) => (in_memory + promoted).max(on_disk),
-            Err(e) => {
-                tracing::error!(error = %e, ?scope, "purge could not reach the disk tier");
-                in_memory + promoted
-            }
+            Ok(on_disk) => Ok((in_memory + promoted).max(on_disk)),
+            Err(source) => Err(PurgeError {
+                in_memory: in_memory + promoted,
+                source,
+            }),
         }
     }
 
@@ -459,9 +500,9 @@ mod tests {
             ),
             t,
         );
-        assert_eq!(cache.purge(PurgeScope::Target("/b/3")), 2);
-        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("t2"))), 1);
-        assert_eq!(cache.purge(PurgeScope::Prefix("/a/")), 1);
+        assert_eq!(cache.purge(PurgeScope::Target("/b/3")).unwrap(), 2);
+        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("t2"))).unwrap(), 1);
+        assert_eq!(cache.purge(PurgeScope::Prefix("/a/")).unwrap(), 1);
         assert!(cache.lookup(&key("/a/1")).is_none());
         assert_eq!(cache.stats().memory_keys, 0);
         assert_eq!(cache.stats().tags, 0);
@@ -479,8 +520,8 @@ mod tests {
             cache.begin_fill(),
         );
         assert_eq!(cache.stats().tags, 1);
-        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("old"))), 0);
-        assert_eq!(cache.purge(PurgeScope::Target("/r")), 1);
+        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("old"))).unwrap(), 0);
+        assert_eq!(cache.purge(PurgeScope::Target("/r")).unwrap(), 1);
         assert_eq!(cache.stats().memory_evictions, 0);
     }
 
@@ -488,7 +529,7 @@ mod tests {
     fn a_purge_during_a_fill_keeps_the_fill_from_being_stored() {
         let cache = Cache::new(CacheConfig::default());
         let t = cache.begin_fill();
-        cache.purge(PurgeScope::Tag(&Tag::new("change:1")));
+        cache.purge(PurgeScope::Tag(&Tag::new("change:1"))).unwrap();
         let out = cache.store(entry(key("/c"), Box::new([]), &["change:1"], 1), t);
         assert!(matches!(out, StoreOutcome::Outdated(_)));
         assert!(cache.lookup(&key("/c")).is_none());
@@ -516,7 +557,7 @@ mod tests {
         assert!(stats.memory_bytes <= 1 << 20, "{stats:?}");
         assert!(stats.memory_evictions > 0, "{stats:?}");
         assert_eq!(
-            cache.purge(PurgeScope::Tag(&Tag::new("all"))),
+            cache.purge(PurgeScope::Tag(&Tag::new("all"))).unwrap(),
             stats.memory_keys
         );
     }

@@ -5,8 +5,15 @@
 //! someone else's data); a newer format is refused (an older revcache must
 //! not touch what a newer one wrote). An older format is dropped and
 //! recreated: it is a cache, and refetching is cheaper than migrating.
+//!
+//! It is private: created owner-only (0700, files 0600), and refused when
+//! another user owns it or others may write to it, since whoever can write
+//! there chooses what revcache serves. It never follows a symlink it did
+//! not expect: temp files are created fresh (`O_EXCL`, `O_NOFOLLOW`).
 
 use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::partition::PARTITION_KEY_FILE;
@@ -35,6 +42,105 @@ pub enum DataDirError {
         "data dir {path}: FORMAT file is unreadable ({text:?}); remove the data dir to start afresh"
     )]
     BadFormat { path: PathBuf, text: String },
+    #[error(
+        "{path} is owned by uid {owner}, not by the user revcache runs as (uid {user}); another user could change what revcache serves: run `chown -R {user} {path}` or pick another --data-dir"
+    )]
+    NotOwned {
+        path: PathBuf,
+        owner: u32,
+        user: u32,
+    },
+    #[error(
+        "{path} is writable by other users (mode {mode:o}); they could change what revcache serves: run `chmod go-w {path}` (revcache creates it 700)"
+    )]
+    Writable { path: PathBuf, mode: u32 },
+    #[error("{path} must be a directory, not a symlink or a file; move it away")]
+    NotADirectory { path: PathBuf },
+}
+
+impl DataDirError {
+    /// Whether the disk failed (full, read-only, I/O error) rather than
+    /// the data dir being refused: a server may then run memory-only.
+    pub fn is_disk_fault(&self) -> bool {
+        match self {
+            DataDirError::Io { source, .. } => is_disk_fault(source),
+            _ => false,
+        }
+    }
+}
+
+/// A full, read-only or failing disk, as opposed to a refusal
+/// (permissions, a missing path) that configuration must fix.
+pub fn is_disk_fault(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EIO | libc::EROFS)
+    )
+}
+
+/// The user revcache runs as, who must own the data dir.
+pub fn current_user() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates `path` owner-only when missing (with missing parents), and
+/// refuses it when it is not a directory, not owned by revcache's user,
+/// or writable by group or others. `follow`: whether `path` itself may be
+/// a symlink (the data dir may be one the operator made; the directories
+/// revcache makes inside it may not).
+pub fn ensure_private_dir(path: &Path, follow: bool) -> Result<(), DataDirError> {
+    let io = |source| DataDirError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    match fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+    {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(io(e)),
+    }
+    let meta = if follow {
+        fs::metadata(path)
+    } else {
+        fs::symlink_metadata(path)
+    }
+    .map_err(io)?;
+    if !meta.is_dir() {
+        return Err(DataDirError::NotADirectory {
+            path: path.to_owned(),
+        });
+    }
+    let user = current_user();
+    if meta.uid() != user {
+        return Err(DataDirError::NotOwned {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            user,
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(DataDirError::Writable {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Creates `path` for writing, owner-only, failing if anything (a file, a
+/// symlink) is already there: a temp file never writes through a link.
+pub fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// What opening found.
@@ -52,7 +158,7 @@ pub fn open(path: &Path) -> Result<Opened, DataDirError> {
         path: path.to_owned(),
         source,
     };
-    fs::create_dir_all(path).map_err(io)?;
+    ensure_private_dir(path, true)?;
     let marker = path.join(FORMAT_FILE);
     match fs::read_to_string(&marker) {
         Ok(text) => {
@@ -99,8 +205,14 @@ pub fn open(path: &Path) -> Result<Opened, DataDirError> {
 
 fn write_marker(marker: &Path) -> std::io::Result<()> {
     let tmp = marker.with_extension("tmp");
-    fs::write(&tmp, format!("{FORMAT_PREFIX}{FORMAT_VERSION}\n"))?;
-    fs::File::open(&tmp)?.sync_all()?;
+    // A leftover of a crash (or a planted link): removed, never followed.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = create_private_file(&tmp)?;
+    file.write_all(format!("{FORMAT_PREFIX}{FORMAT_VERSION}\n").as_bytes())?;
+    file.sync_all()?;
     fs::rename(&tmp, marker)
 }
 

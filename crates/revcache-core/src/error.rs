@@ -31,3 +31,29 @@ pub enum PartitionKeyError {
     #[error("cannot read random bytes for a new partition key: {0}")]
     Random(std::io::Error),
 }
+
+impl PartitionKeyError {
+    /// Whether the disk failed (full, read-only, I/O error) rather than
+    /// the key being refused.
+    pub fn is_disk_fault(&self) -> bool {
+        match self {
+            PartitionKeyError::CreateDir { source, .. }
+            | PartitionKeyError::Read { source, .. }
+            | PartitionKeyError::Write { source, .. } => crate::data_dir::is_disk_fault(source),
+            _ => false,
+        }
+    }
+}
+
+/// A purge removed entries from memory but could not remove them from the
+/// disk tier. They stay hidden (a tombstone) while this process runs, and
+/// the removal is committed once the disk tier works again.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the purge removed {in_memory} entries from memory but did not reach the disk tier ({source}); they stay hidden and are removed from disk once it works again, but come back if revcache restarts before that: repeat the purge then"
+)]
+pub struct PurgeError {
+    /// Entries removed from memory.
+    pub in_memory: usize,
+    pub source: crate::disk::DiskError,
+}

@@ -26,10 +26,10 @@ pub mod tag;
 pub mod variants;
 pub mod version;
 
-pub use cache::{Cache, CacheConfig, CacheStats, PurgeScope, StoreOutcome};
+pub use cache::{Cache, CacheConfig, CacheStats, DiskState, PurgeScope, StoreOutcome};
 pub use disk::{DiskConfig, DiskError, DiskStats, DiskTier};
 pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness};
-pub use error::PartitionKeyError;
+pub use error::{PartitionKeyError, PurgeError};
 pub use generation::{FillTicket, Generations};
 pub use key::{KeyClass, KeyRef, PrimaryKey};
 pub use ledger::Ledger;

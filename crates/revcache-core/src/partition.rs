@@ -8,7 +8,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::PartitionKeyError;
@@ -73,10 +73,14 @@ impl PartitionKey {
     /// Loads the key from `data_dir`, creating the dir and a fresh key when
     /// absent. Refuses a key file others can read.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, PartitionKeyError> {
-        fs::create_dir_all(data_dir).map_err(|source| PartitionKeyError::CreateDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(data_dir)
+            .map_err(|source| PartitionKeyError::CreateDir {
+                path: data_dir.to_owned(),
+                source,
+            })?;
         let path = data_dir.join(PARTITION_KEY_FILE);
         match fs::File::open(&path) {
             Ok(mut file) => read_key(&path, &mut file),
@@ -131,13 +135,12 @@ fn create_key(path: &Path) -> Result<PartitionKey, PartitionKeyError> {
     };
     // Write a temp file then rename, so a crash never leaves a short key.
     let tmp = path.with_extension("key.tmp");
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(write_err)?;
+    // A leftover temp file (or a planted link) is removed, never followed.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(write_err(e)),
+        _ => {}
+    }
+    let mut file = crate::data_dir::create_private_file(&tmp).map_err(write_err)?;
     file.write_all(&key).map_err(write_err)?;
     file.sync_all().map_err(write_err)?;
     fs::rename(&tmp, path).map_err(write_err)?;

@@ -170,9 +170,9 @@ fn small_bodies_are_inline_and_large_ones_files_shared_by_identical_bytes() {
     assert_eq!(files_under(&dir), 2, "identical bodies share one file");
     let stats = cache.stats().disk.unwrap();
     assert_eq!((stats.entries, stats.files, stats.file_bytes), (4, 2, 8192));
-    cache.purge(PurgeScope::Target("/big-a"));
+    cache.purge(PurgeScope::Target("/big-a")).unwrap();
     assert_eq!(files_under(&dir), 2, "still referenced by /big-b");
-    cache.purge(PurgeScope::Target("/big-b"));
+    cache.purge(PurgeScope::Target("/big-b")).unwrap();
     assert_eq!(files_under(&dir), 1);
 }
 
@@ -186,9 +186,9 @@ fn purges_by_url_prefix_and_tag_survive_a_restart() {
         store(&cache, entry("/b", vec![1], &["t"], None));
         store(&cache, entry("/c?x=1", vec![1], &[], None));
         store(&cache, entry("/keep", vec![1], &[], None));
-        assert_eq!(cache.purge(PurgeScope::Prefix("/a/")), 2);
-        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("t"))), 1);
-        assert_eq!(cache.purge(PurgeScope::Target("/c?x=1")), 1);
+        assert_eq!(cache.purge(PurgeScope::Prefix("/a/")).unwrap(), 2);
+        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("t"))).unwrap(), 1);
+        assert_eq!(cache.purge(PurgeScope::Target("/c?x=1")).unwrap(), 1);
     }
     let cache = open(&dir);
     for gone in ["/a/1", "/a/2", "/b", "/c?x=1"] {
@@ -203,7 +203,7 @@ fn a_purge_racing_a_queued_write_wins_on_disk() {
     let dir = temp_dir();
     let cache = open(&dir);
     let ticket = cache.begin_fill();
-    cache.purge(PurgeScope::Target("/race"));
+    cache.purge(PurgeScope::Target("/race")).unwrap();
     cache.store(entry("/race", vec![1], &[], None), ticket);
     cache.flush();
     assert!(cache.lookup_disk(&key("/race")).is_none());
@@ -390,7 +390,7 @@ fn a_promotion_racing_a_purge_never_leaves_the_purged_entry_in_memory() {
                 }
             })
         };
-        cache.purge(PurgeScope::Tag(&Tag::new("t")));
+        cache.purge(PurgeScope::Tag(&Tag::new("t"))).unwrap();
         promoter.join().unwrap();
         assert!(
             cache.lookup(&key("/hot")).is_none(),

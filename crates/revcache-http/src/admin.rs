@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
-use revcache_core::Tag;
+use revcache_core::{DiskState, Tag};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -28,6 +28,8 @@ pub struct Admin {
     proxy: Arc<Proxy>,
     token: Option<String>,
     ready: Arc<AtomicBool>,
+    /// `disk.required`: not ready while the disk tier is disabled.
+    disk_required: bool,
 }
 
 impl Admin {
@@ -36,7 +38,14 @@ impl Admin {
             proxy,
             token,
             ready,
+            disk_required: false,
         }
+    }
+
+    /// Makes `/readyz` answer 503 while the disk tier is disabled.
+    pub fn disk_required(mut self, required: bool) -> Self {
+        self.disk_required = required;
+        self
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
@@ -77,14 +86,28 @@ impl Admin {
                             .map(|f| (r.name.clone(), f.healthy(now).into()))
                     })
                     .collect();
-                let (status, text) = if self.ready.load(Ordering::SeqCst) {
-                    (StatusCode::OK, "ready")
-                } else {
+                let state = self.proxy.cache().disk_state();
+                let disk_down = matches!(state, DiskState::Disabled { .. });
+                // A disabled disk tier leaves the instance ready (it serves
+                // from memory, and purges report what the disk kept) unless
+                // the disk tier is required.
+                let (status, text) = if !self.ready.load(Ordering::SeqCst) {
                     (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+                } else if disk_down && self.disk_required {
+                    (StatusCode::SERVICE_UNAVAILABLE, "disk tier disabled")
+                } else {
+                    (StatusCode::OK, "ready")
+                };
+                let disk = match state {
+                    DiskState::Off => serde_json::json!({"state": "off"}),
+                    DiskState::Enabled => serde_json::json!({"state": "enabled"}),
+                    DiskState::Disabled { reason } => {
+                        serde_json::json!({"state": "disabled", "reason": reason})
+                    }
                 };
                 json(
                     status,
-                    &serde_json::json!({"status": text, "event_feeds_healthy": feeds}),
+                    &serde_json::json!({"status": text, "disk_tier": disk, "event_feeds_healthy": feeds}),
                 )
             }
             (&Method::GET, "/stats") => {
@@ -101,6 +124,7 @@ impl Admin {
                             "files": d.files, "sweeps": d.sweeps, "swept_idle": d.swept_idle,
                             "swept_over_budget": d.swept_over_budget, "orphans_removed": d.orphans_removed,
                             "corrupt_dropped": d.corrupt_dropped, "open_seconds": d.load_time.as_secs_f64(),
+                            "errors": d.errors, "tombstones": d.tombstones, "disabled": d.disabled,
                         })),
                     }),
                 )
@@ -297,7 +321,7 @@ impl Admin {
                 "purge: give one of url=PATH_AND_QUERY, prefix=PATH or tag=TAG".into(),
             );
         };
-        let purged = self
+        let result = self
             .proxy
             .invalidate(inv.clone(), InvalidationSource::Admin)
             .await;
@@ -305,11 +329,29 @@ impl Admin {
             Invalidation::Target(v) | Invalidation::Prefix(v) => v.clone(),
             Invalidation::Tag(t) => t.as_str().to_owned(),
         };
-        tracing::info!(scope = %name, %value, purged, "purge");
-        json(
-            StatusCode::OK,
-            &serde_json::json!({"purged": purged, "scope": name, "value": value}),
-        )
+        match result {
+            Ok(purged) => {
+                tracing::info!(scope = %name, %value, purged, "purge");
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({"purged": purged, "scope": name, "value": value}),
+                )
+            }
+            // The disk still holds the entries: not a success, whatever
+            // memory says (they would come back after a restart).
+            Err(e) => {
+                tracing::error!(scope = %name, %value, error = %e, "purge did not reach the disk tier");
+                json(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &serde_json::json!({
+                        "error": e.to_string(),
+                        "purged_from_memory": e.in_memory,
+                        "scope": name,
+                        "value": value,
+                    }),
+                )
+            }
+        }
     }
 }
 

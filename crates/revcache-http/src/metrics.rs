@@ -370,6 +370,17 @@ impl Collector for TierCollector {
             evictions.metric_type(),
         )?;
         evictions.encode(m.encode_family(&[("tier", "l1")])?)?;
+        let enabled = ConstGauge::new(i64::from(matches!(
+            self.cache.disk_state(),
+            revcache_core::DiskState::Enabled
+        )));
+        let m = encoder.encode_descriptor(
+            "disk_tier_enabled",
+            "1 while the disk tier (l2) works; 0 when it is off, could not open, or a disk failure disabled it (serving from memory)",
+            None,
+            enabled.metric_type(),
+        )?;
+        enabled.encode(m)?;
         if let Some(d) = &stats.disk {
             gauge(
                 &mut encoder,
@@ -430,6 +441,18 @@ impl Collector for TierCollector {
                 "disk_corrupt_dropped",
                 "Unreadable disk entries dropped",
                 d.corrupt_dropped,
+            )?;
+            counter(
+                &mut encoder,
+                "disk_errors",
+                "Disk tier writes the disk refused (failed batches, body files, reopen attempts)",
+                d.errors,
+            )?;
+            plain_gauge(
+                &mut encoder,
+                "disk_tombstones",
+                "Purges not yet committed to the disk tier (their entries are hidden meanwhile)",
+                d.tombstones as i64,
             )?;
             counter(
                 &mut encoder,

@@ -61,7 +61,17 @@ impl Server {
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-        let key = PartitionKey::load_or_create(&settings.data_dir)?;
+        let key = match PartitionKey::load_or_create(&settings.data_dir) {
+            Ok(key) => key,
+            Err(e) if e.is_disk_fault() => {
+                tracing::warn!(
+                    error = %e,
+                    "cannot keep the partition key in the data dir (disk failure); using a key for this run only: private entries cached on disk by other runs are not served"
+                );
+                PartitionKey::ephemeral()?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let proxy = Proxy::new(&settings, key, Arc::new(cache))?;
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
@@ -71,11 +81,10 @@ impl Server {
         let listener = bind("proxy listener", settings.listen).await?;
         let admin_listener = bind("admin listener", settings.admin_listen).await?;
         let ready = Arc::new(AtomicBool::new(true));
-        let admin = Arc::new(Admin::new(
-            proxy.clone(),
-            settings.admin_token.clone(),
-            ready.clone(),
-        ));
+        let admin = Arc::new(
+            Admin::new(proxy.clone(), settings.admin_token.clone(), ready.clone())
+                .disk_required(settings.disk.enabled && settings.disk.required),
+        );
         Ok(Server {
             proxy,
             listener,
@@ -197,12 +206,32 @@ impl Server {
 }
 
 /// The data dir's cache: memory tiers, and the disk tier unless disabled.
+/// A disk that fails (full, read-only, I/O errors) leaves a memory-only
+/// cache with a warning, `/readyz` and a metric saying so, unless
+/// `disk.required`; a data dir that is refused (not revcache's, not
+/// private, in use) stops the start.
 fn open_cache(settings: &Settings) -> Result<Cache, ServerError> {
     let config = CacheConfig {
         memory_limit: settings.cache.memory_limit,
         max_entry_bytes: settings.limits.max_cacheable_body_bytes + (64 << 10),
     };
-    let opened = data_dir::open(&settings.data_dir)?;
+    let required = settings.disk.enabled && settings.disk.required;
+    let memory_only = |reason: String| {
+        tracing::warn!(
+            data_dir = %settings.data_dir.display(), error = %reason,
+            "the data dir's disk fails; running memory-only (nothing is kept across restarts) until revcache restarts on a working disk"
+        );
+        if settings.disk.enabled {
+            Cache::without_failed_disk(config.clone(), reason)
+        } else {
+            Cache::new(config.clone())
+        }
+    };
+    let opened = match data_dir::open(&settings.data_dir) {
+        Ok(opened) => opened,
+        Err(e) if e.is_disk_fault() && !required => return Ok(memory_only(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     if !settings.disk.enabled {
         return Ok(Cache::new(config));
     }
@@ -216,7 +245,11 @@ fn open_cache(settings: &Settings) -> Result<Cache, ServerError> {
             let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
         }
     }
-    let cache = Cache::with_disk(config, settings.disk.config(&settings.data_dir))?;
+    let cache = match Cache::with_disk(config.clone(), settings.disk.config(&settings.data_dir)) {
+        Ok(cache) => cache,
+        Err(e) if e.is_disk_fault() && !required => return Ok(memory_only(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     if let Some(stats) = cache.stats().disk {
         tracing::info!(
             entries = stats.entries,

@@ -171,6 +171,10 @@ impl Default for CacheSettings {
 #[derive(Clone, Debug)]
 pub struct DiskSettings {
     pub enabled: bool,
+    /// Opt-in: a disk that fails at start-up stops revcache, and `/readyz`
+    /// answers 503 while a disk failure keeps the tier disabled. By
+    /// default revcache serves from memory instead.
+    pub required: bool,
     /// Byte budget (index plus body files).
     pub limit: u64,
     /// Entries unused for this long are swept.
@@ -187,6 +191,7 @@ impl Default for DiskSettings {
         let d = revcache_core::DiskConfig::new("");
         DiskSettings {
             enabled: true,
+            required: false,
             limit: d.byte_limit,
             max_idle: d.max_idle,
             inline_threshold: d.inline_threshold,

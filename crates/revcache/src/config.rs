@@ -59,6 +59,7 @@ struct CacheConfig {
 #[serde(deny_unknown_fields)]
 struct DiskConfig {
     enabled: Option<bool>,
+    required: Option<bool>,
     limit: Option<Quantity>,
     max_idle: Option<Quantity>,
     inline_threshold: Option<Quantity>,
@@ -370,6 +371,7 @@ fn disk_settings(d: &DiskConfig, args: &ServeArgs) -> anyhow::Result<DiskSetting
     }
     Ok(DiskSettings {
         enabled: !args.no_disk && d.enabled.unwrap_or(true),
+        required: d.required.unwrap_or(false),
         limit,
         max_idle,
         inline_threshold,
@@ -683,6 +685,7 @@ mod tests {
             [disk]
             limit = "2GiB"
             max_idle = "7d"
+            required = true
             [partition]
             cookies = ["session"]
             headers = ["X-Api-Key"]
@@ -709,6 +712,7 @@ mod tests {
         assert_eq!(s.disk.limit, 2 << 30);
         assert_eq!(s.disk.max_idle, Duration::from_secs(7 * 86400));
         assert!(s.disk.enabled);
+        assert!(s.disk.required);
     }
 
     #[test]

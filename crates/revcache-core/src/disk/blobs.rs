@@ -2,18 +2,22 @@
 //! fanned out as `bodies/ab/cd/<hash>`, so identical bodies share a file
 //! and no directory grows huge.
 //!
-//! A body is written to `tmp/`, fsynced, renamed into place and its
-//! directory fsynced; only then may an index row refer to it. A crash
-//! leaves at worst a temp file or an unreferenced body file, which
-//! start-up removes.
+//! A body is written to a fresh owner-only file in `tmp/` (never through a
+//! link), fsynced, renamed into place and its directory fsynced (and a new
+//! fan-out directory in its parent); only then may an index row refer to
+//! it. A crash leaves at worst a temp file or an unreferenced body file,
+//! which start-up removes. This module never decides on its own that a
+//! body file is unreferenced: the writer does, in its transaction.
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::error::DiskError;
+use crate::data_dir::{create_private_file, ensure_private_dir};
 
 pub struct BlobStore {
     bodies: PathBuf,
@@ -44,8 +48,13 @@ impl BlobStore {
     pub fn open(dir: &Path) -> Result<Self, DiskError> {
         let bodies = dir.join("bodies");
         let tmp = dir.join("tmp");
-        fs::create_dir_all(&bodies).map_err(DiskError::io(&bodies))?;
-        fs::create_dir_all(&tmp).map_err(DiskError::io(&tmp))?;
+        for dir in [&bodies, &tmp] {
+            ensure_private_dir(dir, false)?;
+            // Made before revcache kept them private: narrowed, as they
+            // may hold responses cached for one credential.
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+                .map_err(DiskError::io(dir))?;
+        }
         Ok(BlobStore {
             bodies,
             tmp,
@@ -66,7 +75,7 @@ impl BlobStore {
             return Ok(());
         }
         let dir = path.parent().unwrap_or(&self.bodies);
-        fs::create_dir_all(dir).map_err(DiskError::io(dir))?;
+        self.fan_out(dir).map_err(DiskError::io(dir))?;
         let tmp = self.tmp.join(format!(
             "{}.{}.{}",
             hex(hash),
@@ -74,7 +83,7 @@ impl BlobStore {
             self.seq.fetch_add(1, Ordering::Relaxed)
         ));
         let result = (|| {
-            let mut f = fs::File::create(&tmp)?;
+            let mut f = create_private_file(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
             fs::rename(&tmp, &path)?;
@@ -84,6 +93,24 @@ impl BlobStore {
             let _ = fs::remove_file(&tmp);
         }
         result.map_err(DiskError::io(&path))
+    }
+
+    /// Creates the fan-out directories down to `dir` (owner-only), each
+    /// new one fsynced into its parent, so a body file renamed into it
+    /// cannot vanish with its directory in a crash.
+    fn fan_out(&self, dir: &Path) -> std::io::Result<()> {
+        if dir.is_dir() {
+            return Ok(());
+        }
+        let parent = dir.parent().unwrap_or(&self.bodies);
+        if parent != self.bodies {
+            self.fan_out(parent)?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => fs::File::open(parent)?.sync_all(),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     pub fn remove(&self, hash: &[u8; 32]) {
@@ -96,14 +123,16 @@ impl BlobStore {
         }
     }
 
-    /// Deletes temp files and body files `referenced` says are unknown,
-    /// when they are older than `before` (newer ones may belong to a
-    /// write whose index row is about to commit). Returns how many went.
-    pub fn collect_orphans(
+    /// Deletes temp files older than `before` (none of this process's:
+    /// they are newer) and returns how many went, with the body files
+    /// older than `before` that `referenced` says are unknown: candidates
+    /// only, since a store may reference one again before the writer
+    /// re-checks it in its transaction.
+    pub fn orphans(
         &self,
         before: SystemTime,
         referenced: impl Fn(&[u8; 32]) -> bool,
-    ) -> u64 {
+    ) -> (u64, Vec<[u8; 32]>) {
         let mut removed = 0;
         if let Ok(entries) = fs::read_dir(&self.tmp) {
             for e in entries.flatten() {
@@ -112,6 +141,7 @@ impl BlobStore {
                 }
             }
         }
+        let mut candidates = Vec::new();
         for l1 in read_dirs(&self.bodies) {
             for l2 in read_dirs(&l1) {
                 let Ok(files) = fs::read_dir(&l2) else {
@@ -119,27 +149,35 @@ impl BlobStore {
                 };
                 for f in files.flatten() {
                     let path = f.path();
-                    let name = f.file_name();
-                    let known = name
-                        .to_str()
-                        .and_then(unhex)
-                        .is_some_and(|h| referenced(&h));
-                    if !known && older(&path, before) && fs::remove_file(&path).is_ok() {
-                        removed += 1;
+                    let hash = f.file_name().to_str().and_then(unhex);
+                    match hash {
+                        Some(h) if self.path(&h) == path => {
+                            if older(&path, before) && !referenced(&h) {
+                                candidates.push(h);
+                            }
+                        }
+                        // Not a body file where its name puts it: nothing
+                        // refers to it.
+                        _ => {
+                            if older(&path, before) && fs::remove_file(&path).is_ok() {
+                                removed += 1;
+                            }
+                        }
                     }
                 }
             }
         }
-        removed
+        (removed, candidates)
     }
 }
 
 fn read_dirs(dir: &Path) -> Vec<PathBuf> {
     fs::read_dir(dir)
         .map(|it| {
+            // The entry's own type: a symlink is never walked into.
             it.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
                 .map(|e| e.path())
-                .filter(|p| p.is_dir())
                 .collect()
         })
         .unwrap_or_default()
@@ -167,9 +205,10 @@ mod tests {
         assert_eq!(fs::read(store.path(&a)).unwrap(), b"alpha");
         fs::write(dir.join("tmp").join("leftover"), b"x").unwrap();
         let later = SystemTime::now() + std::time::Duration::from_secs(1);
-        assert_eq!(store.collect_orphans(later, |h| *h == a), 2);
+        assert_eq!(store.orphans(later, |h| *h == a), (1, vec![b]));
         assert!(store.path(&a).exists());
-        assert!(!store.path(&b).exists());
+        assert!(store.path(&b).exists(), "candidates are left to the writer");
+        assert!(!dir.join("tmp").join("leftover").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

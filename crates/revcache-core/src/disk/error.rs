@@ -17,6 +17,26 @@ pub enum DiskError {
     Store(#[from] redb::Error),
     #[error("the disk tier's writer has stopped")]
     WriterGone,
+    #[error(transparent)]
+    DataDir(#[from] crate::data_dir::DataDirError),
+    #[error(
+        "the disk tier is disabled after a disk failure ({reason}); revcache serves from memory and reopens the index once the disk works again (free space or fix the disk)"
+    )]
+    Unavailable { reason: String },
+}
+
+impl DiskError {
+    /// Whether the disk failed (full, read-only, I/O errors, an index
+    /// redb cannot write), as opposed to a refusal that configuration must
+    /// fix (a data dir in use, not private): a server may run memory-only.
+    pub fn is_disk_fault(&self) -> bool {
+        match self {
+            DiskError::Io { source, .. } => crate::data_dir::is_disk_fault(source),
+            DiskError::DataDir(e) => e.is_disk_fault(),
+            DiskError::Store(_) | DiskError::WriterGone | DiskError::Unavailable { .. } => true,
+            DiskError::InUse { .. } => false,
+        }
+    }
 }
 
 macro_rules! from_redb {

@@ -8,6 +8,11 @@
 //! read transactions and never wait for the writer. `DESIGN.md` in this
 //! crate argues why each step is crash-safe.
 //!
+//! It fails closed: after a write the disk refused (full, I/O error) the
+//! tier is disabled (lookups miss, writes are dropped, removals fail and
+//! are kept as in-memory tombstones that hide what they reach) until the
+//! writer reopens the index and commits those removals.
+//!
 //! Blocking: every method here does disk I/O or waits for the writer;
 //! async callers run them on a blocking pool.
 
@@ -20,7 +25,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +60,8 @@ pub struct DiskConfig {
     /// Most writes waiting for the writer; beyond it, stores and touches are
     /// dropped (counted) rather than slowing the requests that make them.
     pub write_queue: usize,
+    /// How often a tier disabled by a disk failure tries to reopen.
+    pub reopen_interval: Duration,
 }
 
 impl DiskConfig {
@@ -69,6 +76,7 @@ impl DiskConfig {
             sweep_interval: Duration::from_secs(600),
             sweep_batch: 1000,
             write_queue: 8192,
+            reopen_interval: Duration::from_secs(10),
         }
     }
 
@@ -85,6 +93,19 @@ pub enum Removal {
     Prefix(String),
     Tag(Tag),
     Key(PrimaryKey),
+}
+
+impl Removal {
+    /// Whether the removal takes `entry` (as the writer's own removal of
+    /// index rows does).
+    pub fn reaches(&self, entry: &Entry) -> bool {
+        match self {
+            Removal::Target(t) => entry.key.target() == t,
+            Removal::Prefix(p) => entry.key.target().starts_with(p.as_str()),
+            Removal::Tag(t) => entry.tags.contains(t),
+            Removal::Key(k) => entry.key == *k,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,6 +130,13 @@ pub struct DiskStats {
     pub corrupt_dropped: u64,
     /// Writes not persisted because the writer queue was full.
     pub writes_dropped: u64,
+    /// Writes the disk refused: failed batches, body files, reopenings.
+    pub errors: u64,
+    /// Removals that have not reached the disk yet (their entries are
+    /// hidden from lookups meanwhile).
+    pub tombstones: u64,
+    /// Why the tier is disabled, while it is.
+    pub disabled: Option<String>,
     pub load_time: Duration,
 }
 
@@ -136,6 +164,7 @@ pub(crate) struct Counters {
     orphans: AtomicU64,
     corrupt: AtomicU64,
     writes_dropped: AtomicU64,
+    errors: AtomicU64,
     load_micros: AtomicU64,
 }
 
@@ -161,14 +190,56 @@ pub(crate) enum Op {
     Flush {
         done: SyncSender<()>,
     },
+    /// Body files the orphan collection found unreferenced; the writer
+    /// deletes those still unreferenced when its transaction commits.
+    Orphans {
+        hashes: Vec<[u8; 32]>,
+    },
 }
 
 pub(crate) struct Shared {
-    db: Database,
+    /// The open index; `None` while the tier is disabled by a failure.
+    db: RwLock<Option<Arc<Database>>>,
+    index: PathBuf,
     blobs: BlobStore,
     config: DiskConfig,
     generations: Arc<Generations>,
     counters: Counters,
+    /// Why the tier is disabled, while it is.
+    disabled: Mutex<Option<String>>,
+    /// Removals that failed to commit, oldest first. They hide what they
+    /// reach from lookups, and the writer applies them before anything
+    /// else in each transaction until one commits.
+    tombstones: Mutex<Vec<Removal>>,
+}
+
+impl Shared {
+    fn db(&self) -> Result<Arc<Database>, DiskError> {
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        db.clone().ok_or_else(|| self.unavailable())
+    }
+
+    fn unavailable(&self) -> DiskError {
+        DiskError::Unavailable {
+            reason: self
+                .disabled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| "index closed".into()),
+        }
+    }
+
+    fn tombstone(&self, removal: Removal) {
+        self.tombstones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(removal);
+    }
+
+    fn error_counted(&self) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 pub struct DiskTier {
@@ -188,8 +259,9 @@ impl DiskTier {
     /// and a new one started: a cache may lose entries, never availability.
     pub fn open(config: DiskConfig, generations: Arc<Generations>) -> Result<Self, DiskError> {
         let started = Instant::now();
-        std::fs::create_dir_all(&config.dir).map_err(DiskError::io(&config.dir))?;
-        let db = open_index(&config.dir.join("index.redb"))?;
+        crate::data_dir::ensure_private_dir(&config.dir, true)?;
+        let index = config.dir.join("index.redb");
+        let db = open_index(&index)?;
         let counters = Counters::default();
         writer::init(&db, &counters)?;
         let blobs = BlobStore::open(&config.dir)?;
@@ -197,11 +269,14 @@ impl DiskTier {
             .load_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            index,
             blobs,
             config,
             generations,
             counters,
+            disabled: Mutex::new(None),
+            tombstones: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::sync_channel(shared.config.write_queue.max(1));
         let writer = {
@@ -209,18 +284,32 @@ impl DiskTier {
             let dir = shared.config.dir.clone();
             std::thread::Builder::new()
                 .name("revcache-disk".into())
-                .spawn(move || writer::run(&shared, rx))
+                .spawn(move || {
+                    let run = std::panic::AssertUnwindSafe(|| writer::run(&shared, rx));
+                    if let Err(panic) = std::panic::catch_unwind(run) {
+                        // A bug, but the tier fails closed and says so.
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        *shared.disabled.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(format!("the disk tier's writer stopped: {what}"));
+                        shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
+                    }
+                })
                 .map_err(DiskError::io(dir))?
         };
         let gc = shared.clone();
         let gc_stop = Arc::new(AtomicBool::new(false));
         let stop = gc_stop.clone();
+        let gc_ops = tx.clone();
         // File times come from a coarse clock: leave a margin so a body
         // written just after start-up is never taken for an orphan.
         let before = SystemTime::now() - Duration::from_secs(2);
         let gc_thread = std::thread::Builder::new()
             .name("revcache-orphans".into())
-            .spawn(move || collect_orphans(&gc, before, &stop))
+            .spawn(move || collect_orphans(&gc, before, &stop, &gc_ops))
             .ok();
         Ok(DiskTier {
             gc_stop,
@@ -263,6 +352,8 @@ impl DiskTier {
     pub fn lookup(&self, key: &PrimaryKey) -> Vec<Entry> {
         match self.read_variants(key) {
             Ok(found) => found,
+            // Disabled: reported once, not on every memory miss.
+            Err(DiskError::Unavailable { .. }) => Vec::new(),
             Err(e) => {
                 tracing::warn!(error = %e, ?key, "disk tier lookup failed");
                 Vec::new()
@@ -271,7 +362,8 @@ impl DiskTier {
     }
 
     fn read_variants(&self, key: &PrimaryKey) -> Result<Vec<Entry>, DiskError> {
-        let txn = self.shared.db.begin_read()?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read()?;
         let entries = txn.open_table(ENTRIES)?;
         let prefix = format::key_prefix(key);
         let mut out = Vec::new();
@@ -289,6 +381,16 @@ impl DiskTier {
                 Err(why) => self.drop_corrupt(k, &why),
             }
         }
+        // What a removal that has not reached the disk yet took stays
+        // hidden: it must not be promoted back into memory.
+        let tombstones = self
+            .shared
+            .tombstones
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !tombstones.is_empty() {
+            out.retain(|e| !tombstones.iter().any(|r| r.reaches(e)));
+        }
         Ok(out)
     }
 
@@ -298,7 +400,14 @@ impl DiskTier {
             StoredBody::Inline(b) => EntryBody::Memory(b.clone()),
             StoredBody::File { hash, len } => {
                 let path = self.shared.blobs.path(hash);
-                let on_disk = std::fs::metadata(&path).map(|m| m.len());
+                // A body is a plain file: never a link to elsewhere.
+                let on_disk = std::fs::symlink_metadata(&path).and_then(|m| {
+                    if m.is_file() {
+                        Ok(m.len())
+                    } else {
+                        Err(std::io::ErrorKind::InvalidData.into())
+                    }
+                });
                 if on_disk.as_ref().ok() != Some(len) {
                     return Err(format!(
                         "body file {} missing or of the wrong size",
@@ -359,10 +468,20 @@ impl DiskTier {
         }
     }
 
-    /// Removes what `removal` reaches, durably, before returning.
+    /// Removes what `removal` reaches, durably, before returning. When it
+    /// cannot, the error says so and the removal stays as a tombstone:
+    /// lookups skip what it reaches, and the writer retries it first in
+    /// each transaction until one commits (lost if the process ends).
     pub fn remove(&self, removal: Removal) -> Result<usize, DiskError> {
         let (done, wait) = mpsc::sync_channel(1);
-        self.send(Op::Remove { removal, done })?;
+        if let Err(e) = self.send(Op::Remove {
+            removal: removal.clone(),
+            done,
+        }) {
+            self.shared.tombstone(removal);
+            return Err(e);
+        }
+        // The writer keeps the tombstone of a removal it answers with an error.
         wait.recv().map_err(|_| DiskError::WriterGone)?
     }
 
@@ -408,8 +527,25 @@ impl DiskTier {
             orphans_removed: get(&c.orphans),
             corrupt_dropped: get(&c.corrupt),
             writes_dropped: get(&c.writes_dropped),
+            errors: get(&c.errors),
+            tombstones: self
+                .shared
+                .tombstones
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len() as u64,
+            disabled: self.disabled(),
             load_time: Duration::from_micros(get(&c.load_micros)),
         }
+    }
+
+    /// Why the tier is disabled (after a disk failure, until it reopens).
+    pub fn disabled(&self) -> Option<String> {
+        self.shared
+            .disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Entries for `revcache inspect`: those of a request target, of a
@@ -419,7 +555,8 @@ impl DiskTier {
         target: Option<&str>,
         tag: Option<&str>,
     ) -> Result<Vec<InspectRow>, DiskError> {
-        let txn = self.shared.db.begin_read()?;
+        let db = self.shared.db()?;
+        let txn = db.begin_read()?;
         let entries = txn.open_table(ENTRIES)?;
         let mut keys: Vec<Vec<u8>> = Vec::new();
         if let Some(tag) = tag {
@@ -481,8 +618,9 @@ impl Drop for DiskTier {
     }
 }
 
-fn open_index(path: &Path) -> Result<Database, DiskError> {
-    match Database::builder().create(path) {
+/// Opens the index, creating it owner-only; never through a symlink.
+pub(crate) fn open_index(path: &Path) -> Result<Database, DiskError> {
+    match Database::builder().create_file(index_file(path)?) {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(DiskError::InUse {
             path: path.to_owned(),
@@ -508,12 +646,43 @@ fn open_index(path: &Path) -> Result<Database, DiskError> {
                 "disk tier index cannot be opened; setting it aside and starting empty"
             );
             std::fs::rename(path, &aside).map_err(DiskError::io(path))?;
-            Ok(Database::builder().create(path)?)
+            Ok(Database::builder().create_file(index_file(path)?)?)
         }
     }
 }
 
-fn collect_orphans(shared: &Shared, before: SystemTime, stop: &AtomicBool) {
+/// The index file, opened read-write (created 0600), refusing a symlink,
+/// and made owner-only if an older revcache created it readable.
+fn index_file(path: &Path) -> Result<std::fs::File, DiskError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(DiskError::io(path))?;
+    let meta = file.metadata().map_err(DiskError::io(path))?;
+    if !meta.is_file() {
+        return Err(DiskError::Io {
+            path: path.to_owned(),
+            source: std::io::Error::other("the index is not a plain file"),
+        });
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(DiskError::io(path))?;
+    }
+    Ok(file)
+}
+
+/// Removes leftover temp files and hands the body files no row refers
+/// to (older than `before`) to the writer, which deletes the ones still
+/// unreferenced in its own transaction: a store may have referenced one
+/// again since this thread looked.
+fn collect_orphans(shared: &Shared, before: SystemTime, stop: &AtomicBool, ops: &SyncSender<Op>) {
     let referenced = |hash: &[u8; 32]| -> bool {
         if stop.load(Ordering::Relaxed) {
             return true;
@@ -521,18 +690,140 @@ fn collect_orphans(shared: &Shared, before: SystemTime, stop: &AtomicBool) {
         // On any read error keep the file: an orphan costs space, a
         // wrongly deleted body costs a corrupt entry.
         (|| -> Result<bool, DiskError> {
-            let txn = shared.db.begin_read()?;
+            let db = shared.db()?;
+            let txn = db.begin_read()?;
             let blobs = txn.open_table(BLOBS)?;
             Ok(blobs.get(hash.as_slice())?.is_some())
         })()
         .unwrap_or(true)
     };
-    let removed = shared.blobs.collect_orphans(before, referenced);
+    let (removed, candidates) = shared.blobs.orphans(before, referenced);
     shared
         .counters
         .orphans
         .fetch_add(removed, Ordering::Relaxed);
     if removed > 0 {
-        tracing::info!(removed, "removed orphan body and temp files");
+        tracing::info!(removed, "removed leftover temp files");
+    }
+    for chunk in candidates.chunks(1024) {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let _ = ops.send(Op::Orphans {
+            hashes: chunk.to_vec(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+
+    use super::*;
+    use crate::entry::{EntryTiming, Freshness};
+    use crate::key::KeyClass;
+    use crate::partition::Partition;
+    use crate::version::Version;
+
+    struct TempDir(PathBuf);
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn temp_dir(tag: &str) -> TempDir {
+        let d = std::env::temp_dir().join(format!("revcache-disk-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        TempDir(d)
+    }
+
+    fn key(target: &str) -> PrimaryKey {
+        PrimaryKey::new(0, KeyClass::Get, "h", target, Partition::Public)
+    }
+
+    fn entry(target: &str, body: &[u8]) -> Arc<Entry> {
+        Arc::new(Entry::new(
+            key(target),
+            Box::new([]),
+            Version::from_etag("\"v\""),
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::copy_from_slice(body),
+            Vec::new(),
+            EntryTiming {
+                request_time: SystemTime::now(),
+                response_time: SystemTime::now(),
+                initial_age: Duration::ZERO,
+            },
+            Freshness::default(),
+        ))
+    }
+
+    /// A tier whose start-up orphan collection has finished.
+    fn open(dir: &Path) -> DiskTier {
+        let tier = DiskTier::open(DiskConfig::new(dir), Arc::default()).unwrap();
+        if let Some(gc) = tier.gc.lock().unwrap().take() {
+            gc.join().unwrap();
+        }
+        tier
+    }
+
+    fn put(tier: &DiskTier, e: Arc<Entry>) {
+        let ticket = tier.shared.generations.begin_fill();
+        tier.put(e, ticket);
+    }
+
+    #[test]
+    fn an_orphan_a_store_references_again_keeps_its_body_file() {
+        let dir = temp_dir("orphan-race");
+        let body = vec![7u8; 100_000];
+        let hash = blobs::hash(&body);
+        {
+            let tier = open(&dir.0);
+            // The collection saw the file unreferenced; before the writer
+            // acts on that, a store of the same bytes references it again.
+            tier.shared.blobs.write(&hash, &body).unwrap();
+            put(&tier, entry("/again", &body));
+            tier.send(Op::Orphans { hashes: vec![hash] }).unwrap();
+            tier.flush();
+            assert!(tier.shared.blobs.path(&hash).exists());
+            // In the other order the file goes, and the store writes it anew.
+            tier.send(Op::Orphans { hashes: vec![hash] }).unwrap();
+            put(&tier, entry("/again-later", &body));
+            tier.flush();
+        }
+        let tier = open(&dir.0);
+        for target in ["/again", "/again-later"] {
+            let found = tier.lookup(&key(target));
+            assert_eq!(found.len(), 1, "{target}");
+            assert_eq!(found[0].body.len(), body.len() as u64, "{target}");
+        }
+        assert_eq!(tier.stats().corrupt_dropped, 0);
+    }
+
+    #[test]
+    fn a_tombstone_hides_what_it_reaches_until_its_removal_commits() {
+        let dir = temp_dir("tombstone");
+        {
+            let tier = open(&dir.0);
+            put(&tier, entry("/gone", b"old version"));
+            put(&tier, entry("/kept", b"other"));
+            tier.flush();
+            tier.shared.tombstone(Removal::Target("/gone".into()));
+            assert!(tier.lookup(&key("/gone")).is_empty());
+            assert_eq!(tier.lookup(&key("/kept")).len(), 1);
+            assert_eq!(tier.stats().tombstones, 1);
+            // The next transaction commits it first.
+            tier.flush();
+            assert_eq!(tier.stats().tombstones, 0);
+        }
+        let tier = open(&dir.0);
+        assert!(tier.lookup(&key("/gone")).is_empty());
+        assert_eq!(tier.lookup(&key("/kept")).len(), 1);
     }
 }

@@ -31,10 +31,11 @@ pub(super) fn step(
         idle.push(item?.0.value().to_vec());
     }
     for access_key in &idle {
-        if t.delete(&access_key[4..])? {
+        if t.delete(entry_key_of(access_key))? {
             report.idle += 1;
         } else {
-            // An access row without its entry: drop the row itself.
+            // An access row without its entry (or too short to name one,
+            // as a damaged index may hold): drop the row itself.
             t.access.remove(access_key.as_slice())?;
         }
     }
@@ -48,7 +49,7 @@ pub(super) fn step(
         let Some(oldest) = t.access.first()?.map(|(k, _)| k.value().to_vec()) else {
             break;
         };
-        if t.delete(&oldest[4..])? {
+        if t.delete(entry_key_of(&oldest))? {
             report.over_budget += 1;
         } else {
             t.access.remove(oldest.as_slice())?;
@@ -56,4 +57,10 @@ pub(super) fn step(
         budget_steps += 1;
     }
     Ok(report)
+}
+
+/// The entry key an access row names (after its 4-byte bucket); empty
+/// (no entry) for a row too short to hold one.
+fn entry_key_of(access_key: &[u8]) -> &[u8] {
+    access_key.get(4..).unwrap_or_default()
 }

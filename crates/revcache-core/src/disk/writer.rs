@@ -5,6 +5,11 @@
 //! transaction with quick-repair enabled, and only after the commit
 //! deletes body files nothing refers to any more and answers waiters.
 //! Between batches it runs sweep steps on a timer.
+//!
+//! A batch that fails (the disk is full, an I/O error) leaves redb
+//! refusing every later transaction, so the writer closes the index,
+//! disables the tier and reopens it on a timer. Removals that did not
+//! commit become tombstones, applied first in every later transaction.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,8 +50,18 @@ pub(super) fn init(db: &Database, counters: &Counters) -> Result<(), DiskError> 
 pub(super) fn run(shared: &Arc<Shared>, rx: Receiver<Op>) {
     // The first sweep soon after start-up, later ones on the interval.
     let mut next_sweep = Instant::now() + Duration::from_secs(10);
+    let mut next_reopen = Instant::now();
     loop {
-        let wait = next_sweep.saturating_duration_since(Instant::now());
+        let was_disabled = shared.is_disabled();
+        if shared.is_disabled() && Instant::now() >= next_reopen {
+            reopen(shared);
+            next_reopen = Instant::now() + shared.config.reopen_interval;
+        }
+        let mut due = next_sweep;
+        if shared.is_disabled() {
+            due = due.min(next_reopen);
+        }
+        let wait = due.saturating_duration_since(Instant::now());
         match rx.recv_timeout(wait) {
             Ok(op) => {
                 let mut batch = vec![op];
@@ -57,10 +72,19 @@ pub(super) fn run(shared: &Arc<Shared>, rx: Receiver<Op>) {
                     }
                 }
                 apply(shared, batch);
+                if !was_disabled && shared.is_disabled() {
+                    // Not at once: the failure that just happened would
+                    // most likely happen again.
+                    next_reopen = Instant::now() + shared.config.reopen_interval;
+                }
             }
+            Err(RecvTimeoutError::Timeout) if Instant::now() < next_sweep => {}
             Err(RecvTimeoutError::Timeout) => {
                 let (done, report) = std::sync::mpsc::sync_channel(1);
                 apply(shared, vec![Op::Sweep { done }]);
+                if !was_disabled && shared.is_disabled() {
+                    next_reopen = Instant::now() + shared.config.reopen_interval;
+                }
                 let more = report
                     .recv()
                     .ok()
@@ -106,7 +130,7 @@ pub(super) struct Tables<'t> {
     buckets: Table<'t, &'static [u8], u32>,
     pub access: Table<'t, &'static [u8], ()>,
     tags: MultimapTable<'t, &'static str, &'static [u8]>,
-    blobs: Table<'t, &'static [u8], (u64, u64)>,
+    pub blobs: Table<'t, &'static [u8], (u64, u64)>,
     meta: Table<'t, &'static str, u64>,
     pub totals: Totals,
     /// Body files whose last reference went in this transaction.
@@ -292,18 +316,95 @@ impl<'t> Tables<'t> {
     }
 }
 
+/// Closes the index after a failure: later operations are answered
+/// "unavailable" until [`reopen`] succeeds.
+fn disable(shared: &Shared, reason: &str) {
+    let was = shared
+        .disabled
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .replace(reason.to_owned());
+    // Readers holding the old handle finish their transaction; the file
+    // closes when the last of them drops it.
+    let old = shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
+    drop(old);
+    if was.is_none() {
+        tracing::error!(
+            error = reason,
+            "disk tier disabled after a disk failure; serving from memory until the index reopens"
+        );
+    }
+}
+
+/// Opens the index again after a failure, commits the pending tombstones,
+/// and only then lets lookups read it. Fails (and stays disabled) while
+/// the disk still refuses.
+fn reopen(shared: &Shared) {
+    let result = (|| -> Result<bool, DiskError> {
+        let db = Arc::new(super::open_index(&shared.index)?);
+        init(&db, &shared.counters)?;
+        // A failure here is counted, and keeps the tier disabled.
+        if !apply_on(shared, &db, Vec::new()) {
+            return Ok(false);
+        }
+        *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        Ok(true)
+    })();
+    match result {
+        Ok(false) => {}
+        // A reader still holds the old index: try again later.
+        Err(DiskError::InUse { .. }) => {}
+        Err(e) => {
+            shared.error_counted();
+            tracing::debug!(error = %e, "disk tier still cannot reopen its index");
+        }
+        Ok(true) => {
+            shared
+                .disabled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            tracing::warn!("disk tier index reopened; the disk tier is enabled again");
+        }
+    }
+}
+
 fn apply(shared: &Shared, batch: Vec<Op>) {
+    match shared.db() {
+        Ok(db) => {
+            apply_on(shared, &db, batch);
+        }
+        Err(e) => refuse(shared, batch, &e.to_string()),
+    }
+}
+
+/// Commits `batch` (after the pending tombstones) in one transaction on
+/// `db`; false when it failed and the tier is now disabled.
+fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
     // Body files first: a row may only refer to a file already durable.
     let bodies: Vec<Option<StoredBody>> = batch.iter().map(|op| stored_body(shared, op)).collect();
     let now = SystemTime::now();
     let bucket = shared.config.bucket_at(now);
+    let tombstones: Vec<Removal> = shared
+        .tombstones
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let mut removed = HashMap::new();
     let mut swept = HashMap::new();
-    let result = (|| -> Result<Vec<[u8; 32]>, DiskError> {
-        let mut txn = shared.db.begin_write()?;
+    // Body files to delete once committed: freed by the batch, and orphans.
+    type Deletions = (Vec<[u8; 32]>, Vec<[u8; 32]>);
+    let result = (|| -> Result<Deletions, DiskError> {
+        let mut txn = db.begin_write()?;
         txn.set_quick_repair(true);
-        let (freed, totals) = {
+        let (freed, orphans, totals) = {
             let mut t = Tables::open(&txn)?;
+            // Removals that failed before come first: whatever follows in
+            // this batch was queued after them.
+            for removal in &tombstones {
+                t.remove(removal)?;
+            }
+            let mut candidates = Vec::new();
             for (i, (op, body)) in batch.iter().zip(&bodies).enumerate() {
                 match op {
                     Op::Put { entry, ticket } => {
@@ -329,54 +430,68 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
                         swept.insert(i, sweep::step(&mut t, &shared.config, now)?);
                     }
                     Op::Flush { .. } => {}
+                    Op::Orphans { hashes } => candidates.extend_from_slice(hashes),
+                }
+            }
+            // After every put of the batch: one may reference a candidate.
+            let mut orphans = Vec::new();
+            for hash in candidates {
+                if t.blobs.get(hash.as_slice())?.is_none() {
+                    orphans.push(hash);
                 }
             }
             t.save_totals()?;
-            (std::mem::take(&mut t.freed), t.totals)
+            (std::mem::take(&mut t.freed), orphans, t.totals)
         };
         txn.commit()?;
         // After the commit: whoever reads the counters finds what they count.
         shared.counters_publish(totals);
-        Ok(freed)
+        Ok((freed, orphans))
     })();
     let error = match result {
-        Ok(freed) => {
+        Ok((freed, orphans)) => {
+            if !tombstones.is_empty() {
+                let mut pending = shared.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+                let n = tombstones.len().min(pending.len());
+                pending.drain(..n);
+            }
             for hash in freed {
                 shared.blobs.remove(&hash);
+            }
+            let n = orphans.len() as u64;
+            for hash in orphans {
+                shared.blobs.remove(&hash);
+            }
+            if n > 0 {
+                shared.counters.orphans.fetch_add(n, Ordering::Relaxed);
+                tracing::info!(removed = n, "removed orphan body files");
             }
             None
         }
         Err(e) => {
             tracing::error!(error = %e, ops = batch.len(), "disk tier batch failed; its writes are lost");
-            for op in &batch {
-                if let Op::Put { entry, .. } = op {
-                    entry.mark_missing_on_disk();
-                }
-            }
+            shared.error_counted();
+            disable(shared, &e.to_string());
             // Nothing was published: the counters still say what is committed.
             Some(e.to_string())
         }
     };
+    if let Some(e) = error {
+        refuse(shared, batch, &e);
+        return false;
+    }
     for (i, op) in batch.into_iter().enumerate() {
         match op {
             Op::Remove { done, .. } => {
-                let _ = done.send(match &error {
-                    None => Ok(removed.remove(&i).unwrap_or(0)),
-                    Some(e) => Err(DiskError::Io {
-                        path: shared.config.dir.clone(),
-                        source: std::io::Error::other(e.clone()),
-                    }),
-                });
+                let _ = done.send(Ok(removed.remove(&i).unwrap_or(0)));
             }
             Op::Sweep { done } => {
                 let report = swept.remove(&i).unwrap_or_default();
-                if error.is_none() {
-                    let c = &shared.counters;
-                    c.sweeps.fetch_add(1, Ordering::Relaxed);
-                    c.swept_idle.fetch_add(report.idle, Ordering::Relaxed);
-                    c.swept_over_budget
-                        .fetch_add(report.over_budget, Ordering::Relaxed);
-                }
+                let c = &shared.counters;
+                c.sweeps.fetch_add(1, Ordering::Relaxed);
+                c.swept_idle.fetch_add(report.idle, Ordering::Relaxed);
+                c.swept_over_budget
+                    .fetch_add(report.over_budget, Ordering::Relaxed);
                 let _ = done.send(Ok(report));
             }
             Op::Flush { done } => {
@@ -385,11 +500,43 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
             _ => {}
         }
     }
+    true
+}
+
+/// Answers a batch that did not (or could not) commit: puts are marked
+/// missing on disk, removals stay as tombstones and report the failure.
+fn refuse(shared: &Shared, batch: Vec<Op>, reason: &str) {
+    let failed = || DiskError::Unavailable {
+        reason: reason.to_owned(),
+    };
+    for op in batch {
+        match op {
+            Op::Put { entry, .. } => entry.mark_missing_on_disk(),
+            Op::Remove { removal, done } => {
+                shared.tombstone(removal);
+                let _ = done.send(Err(failed()));
+            }
+            Op::Sweep { done } => {
+                let _ = done.send(Err(failed()));
+            }
+            Op::Flush { done } => {
+                let _ = done.send(());
+            }
+            Op::Touch { .. } | Op::Drop { .. } | Op::Orphans { .. } => {}
+        }
+    }
 }
 
 impl Shared {
     fn counters_publish(&self, totals: Totals) {
         totals.publish(&self.counters);
+    }
+
+    fn is_disabled(&self) -> bool {
+        self.disabled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 }
 
@@ -411,6 +558,7 @@ fn stored_body(shared: &Shared, op: &Op) -> Option<StoredBody> {
                 }),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot write body file; entry not persisted");
+                    shared.error_counted();
                     entry.mark_missing_on_disk();
                     None
                 }

@@ -25,7 +25,7 @@ use http::{HeaderMap, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use revcache_core::{
     BodyFile, Cache, Entry, EntryBody, Join, KeyClass, KeyRef, Partition, PartitionKey, PrimaryKey,
-    PurgeScope, SingleFlight, StoreOutcome, Variants,
+    PurgeError, PurgeScope, SingleFlight, StoreOutcome, Variants,
 };
 
 use self::body::{ProxyBody, RequestBody};
@@ -196,23 +196,27 @@ impl Proxy {
     }
 
     /// Applies an invalidation to every tier (durably on disk); returns how
-    /// many entries went.
+    /// many entries went, or that the disk tier did not remove them.
     pub async fn invalidate(
         &self,
         invalidation: Invalidation,
         source: InvalidationSource,
-    ) -> usize {
+    ) -> Result<usize, PurgeError> {
         let cache = self.cache.clone();
         let invalidation = self.keyed(invalidation);
-        let n = tokio::task::spawn_blocking(move || match &invalidation {
+        let result = tokio::task::spawn_blocking(move || match &invalidation {
             Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
             Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
             Invalidation::Tag(t) => cache.purge(PurgeScope::Tag(t)),
         })
         .await
-        .unwrap_or(0);
+        .unwrap_or(Ok(0));
+        let n = match &result {
+            Ok(n) => *n,
+            Err(e) => e.in_memory,
+        };
         self.metrics.invalidation(source, n);
-        n
+        result
     }
 
     /// An invalidation of a target as keys name it: credential query
@@ -277,10 +281,12 @@ impl Proxy {
         let n = tokio::task::spawn_blocking(move || {
             invalidations
                 .iter()
-                .map(|inv| match inv {
-                    Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
-                    Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
-                    Invalidation::Tag(t) => cache.purge(PurgeScope::Tag(t)),
+                .map(|inv| {
+                    purged(match inv {
+                        Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
+                        Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
+                        Invalidation::Tag(t) => cache.purge(PurgeScope::Tag(t)),
+                    })
                 })
                 .sum()
         })
@@ -648,8 +654,10 @@ impl Proxy {
                     tracing::warn!(path = %file.path.display(), error = %e, "cached body file vanished; forwarding");
                     let key = entry.key.clone();
                     let cache = self.cache.clone();
-                    let _ = tokio::task::spawn_blocking(move || cache.purge(PurgeScope::Key(&key)))
-                        .await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        purged(cache.purge(PurgeScope::Key(&key)))
+                    })
+                    .await;
                     let req = forward::upstream_request(
                         &ex.route,
                         &ex.parts,
@@ -1039,7 +1047,8 @@ impl Proxy {
                 }
                 let (cache, key) = (self.cache.clone(), s.key.clone());
                 let _ =
-                    tokio::task::spawn_blocking(move || cache.purge(PurgeScope::Key(&key))).await;
+                    tokio::task::spawn_blocking(move || purged(cache.purge(PurgeScope::Key(&key))))
+                        .await;
                 return Box::pin(self.fetch(
                     ex,
                     RequestBody::empty(),
@@ -1292,4 +1301,13 @@ fn clone_parts(parts: &request::Parts) -> request::Parts {
     *req.version_mut() = parts.version;
     *req.headers_mut() = parts.headers.clone();
     req.into_parts().0
+}
+
+/// How many entries a purge removed; a purge the disk tier did not commit
+/// is logged (its entries are gone from memory and hidden from disk).
+fn purged(result: Result<usize, PurgeError>) -> usize {
+    result.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "invalidation did not reach the disk tier");
+        e.in_memory
+    })
 }
