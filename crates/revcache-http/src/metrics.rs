@@ -10,7 +10,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use revcache_core::{Cache, SingleFlight};
 
@@ -133,6 +133,18 @@ pub struct Metrics {
     event_errors: Family<[(&'static str, String); 1], Counter>,
     tag_invalidations: Family<RouteLabels2, Counter>,
     dialect_hits: Family<RouteLabels2, Counter>,
+    open_connections: Family<Labels1, Gauge>,
+    accept_errors: Family<Labels1, Counter>,
+    connection_timeouts: Family<[(&'static str, &'static str); 2], Counter>,
+}
+
+/// The counters of one listener (`proxy` or `admin`).
+#[derive(Clone, Debug)]
+pub struct ListenerMetrics {
+    pub open: Gauge,
+    pub accept_errors: Counter,
+    pub header_timeouts: Counter,
+    pub idle_timeouts: Counter,
 }
 
 impl Metrics {
@@ -210,6 +222,24 @@ impl Metrics {
             "Hits a dialect allowed without revalidation, per route and reason (trusted, ledger)",
             dialect_hits.clone(),
         );
+        let open_connections = Family::default();
+        registry.register(
+            "open_connections",
+            "Client connections open, per listener (proxy, admin)",
+            open_connections.clone(),
+        );
+        let accept_errors = Family::default();
+        registry.register(
+            "accept_errors",
+            "Accepts that failed for lack of resources (EMFILE …), per listener",
+            accept_errors.clone(),
+        );
+        let connection_timeouts = Family::default();
+        registry.register(
+            "connection_timeouts",
+            "Connections closed by a timeout, per listener and kind (request_header, idle)",
+            connection_timeouts.clone(),
+        );
         registry.register_collector(Box::new(TierCollector {
             cache,
             flights,
@@ -229,6 +259,25 @@ impl Metrics {
             event_errors,
             tag_invalidations,
             dialect_hits,
+            open_connections,
+            accept_errors,
+            connection_timeouts,
+        }
+    }
+
+    /// The counters of the listener called `name`.
+    pub fn listener(&self, name: &'static str) -> ListenerMetrics {
+        ListenerMetrics {
+            open: self
+                .open_connections
+                .get_or_create_owned(&[("listener", name)]),
+            accept_errors: self.accept_errors.get_or_create_owned(&[("listener", name)]),
+            header_timeouts: self
+                .connection_timeouts
+                .get_or_create_owned(&[("listener", name), ("kind", "request_header")]),
+            idle_timeouts: self
+                .connection_timeouts
+                .get_or_create_owned(&[("listener", name), ("kind", "idle")]),
         }
     }
 
