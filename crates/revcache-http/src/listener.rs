@@ -24,7 +24,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use crate::metrics::ListenerMetrics;
@@ -201,6 +201,8 @@ impl<H: Handler> Listener<H> {
                             Phase::Closing => break,
                         }
                     }
+                    // A request began or ended: the deadline moves.
+                    () = activity.changed.notified() => {}
                     () = tokio::time::sleep_until(deadline) => {
                         let now = Instant::now();
                         match activity.expired(&limits, idle_since, now) {
@@ -236,6 +238,7 @@ struct Activity {
     in_flight: AtomicUsize,
     /// When the last response finished, in milliseconds since `started`.
     last_done_ms: AtomicU64,
+    changed: Notify,
 }
 
 enum Expired {
@@ -255,12 +258,14 @@ impl Activity {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
+            changed: Notify::new(),
         }
     }
 
     fn begin(self: &Arc<Self>) -> RequestGuard {
         self.requests.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_one();
         RequestGuard(self.clone())
     }
 
@@ -319,6 +324,7 @@ impl Drop for RequestGuard {
             Ordering::SeqCst,
         );
         a.in_flight.fetch_sub(1, Ordering::SeqCst);
+        a.changed.notify_one();
     }
 }
 

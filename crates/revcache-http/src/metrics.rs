@@ -3,6 +3,12 @@
 //! Counters touched on the hit path are resolved once at start-up (a
 //! `Counter` is an `Arc<AtomicU64>`), so counting a hit is one atomic add.
 //! Tier sizes are read from the cache at scrape time.
+//!
+//! Label values never come from a peer unchecked: event types and tag kinds
+//! are counted by name only when known (others as `other`), so an event
+//! sender cannot grow the exposition without bound, and every value that is
+//! not a fixed string (route names) is escaped, since the text encoder
+//! writes label values as given.
 
 use std::sync::Arc;
 
@@ -113,6 +119,78 @@ impl InvalidationSource {
             InvalidationSource::Event => "event",
         }
     }
+}
+
+/// Event types counted by name in `revcache_events_total{type}`: Gerrit's
+/// stream-events and webhook types, and the webdav dialect's notice.
+const EVENT_TYPES: &[&str] = &[
+    "assignee-changed",
+    "change-abandoned",
+    "change-deleted",
+    "change-merged",
+    "change-restored",
+    "comment-added",
+    "dropped-output",
+    "external-change",
+    "hashtags-changed",
+    "private-state-changed",
+    "patchset-created",
+    "project-created",
+    "project-head-updated",
+    "ref-replicated",
+    "ref-replication-done",
+    "ref-replication-scheduled",
+    "ref-updated",
+    "reviewer-added",
+    "reviewer-deleted",
+    "topic-changed",
+    "vote-deleted",
+    "wip-state-changed",
+];
+
+/// Tag kinds (the part before the first `:`) the dialects make.
+const TAG_KINDS: &[&str] = &[
+    "branchq",
+    "chain",
+    "chainid",
+    "change",
+    "changeid",
+    "dav",
+    "dependson",
+    "gerrit",
+    "message",
+    "project",
+    "projectq",
+    "projectq-any",
+    "related",
+    "rev",
+    "topic",
+    "visibility",
+    "visibilityid",
+];
+
+/// `value` when it is one of `known`, else `other`.
+fn known(value: &str, known: &[&'static str]) -> &'static str {
+    known
+        .iter()
+        .find(|k| **k == value)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// A label value as the text exposition needs it: `\`, `"` and line feeds
+/// escaped.
+pub fn label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 type Labels1 = [(&'static str, &'static str); 1];
@@ -284,7 +362,7 @@ impl Metrics {
     pub fn route_upstream(&self, route: &str, class: &'static str, status: u16) {
         self.route_upstream
             .get_or_create(&[
-                ("route", route.to_owned()),
+                ("route", label_value(route)),
                 ("class", class.to_owned()),
                 ("status", status.to_string()),
             ])
@@ -293,25 +371,31 @@ impl Metrics {
 
     pub fn event(&self, route: &str, kind: &str) {
         self.events
-            .get_or_create(&[("route", route.to_owned()), ("type", kind.to_owned())])
+            .get_or_create(&[
+                ("route", label_value(route)),
+                ("type", known(kind, EVENT_TYPES).to_owned()),
+            ])
             .inc();
     }
 
     pub fn event_rejected(&self, route: &str) {
         self.event_errors
-            .get_or_create(&[("route", route.to_owned())])
+            .get_or_create(&[("route", label_value(route))])
             .inc();
     }
 
     pub fn tag_invalidation(&self, route: &str, kind: &str) {
         self.tag_invalidations
-            .get_or_create(&[("route", route.to_owned()), ("kind", kind.to_owned())])
+            .get_or_create(&[
+                ("route", label_value(route)),
+                ("kind", known(kind, TAG_KINDS).to_owned()),
+            ])
             .inc();
     }
 
     pub fn dialect_hit(&self, route: &str, reason: &str) {
         self.dialect_hits
-            .get_or_create(&[("route", route.to_owned()), ("reason", reason.to_owned())])
+            .get_or_create(&[("route", label_value(route)), ("reason", reason.to_owned())])
             .inc();
     }
 
@@ -520,7 +604,7 @@ impl Collector for TierCollector {
             )?;
             for (route, feed) in feeds {
                 let v = ConstGauge::new(i64::from(feed.healthy(now)));
-                v.encode(m.encode_family(&[("route", route.name.as_str())])?)?;
+                v.encode(m.encode_family(&[("route", label_value(&route.name))])?)?;
             }
         }
         let waiting = ConstGauge::new(self.flights.waiting() as i64);
@@ -540,5 +624,27 @@ impl Collector for TierCollector {
         )?;
         in_flight.encode(m)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_break_out_of_their_quotes() {
+        assert_eq!(label_value("api"), "api");
+        assert_eq!(
+            label_value("a\"} 1\nrevcache_x{y=\"\\"),
+            "a\\\"} 1\\nrevcache_x{y=\\\"\\\\"
+        );
+    }
+
+    #[test]
+    fn unknown_event_types_and_tag_kinds_count_as_other() {
+        assert_eq!(known("patchset-created", EVENT_TYPES), "patchset-created");
+        assert_eq!(known("made-up-1234", EVENT_TYPES), "other");
+        assert_eq!(known("topic", TAG_KINDS), "topic");
+        assert_eq!(known("x\"y", TAG_KINDS), "other");
     }
 }

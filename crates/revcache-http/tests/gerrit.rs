@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fake_gerrit::{FakeGerrit, NewChange};
 use revcache_http::{DialectName, EventSettings};
-use support::{Client, Got, Revcache};
+use support::{Client, Got, JSON, Revcache};
 
 const ALICE: (&str, &str) = ("authorization", "Basic YWxpY2U6cHc=");
 const BOB: (&str, &str) = ("authorization", "Basic Ym9iOnB3");
@@ -434,7 +434,7 @@ async fn malformed_events_are_rejected_with_a_reason_and_the_feed_goes_on() {
         serde_json::json!({"type":"comment-added","change":{"project":"infra","number":a,"id":"I0"}})
     );
     let res = c
-        .send("POST", &rc.admin_url("/events/gerrit"), &[], batch)
+        .send("POST", &rc.admin_url("/events/gerrit"), JSON, batch)
         .await;
     assert_eq!(res.status, 400);
     assert!(
