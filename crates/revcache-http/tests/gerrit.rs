@@ -460,6 +460,48 @@ async fn malformed_events_are_rejected_with_a_reason_and_the_feed_goes_on() {
 }
 
 #[tokio::test]
+async fn a_command_feed_is_untrusted_until_its_first_line() {
+    let gerrit = FakeGerrit::start().await;
+    let a = gerrit.create_change(change("infra", None)).await;
+    let event = serde_json::json!({"type":"comment-added","change":{"project":"infra","number":a}})
+        .to_string();
+    let rc = Revcache::start_with(&gerrit.url(), |s| {
+        s.routes[0].name = "gerrit".into();
+        s.routes[0].dialect = DialectName::Gerrit;
+        s.routes[0].events = Some(EventSettings {
+            trust: TRUST,
+            heartbeat: None,
+            // Like ssh still connecting: running, silent, then a line.
+            command: Some(format!("sleep 1; echo '{event}'; exec sleep 5")),
+        });
+    })
+    .await;
+    let c = Client::default();
+    let ready = c.get(&rc.admin_url("/readyz")).await.text();
+    assert!(ready.contains("\"gerrit\":false"), "healthy before any line: {ready}");
+    get(&rc, &format!("/a/changes/{a}")).await;
+    let early = get(&rc, &format!("/a/changes/{a}")).await;
+    assert!(
+        !early.cache_status().contains("trusted"),
+        "trusted before the feed said anything: {}",
+        early.cache_status()
+    );
+    let mut healthy = false;
+    for _ in 0..250 {
+        if c.get(&rc.admin_url("/readyz"))
+            .await
+            .text()
+            .contains("\"gerrit\":true")
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(healthy, "the feed became healthy from its first line");
+}
+
+#[tokio::test]
 async fn a_command_feed_that_exits_suspends_trust() {
     let gerrit = FakeGerrit::start().await;
     let a = gerrit.create_change(change("infra", None)).await;
