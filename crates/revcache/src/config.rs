@@ -828,6 +828,38 @@ mod tests {
                 "upstream = \"http://x\"\n[disk]\naccess_bucket = \"10ms\"",
                 "disk.access_bucket",
             ),
+            (
+                "upstream = \"http://x\"\n[limits]\nmax_connections = 0",
+                "limits.max_connections",
+            ),
+            (
+                "upstream = \"http://x\"\n[limits]\nrequest_header_timeout = \"0s\"",
+                "limits.request_header_timeout",
+            ),
+            (
+                "upstream = \"http://x\"\n[limits]\nidle_connection_timeout = \"later\"",
+                "limits.idle_connection_timeout",
+            ),
+            (
+                "upstream = \"http://x\"\n[limits]\nrequest_body_timeout = 0",
+                "limits.request_body_timeout",
+            ),
+            (
+                "upstream = \"http://x\"\n[admin]\nmax_connections = -1",
+                "admin.max_connections",
+            ),
+            (
+                "upstream = \"http://x\"\n[admin]\nevents_token = \" \"",
+                "admin.events_token",
+            ),
+            (
+                "upstream = \"http://x\"\n[admin]\npurge_token_file = \"/nonexistent/t\"",
+                "admin.purge_token_file",
+            ),
+            (
+                "upstream = \"http://x\"\n[admin]\nallowed_hosts = [\"a/b\"]",
+                "admin.allowed_hosts[0]",
+            ),
         ];
         for (text, key) in cases {
             let err = resolve_text(text)
@@ -851,6 +883,49 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_non_loopback_admin_listener_needs_a_token_or_an_explicit_opt_in() {
+        let exposed = "upstream = \"http://x\"\n[admin]\nlisten = \"0.0.0.0:9090\"\n";
+        let err = resolve_text(exposed).err().expect("refused").to_string();
+        assert!(err.contains("admin.listen"), "{err}");
+        assert!(err.contains("token"), "{err}");
+        assert!(resolve_text(&format!("{exposed}token = \"t\"")).is_ok());
+        let opted = resolve_text(&format!("{exposed}allow_remote_without_token = true")).unwrap();
+        assert!(opted.settings.admin.allow_remote_without_token);
+        // Maintenance commands only talk to it.
+        let file: ConfigFile = toml::from_str(exposed).unwrap();
+        assert!(resolve(file, &ServeArgs::default(), Purpose::Maintenance).is_ok());
+    }
+
+    #[test]
+    fn connection_limits_and_admin_scopes_resolve() {
+        let s = resolve_text(
+            r#"
+            upstream = "http://127.0.0.1:9000"
+            [limits]
+            max_connections = 10
+            request_header_timeout = "2s"
+            idle_connection_timeout = "1m"
+            request_body_timeout = "5s"
+            [admin]
+            max_connections = 4
+            events_token = "e"
+            purge_token = "p"
+            allowed_hosts = ["Admin.Internal"]
+            "#,
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(s.limits.max_connections, 10);
+        assert_eq!(s.limits.request_header_timeout, Duration::from_secs(2));
+        assert_eq!(s.limits.idle_connection_timeout, Duration::from_secs(60));
+        assert_eq!(s.limits.request_body_timeout, Duration::from_secs(5));
+        assert_eq!(s.admin.max_connections, 4);
+        assert_eq!(s.admin.events_token.as_deref(), Some("e"));
+        assert_eq!(s.admin.purge_token.as_deref(), Some("p"));
+        assert_eq!(s.admin.allowed_hosts, ["admin.internal"]);
     }
 
     #[test]
