@@ -111,7 +111,11 @@ impl AdminAccess {
     fn host_allowed(&self, authority: &str) -> bool {
         let host = host_of(authority).to_ascii_lowercase();
         let host = host.strip_suffix('.').unwrap_or(&host);
-        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+        if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
             // A page reaches an address only by a name: an address in Host
             // is no rebinding.
             return ip.is_loopback() || ip == self.listen.ip() || self.listen.ip().is_unspecified();
@@ -253,7 +257,12 @@ mod tests {
         ] {
             assert!(a.host_allowed(ok), "{ok}");
         }
-        for bad in ["evil.example:9090", "10.0.0.5:9090", "localhost.evil.example", ""] {
+        for bad in [
+            "evil.example:9090",
+            "10.0.0.5:9090",
+            "localhost.evil.example",
+            "",
+        ] {
             assert!(!a.host_allowed(bad), "{bad}");
         }
         assert!(access("0.0.0.0:9090").host_allowed("10.0.0.5:9090"));

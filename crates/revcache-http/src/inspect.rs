@@ -100,7 +100,10 @@ impl Row {
 
     fn cursor(&self) -> String {
         let mut out = String::new();
-        for (i, part) in [&self.key, &self.partition, &self.version].iter().enumerate() {
+        for (i, part) in [&self.key, &self.partition, &self.version]
+            .iter()
+            .enumerate()
+        {
             if i > 0 {
                 out.push_str("00");
             }
@@ -118,7 +121,9 @@ impl Row {
 pub fn page(rows: Vec<Row>, after: Option<&str>, limit: usize) -> (Vec<Row>, Option<String>) {
     let after = after.and_then(decode_cursor);
     let start = match &after {
-        Some((k, p, v)) => rows.partition_point(|r| r.position() <= (k.as_str(), p.as_str(), v.as_str())),
+        Some((k, p, v)) => {
+            rows.partition_point(|r| r.position() <= (k.as_str(), p.as_str(), v.as_str()))
+        }
         None => 0,
     };
     let mut rest = rows.into_iter().skip(start);

@@ -22,6 +22,6 @@ pub mod settings;
 pub use proxy::Proxy;
 pub use server::{Server, ServerError};
 pub use settings::{
-    AdminSettings, CacheSettings, DialectName, DiskSettings, EventSettings, ForwardingSettings, Limits,
-    PartitionSettings, RouteSettings, Settings, Sharing,
+    AdminSettings, CacheSettings, DialectName, DiskSettings, EventSettings, ForwardingSettings,
+    Limits, PartitionSettings, RouteSettings, Settings, Sharing,
 };

@@ -92,7 +92,9 @@ impl<H: Handler> Listener<H> {
     pub fn all_closed(&self) -> impl Future<Output = ()> + Send + 'static {
         let (slots, n) = (self.slots.clone(), self.limits.max_connections.max(1));
         async move {
-            let _ = slots.acquire_many(u32::try_from(n).unwrap_or(u32::MAX)).await;
+            let _ = slots
+                .acquire_many(u32::try_from(n).unwrap_or(u32::MAX))
+                .await;
         }
     }
 
@@ -134,11 +136,7 @@ impl<H: Handler> Listener<H> {
                 }
             };
             if let Some(errors) = backoff.accepted() {
-                tracing::info!(
-                    listener = self.name,
-                    errors,
-                    "accepting connections again"
-                );
+                tracing::info!(listener = self.name, errors, "accepting connections again");
             }
             let _ = stream.set_nodelay(true);
             self.spawn_connection(stream, peer, permit, phase.clone());

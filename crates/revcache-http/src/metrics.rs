@@ -349,7 +349,9 @@ impl Metrics {
             open: self
                 .open_connections
                 .get_or_create_owned(&[("listener", name)]),
-            accept_errors: self.accept_errors.get_or_create_owned(&[("listener", name)]),
+            accept_errors: self
+                .accept_errors
+                .get_or_create_owned(&[("listener", name)]),
             header_timeouts: self
                 .connection_timeouts
                 .get_or_create_owned(&[("listener", name), ("kind", "request_header")]),

@@ -81,9 +81,7 @@ impl Server {
         let listener = bind("proxy listener", settings.listen).await?;
         let admin_listener = bind("admin listener", settings.admin_listen).await?;
         let ready = Arc::new(AtomicBool::new(true));
-        let admin_addr = admin_listener
-            .local_addr()
-            .unwrap_or(settings.admin_listen);
+        let admin_addr = admin_listener.local_addr().unwrap_or(settings.admin_listen);
         let admin = Arc::new(Admin::new(
             proxy.clone(),
             AdminAccess::new(&settings, admin_addr),

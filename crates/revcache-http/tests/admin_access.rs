@@ -74,7 +74,10 @@ async fn cross_site_requests_and_form_posts_are_refused() {
             vec![("content-type", "application/x-www-form-urlencoded")],
             415,
         ),
-        (vec![("content-type", "multipart/form-data; boundary=x")], 415),
+        (
+            vec![("content-type", "multipart/form-data; boundary=x")],
+            415,
+        ),
         (vec![], 415),
     ] {
         let res = c
@@ -170,7 +173,12 @@ async fn event_types_cannot_add_lines_or_series_to_metrics() {
     })
     .await;
     let c = Client::default();
-    let before = c.get(&rc.admin_url("/metrics")).await.text().lines().count();
+    let before = c
+        .get(&rc.admin_url("/metrics"))
+        .await
+        .text()
+        .lines()
+        .count();
     for i in 0..50 {
         // A type that would close the label and start a forged series.
         let kind = format!("x{i}\"}} 1\nrevcache_forged_total{{a=\"b");

@@ -64,7 +64,10 @@ async fn silent_connections_at_the_cap_are_closed_on_time_and_the_next_client_is
             "a silent connection is still open"
         );
     }
-    let m = Client::default().get(&rc.admin_url("/metrics")).await.text();
+    let m = Client::default()
+        .get(&rc.admin_url("/metrics"))
+        .await
+        .text();
     assert!(
         metric(
             &m,
@@ -145,7 +148,10 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     drop(res);
     let ended = tokio::time::timeout(Duration::from_secs(5), conn).await;
     assert!(ended.is_ok(), "the idle HTTP/2 connection stayed open");
-    let m = Client::default().get(&rc.admin_url("/metrics")).await.text();
+    let m = Client::default()
+        .get(&rc.admin_url("/metrics"))
+        .await
+        .text();
     assert!(
         metric(
             &m,

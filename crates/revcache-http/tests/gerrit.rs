@@ -478,7 +478,10 @@ async fn a_command_feed_is_untrusted_until_its_first_line() {
     .await;
     let c = Client::default();
     let ready = c.get(&rc.admin_url("/readyz")).await.text();
-    assert!(ready.contains("\"gerrit\":false"), "healthy before any line: {ready}");
+    assert!(
+        ready.contains("\"gerrit\":false"),
+        "healthy before any line: {ready}"
+    );
     get(&rc, &format!("/a/changes/{a}")).await;
     let early = get(&rc, &format!("/a/changes/{a}")).await;
     assert!(

@@ -450,7 +450,9 @@ async fn external_changes_reach_the_cache_through_the_events_endpoint() {
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(get(&rc, "/ext.txt").await.text(), "after");
     for bad in [r#"{"paths": ["ext.txt"]}"#, r#"{"path": "/x"}"#, "nope"] {
-        let res = c.send("POST", &rc.admin_url("/events/dav"), JSON, bad).await;
+        let res = c
+            .send("POST", &rc.admin_url("/events/dav"), JSON, bad)
+            .await;
         assert_eq!(res.status, 400, "{bad}");
         assert!(res.text().contains("error"), "{}", res.text());
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
-    AdminSettings, CacheSettings, DialectName, DiskSettings, EventSettings, ForwardingSettings, Limits,
-    PartitionSettings, RouteSettings, Settings, Sharing,
+    AdminSettings, CacheSettings, DialectName, DiskSettings, EventSettings, ForwardingSettings,
+    Limits, PartitionSettings, RouteSettings, Settings, Sharing,
 };
 use serde::Deserialize;
 

@@ -147,15 +147,28 @@ mod tests {
         input.extend_from_slice(b"\n{\"b\":2}");
         let mut reader = BufReader::with_capacity(64, &input[..]);
         let mut line = Vec::new();
-        assert_eq!(read_line(&mut reader, &mut line, 100).await.unwrap(), Line::Complete);
+        assert_eq!(
+            read_line(&mut reader, &mut line, 100).await.unwrap(),
+            Line::Complete
+        );
         assert_eq!(line, b"{\"a\":1}");
         assert_eq!(
             read_line(&mut reader, &mut line, 100).await.unwrap(),
             Line::TooLong(10_000)
         );
-        assert!(line.capacity() <= 200, "held {} bytes of the long line", line.capacity());
-        assert_eq!(read_line(&mut reader, &mut line, 100).await.unwrap(), Line::Complete);
+        assert!(
+            line.capacity() <= 200,
+            "held {} bytes of the long line",
+            line.capacity()
+        );
+        assert_eq!(
+            read_line(&mut reader, &mut line, 100).await.unwrap(),
+            Line::Complete
+        );
         assert_eq!(line, b"{\"b\":2}");
-        assert_eq!(read_line(&mut reader, &mut line, 100).await.unwrap(), Line::End);
+        assert_eq!(
+            read_line(&mut reader, &mut line, 100).await.unwrap(),
+            Line::End
+        );
     }
 }
