@@ -254,7 +254,7 @@ async fn client(
                 s.send(
                     &format!("{admin}/events/dav"),
                     "POST",
-                    &[],
+                    &[("content-type", "application/json")],
                     Bytes::from(notice),
                 )
                 .await;

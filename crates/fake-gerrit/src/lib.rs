@@ -439,6 +439,7 @@ impl FakeGerrit {
     pub async fn emit_raw(&self, raw: &str) -> u16 {
         let url = self.sink.lock().unwrap().clone().expect("no event sink");
         let req = Request::post(url)
+            .header("content-type", "application/json")
             .body(Full::new(Bytes::from(raw.to_owned())))
             .expect("request");
         let res = self

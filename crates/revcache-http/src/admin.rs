@@ -1,21 +1,19 @@
 //! The admin API, on its own listener (loopback by default): metrics,
-//! health, readiness, purges, stats and event ingestion.
-//!
-//! With a token configured every endpoint requires
-//! `Authorization: Bearer <token>`; the comparison takes the same time
-//! whatever the token's first wrong byte.
+//! health, readiness, purges, stats and event ingestion. Who may call it
+//! is [`crate::admin_access`]'s decision, made before any endpoint runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use revcache_core::{DiskState, Tag};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::admin_access::{AdminAccess, Refusal};
 use crate::dialect::Invalidation;
 use crate::metrics::InvalidationSource;
 use crate::proxy::Proxy;
@@ -23,22 +21,33 @@ use crate::proxy::body::ProxyBody;
 
 /// Largest event batch accepted in one POST.
 const MAX_EVENT_BODY: usize = 16 << 20;
+/// Rows `/inspect` returns when not asked for fewer, and at most.
+const INSPECT_PAGE: usize = 100;
+const INSPECT_MAX_PAGE: usize = 1000;
 
 pub struct Admin {
     proxy: Arc<Proxy>,
-    token: Option<String>,
+    access: AdminAccess,
     ready: Arc<AtomicBool>,
     /// `disk.required`: not ready while the disk tier is disabled.
     disk_required: bool,
+    /// How long an event batch may take to arrive.
+    body_timeout: std::time::Duration,
 }
 
 impl Admin {
-    pub fn new(proxy: Arc<Proxy>, token: Option<String>, ready: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        proxy: Arc<Proxy>,
+        access: AdminAccess,
+        ready: Arc<AtomicBool>,
+        body_timeout: std::time::Duration,
+    ) -> Self {
         Admin {
             proxy,
-            token,
+            access,
             ready,
             disk_required: false,
+            body_timeout,
         }
     }
 
@@ -49,15 +58,18 @@ impl Admin {
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        if !self.authorized(&req) {
+        if let Err(refusal) = self.access.check(&req) {
+            tracing::debug!(path = req.uri().path(), %refusal, "admin request refused");
             let mut res = json(
-                StatusCode::UNAUTHORIZED,
-                &serde_json::json!({"error": "missing or wrong bearer token"}),
+                refusal.status(),
+                &serde_json::json!({"error": refusal.to_string()}),
             );
-            res.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"revcache-admin\""),
-            );
+            if refusal == Refusal::Unauthorized {
+                res.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"revcache-admin\""),
+                );
+            }
             return res;
         }
         let path = req.uri().path();
@@ -149,8 +161,11 @@ impl Admin {
     }
 
     /// Entries of every tier as JSON rows (what `revcache inspect` prints).
+    /// Paginated: at most `limit` rows (100 unless asked, 1000 at most)
+    /// after the `after` cursor; `next` is the query of the next page.
     async fn inspect(&self, query: &str) -> Response<ProxyBody> {
-        let (mut url, mut tag) = (None, None);
+        let (mut url, mut tag, mut after) = (None, None, None);
+        let mut limit = INSPECT_PAGE;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let Some(value) = crate::percent::decode_strict(value) else {
@@ -161,20 +176,47 @@ impl Admin {
             match name {
                 "url" => url = Some(value),
                 "tag" => tag = Some(value),
+                "after" => after = Some(value),
+                "limit" => match value.parse::<usize>() {
+                    Ok(n) if (1..=INSPECT_MAX_PAGE).contains(&n) => limit = n,
+                    _ => {
+                        return bad_request(format!(
+                            "inspect: limit must be a number from 1 to {INSPECT_MAX_PAGE}, got {value:?}"
+                        ));
+                    }
+                },
                 other => {
                     return bad_request(format!(
-                        "inspect: unknown parameter {other:?}; use url= or tag="
+                        "inspect: unknown parameter {other:?}; use url=, tag=, limit= or after="
                     ));
                 }
             }
         }
         let cache = self.proxy.cache().clone();
+        let (filter_url, filter_tag) = (url.clone(), tag.clone());
         let rows = tokio::task::spawn_blocking(move || {
-            crate::inspect::rows(&cache, url.as_deref(), tag.as_deref())
+            crate::inspect::rows(&cache, filter_url.as_deref(), filter_tag.as_deref())
+                .map(|rows| crate::inspect::page(rows, after.as_deref(), limit))
         })
         .await;
         match rows {
-            Ok(Ok(rows)) => json(StatusCode::OK, &serde_json::json!({ "entries": rows })),
+            Ok(Ok((rows, next))) => {
+                let next = next.map(|cursor| {
+                    let mut q = Vec::new();
+                    for (name, v) in [("url", &url), ("tag", &tag)] {
+                        if let Some(v) = v {
+                            q.push(format!("{name}={}", query_value(v)));
+                        }
+                    }
+                    q.push(format!("limit={limit}"));
+                    q.push(format!("after={}", cursor));
+                    format!("/inspect?{}", q.join("&"))
+                });
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "entries": rows, "next": next }),
+                )
+            }
             Ok(Err(e)) => json(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 &serde_json::json!({"error": e.to_string()}),
@@ -202,12 +244,17 @@ impl Admin {
                     "route {name:?} has no event feed (dialect {}; set events for the route)", route.dialect.name())}),
             );
         }
-        let body = match Limited::new(req.into_body(), MAX_EVENT_BODY)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
+        let read = Limited::new(req.into_body(), MAX_EVENT_BODY).collect();
+        let body = match tokio::time::timeout(self.body_timeout, read).await {
+            Err(_) => {
+                return json(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &serde_json::json!({"error": format!(
+                        "events: the body did not arrive within {:?} (limits.request_body_timeout)", self.body_timeout)}),
+                );
+            }
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e)) => {
                 return bad_request(format!(
                     "events: cannot read the body ({e}); the limit is {MAX_EVENT_BODY} bytes"
                 ));
@@ -264,21 +311,6 @@ impl Admin {
                 &serde_json::json!({"error": e.to_string()}),
             ),
         }
-    }
-
-    fn authorized<B>(&self, req: &Request<B>) -> bool {
-        let Some(token) = &self.token else {
-            return true;
-        };
-        let Some(given) = req
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
-            return false;
-        };
-        constant_time_eq(given.trim().as_bytes(), token.as_bytes())
     }
 
     async fn purge(&self, query: &str) -> Response<ProxyBody> {
@@ -382,22 +414,15 @@ fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
     res
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
-    }
-    diff == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_comparison_checks_every_byte_and_the_length() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-    }
+/// Percent-encodes a query parameter value (everything but unreserved
+/// characters and `/`).
+fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -88,6 +88,64 @@ pub fn rows(cache: &Cache, url: Option<&str>, tag: Option<&str>) -> Result<Vec<R
             }
         }
     }
-    rows.sort_by(|a, b| a.key.cmp(&b.key));
+    rows.sort_by(|a, b| a.position().cmp(&b.position()));
     Ok(rows)
+}
+
+impl Row {
+    /// Where the row sorts, and what identifies it across pages.
+    fn position(&self) -> (&str, &str, &str) {
+        (&self.key, &self.partition, &self.version)
+    }
+
+    fn cursor(&self) -> String {
+        let mut out = String::new();
+        for (i, part) in [&self.key, &self.partition, &self.version]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                out.push_str("00");
+            }
+            for b in part.bytes() {
+                out.push_str(&format!("{b:02x}"));
+            }
+        }
+        out
+    }
+}
+
+/// At most `limit` of `rows` (sorted by [`rows`]) that come after the
+/// row `after` names, and the cursor of the last one when more follow.
+/// A cursor that is not one of ours starts from the beginning.
+pub fn page(rows: Vec<Row>, after: Option<&str>, limit: usize) -> (Vec<Row>, Option<String>) {
+    let after = after.and_then(decode_cursor);
+    let start = match &after {
+        Some((k, p, v)) => {
+            rows.partition_point(|r| r.position() <= (k.as_str(), p.as_str(), v.as_str()))
+        }
+        None => 0,
+    };
+    let mut rest = rows.into_iter().skip(start);
+    let page: Vec<Row> = rest.by_ref().take(limit).collect();
+    let next = match (rest.next(), page.last()) {
+        (Some(_), Some(last)) => Some(last.cursor()),
+        _ => None,
+    };
+    (page, next)
+}
+
+fn decode_cursor(cursor: &str) -> Option<(String, String, String)> {
+    let bytes = cursor.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return None;
+    }
+    let raw: Vec<u8> = bytes
+        .chunks(2)
+        .map(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok())
+        .collect::<Option<_>>()?;
+    let mut parts = raw.split(|b| *b == 0);
+    let mut next = || String::from_utf8(parts.next()?.to_vec()).ok();
+    let decoded = (next()?, next()?, next()?);
+    Some(decoded)
 }

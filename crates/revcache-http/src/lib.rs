@@ -5,10 +5,12 @@
 //! [`Server::run`] with a shutdown future.
 
 pub mod admin;
+mod admin_access;
 pub mod credential;
 pub mod dialect;
 pub mod events;
 pub mod inspect;
+mod listener;
 pub mod metrics;
 mod percent;
 pub mod policy;
@@ -21,6 +23,6 @@ pub mod settings;
 pub use proxy::Proxy;
 pub use server::{Server, ServerError};
 pub use settings::{
-    CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings, ForwardingSettings,
-    Limits, PartitionSettings, RouteSettings, Settings, Sharing,
+    AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
+    ForwardingSettings, Limits, PartitionSettings, RouteSettings, Settings, Sharing,
 };

@@ -3,6 +3,12 @@
 //! Counters touched on the hit path are resolved once at start-up (a
 //! `Counter` is an `Arc<AtomicU64>`), so counting a hit is one atomic add.
 //! Tier sizes are read from the cache at scrape time.
+//!
+//! Label values never come from a peer unchecked: event types and tag kinds
+//! are counted by name only when known (others as `other`), so an event
+//! sender cannot grow the exposition without bound, and every value that is
+//! not a fixed string (route names) is escaped, since the text encoder
+//! writes label values as given.
 
 use std::sync::Arc;
 
@@ -10,7 +16,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use revcache_core::{Cache, SingleFlight};
 
@@ -115,6 +121,78 @@ impl InvalidationSource {
     }
 }
 
+/// Event types counted by name in `revcache_events_total{type}`: Gerrit's
+/// stream-events and webhook types, and the webdav dialect's notice.
+const EVENT_TYPES: &[&str] = &[
+    "assignee-changed",
+    "change-abandoned",
+    "change-deleted",
+    "change-merged",
+    "change-restored",
+    "comment-added",
+    "dropped-output",
+    "external-change",
+    "hashtags-changed",
+    "private-state-changed",
+    "patchset-created",
+    "project-created",
+    "project-head-updated",
+    "ref-replicated",
+    "ref-replication-done",
+    "ref-replication-scheduled",
+    "ref-updated",
+    "reviewer-added",
+    "reviewer-deleted",
+    "topic-changed",
+    "vote-deleted",
+    "wip-state-changed",
+];
+
+/// Tag kinds (the part before the first `:`) the dialects make.
+const TAG_KINDS: &[&str] = &[
+    "branchq",
+    "chain",
+    "chainid",
+    "change",
+    "changeid",
+    "dav",
+    "dependson",
+    "gerrit",
+    "message",
+    "project",
+    "projectq",
+    "projectq-any",
+    "related",
+    "rev",
+    "topic",
+    "visibility",
+    "visibilityid",
+];
+
+/// `value` when it is one of `known`, else `other`.
+fn known(value: &str, known: &[&'static str]) -> &'static str {
+    known
+        .iter()
+        .find(|k| **k == value)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// A label value as the text exposition needs it: `\`, `"` and line feeds
+/// escaped.
+pub fn label_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 type Labels1 = [(&'static str, &'static str); 1];
 type RouteLabels2 = [(&'static str, String); 2];
 type RouteLabels3 = [(&'static str, String); 3];
@@ -133,6 +211,18 @@ pub struct Metrics {
     event_errors: Family<[(&'static str, String); 1], Counter>,
     tag_invalidations: Family<RouteLabels2, Counter>,
     dialect_hits: Family<RouteLabels2, Counter>,
+    open_connections: Family<Labels1, Gauge>,
+    accept_errors: Family<Labels1, Counter>,
+    connection_timeouts: Family<[(&'static str, &'static str); 2], Counter>,
+}
+
+/// The counters of one listener (`proxy` or `admin`).
+#[derive(Clone, Debug)]
+pub struct ListenerMetrics {
+    pub open: Gauge,
+    pub accept_errors: Counter,
+    pub header_timeouts: Counter,
+    pub idle_timeouts: Counter,
 }
 
 impl Metrics {
@@ -210,6 +300,24 @@ impl Metrics {
             "Hits a dialect allowed without revalidation, per route and reason (trusted, ledger)",
             dialect_hits.clone(),
         );
+        let open_connections = Family::default();
+        registry.register(
+            "open_connections",
+            "Client connections open, per listener (proxy, admin)",
+            open_connections.clone(),
+        );
+        let accept_errors = Family::default();
+        registry.register(
+            "accept_errors",
+            "Accepts that failed for lack of resources (EMFILE …), per listener",
+            accept_errors.clone(),
+        );
+        let connection_timeouts = Family::default();
+        registry.register(
+            "connection_timeouts",
+            "Connections closed by a timeout, per listener and kind (request_header, idle)",
+            connection_timeouts.clone(),
+        );
         registry.register_collector(Box::new(TierCollector {
             cache,
             flights,
@@ -229,13 +337,34 @@ impl Metrics {
             event_errors,
             tag_invalidations,
             dialect_hits,
+            open_connections,
+            accept_errors,
+            connection_timeouts,
+        }
+    }
+
+    /// The counters of the listener called `name`.
+    pub fn listener(&self, name: &'static str) -> ListenerMetrics {
+        ListenerMetrics {
+            open: self
+                .open_connections
+                .get_or_create_owned(&[("listener", name)]),
+            accept_errors: self
+                .accept_errors
+                .get_or_create_owned(&[("listener", name)]),
+            header_timeouts: self
+                .connection_timeouts
+                .get_or_create_owned(&[("listener", name), ("kind", "request_header")]),
+            idle_timeouts: self
+                .connection_timeouts
+                .get_or_create_owned(&[("listener", name), ("kind", "idle")]),
         }
     }
 
     pub fn route_upstream(&self, route: &str, class: &'static str, status: u16) {
         self.route_upstream
             .get_or_create(&[
-                ("route", route.to_owned()),
+                ("route", label_value(route)),
                 ("class", class.to_owned()),
                 ("status", status.to_string()),
             ])
@@ -244,25 +373,31 @@ impl Metrics {
 
     pub fn event(&self, route: &str, kind: &str) {
         self.events
-            .get_or_create(&[("route", route.to_owned()), ("type", kind.to_owned())])
+            .get_or_create(&[
+                ("route", label_value(route)),
+                ("type", known(kind, EVENT_TYPES).to_owned()),
+            ])
             .inc();
     }
 
     pub fn event_rejected(&self, route: &str) {
         self.event_errors
-            .get_or_create(&[("route", route.to_owned())])
+            .get_or_create(&[("route", label_value(route))])
             .inc();
     }
 
     pub fn tag_invalidation(&self, route: &str, kind: &str) {
         self.tag_invalidations
-            .get_or_create(&[("route", route.to_owned()), ("kind", kind.to_owned())])
+            .get_or_create(&[
+                ("route", label_value(route)),
+                ("kind", known(kind, TAG_KINDS).to_owned()),
+            ])
             .inc();
     }
 
     pub fn dialect_hit(&self, route: &str, reason: &str) {
         self.dialect_hits
-            .get_or_create(&[("route", route.to_owned()), ("reason", reason.to_owned())])
+            .get_or_create(&[("route", label_value(route)), ("reason", reason.to_owned())])
             .inc();
     }
 
@@ -494,7 +629,7 @@ impl Collector for TierCollector {
             )?;
             for (route, feed) in feeds {
                 let v = ConstGauge::new(i64::from(feed.healthy(now)));
-                v.encode(m.encode_family(&[("route", route.name.as_str())])?)?;
+                v.encode(m.encode_family(&[("route", label_value(&route.name))])?)?;
             }
         }
         let waiting = ConstGauge::new(self.flights.waiting() as i64);
@@ -514,5 +649,27 @@ impl Collector for TierCollector {
         )?;
         in_flight.encode(m)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_cannot_break_out_of_their_quotes() {
+        assert_eq!(label_value("api"), "api");
+        assert_eq!(
+            label_value("a\"} 1\nrevcache_x{y=\"\\"),
+            "a\\\"} 1\\nrevcache_x{y=\\\"\\\\"
+        );
+    }
+
+    #[test]
+    fn unknown_event_types_and_tag_kinds_count_as_other() {
+        assert_eq!(known("patchset-created", EVENT_TYPES), "patchset-created");
+        assert_eq!(known("made-up-1234", EVENT_TYPES), "other");
+        assert_eq!(known("topic", TAG_KINDS), "topic");
+        assert_eq!(known("x\"y", TAG_KINDS), "other");
     }
 }

@@ -3,24 +3,24 @@
 //! accepting, report not-ready, let in-flight requests finish within the
 //! grace period, then close what remains.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use revcache_core::data_dir::{self, DataDirError, Opened};
 use revcache_core::error::PartitionKeyError;
 use revcache_core::{Cache, CacheConfig, DiskError, PartitionKey};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::admin::Admin;
+use crate::admin_access::AdminAccess;
+use crate::listener::{ConnectionLimits, Handler, Listener, Phase};
 use crate::proxy::Proxy;
+use crate::proxy::body::ProxyBody;
 use crate::route::RouteError;
 use crate::settings::Settings;
 
@@ -40,6 +40,10 @@ pub enum ServerError {
     Disk(#[from] DiskError),
     #[error(transparent)]
     Route(#[from] RouteError),
+    #[error(
+        "the admin API would listen on {0}, which is not a loopback address, without a token; set an admin token, listen on loopback, or allow it explicitly (admin.allow_remote_without_token)"
+    )]
+    AdminUnprotected(SocketAddr),
 }
 
 pub struct Server {
@@ -55,6 +59,12 @@ impl Server {
     /// Opens the data dir (partition key, disk tier), builds the proxy and
     /// binds both listeners.
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
+        if !settings.admin_listen.ip().is_loopback()
+            && settings.admin_token.is_none()
+            && !settings.admin.allow_remote_without_token
+        {
+            return Err(ServerError::AdminUnprotected(settings.admin_listen));
+        }
         let cache = tokio::task::spawn_blocking({
             let settings = settings.clone();
             move || open_cache(&settings)
@@ -81,9 +91,15 @@ impl Server {
         let listener = bind("proxy listener", settings.listen).await?;
         let admin_listener = bind("admin listener", settings.admin_listen).await?;
         let ready = Arc::new(AtomicBool::new(true));
+        let admin_addr = admin_listener.local_addr().unwrap_or(settings.admin_listen);
         let admin = Arc::new(
-            Admin::new(proxy.clone(), settings.admin_token.clone(), ready.clone())
-                .disk_required(settings.disk.enabled && settings.disk.required),
+            Admin::new(
+                proxy.clone(),
+                AdminAccess::new(&settings, admin_addr),
+                ready.clone(),
+                settings.limits.request_body_timeout,
+            )
+            .disk_required(settings.disk.enabled && settings.disk.required),
         );
         Ok(Server {
             proxy,
@@ -112,11 +128,14 @@ impl Server {
     /// Serves until `shutdown` resolves, then drains within the grace period.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        let header_limit = self.settings.limits.max_request_header_bytes;
+        let limits = &self.settings.limits;
+        let header_limit = limits.max_request_header_bytes;
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
+            // Counts from when hyper waits for a head, so it also bounds an
+            // idle keep-alive connection.
+            .header_read_timeout(limits.request_header_timeout)
             // Larger than our own limit, so the proxy's 431 (which says
             // which limit) answers first.
             .max_buf_size((header_limit * 2).max(16 << 10));
@@ -124,7 +143,6 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX));
-        let graceful = GracefulShutdown::new();
         let feeds: Vec<_> = self
             .proxy
             .router()
@@ -139,59 +157,59 @@ impl Server {
                 )))
             })
             .collect();
-        tokio::pin!(shutdown);
-        tracing::info!(listen = %self.local_addr(), admin = %self.admin_addr(), "revcache serving");
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let Ok((stream, peer)) = accepted.inspect_err(|e| tracing::warn!(error = %e, "accept failed")) else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let proxy = self.proxy.clone();
-                    let service = service_fn(move |req| {
-                        let proxy = proxy.clone();
-                        async move { Ok::<_, Infallible>(proxy.handle(req, peer).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "client connection ended with an error");
-                        }
-                    });
-                }
-                accepted = self.admin_listener.accept() => {
-                    let Ok((stream, peer)) = accepted.inspect_err(|e| tracing::warn!(error = %e, "admin accept failed")) else {
-                        continue;
-                    };
-                    let admin = self.admin.clone();
-                    let service = service_fn(move |req| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(admin.handle(req).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "admin connection ended with an error");
-                        }
-                    });
-                }
-                () = &mut shutdown => break,
-            }
-        }
+        let (local, admin_addr) = (self.local_addr(), self.admin_addr());
+        let metrics = self.proxy.metrics().clone();
+        let proxy = Listener::new(
+            "proxy",
+            self.listener,
+            ConnectionLimits {
+                max_connections: limits.max_connections,
+                header_timeout: limits.request_header_timeout,
+                idle_timeout: limits.idle_connection_timeout,
+            },
+            ProxyHandler(self.proxy.clone()),
+            builder.clone(),
+            metrics.listener("proxy"),
+        );
+        let admin = Listener::new(
+            "admin",
+            self.admin_listener,
+            ConnectionLimits {
+                max_connections: self.settings.admin.max_connections,
+                header_timeout: limits.request_header_timeout,
+                idle_timeout: limits.idle_connection_timeout,
+            },
+            AdminHandler(self.admin.clone()),
+            builder,
+            metrics.listener("admin"),
+        );
+        let (proxy_closed, admin_closed) = (proxy.all_closed(), admin.all_closed());
+        let (phase, watch_phase) = watch::channel(Phase::Serving);
+        let accepting = [
+            tokio::spawn(proxy.run(watch_phase.clone())),
+            tokio::spawn(admin.run(watch_phase)),
+        ];
+        tracing::info!(listen = %local, admin = %admin_addr, "revcache serving");
+        shutdown.await;
         self.ready.store(false, Ordering::SeqCst);
         for feed in feeds {
             feed.abort();
         }
-        drop(self.listener);
-        drop(self.admin_listener);
+        let _ = phase.send(Phase::Draining);
+        // The accept loops own the listening sockets: once they return,
+        // new connections are refused.
+        for task in accepting {
+            let _ = task.await;
+        }
         let grace = self.settings.limits.shutdown_grace;
         tracing::info!(?grace, "shutting down: finishing in-flight requests");
-        match tokio::time::timeout(grace, graceful.shutdown()).await {
-            Ok(()) => tracing::info!("all connections closed"),
-            Err(_) => tracing::warn!(?grace, "grace period over; closing remaining connections"),
+        let all_closed = async { tokio::join!(proxy_closed, admin_closed) };
+        match tokio::time::timeout(grace, all_closed).await {
+            Ok(_) => tracing::info!("all connections closed"),
+            Err(_) => {
+                tracing::warn!(?grace, "grace period over; closing remaining connections");
+                let _ = phase.send(Phase::Closing);
+            }
         }
         if tokio::time::timeout(grace, self.proxy.fills_idle())
             .await
@@ -202,6 +220,34 @@ impl Server {
         let cache = self.proxy.cache().clone();
         let _ = tokio::task::spawn_blocking(move || cache.flush()).await;
         Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct ProxyHandler(Arc<Proxy>);
+
+impl Handler for ProxyHandler {
+    fn serve(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = http::Response<ProxyBody>> + Send {
+        let proxy = self.0.clone();
+        async move { proxy.handle(req, peer).await }
+    }
+}
+
+#[derive(Clone)]
+struct AdminHandler(Arc<Admin>);
+
+impl Handler for AdminHandler {
+    fn serve(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        _peer: SocketAddr,
+    ) -> impl Future<Output = http::Response<ProxyBody>> + Send {
+        let admin = self.0.clone();
+        async move { admin.handle(req).await }
     }
 }
 

@@ -25,6 +25,38 @@ pub struct Settings {
     pub disk: DiskSettings,
     pub partition: PartitionSettings,
     pub forwarding: ForwardingSettings,
+    pub admin: AdminSettings,
+}
+
+/// Who may use the admin API besides `admin_token`'s holder, and how many
+/// connections its listener takes.
+#[derive(Clone, Debug)]
+pub struct AdminSettings {
+    /// Connections the admin listener serves at once (its own cap, so a
+    /// full proxy listener leaves the admin API answering).
+    pub max_connections: usize,
+    /// Bearer token accepted on `POST /events/<route>` (webhook senders),
+    /// besides `admin_token`.
+    pub events_token: Option<String>,
+    /// Bearer token accepted on `/purge` and `/inspect`, besides `admin_token`.
+    pub purge_token: Option<String>,
+    /// Host names (besides IP addresses of the listener, loopback and
+    /// `localhost`) a request's `Host` may carry.
+    pub allowed_hosts: Vec<String>,
+    /// Serve a non-loopback admin listener without `admin_token`.
+    pub allow_remote_without_token: bool,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            max_connections: 64,
+            events_token: None,
+            purge_token: None,
+            allowed_hosts: Vec::new(),
+            allow_remote_without_token: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -136,6 +168,18 @@ pub struct Limits {
     /// How long a collapsed request waits for the fetch it joined before
     /// it fetches on its own.
     pub collapsed_wait_timeout: Duration,
+    /// Connections the proxy listener serves at once; beyond, new ones
+    /// wait in the kernel's backlog until one closes.
+    pub max_connections: usize,
+    /// How long a connection may take to send a request head: its first
+    /// one (protocol detection included) and, on HTTP/1.1, each next one.
+    pub request_header_timeout: Duration,
+    /// A connection with no request in progress for this long is closed
+    /// (HTTP/2 connections and HTTP/1.1 keep-alive alike).
+    pub idle_connection_timeout: Duration,
+    /// How long a body revcache reads whole before acting on it (a
+    /// PROPFIND's, an event batch POSTed to the admin API) may take.
+    pub request_body_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -149,6 +193,10 @@ impl Default for Limits {
             shutdown_grace: Duration::from_secs(30),
             max_fill_bytes: 64 << 20,
             collapsed_wait_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            request_header_timeout: Duration::from_secs(30),
+            idle_connection_timeout: Duration::from_secs(60),
+            request_body_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -298,6 +346,7 @@ impl Settings {
             disk: DiskSettings::default(),
             partition: PartitionSettings::default(),
             forwarding: ForwardingSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use fake_gerrit::{FakeGerrit, NewChange};
 use revcache_http::{DialectName, EventSettings};
-use support::{Client, Got, Revcache};
+use support::{Client, Got, JSON, Revcache};
 
 const ALICE: (&str, &str) = ("authorization", "Basic YWxpY2U6cHc=");
 const BOB: (&str, &str) = ("authorization", "Basic Ym9iOnB3");
@@ -434,7 +434,7 @@ async fn malformed_events_are_rejected_with_a_reason_and_the_feed_goes_on() {
         serde_json::json!({"type":"comment-added","change":{"project":"infra","number":a,"id":"I0"}})
     );
     let res = c
-        .send("POST", &rc.admin_url("/events/gerrit"), &[], batch)
+        .send("POST", &rc.admin_url("/events/gerrit"), JSON, batch)
         .await;
     assert_eq!(res.status, 400);
     assert!(
@@ -457,6 +457,51 @@ async fn malformed_events_are_rejected_with_a_reason_and_the_feed_goes_on() {
     );
     let ready = c.get(&rc.admin_url("/readyz")).await.text();
     assert!(ready.contains("\"gerrit\":true"), "{ready}");
+}
+
+#[tokio::test]
+async fn a_command_feed_is_untrusted_until_its_first_line() {
+    let gerrit = FakeGerrit::start().await;
+    let a = gerrit.create_change(change("infra", None)).await;
+    let event = serde_json::json!({"type":"comment-added","change":{"project":"infra","number":a}})
+        .to_string();
+    let rc = Revcache::start_with(&gerrit.url(), |s| {
+        s.routes[0].name = "gerrit".into();
+        s.routes[0].dialect = DialectName::Gerrit;
+        s.routes[0].events = Some(EventSettings {
+            trust: TRUST,
+            heartbeat: None,
+            // Like ssh still connecting: running, silent, then a line.
+            command: Some(format!("sleep 1; echo '{event}'; exec sleep 5")),
+        });
+    })
+    .await;
+    let c = Client::default();
+    let ready = c.get(&rc.admin_url("/readyz")).await.text();
+    assert!(
+        ready.contains("\"gerrit\":false"),
+        "healthy before any line: {ready}"
+    );
+    get(&rc, &format!("/a/changes/{a}")).await;
+    let early = get(&rc, &format!("/a/changes/{a}")).await;
+    assert!(
+        !early.cache_status().contains("trusted"),
+        "trusted before the feed said anything: {}",
+        early.cache_status()
+    );
+    let mut healthy = false;
+    for _ in 0..250 {
+        if c.get(&rc.admin_url("/readyz"))
+            .await
+            .text()
+            .contains("\"gerrit\":true")
+        {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(healthy, "the feed became healthy from its first line");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{Client, Origin, Reply, Revcache};
+use support::{Client, JSON, Origin, Reply, Revcache};
 
 fn cacheable() -> impl Fn(&support::Seen, usize) -> Reply + Send + Sync + 'static {
     |req, n| Reply::ok(format!("{} #{n}", req.target)).header("cache-control", "max-age=600")
@@ -198,7 +198,7 @@ async fn events_for_a_route_without_a_feed_say_so() {
     let origin = Origin::start(cacheable()).await;
     let rc = Revcache::start(&origin.url()).await;
     let res = Client::default()
-        .send("POST", &rc.admin_url("/events/default"), &[], "{}")
+        .send("POST", &rc.admin_url("/events/default"), JSON, "{}")
         .await;
     assert_eq!(res.status, 404);
     assert!(res.text().contains("no event feed"), "{}", res.text());

@@ -18,7 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use revcache_http::dialect::webdav::xml;
 use revcache_http::{DialectName, EventSettings};
-use support::{Client, Got, Revcache};
+use support::{Client, Got, JSON, Revcache};
 
 /// A WebDAV server counting the requests it gets, by method.
 struct Dav {
@@ -443,14 +443,16 @@ async fn external_changes_reach_the_cache_through_the_events_endpoint() {
         .send(
             "POST",
             &rc.admin_url("/events/dav"),
-            &[],
+            JSON,
             r#"{"paths": ["/ext.txt"], "recursive": false}"#,
         )
         .await;
     assert_eq!(res.status, 200, "{}", res.text());
     assert_eq!(get(&rc, "/ext.txt").await.text(), "after");
     for bad in [r#"{"paths": ["ext.txt"]}"#, r#"{"path": "/x"}"#, "nope"] {
-        let res = c.send("POST", &rc.admin_url("/events/dav"), &[], bad).await;
+        let res = c
+            .send("POST", &rc.admin_url("/events/dav"), JSON, bad)
+            .await;
         assert_eq!(res.status, 400, "{bad}");
         assert!(res.text().contains("error"), "{}", res.text());
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
-    CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings, ForwardingSettings,
-    Limits, PartitionSettings, RouteSettings, Settings, Sharing,
+    AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
+    ForwardingSettings, Limits, PartitionSettings, RouteSettings, Settings, Sharing,
 };
 use serde::Deserialize;
 
@@ -47,6 +47,15 @@ struct AdminConfig {
     listen: Option<String>,
     token: Option<String>,
     token_file: Option<PathBuf>,
+    events_token: Option<String>,
+    events_token_file: Option<PathBuf>,
+    purge_token: Option<String>,
+    purge_token_file: Option<PathBuf>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    allow_remote_without_token: bool,
+    max_connections: Option<i64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -78,6 +87,10 @@ struct LimitsConfig {
     shutdown_grace: Option<Quantity>,
     max_fill_bytes: Option<Quantity>,
     collapsed_wait_timeout: Option<Quantity>,
+    max_connections: Option<i64>,
+    request_header_timeout: Option<Quantity>,
+    idle_connection_timeout: Option<Quantity>,
+    request_body_timeout: Option<Quantity>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -168,11 +181,21 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
         .admin_token_file
         .as_ref()
         .or(file.admin.token_file.as_ref());
-    let admin_token = match (&args.admin_token, token_file, file.admin.token) {
+    let admin_token = match (&args.admin_token, token_file, file.admin.token.clone()) {
         (Some(t), _, _) if t.trim().is_empty() => bail!("--admin-token: must not be empty"),
         (Some(t), _, _) => Some(t.trim().to_owned()),
-        (None, file_path, inline) => token(file_path, inline)?,
+        (None, file_path, inline) => token("admin.token", file_path, inline)?,
     };
+    let admin = admin_settings(&file.admin)?;
+    if !admin_listen.ip().is_loopback()
+        && admin_token.is_none()
+        && !admin.allow_remote_without_token
+        && purpose == Purpose::Serve
+    {
+        bail!(
+            "admin.listen: {admin_listen} is not a loopback address and no admin token is set; set admin.token_file (or --admin-token-file), listen on 127.0.0.1, or set admin.allow_remote_without_token = true"
+        );
+    }
     let data_dir = args
         .data_dir
         .clone()
@@ -222,6 +245,26 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             &l.collapsed_wait_timeout,
             defaults.collapsed_wait_timeout,
         )?,
+        max_connections: count(
+            "limits.max_connections",
+            l.max_connections,
+            defaults.max_connections,
+        )?,
+        request_header_timeout: duration_opt(
+            "limits.request_header_timeout",
+            &l.request_header_timeout,
+            defaults.request_header_timeout,
+        )?,
+        idle_connection_timeout: duration_opt(
+            "limits.idle_connection_timeout",
+            &l.idle_connection_timeout,
+            defaults.idle_connection_timeout,
+        )?,
+        request_body_timeout: duration_opt(
+            "limits.request_body_timeout",
+            &l.request_body_timeout,
+            defaults.request_body_timeout,
+        )?,
     };
     if limits.max_fill_bytes < limits.max_cacheable_body_bytes {
         bail!(
@@ -239,6 +282,15 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             limits.upstream_connect_timeout,
         ),
         ("limits.upstream_read_timeout", limits.upstream_read_timeout),
+        (
+            "limits.request_header_timeout",
+            limits.request_header_timeout,
+        ),
+        (
+            "limits.idle_connection_timeout",
+            limits.idle_connection_timeout,
+        ),
+        ("limits.request_body_timeout", limits.request_body_timeout),
     ] {
         if d.is_zero() {
             bail!("{key}: must be longer than zero");
@@ -320,6 +372,7 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             disk,
             partition,
             forwarding,
+            admin,
         },
         log_format: args
             .log_format
@@ -534,24 +587,70 @@ fn addr(key: &str, value: &str) -> anyhow::Result<SocketAddr> {
     })
 }
 
-fn token(file: Option<&PathBuf>, inline: Option<String>) -> anyhow::Result<Option<String>> {
+/// A token given inline as `key` or in a file as `key_file`.
+fn token(
+    key: &str,
+    file: Option<&PathBuf>,
+    inline: Option<String>,
+) -> anyhow::Result<Option<String>> {
     match (file, inline) {
-        (Some(path), _) => Ok(Some(read_token(path)?)),
+        (Some(path), _) => Ok(Some(read_token(&format!("{key}_file"), path)?)),
         (None, Some(t)) if t.trim().is_empty() => {
-            bail!("admin.token: must not be empty (remove it to disable auth)")
+            bail!("{key}: must not be empty (remove it to disable auth)")
         }
         (None, t) => Ok(t.map(|t| t.trim().to_owned())),
     }
 }
 
-fn read_token(path: &Path) -> anyhow::Result<String> {
+fn read_token(key: &str, path: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("admin.token_file: cannot read {}", path.display()))?;
+        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     if token.is_empty() {
-        bail!("admin.token_file: {} is empty", path.display());
+        bail!("{key}: {} is empty", path.display());
     }
     Ok(token)
+}
+
+fn admin_settings(a: &AdminConfig) -> anyhow::Result<AdminSettings> {
+    let defaults = AdminSettings::default();
+    for (i, h) in a.allowed_hosts.iter().enumerate() {
+        if h.is_empty() || h.contains(['/', ' ', '@', '?', '#']) {
+            bail!("admin.allowed_hosts[{i}]: {h:?} is not a host name");
+        }
+    }
+    Ok(AdminSettings {
+        max_connections: count(
+            "admin.max_connections",
+            a.max_connections,
+            defaults.max_connections,
+        )?,
+        events_token: token(
+            "admin.events_token",
+            a.events_token_file.as_ref(),
+            a.events_token.clone(),
+        )?,
+        purge_token: token(
+            "admin.purge_token",
+            a.purge_token_file.as_ref(),
+            a.purge_token.clone(),
+        )?,
+        allowed_hosts: a
+            .allowed_hosts
+            .iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        allow_remote_without_token: a.allow_remote_without_token,
+    })
+}
+
+/// A positive count such as a connection cap.
+fn count(key: &str, value: Option<i64>, default: usize) -> anyhow::Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(n) if n >= 1 && n <= i64::from(u32::MAX) => Ok(n as usize),
+        Some(n) => bail!("{key}: {n} must be between 1 and {}", u32::MAX),
+    }
 }
 
 fn size_opt(key: &str, value: &Option<Quantity>, default: u64) -> anyhow::Result<u64> {
@@ -765,6 +864,38 @@ mod tests {
                 "upstream = \"http://x\"\n[disk]\naccess_bucket = \"10ms\"",
                 "disk.access_bucket",
             ),
+            (
+                "upstream = \"http://x\"\n[limits]\nmax_connections = 0",
+                "limits.max_connections",
+            ),
+            (
+                "upstream = \"http://x\"\n[limits]\nrequest_header_timeout = \"0s\"",
+                "limits.request_header_timeout",
+            ),
+            (
+                "upstream = \"http://x\"\n[limits]\nidle_connection_timeout = \"later\"",
+                "limits.idle_connection_timeout",
+            ),
+            (
+                "upstream = \"http://x\"\n[limits]\nrequest_body_timeout = 0",
+                "limits.request_body_timeout",
+            ),
+            (
+                "upstream = \"http://x\"\n[admin]\nmax_connections = -1",
+                "admin.max_connections",
+            ),
+            (
+                "upstream = \"http://x\"\n[admin]\nevents_token = \" \"",
+                "admin.events_token",
+            ),
+            (
+                "upstream = \"http://x\"\n[admin]\npurge_token_file = \"/nonexistent/t\"",
+                "admin.purge_token_file",
+            ),
+            (
+                "upstream = \"http://x\"\n[admin]\nallowed_hosts = [\"a/b\"]",
+                "admin.allowed_hosts[0]",
+            ),
         ];
         for (text, key) in cases {
             let err = resolve_text(text)
@@ -788,6 +919,49 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn a_non_loopback_admin_listener_needs_a_token_or_an_explicit_opt_in() {
+        let exposed = "upstream = \"http://x\"\n[admin]\nlisten = \"0.0.0.0:9090\"\n";
+        let err = resolve_text(exposed).err().expect("refused").to_string();
+        assert!(err.contains("admin.listen"), "{err}");
+        assert!(err.contains("token"), "{err}");
+        assert!(resolve_text(&format!("{exposed}token = \"t\"")).is_ok());
+        let opted = resolve_text(&format!("{exposed}allow_remote_without_token = true")).unwrap();
+        assert!(opted.settings.admin.allow_remote_without_token);
+        // Maintenance commands only talk to it.
+        let file: ConfigFile = toml::from_str(exposed).unwrap();
+        assert!(resolve(file, &ServeArgs::default(), Purpose::Maintenance).is_ok());
+    }
+
+    #[test]
+    fn connection_limits_and_admin_scopes_resolve() {
+        let s = resolve_text(
+            r#"
+            upstream = "http://127.0.0.1:9000"
+            [limits]
+            max_connections = 10
+            request_header_timeout = "2s"
+            idle_connection_timeout = "1m"
+            request_body_timeout = "5s"
+            [admin]
+            max_connections = 4
+            events_token = "e"
+            purge_token = "p"
+            allowed_hosts = ["Admin.Internal"]
+            "#,
+        )
+        .unwrap()
+        .settings;
+        assert_eq!(s.limits.max_connections, 10);
+        assert_eq!(s.limits.request_header_timeout, Duration::from_secs(2));
+        assert_eq!(s.limits.idle_connection_timeout, Duration::from_secs(60));
+        assert_eq!(s.limits.request_body_timeout, Duration::from_secs(5));
+        assert_eq!(s.admin.max_connections, 4);
+        assert_eq!(s.admin.events_token.as_deref(), Some("e"));
+        assert_eq!(s.admin.purge_token.as_deref(), Some("p"));
+        assert_eq!(s.admin.allowed_hosts, ["admin.internal"]);
     }
 
     #[test]

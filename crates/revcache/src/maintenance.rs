@@ -85,9 +85,21 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             if let Some(t) = &args.tag {
                 query.push(format!("tag={}", percent_encode(t)));
             }
-            let body = admin(&r, "GET", &format!("/inspect?{}", query.join("&")))?;
-            let v: serde_json::Value = serde_json::from_str(&body)?;
-            serde_json::from_value(v["entries"].clone())?
+            // The admin API answers a page at a time; `next` is the next one.
+            query.push("limit=1000".into());
+            let mut path = format!("/inspect?{}", query.join("&"));
+            let mut rows = Vec::new();
+            loop {
+                let body = admin(&r, "GET", &path)?;
+                let v: serde_json::Value = serde_json::from_str(&body)?;
+                let page: Vec<Row> = serde_json::from_value(v["entries"].clone())?;
+                rows.extend(page);
+                match v["next"].as_str() {
+                    Some(next) if next.starts_with("/inspect?") => path = next.to_owned(),
+                    _ => break,
+                }
+            }
+            rows
         }
     };
     if args.json {

@@ -159,7 +159,7 @@ fn get(addr: SocketAddr, path: &str) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let mut out = String::new();
@@ -397,5 +397,69 @@ fn maintenance_commands_refuse_a_directory_that_is_not_a_data_dir() {
         "{}",
         stderr(&o)
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
+    let upstream = origin();
+    let dir = temp_dir("emfile");
+    let (listen, admin) = (free_port(), free_port());
+    // The cap (1024 by default) is above this open-file limit, so accepts
+    // fail with EMFILE once the hogs below take the spare descriptors.
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec '{}' serve --upstream http://{upstream} --listen {listen} --admin-listen {admin} --data-dir '{}' --log-level warn",
+            env!("CARGO_BIN_EXE_revcache"),
+            dir.display()
+        ))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(admin).is_err() {
+        assert!(Instant::now() < deadline, "revcache did not start");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let hogs: Vec<TcpStream> = (0..120)
+        .filter_map(|_| TcpStream::connect(listen).ok())
+        .collect();
+    thread::sleep(Duration::from_millis(1500));
+    drop(hogs);
+    // Recovered: the next client is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let answer = loop {
+        let a = get(listen, "/a");
+        if a.starts_with("HTTP/1.1 200") || Instant::now() > deadline {
+            break a;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let metrics = get(admin, "/metrics");
+    let errors: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("revcache_accept_errors_total{listener=\"proxy\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        errors >= 1.0,
+        "no accept failed; the test did not exhaust descriptors"
+    );
+    // 1.5 s of EMFILE at 5 ms doubling to 1 s is about 10 attempts; a
+    // spinning loop makes thousands.
+    assert!(errors <= 40.0, "{errors} failed accepts in 1.5 s");
+    let warnings = logs.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(warnings <= 3, "{warnings} accept warnings:\n{logs}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,14 +1,17 @@
 //! A command feed: runs a command (for example `ssh -p 29418 ci@review
 //! gerrit stream-events`) and reads one JSON event per line from its
-//! standard output. When the command exits the feed is unhealthy; it is
-//! restarted with exponential backoff (1 s doubling to 60 s, reset after a
-//! run of a minute or more).
+//! standard output. The feed is healthy from the command's first line (a
+//! command that is still connecting, or hangs doing so, is not trusted);
+//! when the command exits it is unhealthy, and the command is restarted
+//! with exponential backoff (1 s doubling to 60 s, reset after a run of a
+//! minute or more). A line longer than 4 MiB is skipped as it streams,
+//! never buffered whole.
 
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::proxy::Proxy;
@@ -34,20 +37,25 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
             .spawn()
         {
             Ok(mut child) => {
-                feed.connected(SystemTime::now());
                 tracing::info!(route = %route.name, "event feed command started");
                 if let Some(stdout) = child.stdout.take() {
                     let mut lines = BufReader::new(stdout);
                     let mut line = Vec::new();
+                    let mut first = true;
                     loop {
-                        line.clear();
-                        match lines.read_until(b'\n', &mut line).await {
-                            Ok(0) => break,
-                            Ok(_) if line.len() > MAX_LINE => {
-                                tracing::warn!(route = %route.name, bytes = line.len(), "event line too long; skipped");
+                        let read = read_line(&mut lines, &mut line, MAX_LINE).await;
+                        if first && matches!(read, Ok(Line::Complete | Line::TooLong(_))) {
+                            first = false;
+                            feed.connected(SystemTime::now());
+                            tracing::info!(route = %route.name, "event feed connected (first line read)");
+                        }
+                        match read {
+                            Ok(Line::End) => break,
+                            Ok(Line::TooLong(bytes)) => {
+                                tracing::warn!(route = %route.name, bytes, limit = MAX_LINE, "event line too long; skipped");
                             }
-                            Ok(_) if line.iter().all(u8::is_ascii_whitespace) => {}
-                            Ok(_) => {
+                            Ok(Line::Complete) if line.iter().all(u8::is_ascii_whitespace) => {}
+                            Ok(Line::Complete) => {
                                 // Rejections are counted and logged inside;
                                 // a bad line never stops the feed.
                                 let _ = proxy.ingest_event(&route, &line).await;
@@ -73,5 +81,94 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// What [`read_line`] read.
+#[derive(Debug, PartialEq, Eq)]
+enum Line {
+    /// A line (without its newline, or the last one without any) is in the buffer.
+    Complete,
+    /// A line of this many bytes was longer than the limit and skipped.
+    TooLong(usize),
+    /// End of output.
+    End,
+}
+
+/// Reads one line into `line` (cleared first), holding at most `max`
+/// bytes of it: a longer line is consumed and discarded as it arrives.
+async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Line> {
+    line.clear();
+    let mut total = 0usize;
+    loop {
+        let chunk = reader.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(match total {
+                0 => Line::End,
+                n if n > max => Line::TooLong(n),
+                _ => Line::Complete,
+            });
+        }
+        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => (&chunk[..i], Some(i + 1)),
+            None => (chunk, None),
+        };
+        total += part.len();
+        if total <= max {
+            line.extend_from_slice(part);
+        } else {
+            line.clear();
+        }
+        let used = done.unwrap_or(part.len());
+        reader.consume(used);
+        if done.is_some() {
+            return Ok(if total > max {
+                Line::TooLong(total)
+            } else {
+                Line::Complete
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_line_over_the_limit_is_skipped_without_being_held() {
+        let mut input = Vec::new();
+        input.extend_from_slice(b"{\"a\":1}\n");
+        input.extend(std::iter::repeat_n(b'x', 10_000));
+        input.extend_from_slice(b"\n{\"b\":2}");
+        let mut reader = BufReader::with_capacity(64, &input[..]);
+        let mut line = Vec::new();
+        assert_eq!(
+            read_line(&mut reader, &mut line, 100).await.unwrap(),
+            Line::Complete
+        );
+        assert_eq!(line, b"{\"a\":1}");
+        assert_eq!(
+            read_line(&mut reader, &mut line, 100).await.unwrap(),
+            Line::TooLong(10_000)
+        );
+        assert!(
+            line.capacity() <= 200,
+            "held {} bytes of the long line",
+            line.capacity()
+        );
+        assert_eq!(
+            read_line(&mut reader, &mut line, 100).await.unwrap(),
+            Line::Complete
+        );
+        assert_eq!(line, b"{\"b\":2}");
+        assert_eq!(
+            read_line(&mut reader, &mut line, 100).await.unwrap(),
+            Line::End
+        );
     }
 }

@@ -401,13 +401,20 @@ impl Proxy {
             Classification::NeedsBody { max } => {
                 // The dialect keys this request on its body (a PROPFIND's
                 // property set): read it, bounded, then classify again.
-                let read = Box::pin(http_body_util::BodyExt::collect(
-                    http_body_util::Limited::new(body, max),
+                let read = Box::pin(tokio::time::timeout(
+                    self.limits.request_body_timeout,
+                    http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max)),
                 ))
                 .await;
                 let bytes = match read {
-                    Ok(b) => b.to_bytes(),
-                    Err(e) => {
+                    Err(_) => {
+                        return self.reject(
+                            StatusCode::REQUEST_TIMEOUT,
+                            "request body did not arrive within limits.request_body_timeout".into(),
+                        );
+                    }
+                    Ok(Ok(b)) => b.to_bytes(),
+                    Ok(Err(e)) => {
                         return self.reject(
                             StatusCode::PAYLOAD_TOO_LARGE,
                             format!("request body could not be read within {max} bytes: {e}"),

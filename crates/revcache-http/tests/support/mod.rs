@@ -254,6 +254,9 @@ impl Drop for Revcache {
     }
 }
 
+/// The header an admin API POST with a body needs.
+pub const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
+
 /// A received response, body read whole.
 #[derive(Clone, Debug)]
 pub struct Got {
