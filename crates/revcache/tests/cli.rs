@@ -460,6 +460,9 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     // spinning loop makes thousands.
     assert!(errors <= 40.0, "{errors} failed accepts in 1.5 s");
     let warnings = logs.lines().filter(|l| l.contains("accept failed")).count();
-    assert!(warnings <= 3, "{warnings} accept warnings:\n{logs}");
+    // One warning per episode and listener (both listeners share the
+    // descriptor limit, and the recovery may briefly start a second
+    // episode); a spinning loop logs thousands.
+    assert!(warnings <= 6, "{warnings} accept warnings:\n{logs}");
     let _ = std::fs::remove_dir_all(dir);
 }
