@@ -9,7 +9,8 @@ use std::sync::Arc;
 use http::uri::{Authority, Scheme};
 
 use crate::dialect::{self, Dialect};
-use crate::settings::{EncodedSlashes, RouteSettings};
+use crate::proxy::upstream::Upstream;
+use crate::settings::{EncodedSlashes, Limits, RouteSettings};
 
 pub struct Route {
     /// Stable id (a hash of the route name); part of every cache key, so
@@ -32,6 +33,8 @@ pub struct Route {
     pub dialect: Arc<dyn Dialect>,
     pub events: Option<crate::settings::EventSettings>,
     pub sharing: crate::settings::Sharing,
+    /// The route's own client: its TLS material and HTTP/2 setting.
+    pub upstream: Upstream,
 }
 
 pub struct Router {
@@ -42,17 +45,22 @@ pub struct Router {
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error(
-        "route {route:?}: upstream {upstream:?} must be an absolute http:// URL such as http://127.0.0.1:8081"
+        "route {route:?}: upstream {upstream:?} must be an absolute http:// or https:// URL such as https://review.example.org"
     )]
     NotAbsolute { route: String, upstream: String },
     #[error(
-        "route {route:?}: upstream scheme {scheme:?} is not supported (only http:// for now; put a TLS-terminating proxy in between for https)"
+        "route {route:?}: upstream scheme {scheme:?} is not supported; use http:// or https://"
     )]
     Scheme { route: String, scheme: String },
+    #[error("route {route:?}: {source}")]
+    Tls {
+        route: String,
+        source: crate::proxy::upstream_tls::TlsConfigError,
+    },
 }
 
 impl Router {
-    pub fn new(settings: &[RouteSettings]) -> Result<Self, RouteError> {
+    pub fn new(settings: &[RouteSettings], limits: &Limits) -> Result<Self, RouteError> {
         let mut routes = Vec::new();
         for r in settings {
             let (Some(scheme), Some(authority)) = (r.upstream.scheme(), r.upstream.authority())
@@ -62,7 +70,7 @@ impl Router {
                     upstream: r.upstream.to_string(),
                 });
             };
-            if *scheme != Scheme::HTTP {
+            if *scheme != Scheme::HTTP && *scheme != Scheme::HTTPS {
                 return Err(RouteError::Scheme {
                     route: r.name.clone(),
                     scheme: scheme.to_string(),
@@ -84,6 +92,10 @@ impl Router {
                 dialect: dialect::for_route(r, id),
                 events: r.events.clone(),
                 sharing: r.sharing,
+                upstream: Upstream::new(r, limits).map_err(|source| RouteError::Tls {
+                    route: r.name.clone(),
+                    source,
+                })?,
             }));
         }
         // Most specific first: host routes, then longer prefixes.
@@ -136,16 +148,21 @@ mod tests {
             encoded_slashes: EncodedSlashes::Reject,
             events: None,
             sharing: Default::default(),
+            tls: Default::default(),
+            upstream_http2: Default::default(),
         }
     }
 
     #[test]
     fn most_specific_route_wins() {
-        let router = Router::new(&[
-            route("any", None, "/"),
-            route("api", None, "/api/"),
-            route("host", Some("Review.Example"), "/"),
-        ])
+        let router = Router::new(
+            &[
+                route("any", None, "/"),
+                route("api", None, "/api/"),
+                route("host", Some("Review.Example"), "/"),
+            ],
+            &Limits::default(),
+        )
         .unwrap();
         assert_eq!(router.route("x", "/api/v1").unwrap().name, "api");
         assert_eq!(router.route("x", "/other").unwrap().name, "any");
@@ -158,7 +175,11 @@ mod tests {
 
     #[test]
     fn prefixes_match_whole_segments() {
-        let router = Router::new(&[route("api", None, "/api/"), route("v1", None, "/v1")]).unwrap();
+        let router = Router::new(
+            &[route("api", None, "/api/"), route("v1", None, "/v1")],
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(router.route("x", "/api/users").unwrap().name, "api");
         assert_eq!(router.route("x", "/api").unwrap().name, "api");
         assert_eq!(router.route("x", "/v1/").unwrap().name, "v1");
@@ -168,13 +189,18 @@ mod tests {
     }
 
     #[test]
-    fn https_and_relative_upstreams_are_refused_with_the_route_name() {
+    fn other_schemes_and_relative_upstreams_are_refused_with_the_route_name() {
         let mut r = route("gh", None, "/");
         r.upstream = "https://api.github.com".parse().unwrap();
-        let e = Router::new(&[r]).err().unwrap().to_string();
-        assert!(e.contains("\"gh\"") && e.contains("https"), "{e}");
+        assert!(Router::new(&[r.clone()], &Limits::default()).is_ok());
+        r.upstream = "ftp://example.org".parse().unwrap();
+        let e = Router::new(&[r], &Limits::default())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("\"gh\"") && e.contains("ftp"), "{e}");
         let mut r = route("rel", None, "/");
         r.upstream = "/just/a/path".parse().unwrap();
-        assert!(Router::new(&[r]).is_err());
+        assert!(Router::new(&[r], &Limits::default()).is_err());
     }
 }

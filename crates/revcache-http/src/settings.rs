@@ -77,6 +77,31 @@ pub struct RouteSettings {
     /// The route's event feed, for dialects that have one.
     pub events: Option<EventSettings>,
     pub sharing: Sharing,
+    /// TLS to an `https://` upstream.
+    pub tls: UpstreamTls,
+    pub upstream_http2: UpstreamHttp2,
+}
+
+/// TLS material of a route's `https://` upstream. Certificates are always
+/// verified: against the system trust store, or only `ca_file`'s.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM bundle of the CAs to trust instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and key for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+/// Whether a route speaks HTTP/2 to its upstream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamHttp2 {
+    /// Offered by ALPN on `https://`; HTTP/1.1 on `http://`.
+    #[default]
+    Auto,
+    Never,
+    /// HTTP/2 only (prior knowledge on `http://`).
+    Always,
 }
 
 /// An upstream change-event feed: webhook POSTs to `/events/<route>` on the
@@ -340,6 +365,8 @@ impl Settings {
                 encoded_slashes: EncodedSlashes::Reject,
                 events: None,
                 sharing: Sharing::default(),
+                tls: UpstreamTls::default(),
+                upstream_http2: UpstreamHttp2::default(),
             }],
             limits: Limits::default(),
             cache: CacheSettings::default(),

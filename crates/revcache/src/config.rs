@@ -11,7 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
     AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
-    ForwardingSettings, Limits, PartitionSettings, RouteSettings, Settings, Sharing,
+    ForwardingSettings, Limits, PartitionSettings, RouteSettings, Settings, Sharing, UpstreamHttp2,
+    UpstreamTls,
 };
 use serde::Deserialize;
 
@@ -107,6 +108,14 @@ struct PartitionConfig {
 
 #[derive(Deserialize, Default, Debug)]
 #[serde(deny_unknown_fields)]
+struct RouteTlsConfig {
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
 struct ForwardingConfig {
     strip_request_headers: Option<Vec<String>>,
 }
@@ -123,6 +132,9 @@ struct RouteConfig {
     preserve_host: bool,
     sharing: Option<String>,
     encoded_slashes: Option<String>,
+    #[serde(default)]
+    tls: RouteTlsConfig,
+    upstream_http2: Option<String>,
     events: Option<EventsConfig>,
 }
 
@@ -538,6 +550,20 @@ fn routes(
                 ),
             },
             encoded_slashes,
+            tls: UpstreamTls {
+                ca_file: r.tls.ca_file.clone(),
+                client_cert: r.tls.client_cert.clone(),
+                client_key: r.tls.client_key.clone(),
+            },
+            upstream_http2: match r.upstream_http2.as_deref() {
+                None | Some("auto") => UpstreamHttp2::Auto,
+                Some("never") => UpstreamHttp2::Never,
+                Some("always") => UpstreamHttp2::Always,
+                Some(other) => bail!(
+                    "{}: {other:?} is not an HTTP/2 setting; use \"auto\" (the default), \"never\" or \"always\"",
+                    key("upstream_http2")
+                ),
+            },
         });
     }
     if let Some(u) = upstream {
@@ -553,6 +579,8 @@ fn routes(
                 encoded_slashes: EncodedSlashes::Reject,
                 events: None,
                 sharing: Sharing::Strict,
+                tls: UpstreamTls::default(),
+                upstream_http2: UpstreamHttp2::default(),
             });
         } else {
             bail!("{key}: a configured route already covers every path; remove one of them");
@@ -569,11 +597,10 @@ fn upstream_uri(key: &str, value: &str) -> anyhow::Result<http::Uri> {
         anyhow!("{key}: {value:?} is not a URL ({e}); use e.g. http://127.0.0.1:8000")
     })?;
     match uri.scheme_str() {
-        Some("http") if uri.authority().is_some() => {}
-        Some("https") => bail!(
-            "{key}: https upstreams are not supported yet; use http:// (or a local TLS proxy)"
+        Some("http" | "https") if uri.authority().is_some() => {}
+        _ => bail!(
+            "{key}: {value:?} must be an absolute http:// or https:// URL, e.g. https://review.example.org"
         ),
-        _ => bail!("{key}: {value:?} must be an absolute http:// URL, e.g. http://127.0.0.1:8000"),
     }
     if uri.query().is_some() {
         bail!("{key}: {value:?} must not have a query string");

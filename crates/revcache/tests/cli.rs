@@ -89,10 +89,7 @@ fn invalid_config_values_name_the_key() {
             "upstream = \"http://127.0.0.1:1\"\n[limits]\nmax_body = 3\n",
             "max_body",
         ),
-        (
-            "[[routes]]\nupstream = \"https://x\"\n",
-            "routes[0].upstream",
-        ),
+        ("[[routes]]\nupstream = \"ftp://x\"\n", "routes[0].upstream"),
         (
             "upstream = \"http://127.0.0.1:1\"\nlisten = 8080\n",
             "listen",

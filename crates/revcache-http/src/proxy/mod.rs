@@ -14,6 +14,7 @@ pub mod request_headers;
 mod respond;
 mod tee;
 pub mod upstream;
+pub mod upstream_tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use self::body::{ProxyBody, RequestBody};
 use self::cache_status::CacheStatus;
 use self::fill::{FillPlan, Leader};
 use self::forward::Conditions;
-use self::upstream::{Upstream, UpstreamError};
+use self::upstream::UpstreamError;
 use crate::credential;
 use crate::dialect::{Classification, Invalidation, Storage};
 use crate::events::{EventEffect, EventError};
@@ -61,7 +62,6 @@ pub struct Proxy {
     cache: Arc<Cache>,
     fills: Arc<fill::Fills>,
     router: Router,
-    upstream: Upstream,
     flights: SingleFlight<PrimaryKey, FlightOutcome>,
     metrics: Arc<Metrics>,
     limits: Limits,
@@ -152,7 +152,7 @@ impl Proxy {
         cache: Arc<Cache>,
     ) -> Result<Arc<Self>, RouteError> {
         let flights = SingleFlight::default();
-        let router = Router::new(&settings.routes)?;
+        let router = Router::new(&settings.routes, &settings.limits)?;
         let metrics = Arc::new(Metrics::new(
             cache.clone(),
             flights.clone(),
@@ -162,7 +162,6 @@ impl Proxy {
             cache,
             fills: Arc::new(fill::Fills::new(settings.limits.max_fill_bytes)),
             router,
-            upstream: Upstream::new(&settings.limits),
             flights,
             metrics,
             limits: settings.limits.clone(),
@@ -554,7 +553,7 @@ impl Proxy {
         fwd: &'static str,
         outcome: Outcome,
     ) -> (Response<ProxyBody>, Option<(StatusCode, HeaderMap)>) {
-        let res = match self.upstream.send(req, exceeded).await {
+        let res = match ex.route.upstream.send(req, exceeded).await {
             Ok(res) => res,
             Err(e) => return (self.upstream_failed(&e, CacheStatus::fwd(fwd)), None),
         };
@@ -571,7 +570,7 @@ impl Proxy {
         );
         let body = ProxyBody::upstream(
             body,
-            self.upstream.read_timeout(),
+            ex.route.upstream.read_timeout(),
             self.metrics.bytes_counter(false),
         );
         (Response::from_parts(parts, body), Some(answered))
@@ -1014,7 +1013,7 @@ impl Proxy {
         let request_time = SystemTime::now();
         let req =
             forward::upstream_request(&ex.route, &ex.parts, ex.host(), ex.client, body, conditions);
-        let res = match self.upstream.send(req, exceeded).await {
+        let res = match ex.route.upstream.send(req, exceeded).await {
             Ok(res) => res,
             Err(e) => {
                 if let Some(leader) = leader {
@@ -1163,7 +1162,7 @@ impl Proxy {
                     freshness: freshness.clone(),
                     ticket,
                     max_bytes: self.limits.max_cacheable_body_bytes,
-                    read_timeout: self.upstream.read_timeout(),
+                    read_timeout: ex.route.upstream.read_timeout(),
                 };
                 cs = cs
                     .stored(true)
@@ -1180,7 +1179,7 @@ impl Proxy {
                 }
                 ProxyBody::upstream(
                     rbody,
-                    self.upstream.read_timeout(),
+                    ex.route.upstream.read_timeout(),
                     self.metrics.bytes_counter(false),
                 )
             }
