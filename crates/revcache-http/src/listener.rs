@@ -199,8 +199,8 @@ impl<H: Handler> Listener<H> {
                             Phase::Closing => break,
                         }
                     }
-                    // A request began or ended: the deadline moves.
-                    () = activity.changed.notified() => {}
+                    // The first request ends the header-timeout regime.
+                    () = activity.first_request.notified() => {}
                     () = tokio::time::sleep_until(deadline) => {
                         let now = Instant::now();
                         match activity.expired(&limits, idle_since, now) {
@@ -229,14 +229,17 @@ impl<H: Handler> Listener<H> {
     }
 }
 
-/// What a connection has been doing, for its timeouts.
+/// What a connection has been doing, for its timeouts. Requests only
+/// update counters (the first one also wakes the connection, to leave the
+/// header timeout): the connection's timer looks at them when it fires and
+/// sleeps again if nothing expired, so a request costs no wake-up.
 struct Activity {
     started: Instant,
     requests: AtomicU64,
     in_flight: AtomicUsize,
     /// When the last response finished, in milliseconds since `started`.
     last_done_ms: AtomicU64,
-    changed: Notify,
+    first_request: Notify,
 }
 
 enum Expired {
@@ -256,14 +259,15 @@ impl Activity {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
-            changed: Notify::new(),
+            first_request: Notify::new(),
         }
     }
 
     fn begin(self: &Arc<Self>) -> RequestGuard {
-        self.requests.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_one();
+        if self.requests.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.first_request.notify_one();
+        }
         RequestGuard(self.clone())
     }
 
@@ -322,7 +326,6 @@ impl Drop for RequestGuard {
             Ordering::SeqCst,
         );
         a.in_flight.fetch_sub(1, Ordering::SeqCst);
-        a.changed.notify_one();
     }
 }
 

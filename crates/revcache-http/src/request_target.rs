@@ -103,6 +103,9 @@ pub fn normalize_target(target: &str) -> Result<String, TargetError> {
 
 /// Whether a normalised path holds an encoded separator.
 fn has_encoded_slash(path: &str) -> bool {
+    if !path.bytes().any(|b| b == b'%' || b == b'\\') {
+        return false;
+    }
     path.contains('\\') || path.contains("%2F") || path.contains("%5C")
 }
 
@@ -157,6 +160,15 @@ pub fn normalize_path(path: &str) -> Result<Cow<'_, str>, TargetError> {
 /// The hit path's check: no escape, backslash, empty or dot segment, and
 /// no `.;` parameter. Allocates nothing.
 fn is_normal(path: &str) -> bool {
+    // One pass settles what nearly every path is: no escape, backslash,
+    // empty segment or segment starting with a dot.
+    let bytes = path.as_bytes();
+    if !bytes
+        .windows(2)
+        .any(|w| matches!(w, [b'/', b'/' | b'.']) || w[1] == b'%' || w[1] == b'\\')
+    {
+        return true;
+    }
     let mut segments = path[1..].split('/').peekable();
     while let Some(s) = segments.next() {
         let is_last = segments.peek().is_none();

@@ -87,6 +87,9 @@ impl Sanitizer {
 /// A `Host` must be an authority and agree with the request line's.
 fn check_host(parts: &request::Parts) -> Result<(), RequestHeaderError> {
     if let Some(host) = parts.headers.get(HOST) {
+        if parts.uri.authority().is_none() && is_plain_authority(host.as_bytes()) {
+            return Ok(());
+        }
         let authority = Authority::try_from(host.as_bytes())
             .ok()
             .filter(|a| !a.as_str().contains('@') && !a.host().is_empty())
@@ -101,6 +104,20 @@ fn check_host(parts: &request::Parts) -> Result<(), RequestHeaderError> {
         }
     }
     Ok(())
+}
+
+/// `name[:port]` of letters, digits, `.` and `-`: an authority without
+/// parsing one (what nearly every request's Host is).
+fn is_plain_authority(host: &[u8]) -> bool {
+    let (name, port) = match host.iter().position(|&b| b == b':') {
+        Some(i) => (&host[..i], Some(&host[i + 1..])),
+        None => (host, None),
+    };
+    !name.is_empty()
+        && name
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-')
+        && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.iter().all(u8::is_ascii_digit))
 }
 
 #[cfg(test)]
@@ -152,7 +169,7 @@ mod tests {
             f.sanitize(&mut p),
             Err(RequestHeaderError::DuplicateHost(2))
         );
-        for bad in ["a b", "user@a.example", "", "a.example/x"] {
+        for bad in ["a b", "user@a.example", "", "a.example/x", ":80"] {
             let mut p = parts(&[]);
             p.headers
                 .insert(HOST, HeaderValue::from_bytes(bad.as_bytes()).unwrap());
