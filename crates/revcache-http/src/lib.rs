@@ -24,6 +24,6 @@ pub use proxy::Proxy;
 pub use server::{Server, ServerError};
 pub use settings::{
     AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
-    ForwardingSettings, Limits, PartitionSettings, RouteSettings, Settings, Sharing, UpstreamHttp2,
-    UpstreamTls,
+    ForwardingSettings, Limits, PartitionSettings, ProxySetting, RouteSettings, Settings, Sharing,
+    UpstreamHttp2, UpstreamTls,
 };

@@ -150,6 +150,7 @@ mod tests {
             sharing: Default::default(),
             tls: Default::default(),
             upstream_http2: Default::default(),
+            proxy: Default::default(),
         }
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::Uri;
 
 pub use crate::policy::Sharing;
+pub use crate::proxy::egress::ProxySetting;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -80,6 +81,8 @@ pub struct RouteSettings {
     /// TLS to an `https://` upstream.
     pub tls: UpstreamTls,
     pub upstream_http2: UpstreamHttp2,
+    /// How connections reach the upstream (directly, or a CONNECT proxy).
+    pub proxy: ProxySetting,
 }
 
 /// TLS material of a route's `https://` upstream. Certificates are always
@@ -367,6 +370,7 @@ impl Settings {
                 sharing: Sharing::default(),
                 tls: UpstreamTls::default(),
                 upstream_http2: UpstreamHttp2::default(),
+                proxy: ProxySetting::default(),
             }],
             limits: Limits::default(),
             cache: CacheSettings::default(),

@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
     AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
-    ForwardingSettings, Limits, PartitionSettings, RouteSettings, Settings, Sharing, UpstreamHttp2,
-    UpstreamTls,
+    ForwardingSettings, Limits, PartitionSettings, ProxySetting, RouteSettings, Settings, Sharing,
+    UpstreamHttp2, UpstreamTls,
 };
 use serde::Deserialize;
 
@@ -135,6 +135,7 @@ struct RouteConfig {
     #[serde(default)]
     tls: RouteTlsConfig,
     upstream_http2: Option<String>,
+    proxy: Option<String>,
     events: Option<EventsConfig>,
 }
 
@@ -555,6 +556,27 @@ fn routes(
                 client_cert: r.tls.client_cert.clone(),
                 client_key: r.tls.client_key.clone(),
             },
+            proxy: match r.proxy.as_deref() {
+                None => ProxySetting::Environment,
+                Some("none") => ProxySetting::None,
+                Some(url) => {
+                    let uri: http::Uri = url.parse().map_err(|_| {
+                        anyhow!(
+                            "{}: {:?} is not a URL; use e.g. http://proxy.example:3128 or \"none\"",
+                            key("proxy"),
+                            revcache_http::proxy::egress::without_credentials(url)
+                        )
+                    })?;
+                    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                        bail!(
+                            "{}: {:?} must be an http:// proxy URL (CONNECT), e.g. http://proxy.example:3128",
+                            key("proxy"),
+                            revcache_http::proxy::egress::without_credentials(url)
+                        );
+                    }
+                    ProxySetting::Url(url.to_owned())
+                }
+            },
             upstream_http2: match r.upstream_http2.as_deref() {
                 None | Some("auto") => UpstreamHttp2::Auto,
                 Some("never") => UpstreamHttp2::Never,
@@ -581,6 +603,7 @@ fn routes(
                 sharing: Sharing::Strict,
                 tls: UpstreamTls::default(),
                 upstream_http2: UpstreamHttp2::default(),
+                proxy: ProxySetting::default(),
             });
         } else {
             bail!("{key}: a configured route already covers every path; remove one of them");

@@ -8,6 +8,7 @@
 
 pub mod body;
 pub mod cache_status;
+pub mod egress;
 mod fill;
 pub mod forward;
 pub mod request_headers;

@@ -21,6 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::body::RequestBody;
+use super::egress::Egress;
 use super::upstream_tls::{self, TlsConfigError};
 use crate::settings::{Limits, RouteSettings, UpstreamHttp2};
 
@@ -77,7 +78,7 @@ impl UpstreamError {
     }
 }
 
-type Https = HttpsConnector<HttpConnector>;
+type Https = HttpsConnector<Egress>;
 
 const UNKNOWN: u8 = 0;
 const HTTP1: u8 = 1;
@@ -105,6 +106,7 @@ impl Upstream {
         http.set_connect_timeout(Some(limits.upstream_connect_timeout));
         http.set_nodelay(true);
         http.enforce_http(false);
+        let egress = Egress::new(http, &route.proxy);
         let https = route.upstream.scheme_str() == Some("https");
         let tls = upstream_tls::client_config(&route.tls, https)?;
         let alpn = hyper_rustls::HttpsConnectorBuilder::new()
@@ -114,14 +116,14 @@ impl Upstream {
             (UpstreamHttp2::Auto, true) => alpn
                 .enable_http1()
                 .enable_http2()
-                .wrap_connector(http.clone()),
-            _ => alpn.enable_http1().wrap_connector(http.clone()),
+                .wrap_connector(egress.clone()),
+            _ => alpn.enable_http1().wrap_connector(egress.clone()),
         };
         let h2_connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(egress);
         let builder = || {
             let mut b = Client::builder(TokioExecutor::new());
             b.pool_idle_timeout(Duration::from_secs(60))

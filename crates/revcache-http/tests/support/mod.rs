@@ -21,6 +21,8 @@ use revcache_http::{Server, Settings};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+pub mod tls;
+
 /// A request the origin received.
 #[derive(Clone, Debug)]
 pub struct Seen {
@@ -394,4 +396,52 @@ impl Client {
         }
         self.request(req).await
     }
+}
+
+/// A CONNECT proxy on loopback: records each request head it gets and
+/// tunnels to the named host (names in `hosts` map to loopback ports' host).
+pub async fn connect_proxy(hosts: &[(&str, &str)]) -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let hosts: Vec<(String, String)> = hosts
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let (seen, hosts) = (seen.clone(), hosts.clone());
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if client.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).into_owned();
+                seen.lock().unwrap().push(head.clone());
+                let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let (host, port) = target.rsplit_once(':').unwrap_or((&target, "443"));
+                let host = hosts
+                    .iter()
+                    .find(|(from, _)| from == host)
+                    .map_or(host.to_owned(), |(_, to)| to.clone());
+                let Ok(mut upstream) =
+                    tokio::net::TcpStream::connect(format!("{host}:{port}")).await
+                else {
+                    let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                    return;
+                };
+                let _ = client
+                    .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    .await;
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            });
+        }
+    });
+    (addr, heads)
 }
