@@ -23,9 +23,10 @@ apt_install() {
     if [ "$policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
   fi
 }
-# `kill` (procps) sends SIGTERM in the binary's shutdown tests; Apache with
+# `kill` (procps) sends SIGTERM in the binary's shutdown tests; curl talks to
+# the TLS listener; Apache with
 # mod_dav, litmus and cadaver are the WebDAV real-server suite.
-apt_install procps apache2 litmus cadaver
+apt_install procps apache2 litmus cadaver curl
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

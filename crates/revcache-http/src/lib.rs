@@ -11,6 +11,7 @@ pub mod dialect;
 pub mod events;
 pub mod inspect;
 mod listener;
+pub mod listener_tls;
 pub mod metrics;
 mod percent;
 pub mod policy;
@@ -24,6 +25,6 @@ pub use proxy::Proxy;
 pub use server::{Server, ServerError};
 pub use settings::{
     AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
-    ForwardingSettings, Limits, PartitionSettings, ProxySetting, RouteSettings, Settings, Sharing,
-    UpstreamHttp2, UpstreamTls,
+    ForwardingSettings, Limits, ListenerTlsSettings, PartitionSettings, ProxySetting,
+    RouteSettings, Settings, Sharing, UpstreamHttp2, UpstreamTls,
 };

@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::listener_tls::{ClientTls, ListenerTls};
 use crate::metrics::ListenerMetrics;
 use crate::proxy::body::{BodyError, ProxyBody};
 
@@ -65,6 +66,9 @@ pub(crate) struct Listener<H> {
     handler: H,
     builder: auto::Builder<TokioExecutor>,
     metrics: ListenerMetrics,
+    /// TLS: each connection's handshake runs in its own task, within the
+    /// connection cap and the header timeout.
+    tls: Option<Arc<ListenerTls>>,
 }
 
 impl<H: Handler> Listener<H> {
@@ -84,7 +88,14 @@ impl<H: Handler> Listener<H> {
             handler,
             builder,
             metrics,
+            tls: None,
         }
+    }
+
+    /// Serves TLS with `tls`'s current certificate.
+    pub fn with_tls(mut self, tls: Arc<ListenerTls>) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Resolves once every connection slot is free again (all connections
@@ -139,21 +150,67 @@ impl<H: Handler> Listener<H> {
                 tracing::info!(listener = self.name, errors, "accepting connections again");
             }
             let _ = stream.set_nodelay(true);
-            self.spawn_connection(stream, peer, permit, phase.clone());
+            let connection = self.connection();
+            match &self.tls {
+                None => connection.spawn(stream, peer, permit, phase.clone(), false),
+                Some(tls) => {
+                    let (acceptor, phase) = (tls.acceptor(), phase.clone());
+                    tokio::spawn(async move {
+                        let timeout = connection.limits.header_timeout;
+                        match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => connection.spawn(tls, peer, permit, phase, true),
+                            Ok(Err(e)) => {
+                                tracing::debug!(listener = connection.name, %peer, error = %e, "TLS handshake failed");
+                            }
+                            Err(_) => {
+                                connection.metrics.header_timeouts.inc();
+                                tracing::debug!(listener = connection.name, %peer, "no TLS handshake within the header timeout; closing");
+                            }
+                        }
+                    });
+                }
+            }
         }
     }
 
-    fn spawn_connection(
-        &self,
-        stream: tokio::net::TcpStream,
+    fn connection(&self) -> Connection<H> {
+        Connection {
+            name: self.name,
+            limits: self.limits,
+            handler: self.handler.clone(),
+            builder: self.builder.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// What serving one accepted connection needs.
+struct Connection<H> {
+    name: &'static str,
+    limits: ConnectionLimits,
+    handler: H,
+    builder: auto::Builder<TokioExecutor>,
+    metrics: ListenerMetrics,
+}
+
+impl<H: Handler> Connection<H> {
+    fn spawn<I>(
+        self,
+        io: I,
         peer: SocketAddr,
         permit: OwnedSemaphorePermit,
         mut phase: watch::Receiver<Phase>,
-    ) {
+        over_tls: bool,
+    ) where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Arc::new(Activity::new());
         let service = service_fn({
             let (handler, activity) = (self.handler.clone(), activity.clone());
-            move |req| {
+            move |mut req: Request<Incoming>| {
+                if over_tls {
+                    req.extensions_mut().insert(ClientTls);
+                }
                 let (handler, guard) = (handler.clone(), activity.begin());
                 async move {
                     let res = handler.serve(req, peer).await;
@@ -166,7 +223,7 @@ impl<H: Handler> Listener<H> {
         });
         let conn = self
             .builder
-            .serve_connection(TokioIo::new(stream), service)
+            .serve_connection(TokioIo::new(io), service)
             .into_owned();
         let (limits, metrics, name) = (self.limits, self.metrics.clone(), self.name);
         metrics.open.inc();

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::admin::Admin;
 use crate::admin_access::AdminAccess;
 use crate::listener::{ConnectionLimits, Handler, Listener, Phase};
+use crate::listener_tls::ListenerTls;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use crate::route::RouteError;
@@ -44,12 +45,16 @@ pub enum ServerError {
         "the admin API would listen on {0}, which is not a loopback address, without a token; set an admin token, listen on loopback, or allow it explicitly (admin.allow_remote_without_token)"
     )]
     AdminUnprotected(SocketAddr),
+    #[error(transparent)]
+    ListenerTls(#[from] crate::listener_tls::ListenerTlsError),
 }
 
 pub struct Server {
     proxy: Arc<Proxy>,
     listener: TcpListener,
     admin_listener: TcpListener,
+    /// The TLS listener and its certificate, when `[tls]` is configured.
+    tls: Option<(TcpListener, Arc<ListenerTls>)>,
     admin: Arc<Admin>,
     ready: Arc<AtomicBool>,
     settings: Settings,
@@ -82,6 +87,10 @@ impl Server {
             }
             Err(e) => return Err(e.into()),
         };
+        let listener_tls = match &settings.tls {
+            Some(t) => Some(ListenerTls::load(&t.cert_file, &t.key_file)?),
+            None => None,
+        };
         let proxy = Proxy::new(&settings, key, Arc::new(cache))?;
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
@@ -90,6 +99,10 @@ impl Server {
         };
         let listener = bind("proxy listener", settings.listen).await?;
         let admin_listener = bind("admin listener", settings.admin_listen).await?;
+        let tls = match (&settings.tls, listener_tls) {
+            (Some(t), Some(certs)) => Some((bind("TLS listener", t.listen).await?, certs)),
+            _ => None,
+        };
         let ready = Arc::new(AtomicBool::new(true));
         let admin_addr = admin_listener.local_addr().unwrap_or(settings.admin_listen);
         let admin = Arc::new(
@@ -105,10 +118,21 @@ impl Server {
             proxy,
             listener,
             admin_listener,
+            tls,
             admin,
             ready,
             settings,
         })
+    }
+
+    /// The TLS listener's address, when there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+
+    /// The TLS listener's certificate, to re-read on SIGHUP.
+    pub fn listener_tls(&self) -> Option<Arc<ListenerTls>> {
+        self.tls.as_ref().map(|(_, t)| t.clone())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -180,15 +204,34 @@ impl Server {
                 idle_timeout: limits.idle_connection_timeout,
             },
             AdminHandler(self.admin.clone()),
-            builder,
+            builder.clone(),
             metrics.listener("admin"),
         );
+        let tls = self.tls.map(|(listener, certs)| {
+            Listener::new(
+                "tls",
+                listener,
+                ConnectionLimits {
+                    max_connections: limits.max_connections,
+                    header_timeout: limits.request_header_timeout,
+                    idle_timeout: limits.idle_connection_timeout,
+                },
+                ProxyHandler(self.proxy.clone()),
+                builder.clone(),
+                metrics.listener("tls"),
+            )
+            .with_tls(certs)
+        });
         let (proxy_closed, admin_closed) = (proxy.all_closed(), admin.all_closed());
+        let tls_closed = tls.as_ref().map(|t| t.all_closed());
         let (phase, watch_phase) = watch::channel(Phase::Serving);
-        let accepting = [
+        let mut accepting = vec![
             tokio::spawn(proxy.run(watch_phase.clone())),
-            tokio::spawn(admin.run(watch_phase)),
+            tokio::spawn(admin.run(watch_phase.clone())),
         ];
+        if let Some(tls) = tls {
+            accepting.push(tokio::spawn(tls.run(watch_phase)));
+        }
         tracing::info!(listen = %local, admin = %admin_addr, "revcache serving");
         shutdown.await;
         self.ready.store(false, Ordering::SeqCst);
@@ -203,7 +246,13 @@ impl Server {
         }
         let grace = self.settings.limits.shutdown_grace;
         tracing::info!(?grace, "shutting down: finishing in-flight requests");
-        let all_closed = async { tokio::join!(proxy_closed, admin_closed) };
+        let all_closed = async {
+            tokio::join!(proxy_closed, admin_closed, async {
+                if let Some(t) = tls_closed {
+                    t.await;
+                }
+            })
+        };
         match tokio::time::timeout(grace, all_closed).await {
             Ok(_) => tracing::info!("all connections closed"),
             Err(_) => {

@@ -26,6 +26,8 @@ pub struct Settings {
     pub disk: DiskSettings,
     pub partition: PartitionSettings,
     pub forwarding: ForwardingSettings,
+    /// A TLS listener beside the plain one, when configured.
+    pub tls: Option<ListenerTlsSettings>,
     pub admin: AdminSettings,
 }
 
@@ -83,6 +85,15 @@ pub struct RouteSettings {
     pub upstream_http2: UpstreamHttp2,
     /// How connections reach the upstream (directly, or a CONNECT proxy).
     pub proxy: ProxySetting,
+}
+
+/// The TLS listener (`[tls]`): certificate chain and key (PEM), re-read on
+/// SIGHUP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerTlsSettings {
+    pub listen: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// TLS material of a route's `https://` upstream. Certificates are always
@@ -377,6 +388,7 @@ impl Settings {
             disk: DiskSettings::default(),
             partition: PartitionSettings::default(),
             forwarding: ForwardingSettings::default(),
+            tls: None,
             admin: AdminSettings::default(),
         }
     }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
     AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
-    ForwardingSettings, Limits, PartitionSettings, ProxySetting, RouteSettings, Settings, Sharing,
-    UpstreamHttp2, UpstreamTls,
+    ForwardingSettings, Limits, ListenerTlsSettings, PartitionSettings, ProxySetting,
+    RouteSettings, Settings, Sharing, UpstreamHttp2, UpstreamTls,
 };
 use serde::Deserialize;
 
@@ -38,6 +38,7 @@ pub struct ConfigFile {
     partition: PartitionConfig,
     #[serde(default)]
     forwarding: ForwardingConfig,
+    tls: Option<ListenerTlsConfig>,
     #[serde(default)]
     routes: Vec<RouteConfig>,
 }
@@ -104,6 +105,14 @@ struct PartitionConfig {
     query_params: Option<Vec<String>>,
     #[serde(default)]
     not_credentials: Vec<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct ListenerTlsConfig {
+    listen: Option<String>,
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -377,6 +386,17 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
         settings: Settings {
             listen,
             admin_listen,
+            tls: match &file.tls {
+                None => None,
+                Some(t) => Some(ListenerTlsSettings {
+                    listen: addr(
+                        "tls.listen",
+                        t.listen.as_deref().unwrap_or("127.0.0.1:8443"),
+                    )?,
+                    cert_file: t.cert_file.clone(),
+                    key_file: t.key_file.clone(),
+                }),
+            },
             admin_token,
             data_dir,
             routes,

@@ -43,9 +43,32 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = revcache_http::Server::bind(resolved.settings).await?;
+        if let Some(tls) = server.listener_tls() {
+            tokio::spawn(reload_certificates_on_sighup(tls));
+        }
         server.run(shutdown_signal()).await?;
         anyhow::Ok(())
     })
+}
+
+/// Re-reads the TLS listener's certificate and key on every SIGHUP; a
+/// reload that fails keeps the previous ones.
+async fn reload_certificates_on_sighup(
+    tls: std::sync::Arc<revcache_http::listener_tls::ListenerTls>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; certificates are not reloaded");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match tls.reload() {
+            Ok(()) => tracing::info!("SIGHUP: TLS listener certificate reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; the previous one stays in use")
+            }
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -67,8 +67,17 @@ pub fn upstream_request(
     // Client-sent `Forwarded` and `X-Forwarded-For` were removed with the
     // other spoofable headers (`forwarding.strip_request_headers`), unless
     // an operator kept them to extend a trusted chain.
+    let proto = if parts
+        .extensions
+        .get::<crate::listener_tls::ClientTls>()
+        .is_some()
+    {
+        "https"
+    } else {
+        "http"
+    };
     let forwarded = format!(
-        "for={};host={};proto=http",
+        "for={};host={};proto={proto}",
         quoted(&client.to_string()),
         quoted(host)
     );

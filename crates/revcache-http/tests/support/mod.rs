@@ -164,6 +164,8 @@ impl Origin {
 /// A running revcache, stopped when dropped.
 pub struct Revcache {
     pub addr: SocketAddr,
+    /// The TLS listener and its certificate, when configured.
+    pub tls: Option<(SocketAddr, Arc<revcache_http::listener_tls::ListenerTls>)>,
     pub admin: SocketAddr,
     pub data_dir: PathBuf,
     pub proxy: Arc<revcache_http::Proxy>,
@@ -201,6 +203,7 @@ impl Revcache {
         let data_dir = settings.data_dir.clone();
         let keep_data_dir = data_dir != own_dir;
         let server = Server::bind(settings).await.unwrap();
+        let tls = server.tls_addr().zip(server.listener_tls());
         let (addr, admin, proxy) = (
             server.local_addr(),
             server.admin_addr(),
@@ -217,6 +220,7 @@ impl Revcache {
         });
         Revcache {
             addr,
+            tls,
             admin,
             data_dir,
             proxy,
