@@ -34,6 +34,18 @@ what the cache did; GET /metrics on the admin listener for totals.")]
     /// Show the entries a data dir holds (key, partition hash, version,
     /// size, tags, age, tier) and totals.
     Inspect(InspectArgs),
+
+    /// Validate a config file without starting anything: every key, and
+    /// that the TLS files it names load. Exits 0 when revcache would start
+    /// with it, 1 with the reason otherwise (run it before a reload).
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// The config file to validate.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 #[derive(Args, Debug, Default)]

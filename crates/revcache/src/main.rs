@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::cli::{CheckArgs, Cli, Command, ServeArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Sweep(args) => maintenance::sweep(args),
         Command::Inspect(args) => maintenance::inspect(args),
+        Command::Check(args) => check(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -27,6 +28,28 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `revcache check`: what `serve` would refuse, without binding or opening
+/// anything but the TLS files the config names.
+fn check(args: CheckArgs) -> anyhow::Result<()> {
+    let file = config::load(&args.config)?;
+    let serve = ServeArgs {
+        config: Some(args.config.clone()),
+        ..ServeArgs::default()
+    };
+    let settings = config::resolve(file, &serve, config::Purpose::Serve)?.settings;
+    revcache_http::route::Router::new(&settings.routes, &settings.limits)?;
+    if let Some(tls) = &settings.tls {
+        revcache_http::listener_tls::ListenerTls::load(&tls.cert_file, &tls.key_file)?;
+    }
+    println!(
+        "revcache: {} is valid ({} route{})",
+        args.config.display(),
+        settings.routes.len(),
+        if settings.routes.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

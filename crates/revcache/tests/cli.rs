@@ -463,3 +463,42 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
     assert!(warnings <= 6, "{warnings} accept warnings:\n{logs}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn check_validates_a_config_and_its_tls_files_without_starting() {
+    let dir = temp_dir("check");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("revcache.toml");
+    let write = |text: &str| std::fs::write(&config, text).unwrap();
+    let check = || run(&["check", "--config", config.to_str().unwrap()]);
+
+    write("upstream = \"https://review.example.org\"\nlisten = \"127.0.0.1:1\"\n");
+    let ok = check();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("is valid (1 route)"));
+
+    write("upstream = \"http://127.0.0.1:1\"\n[limits]\nupstream_read_timeout = \"soon\"\n");
+    let bad = check();
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        stderr(&bad).contains("limits.upstream_read_timeout"),
+        "{}",
+        stderr(&bad)
+    );
+
+    write(&format!(
+        "upstream = \"http://127.0.0.1:1\"\n[tls]\ncert_file = \"{0}/missing.pem\"\nkey_file = \"{0}/missing.key\"\n",
+        dir.display()
+    ));
+    let tls = check();
+    assert_eq!(tls.status.code(), Some(1));
+    assert!(stderr(&tls).contains("tls.cert_file"), "{}", stderr(&tls));
+
+    write(
+        "[[routes]]\nupstream = \"https://x.example\"\n[routes.tls]\nca_file = \"/nonexistent/ca.pem\"\n",
+    );
+    let ca = check();
+    assert_eq!(ca.status.code(), Some(1));
+    assert!(stderr(&ca).contains("tls.ca_file"), "{}", stderr(&ca));
+    let _ = std::fs::remove_dir_all(dir);
+}
