@@ -182,15 +182,16 @@ impl Server {
             })
             .collect();
         let (local, admin_addr) = (self.local_addr(), self.admin_addr());
+        let connection_limits = |max_connections| ConnectionLimits {
+            max_connections,
+            header_timeout: limits.request_header_timeout,
+            idle_timeout: limits.idle_connection_timeout,
+        };
         let metrics = self.proxy.metrics().clone();
         let proxy = Listener::new(
             "proxy",
             self.listener,
-            ConnectionLimits {
-                max_connections: limits.max_connections,
-                header_timeout: limits.request_header_timeout,
-                idle_timeout: limits.idle_connection_timeout,
-            },
+            connection_limits(limits.max_connections),
             ProxyHandler(self.proxy.clone()),
             builder.clone(),
             metrics.listener("proxy"),
@@ -198,11 +199,7 @@ impl Server {
         let admin = Listener::new(
             "admin",
             self.admin_listener,
-            ConnectionLimits {
-                max_connections: self.settings.admin.max_connections,
-                header_timeout: limits.request_header_timeout,
-                idle_timeout: limits.idle_connection_timeout,
-            },
+            connection_limits(self.settings.admin.max_connections),
             AdminHandler(self.admin.clone()),
             builder.clone(),
             metrics.listener("admin"),
@@ -211,11 +208,7 @@ impl Server {
             Listener::new(
                 "tls",
                 listener,
-                ConnectionLimits {
-                    max_connections: limits.max_connections,
-                    header_timeout: limits.request_header_timeout,
-                    idle_timeout: limits.idle_connection_timeout,
-                },
+                connection_limits(limits.max_connections),
                 ProxyHandler(self.proxy.clone()),
                 builder.clone(),
                 metrics.listener("tls"),
