@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
@@ -18,6 +19,7 @@ use crate::dialect::Invalidation;
 use crate::metrics::InvalidationSource;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
+use crate::reload::Reloader;
 
 /// Largest event batch accepted in one POST.
 const MAX_EVENT_BODY: usize = 16 << 20;
@@ -27,27 +29,27 @@ const INSPECT_MAX_PAGE: usize = 1000;
 
 pub struct Admin {
     proxy: Arc<Proxy>,
-    access: AdminAccess,
+    /// Swapped by a reload.
+    access: Arc<ArcSwap<AdminAccess>>,
+    reloader: Arc<Reloader>,
     ready: Arc<AtomicBool>,
     /// `disk.required`: not ready while the disk tier is disabled.
     disk_required: bool,
-    /// How long an event batch may take to arrive.
-    body_timeout: std::time::Duration,
 }
 
 impl Admin {
     pub fn new(
         proxy: Arc<Proxy>,
-        access: AdminAccess,
+        access: Arc<ArcSwap<AdminAccess>>,
+        reloader: Arc<Reloader>,
         ready: Arc<AtomicBool>,
-        body_timeout: std::time::Duration,
     ) -> Self {
         Admin {
             proxy,
             access,
+            reloader,
             ready,
             disk_required: false,
-            body_timeout,
         }
     }
 
@@ -58,7 +60,7 @@ impl Admin {
     }
 
     pub async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        if let Err(refusal) = self.access.check(&req) {
+        if let Err(refusal) = self.access.load().check(&req) {
             tracing::debug!(path = req.uri().path(), %refusal, "admin request refused");
             let mut res = json(
                 refusal.status(),
@@ -89,7 +91,8 @@ impl Admin {
                 let now = std::time::SystemTime::now();
                 let feeds: serde_json::Map<String, serde_json::Value> = self
                     .proxy
-                    .router()
+                    .config()
+                    .router
                     .routes()
                     .iter()
                     .filter_map(|r| {
@@ -142,9 +145,10 @@ impl Admin {
                 )
             }
             (&Method::POST, "/sweep") => self.sweep().await,
+            (&Method::POST, "/reload") => self.reload().await,
             (&Method::GET, "/inspect") => self.inspect(req.uri().query().unwrap_or("")).await,
             (&Method::POST, "/purge") => self.purge(req.uri().query().unwrap_or("")).await,
-            (_, "/purge" | "/sweep") => method_not_allowed("POST"),
+            (_, "/purge" | "/sweep" | "/reload") => method_not_allowed("POST"),
             (_, "/metrics" | "/healthz" | "/readyz" | "/stats" | "/inspect") => {
                 method_not_allowed("GET")
             }
@@ -155,7 +159,7 @@ impl Admin {
             (_, p) if p.starts_with("/events/") => method_not_allowed("POST"),
             _ => json(
                 StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": "not found; endpoints: /metrics /healthz /readyz /stats /purge /events/<route>"}),
+                &serde_json::json!({"error": "not found; endpoints: /metrics /healthz /readyz /stats /inspect /purge /sweep /reload /events/<route>"}),
             ),
         }
     }
@@ -231,7 +235,9 @@ impl Admin {
     /// Event ingestion: one JSON event, or newline-delimited events.
     /// Good events are applied even when others in the batch are rejected.
     async fn events(&self, name: &str, req: Request<Incoming>) -> Response<ProxyBody> {
-        let Some(route) = self.proxy.router().by_name(name).cloned() else {
+        let config = self.proxy.config();
+        let body_timeout = config.limits.request_body_timeout;
+        let Some(route) = config.router.by_name(name).cloned() else {
             return json(
                 StatusCode::NOT_FOUND,
                 &serde_json::json!({"error": format!("no route named {name:?}")}),
@@ -245,12 +251,12 @@ impl Admin {
             );
         }
         let read = Limited::new(req.into_body(), MAX_EVENT_BODY).collect();
-        let body = match tokio::time::timeout(self.body_timeout, read).await {
+        let body = match tokio::time::timeout(body_timeout, read).await {
             Err(_) => {
                 return json(
                     StatusCode::REQUEST_TIMEOUT,
                     &serde_json::json!({"error": format!(
-                        "events: the body did not arrive within {:?} (limits.request_body_timeout)", self.body_timeout)}),
+                        "events: the body did not arrive within {:?} (limits.request_body_timeout)", body_timeout)}),
                 );
             }
             Ok(Ok(b)) => b.to_bytes(),
@@ -290,6 +296,28 @@ impl Admin {
             status,
             &serde_json::json!({"accepted": accepted, "rejected": rejected}),
         )
+    }
+
+    /// Reloads the config (as SIGHUP does) and says what changed, or why
+    /// the new config was refused (422; the previous one stays in force).
+    async fn reload(&self) -> Response<ProxyBody> {
+        match self.reloader.reload().await {
+            Ok(report) => json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "status": "applied",
+                    "routes": {
+                        "kept": report.routes.kept, "changed": report.routes.changed,
+                        "added": report.routes.added, "removed": report.routes.removed,
+                    },
+                    "restart_required": report.restart_required,
+                }),
+            ),
+            Err(e) => json(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({"status": "rejected", "error": e.to_string()}),
+            ),
+        }
     }
 
     /// Runs the disk tier's sweeper until nothing is due.

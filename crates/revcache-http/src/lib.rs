@@ -16,6 +16,7 @@ pub mod metrics;
 mod percent;
 pub mod policy;
 pub mod proxy;
+pub mod reload;
 pub mod request_target;
 pub mod route;
 pub mod server;

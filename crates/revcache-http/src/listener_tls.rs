@@ -31,36 +31,53 @@ pub enum ListenerTlsError {
 pub struct ClientTls;
 
 pub struct ListenerTls {
+    /// The files and the configuration read from them, swapped together.
+    current: RwLock<Loaded>,
+}
+
+struct Loaded {
     cert_file: PathBuf,
     key_file: PathBuf,
-    config: RwLock<Arc<ServerConfig>>,
+    config: Arc<ServerConfig>,
 }
 
 impl ListenerTls {
     pub fn load(cert_file: &Path, key_file: &Path) -> Result<Arc<Self>, ListenerTlsError> {
-        let config = server_config(cert_file, key_file)?;
         Ok(Arc::new(ListenerTls {
-            cert_file: cert_file.to_owned(),
-            key_file: key_file.to_owned(),
-            config: RwLock::new(Arc::new(config)),
+            current: RwLock::new(Loaded::read(cert_file, key_file)?),
         }))
     }
 
     /// Reads the certificate and key again; new handshakes use them.
     pub fn reload(&self) -> Result<(), ListenerTlsError> {
-        let config = server_config(&self.cert_file, &self.key_file)?;
-        if let Ok(mut current) = self.config.write() {
-            *current = Arc::new(config);
-        }
+        let (cert_file, key_file) = {
+            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            (current.cert_file.clone(), current.key_file.clone())
+        };
+        self.reload_from(&cert_file, &key_file)
+    }
+
+    /// Reads a certificate and key, possibly from other files than before;
+    /// new handshakes use them. A failure keeps the previous ones.
+    pub fn reload_from(&self, cert_file: &Path, key_file: &Path) -> Result<(), ListenerTlsError> {
+        let loaded = Loaded::read(cert_file, key_file)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded;
         Ok(())
     }
 
     pub fn acceptor(&self) -> TlsAcceptor {
-        let config = match self.config.read() {
-            Ok(c) => c.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        TlsAcceptor::from(config)
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        TlsAcceptor::from(current.config.clone())
+    }
+}
+
+impl Loaded {
+    fn read(cert_file: &Path, key_file: &Path) -> Result<Self, ListenerTlsError> {
+        Ok(Loaded {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+            config: Arc::new(server_config(cert_file, key_file)?),
+        })
     }
 }
 

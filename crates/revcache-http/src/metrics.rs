@@ -12,6 +12,7 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -20,7 +21,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use revcache_core::{Cache, SingleFlight};
 
-use crate::route::Route;
+use crate::proxy::ActiveConfig;
 
 /// How a client request ended, for `revcache_requests_total{outcome}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,6 +215,7 @@ pub struct Metrics {
     open_connections: Family<Labels1, Gauge>,
     accept_errors: Family<Labels1, Counter>,
     connection_timeouts: Family<[(&'static str, &'static str); 2], Counter>,
+    reloads: Family<Labels1, Counter>,
 }
 
 /// The counters of one listener (`proxy` or `admin`).
@@ -229,7 +231,7 @@ impl Metrics {
     pub fn new(
         cache: Arc<Cache>,
         flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>,
-        routes: Vec<Arc<Route>>,
+        active: Arc<ArcSwap<ActiveConfig>>,
     ) -> Self {
         let mut registry = Registry::with_prefix("revcache");
         let requests = Family::<Labels1, Counter>::default();
@@ -318,10 +320,16 @@ impl Metrics {
             "Connections closed by a timeout, per listener and kind (request_header, idle)",
             connection_timeouts.clone(),
         );
+        let reloads = Family::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP, POST /reload) by result (applied, rejected)",
+            reloads.clone(),
+        );
         registry.register_collector(Box::new(TierCollector {
             cache,
             flights,
-            routes,
+            active,
         }));
         Metrics {
             registry,
@@ -340,6 +348,7 @@ impl Metrics {
             open_connections,
             accept_errors,
             connection_timeouts,
+            reloads,
         }
     }
 
@@ -431,6 +440,12 @@ impl Metrics {
         }
     }
 
+    /// A config reload, applied or rejected.
+    pub fn reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "rejected" };
+        self.reloads.get_or_create(&[("result", result)]).inc();
+    }
+
     pub fn invalidation(&self, source: InvalidationSource, entries: usize) {
         let labels = [("source", source.label())];
         self.invalidations.get_or_create(&labels).inc();
@@ -451,7 +466,7 @@ impl Metrics {
 struct TierCollector {
     cache: Arc<Cache>,
     flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>,
-    routes: Vec<Arc<Route>>,
+    active: Arc<ArcSwap<ActiveConfig>>,
 }
 
 impl std::fmt::Debug for TierCollector {
@@ -614,8 +629,10 @@ impl Collector for TierCollector {
             load.encode(m)?;
         }
         let now = std::time::SystemTime::now();
-        let feeds: Vec<_> = self
-            .routes
+        let active = self.active.load();
+        let feeds: Vec<_> = active
+            .router
+            .routes()
             .iter()
             .filter_map(|r| r.dialect.feed().map(|f| (r, f)))
             .collect();

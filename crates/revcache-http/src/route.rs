@@ -35,6 +35,40 @@ pub struct Route {
     pub sharing: crate::settings::Sharing,
     /// The route's own client: its TLS material and HTTP/2 setting.
     pub upstream: Upstream,
+    /// What the route was built from, and the limits its client took: a
+    /// reload keeps a route whose settings did not change.
+    built_from: (RouteSettings, UpstreamLimits),
+}
+
+/// The limits a route's upstream client is built with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct UpstreamLimits {
+    connect_timeout: std::time::Duration,
+    read_timeout: std::time::Duration,
+    max_request_body: u64,
+}
+
+impl UpstreamLimits {
+    fn of(limits: &Limits) -> Self {
+        UpstreamLimits {
+            connect_timeout: limits.upstream_connect_timeout,
+            read_timeout: limits.upstream_read_timeout,
+            max_request_body: limits.max_request_body_bytes,
+        }
+    }
+}
+
+/// What a rebuild did with each route, by name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteChanges {
+    /// Unchanged: the same route keeps serving (its client, connections,
+    /// dialect state and feed).
+    pub kept: Vec<String>,
+    /// Rebuilt from new settings.
+    pub changed: Vec<String>,
+    pub added: Vec<String>,
+    /// Gone: no request reaches them any more.
+    pub removed: Vec<String>,
 }
 
 pub struct Router {
@@ -61,8 +95,38 @@ pub enum RouteError {
 
 impl Router {
     pub fn new(settings: &[RouteSettings], limits: &Limits) -> Result<Self, RouteError> {
+        Ok(Router::rebuild(settings, limits, None)?.0)
+    }
+
+    /// Builds the routes `settings` names, keeping from `previous` every
+    /// route whose settings (and client limits) are unchanged, and the
+    /// dialect state (feed health, ledger) of a route whose dialect
+    /// settings are unchanged. A route with TLS files gets a new client
+    /// every time: its certificates may have been renewed in place.
+    pub fn rebuild(
+        settings: &[RouteSettings],
+        limits: &Limits,
+        previous: Option<&Router>,
+    ) -> Result<(Self, RouteChanges), RouteError> {
         let mut routes = Vec::new();
+        let mut changes = RouteChanges::default();
+        let upstream_limits = UpstreamLimits::of(limits);
         for r in settings {
+            let old = previous.and_then(|p| p.by_name(&r.name));
+            let tls_files = r.tls.ca_file.is_some() || r.tls.client_cert.is_some();
+            if let Some(old) = old
+                && old.built_from.0 == *r
+                && old.built_from.1 == upstream_limits
+                && !tls_files
+            {
+                routes.push(old.clone());
+                changes.kept.push(r.name.clone());
+                continue;
+            }
+            match old {
+                Some(_) => changes.changed.push(r.name.clone()),
+                None => changes.added.push(r.name.clone()),
+            }
             let (Some(scheme), Some(authority)) = (r.upstream.scheme(), r.upstream.authority())
             else {
                 return Err(RouteError::NotAbsolute {
@@ -78,6 +142,15 @@ impl Router {
             }
             let base_path = r.upstream.path().trim_end_matches('/').to_owned();
             let id = u32::from_le_bytes(blake3_prefix(&r.name));
+            let dialect = match old {
+                Some(old)
+                    if old.built_from.0.dialect == r.dialect
+                        && old.built_from.0.events == r.events =>
+                {
+                    old.dialect.clone()
+                }
+                _ => dialect::for_route(r, id),
+            };
             routes.push(Arc::new(Route {
                 id,
                 key_host: format!("{authority}{base_path}").into(),
@@ -89,18 +162,27 @@ impl Router {
                 base_path,
                 preserve_host: r.preserve_host,
                 keeps_encoded_slashes: r.encoded_slashes == EncodedSlashes::Keep,
-                dialect: dialect::for_route(r, id),
+                dialect,
                 events: r.events.clone(),
                 sharing: r.sharing,
                 upstream: Upstream::new(r, limits).map_err(|source| RouteError::Tls {
                     route: r.name.clone(),
                     source,
                 })?,
+                built_from: (r.clone(), upstream_limits.clone()),
             }));
+        }
+        if let Some(previous) = previous {
+            changes.removed = previous
+                .routes
+                .iter()
+                .filter(|old| !settings.iter().any(|r| r.name == old.name))
+                .map(|old| old.name.clone())
+                .collect();
         }
         // Most specific first: host routes, then longer prefixes.
         routes.sort_by_key(|r| (r.host.is_none(), std::cmp::Reverse(r.path_prefix.len())));
-        Ok(Router { routes })
+        Ok((Router { routes }, changes))
     }
 
     /// `host` without port, lower case; `path` normalised.

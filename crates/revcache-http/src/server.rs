@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use revcache_core::data_dir::{self, DataDirError, Opened};
@@ -18,10 +19,12 @@ use tokio::sync::watch;
 
 use crate::admin::Admin;
 use crate::admin_access::AdminAccess;
+use crate::events::command::CommandFeeds;
 use crate::listener::{ConnectionLimits, Handler, Listener, Phase};
 use crate::listener_tls::ListenerTls;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
+use crate::reload::{Reloader, SettingsSource};
 use crate::route::RouteError;
 use crate::settings::Settings;
 
@@ -57,13 +60,26 @@ pub struct Server {
     tls: Option<(TcpListener, Arc<ListenerTls>)>,
     admin: Arc<Admin>,
     ready: Arc<AtomicBool>,
+    feeds: Arc<CommandFeeds>,
+    reloader: Arc<Reloader>,
     settings: Settings,
 }
 
 impl Server {
     /// Opens the data dir (partition key, disk tier), builds the proxy and
-    /// binds both listeners.
+    /// binds both listeners. A reload puts `settings` in force again
+    /// (re-reading TLS files); see [`Server::bind_reloadable`].
     pub async fn bind(settings: Settings) -> Result<Self, ServerError> {
+        let again = settings.clone();
+        Self::bind_reloadable(settings, Box::new(move || Ok(again.clone()))).await
+    }
+
+    /// As [`Server::bind`]; a reload (SIGHUP in the binary, `POST /reload`)
+    /// puts in force what `source` returns then.
+    pub async fn bind_reloadable(
+        settings: Settings,
+        source: Box<SettingsSource>,
+    ) -> Result<Self, ServerError> {
         if !settings.admin_listen.ip().is_loopback()
             && settings.admin_token.is_none()
             && !settings.admin.allow_remote_without_token
@@ -105,14 +121,22 @@ impl Server {
         };
         let ready = Arc::new(AtomicBool::new(true));
         let admin_addr = admin_listener.local_addr().unwrap_or(settings.admin_listen);
+        let access = Arc::new(ArcSwap::from_pointee(AdminAccess::new(
+            &settings, admin_addr,
+        )));
+        let feeds = Arc::new(CommandFeeds::default());
+        let reloader = Arc::new(Reloader::new(
+            proxy.clone(),
+            access.clone(),
+            admin_addr,
+            tls.as_ref().map(|(_, certs)| certs.clone()),
+            feeds.clone(),
+            source,
+            settings.clone(),
+        ));
         let admin = Arc::new(
-            Admin::new(
-                proxy.clone(),
-                AdminAccess::new(&settings, admin_addr),
-                ready.clone(),
-                settings.limits.request_body_timeout,
-            )
-            .disk_required(settings.disk.enabled && settings.disk.required),
+            Admin::new(proxy.clone(), access, reloader.clone(), ready.clone())
+                .disk_required(settings.disk.enabled && settings.disk.required),
         );
         Ok(Server {
             proxy,
@@ -121,8 +145,15 @@ impl Server {
             tls,
             admin,
             ready,
+            feeds,
+            reloader,
             settings,
         })
+    }
+
+    /// Reloads the config (what SIGHUP does in the binary).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        self.reloader.clone()
     }
 
     /// The TLS listener's address, when there is one.
@@ -167,20 +198,7 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(header_limit * 2).unwrap_or(u32::MAX));
-        let feeds: Vec<_> = self
-            .proxy
-            .router()
-            .routes()
-            .iter()
-            .filter_map(|r| {
-                let command = r.events.as_ref()?.command.clone()?;
-                Some(tokio::spawn(crate::events::command::run(
-                    self.proxy.clone(),
-                    r.clone(),
-                    command,
-                )))
-            })
-            .collect();
+        self.feeds.sync(&self.proxy, &self.proxy.config().router);
         let (local, admin_addr) = (self.local_addr(), self.admin_addr());
         let connection_limits = |max_connections| ConnectionLimits {
             max_connections,
@@ -228,16 +246,14 @@ impl Server {
         tracing::info!(listen = %local, admin = %admin_addr, "revcache serving");
         shutdown.await;
         self.ready.store(false, Ordering::SeqCst);
-        for feed in feeds {
-            feed.abort();
-        }
+        self.feeds.stop();
         let _ = phase.send(Phase::Draining);
         // The accept loops own the listening sockets: once they return,
         // new connections are refused.
         for task in accepting {
             let _ = task.await;
         }
-        let grace = self.settings.limits.shutdown_grace;
+        let grace = self.proxy.config().limits.shutdown_grace;
         tracing::info!(?grace, "shutting down: finishing in-flight requests");
         let all_closed = async {
             tokio::join!(proxy_closed, admin_closed, async {

@@ -13,7 +13,7 @@ use http::Uri;
 pub use crate::policy::Sharing;
 pub use crate::proxy::egress::ProxySetting;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -33,7 +33,7 @@ pub struct Settings {
 
 /// Who may use the admin API besides `admin_token`'s holder, and how many
 /// connections its listener takes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AdminSettings {
     /// Connections the admin listener serves at once (its own cap, so a
     /// full proxy listener leaves the admin API answering).
@@ -62,7 +62,7 @@ impl Default for AdminSettings {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RouteSettings {
     /// Name used in logs, metrics and `/events/<name>`.
     pub name: String,
@@ -120,7 +120,7 @@ pub enum UpstreamHttp2 {
 
 /// An upstream change-event feed: webhook POSTs to `/events/<route>` on the
 /// admin listener, and optionally a command whose output lines are events.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EventSettings {
     /// Serve covered entries without asking for up to this long while the
     /// feed is healthy. `None`: always revalidate (events still invalidate).
@@ -187,7 +187,7 @@ impl DialectName {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
     /// Total size of request header names and values (431 beyond).
     pub max_request_header_bytes: usize,
@@ -240,7 +240,7 @@ impl Default for Limits {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CacheSettings {
     /// Byte budget of the memory tier.
     pub memory_limit: u64,
@@ -255,7 +255,7 @@ impl Default for CacheSettings {
 }
 
 /// The disk tier (L2) in the data dir.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DiskSettings {
     pub enabled: bool,
     /// Opt-in: a disk that fails at start-up stops revcache, and `/readyz`
@@ -301,7 +301,7 @@ impl DiskSettings {
 }
 
 /// Request parts, besides `Authorization`, that identify a caller.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PartitionSettings {
     pub cookies: Vec<String>,
     pub headers: Vec<http::HeaderName>,
@@ -325,7 +325,7 @@ impl Default for PartitionSettings {
 }
 
 /// Request headers handled by revcache itself rather than passed on.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ForwardingSettings {
     /// Removed from every request before it is keyed or forwarded: headers
     /// that make an upstream or a framework treat the request as something

@@ -154,8 +154,11 @@ async fn renewed_certificates_serve_new_handshakes_and_open_connections_keep_wor
     let first = pki.leaf("first", &["localhost"], false);
     let origin = forwarded_echo().await;
     let rc = with_tls_listener(&origin, &first).await;
-    let (addr, certs) = rc.tls.clone().unwrap();
+    let (addr, _) = rc.tls.clone().unwrap();
     let config = client_config(&pki, &[b"http/1.1"]);
+    let admin = support::Client::default();
+    let reload_url = rc.admin_url("/reload");
+    let reload = || admin.send("POST", &reload_url, &[], "");
 
     let (tls, presented) = connect(addr, config.clone()).await;
     assert_eq!(presented, first.cert);
@@ -169,7 +172,8 @@ async fn renewed_certificates_serve_new_handshakes_and_open_connections_keep_wor
     let second = pki.leaf("second", &["localhost"], false);
     std::fs::copy(&second.cert_file, &first.cert_file).unwrap();
     std::fs::copy(&second.key_file, &first.key_file).unwrap();
-    certs.reload().unwrap();
+    let applied = reload().await;
+    assert_eq!(applied.status, 200, "{}", applied.text());
     let (_, presented) = connect(addr, config.clone()).await;
     assert_eq!(
         presented, second.cert,
@@ -182,8 +186,13 @@ async fn renewed_certificates_serve_new_handshakes_and_open_connections_keep_wor
 
     // A broken renewal keeps the certificate in use.
     std::fs::write(&first.cert_file, "not a certificate").unwrap();
-    let e = certs.reload().unwrap_err().to_string();
-    assert!(e.contains("tls.cert_file"), "{e}");
+    let refused = reload().await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        refused.text().contains("tls.cert_file"),
+        "{}",
+        refused.text()
+    );
     let (_, presented) = connect(addr, config).await;
     assert_eq!(presented, second.cert);
 }

@@ -52,12 +52,17 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// The settings `args` and the config file they name describe, read now.
+fn read_settings(args: &ServeArgs) -> anyhow::Result<config::Resolved> {
     let file = match &args.config {
         Some(path) => config::load(path)?,
         None => config::ConfigFile::default(),
     };
-    let resolved = config::resolve(file, &args, config::Purpose::Serve)?;
+    config::resolve(file, args, config::Purpose::Serve)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let resolved = read_settings(&args)?;
     logging::init(resolved.log_format, resolved.log_level.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -65,32 +70,31 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = revcache_http::Server::bind(resolved.settings).await?;
-        if let Some(tls) = server.listener_tls() {
-            tokio::spawn(reload_certificates_on_sighup(tls));
-        }
+        // A reload reads the config file again, with the same flags.
+        let source = move || {
+            read_settings(&args)
+                .map(|r| r.settings)
+                .map_err(|e| format!("{e:#}"))
+        };
+        let server =
+            revcache_http::Server::bind_reloadable(resolved.settings, Box::new(source)).await?;
+        tokio::spawn(reload_on_sighup(server.reloader()));
         server.run(shutdown_signal()).await?;
         anyhow::Ok(())
     })
 }
 
-/// Re-reads the TLS listener's certificate and key on every SIGHUP; a
-/// reload that fails keeps the previous ones.
-async fn reload_certificates_on_sighup(
-    tls: std::sync::Arc<revcache_http::listener_tls::ListenerTls>,
-) {
+/// Reloads the config on every SIGHUP (the reloader logs and counts the
+/// result; a refused config leaves the previous one in force).
+async fn reload_on_sighup(reloader: std::sync::Arc<revcache_http::reload::Reloader>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot install the SIGHUP handler; certificates are not reloaded");
+        tracing::warn!("cannot install the SIGHUP handler; reload with POST /reload");
         return;
     };
     while hup.recv().await.is_some() {
-        match tls.reload() {
-            Ok(()) => tracing::info!("SIGHUP: TLS listener certificate reloaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "SIGHUP: TLS certificate not reloaded; the previous one stays in use")
-            }
-        }
+        tracing::info!("SIGHUP: reloading the config");
+        let _ = reloader.reload().await;
     }
 }
 

@@ -216,13 +216,7 @@ fn serve_caches_and_logs_json_lines_when_asked() {
     send_signal(&rc.child, "TERM");
     let status = rc.child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let mut logs = String::new();
-    rc.child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = stderr_of(&mut rc.child);
     let request_lines: Vec<_> = logs
         .lines()
         .filter(|l| l.contains("\"message\":\"request\""))
@@ -273,6 +267,18 @@ fn a_busy_port_is_reported_with_the_address() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Everything an exited child wrote to its (piped) standard error.
+fn stderr_of(child: &mut Child) -> String {
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    logs
 }
 
 /// Sends a signal with the system's `kill`, so the test needs no libc crate.
@@ -442,13 +448,7 @@ fn out_of_file_descriptors_the_accept_loop_backs_off_and_recovers() {
         .unwrap_or(0.0);
     let _ = child.kill();
     let _ = child.wait();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = stderr_of(&mut child);
     assert!(
         errors >= 1.0,
         "no accept failed; the test did not exhaust descriptors"
@@ -500,5 +500,133 @@ fn check_validates_a_config_and_its_tls_files_without_starting() {
     let ca = check();
     assert_eq!(ca.status.code(), Some(1));
     assert!(stderr(&ca).contains("tls.ca_file"), "{}", stderr(&ca));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A throwaway CA and a certificate for localhost it signs, written as
+/// `<name>-ca.pem`, and `cert.pem`/`key.pem` (what the config names).
+fn issue_listener_certificate(dir: &Path, name: &str) -> PathBuf {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let ca_file = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    ca_file
+}
+
+/// `curl` over the TLS listener trusting only `ca_file`: the response
+/// head and body, or `None` when the handshake is refused.
+fn curl_tls(addr: SocketAddr, path: &str, ca_file: &Path) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "10", "--cacert"])
+        .arg(ca_file)
+        .arg(format!("https://localhost:{}{path}", addr.port()))
+        .output()
+        .unwrap();
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits until the instance has counted `n` reloads with `result`.
+fn wait_for_reloads(admin: SocketAddr, result: &str, n: u32) {
+    let line = format!("revcache_config_reloads_total{{result=\"{result}\"}} {n}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if get(admin, "/metrics").contains(&line) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {line}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sighup_reloads_routes_refuses_a_bad_config_and_renews_the_listener_certificate() {
+    let upstream = origin();
+    let dir = temp_dir("reload");
+    let first_ca = issue_listener_certificate(&dir, "first");
+    let (listen, admin, tls) = (free_port(), free_port(), free_port());
+    let config = dir.join("revcache.toml");
+    let write_config = |routes: &[(&str, &str)]| {
+        let mut text = format!(
+            "listen = \"{listen}\"\ndata_dir = \"{0}/data\"\n[admin]\nlisten = \"{admin}\"\n[tls]\nlisten = \"{tls}\"\ncert_file = \"{0}/cert.pem\"\nkey_file = \"{0}/key.pem\"\n",
+            dir.display()
+        );
+        for (name, prefix) in routes {
+            text += &format!(
+                "[[routes]]\nname = \"{name}\"\npath_prefix = \"{prefix}\"\nupstream = \"http://{upstream}\"\n"
+            );
+        }
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config(&[("a", "/a"), ("b", "/b")]);
+    let mut rc = Running {
+        child: revcache()
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        listen,
+    };
+    let child = &mut rc.child;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(admin).is_err() {
+        assert!(Instant::now() < deadline, "revcache did not start");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let hit = |path: &str| get(listen, path).contains("cache-status: revcache; hit");
+    assert!(get(listen, "/a/x").contains("fwd=uri-miss"));
+    assert!(hit("/a/x"));
+    assert!(get(listen, "/b/y").starts_with("HTTP/1.1 200"));
+
+    // A changed route set: b goes, c comes, a keeps serving its entries.
+    write_config(&[("a", "/a"), ("c", "/c")]);
+    send_signal(child, "HUP");
+    wait_for_reloads(admin, "applied", 1);
+    assert!(get(listen, "/b/y").starts_with("HTTP/1.1 404"));
+    assert!(get(listen, "/c/z").starts_with("HTTP/1.1 200"));
+    assert!(hit("/a/x"), "a kept route keeps its cached entries");
+
+    // An invalid config is refused; the previous one stays in force.
+    std::fs::write(&config, "[[routes]]\nupstream = \"ftp://nowhere\"\n").unwrap();
+    send_signal(child, "HUP");
+    wait_for_reloads(admin, "rejected", 1);
+    assert!(hit("/a/x"));
+    assert!(get(listen, "/c/z").starts_with("HTTP/1.1 200"));
+    assert!(curl_tls(tls, "/a/x", &first_ca).is_some());
+
+    // Renewed listener certificate (a new CA, same files): new handshakes
+    // get it, and the cache still answers over TLS.
+    let second_ca = issue_listener_certificate(&dir, "second");
+    write_config(&[("a", "/a"), ("c", "/c")]);
+    send_signal(child, "HUP");
+    wait_for_reloads(admin, "applied", 2);
+    let over_tls = curl_tls(tls, "/a/x", &second_ca).expect("the renewed certificate is served");
+    assert!(
+        over_tls.contains("cache-status: revcache; hit"),
+        "{over_tls}"
+    );
+    assert!(curl_tls(tls, "/a/x", &first_ca).is_none());
+
+    send_signal(child, "TERM");
+    assert!(child.wait().unwrap().success());
+    let logs = stderr_of(child);
+    assert!(
+        logs.contains("config reload refused") && logs.contains("routes[0].upstream"),
+        "{logs}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

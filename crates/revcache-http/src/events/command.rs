@@ -14,10 +14,61 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use crate::dialect::Dialect;
 use crate::proxy::Proxy;
-use crate::route::Route;
+use crate::route::{Route, Router};
 
 const MAX_LINE: usize = 4 << 20;
+
+/// The command feeds running, one per route that has one. A reload keeps
+/// a feed whose route kept its dialect (and so its feed state) and command,
+/// and restarts or stops the others.
+#[derive(Default)]
+pub struct CommandFeeds {
+    running: std::sync::Mutex<Vec<Running>>,
+}
+
+struct Running {
+    dialect: Arc<dyn Dialect>,
+    command: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CommandFeeds {
+    /// Runs exactly the feeds `router`'s routes name.
+    pub fn sync(&self, proxy: &Arc<Proxy>, router: &Router) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next = Vec::new();
+        for route in router.routes() {
+            let Some(command) = route.events.as_ref().and_then(|e| e.command.clone()) else {
+                continue;
+            };
+            let same = running
+                .iter()
+                .position(|r| Arc::ptr_eq(&r.dialect, &route.dialect) && r.command == command);
+            match same {
+                Some(i) => next.push(running.swap_remove(i)),
+                None => next.push(Running {
+                    dialect: route.dialect.clone(),
+                    task: tokio::spawn(run(proxy.clone(), route.clone(), command.clone())),
+                    command,
+                }),
+            }
+        }
+        for gone in running.drain(..) {
+            gone.task.abort();
+        }
+        *running = next;
+    }
+
+    /// Stops every feed (their commands are killed).
+    pub fn stop(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        for feed in running.drain(..) {
+            feed.task.abort();
+        }
+    }
+}
 
 /// Runs the feed until the task is dropped.
 pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {

@@ -77,6 +77,11 @@ impl Drop for FillGuard {
 
 impl Fills {
     /// Fills that together hold at most `limit` bytes.
+    /// Changes the budget (a config reload).
+    pub fn set_limit(&self, limit: u64) {
+        self.budget.set_limit(limit);
+    }
+
     pub fn new(limit: u64) -> Self {
         Fills {
             active: Default::default(),

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use http::header::{AGE, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
@@ -45,7 +46,7 @@ use crate::policy::{
     Reuse, Storability, conditional, hop_by_hop, merge, reuse, storability, stored_freshness, vary,
 };
 use crate::request_target;
-use crate::route::{Route, RouteError, Router};
+use crate::route::{Route, RouteChanges, RouteError, Router};
 use crate::settings::{Limits, PartitionSettings, Settings};
 
 /// What a single flight's leader hands its waiters.
@@ -62,17 +63,50 @@ pub enum FlightOutcome {
 pub struct Proxy {
     cache: Arc<Cache>,
     fills: Arc<fill::Fills>,
-    router: Router,
+    /// The routes and settings requests read, swapped whole by a reload.
+    active: Arc<ArcSwap<ActiveConfig>>,
     flights: SingleFlight<PrimaryKey, FlightOutcome>,
     metrics: Arc<Metrics>,
-    limits: Limits,
     partition_key: PartitionKey,
-    partition: PartitionSettings,
+}
+
+/// What a config reload swaps: every setting a request reads. A request
+/// keeps the one it started under to its end.
+pub struct ActiveConfig {
+    pub router: Router,
+    pub limits: Limits,
+    pub partition: PartitionSettings,
     sanitizer: request_headers::Sanitizer,
+}
+
+impl ActiveConfig {
+    /// Builds the config `settings` describe, keeping the unchanged routes
+    /// of `previous` (see [`Router::rebuild`]).
+    pub fn build(
+        settings: &Settings,
+        previous: Option<&ActiveConfig>,
+    ) -> Result<(Self, RouteChanges), RouteError> {
+        let (router, changes) = Router::rebuild(
+            &settings.routes,
+            &settings.limits,
+            previous.map(|p| &p.router),
+        )?;
+        Ok((
+            ActiveConfig {
+                router,
+                limits: settings.limits.clone(),
+                partition: settings.partition.clone(),
+                sanitizer: request_headers::Sanitizer::new(&settings.forwarding),
+            },
+            changes,
+        ))
+    }
 }
 
 /// One client request on its way through the proxy.
 struct Exchange {
+    /// The config the request started under.
+    config: Arc<ActiveConfig>,
     route: Arc<Route>,
     parts: request::Parts,
     /// The authority the client addressed, lowercased, when the request's
@@ -153,23 +187,29 @@ impl Proxy {
         cache: Arc<Cache>,
     ) -> Result<Arc<Self>, RouteError> {
         let flights = SingleFlight::default();
-        let router = Router::new(&settings.routes, &settings.limits)?;
-        let metrics = Arc::new(Metrics::new(
-            cache.clone(),
-            flights.clone(),
-            router.routes().to_vec(),
+        let active = Arc::new(ArcSwap::from_pointee(
+            ActiveConfig::build(settings, None)?.0,
         ));
+        let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone(), active.clone()));
         Ok(Arc::new(Proxy {
             cache,
             fills: Arc::new(fill::Fills::new(settings.limits.max_fill_bytes)),
-            router,
+            active,
             flights,
             metrics,
-            limits: settings.limits.clone(),
             partition_key,
-            partition: settings.partition.clone(),
-            sanitizer: request_headers::Sanitizer::new(&settings.forwarding),
         }))
+    }
+
+    /// The config requests now start under.
+    pub fn config(&self) -> Arc<ActiveConfig> {
+        self.active.load_full()
+    }
+
+    /// Puts `config` in force for requests that start from now on.
+    pub fn install(&self, config: ActiveConfig) {
+        self.fills.set_limit(config.limits.max_fill_bytes);
+        self.active.store(Arc::new(config));
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -189,10 +229,6 @@ impl Proxy {
     /// Waits until every fill in progress has stored (or given up).
     pub async fn fills_idle(&self) {
         self.fills.idle().await;
-    }
-
-    pub fn router(&self) -> &Router {
-        &self.router
     }
 
     /// Applies an invalidation to every tier (durably on disk); returns how
@@ -224,7 +260,8 @@ impl Proxy {
     fn keyed(&self, invalidation: Invalidation) -> Invalidation {
         match invalidation {
             Invalidation::Target(t) => Invalidation::Target(
-                credential::redact_target(&t, &self.partition.query_params).unwrap_or(t),
+                credential::redact_target(&t, &self.active.load().partition.query_params)
+                    .unwrap_or(t),
             ),
             other => other,
         }
@@ -310,7 +347,7 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        let uri = credential::redact_target(uri, &self.partition.query_params)
+        let uri = credential::redact_target(uri, &self.active.load().partition.query_params)
             .unwrap_or_else(|| uri.to_owned());
         let res = self.dispatch(req, client).await;
         let status = res
@@ -334,23 +371,24 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
+        let config = self.active.load_full();
         let header_bytes: usize = req
             .headers()
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum::<usize>()
             + req.uri().path_and_query().map_or(0, |p| p.as_str().len());
-        if header_bytes > self.limits.max_request_header_bytes {
+        if header_bytes > config.limits.max_request_header_bytes {
             return self.reject(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 format!(
                     "request header fields total {header_bytes} bytes; the limit is {} (limits.max_request_header_bytes)",
-                    self.limits.max_request_header_bytes
+                    config.limits.max_request_header_bytes
                 ),
             );
         }
         let (mut parts, body) = req.into_parts();
-        if let Err(why) = self.sanitizer.sanitize(&mut parts) {
+        if let Err(why) = config.sanitizer.sanitize(&mut parts) {
             return self.reject(StatusCode::BAD_REQUEST, why.to_string());
         }
         // Routing, the key and the upstream all see the normalised target.
@@ -368,7 +406,7 @@ impl Proxy {
             .then(|| addressed.to_ascii_lowercase().into());
         let host = lowered_host.as_deref().unwrap_or(addressed);
         let host_name = host_without_port(host);
-        let Some(route) = self.router.route(host_name, parts.uri.path()).cloned() else {
+        let Some(route) = config.router.route(host_name, parts.uri.path()).cloned() else {
             return self.reject(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -386,13 +424,13 @@ impl Proxy {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.limits.max_request_body_bytes) {
+        if declared.is_some_and(|n| n > config.limits.max_request_body_bytes) {
             return self.reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
                     "request body of {} bytes exceeds the limit of {} (limits.max_request_body_bytes)",
                     declared.unwrap_or_default(),
-                    self.limits.max_request_body_bytes
+                    config.limits.max_request_body_bytes
                 ),
             );
         }
@@ -402,7 +440,7 @@ impl Proxy {
                 // The dialect keys this request on its body (a PROPFIND's
                 // property set): read it, bounded, then classify again.
                 let read = Box::pin(tokio::time::timeout(
-                    self.limits.request_body_timeout,
+                    config.limits.request_body_timeout,
                     http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max)),
                 ))
                 .await;
@@ -427,14 +465,14 @@ impl Proxy {
             // Nothing to read or limit (a GET, say): no limiter to allocate.
             _ if hyper::body::Body::is_end_stream(&body) => (RequestBody::empty(), None),
             _ => {
-                let (b, e) = RequestBody::new(body, self.limits.max_request_body_bytes);
+                let (b, e) = RequestBody::new(body, config.limits.max_request_body_bytes);
                 (b, Some(e))
             }
         };
         let caller = credential::identify(
             &parts.headers,
             parts.uri.query(),
-            &self.partition,
+            &config.partition,
             route.dialect.partition_cookies(),
             route.dialect.cookies_identify(),
             &self.partition_key,
@@ -445,7 +483,7 @@ impl Proxy {
             .is_some()
             .then(|| {
                 let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-                credential::redact_target(target, &self.partition.query_params)
+                credential::redact_target(target, &config.partition.query_params)
             })
             .flatten()
             .map(String::into_boxed_str);
@@ -461,6 +499,7 @@ impl Proxy {
             route.key_host.clone()
         };
         let ex = Exchange {
+            config,
             route,
             req_cc: RequestDirectives::parse(&parts.headers),
             parts,
@@ -913,8 +952,11 @@ impl Proxy {
                         .await;
                 }
                 Join::Waiter(waiter) => {
-                    match tokio::time::timeout(self.limits.collapsed_wait_timeout, waiter.wait())
-                        .await
+                    match tokio::time::timeout(
+                        ex.config.limits.collapsed_wait_timeout,
+                        waiter.wait(),
+                    )
+                    .await
                     {
                         Err(_deadline) => {
                             tracing::debug!(
@@ -963,6 +1005,7 @@ impl Proxy {
         };
         let this = self.clone();
         let ex = Exchange {
+            config: ex.config.clone(),
             route: ex.route.clone(),
             parts: clone_parts(&ex.parts),
             lowered_host: ex.lowered_host.clone(),
@@ -1162,7 +1205,7 @@ impl Proxy {
                     timing,
                     freshness: freshness.clone(),
                     ticket,
-                    max_bytes: self.limits.max_cacheable_body_bytes,
+                    max_bytes: ex.config.limits.max_cacheable_body_bytes,
                     read_timeout: ex.route.upstream.read_timeout(),
                 };
                 cs = cs
@@ -1231,7 +1274,7 @@ impl Proxy {
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > self.limits.max_cacheable_body_bytes);
+            .is_some_and(|n| n > ex.config.limits.max_cacheable_body_bytes);
         if too_large {
             return Err(Some("too-large"));
         }

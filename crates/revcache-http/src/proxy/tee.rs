@@ -25,22 +25,28 @@ use super::body::BodyError;
 #[derive(Debug)]
 pub struct FillBudget {
     held: AtomicU64,
-    limit: u64,
+    /// Changed by a config reload; fills already holding more keep it.
+    limit: AtomicU64,
 }
 
 impl FillBudget {
     pub fn new(limit: u64) -> Self {
         FillBudget {
             held: AtomicU64::new(0),
-            limit,
+            limit: AtomicU64::new(limit),
         }
+    }
+
+    pub fn set_limit(&self, limit: u64) {
+        self.limit.store(limit, Ordering::Relaxed);
     }
 
     /// Takes `n` bytes if they fit under the limit.
     pub fn try_take(self: &Arc<Self>, n: u64) -> Option<Held> {
         let mut current = self.held.load(Ordering::Relaxed);
+        let limit = self.limit.load(Ordering::Relaxed);
         loop {
-            if current.saturating_add(n) > self.limit {
+            if current.saturating_add(n) > limit {
                 return None;
             }
             match self.held.compare_exchange_weak(

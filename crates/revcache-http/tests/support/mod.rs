@@ -23,6 +23,10 @@ use tokio::sync::oneshot;
 
 pub mod tls;
 
+/// What a reload of a test instance reads: the settings to put in force,
+/// or the error a config file would have.
+pub type ReloadSource = Arc<Mutex<Option<Result<Settings, String>>>>;
+
 /// A request the origin received.
 #[derive(Clone, Debug)]
 pub struct Seen {
@@ -192,6 +196,16 @@ impl Revcache {
     }
 
     pub async fn start_with(upstream: &str, tweak: impl FnOnce(&mut Settings)) -> Revcache {
+        Self::start_reloadable(upstream, tweak, None).await
+    }
+
+    /// As `start_with`; a reload puts in force what `source` holds then
+    /// (the settings started with, when it holds `None`).
+    pub async fn start_reloadable(
+        upstream: &str,
+        tweak: impl FnOnce(&mut Settings),
+        source: Option<ReloadSource>,
+    ) -> Revcache {
         let mut settings = Settings::for_upstream(upstream.parse().unwrap());
         settings.listen = "127.0.0.1:0".parse().unwrap();
         settings.admin_listen = "127.0.0.1:0".parse().unwrap();
@@ -202,7 +216,21 @@ impl Revcache {
         tweak(&mut settings);
         let data_dir = settings.data_dir.clone();
         let keep_data_dir = data_dir != own_dir;
-        let server = Server::bind(settings).await.unwrap();
+        let server = match source {
+            None => Server::bind(settings).await.unwrap(),
+            Some(source) => {
+                {
+                    let mut next = source.lock().unwrap();
+                    if next.is_none() {
+                        *next = Some(Ok(settings.clone()));
+                    }
+                }
+                let read = move || source.lock().unwrap().clone().unwrap();
+                Server::bind_reloadable(settings, Box::new(read))
+                    .await
+                    .unwrap()
+            }
+        };
         let tls = server.tls_addr().zip(server.listener_tls());
         let (addr, admin, proxy) = (
             server.local_addr(),
