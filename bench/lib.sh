@@ -56,6 +56,15 @@ nginx_temp_paths() {
 CONF
 }
 
+# start_nginx NAME : checks then starts the nginx instance whose config is
+# $TMP/NAME.conf (logs in $TMP), in the background; its pid goes to PIDS.
+start_nginx() {
+    "$NGINX" -t -q -p "$TMP" -e "$TMP/$1-error.log" -c "$TMP/$1.conf" \
+        || { cat "$TMP/$1-error.log" >&2 || true; die "nginx config $1.conf invalid"; }
+    "$NGINX" -p "$TMP" -e "$TMP/$1-error.log" -c "$TMP/$1.conf" &
+    PIDS+=($!)
+}
+
 # free_ports N : prints N free loopback ports.
 free_ports() {
     python3 -c '

@@ -87,10 +87,7 @@ $(nginx_temp_paths "$TMP" origin)
     }
 }
 CONF
-"$NGINX" -t -q -p "$TMP" -e "$TMP/origin-error.log" -c "$TMP/origin.conf" \
-    || die "origin config invalid"
-"$NGINX" -p "$TMP" -e "$TMP/origin-error.log" -c "$TMP/origin.conf" &
-PIDS+=($!)
+start_nginx origin
 
 # ---------------------------------------------------------------- two revcaches
 # l1: a memory tier that holds every object. l2: the smallest memory tier

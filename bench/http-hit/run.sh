@@ -177,12 +177,7 @@ $(nginx_temp_paths "$TMP" nginx)
 }
 CONF
 
-for inst in origin nginx; do
-    "$NGINX" -t -q -p "$TMP" -e "$TMP/$inst-error.log" -c "$TMP/$inst.conf" \
-        || { cat "$TMP/$inst-error.log" >&2 || true; die "nginx config $inst.conf invalid"; }
-    "$NGINX" -p "$TMP" -e "$TMP/$inst-error.log" -c "$TMP/$inst.conf" &
-    PIDS+=($!)
-done
+for inst in origin nginx; do start_nginx "$inst"; done
 
 # ---------------------------------------------------------------- varnish
 # builtin VCL does the rest: no cookies/authorization in the requests, and the

@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::catalog::Catalog;
-use crate::disk::{DiskConfig, DiskError, DiskStats, DiskTier, Removal};
+use crate::disk::{DiskConfig, DiskError, DiskStats, DiskTier};
 use crate::entry::Entry;
 use crate::error::PurgeError;
 use crate::generation::{FillTicket, Generations};
 use crate::identity_map::IdentityMap;
+use crate::invalidation::Invalidation;
 use crate::key::PrimaryKey;
 use crate::memory_tier::{MAX_VARIANTS, MemoryTier};
 use crate::tag::Tag;
@@ -34,19 +35,6 @@ impl Default for CacheConfig {
             max_entry_bytes: 8 << 20,
         }
     }
-}
-
-/// What a purge or invalidation reaches.
-#[derive(Clone, Copy, Debug)]
-pub enum PurgeScope<'a> {
-    /// One request target (path and query), every host, partition and variant.
-    Target(&'a str),
-    /// Every target whose path starts with the prefix.
-    Prefix(&'a str),
-    /// Every entry carrying the tag.
-    Tag(&'a Tag),
-    /// One primary key, all its variants.
-    Key(&'a PrimaryKey),
 }
 
 /// Result of [`Cache::store`].
@@ -270,10 +258,7 @@ impl Cache {
         self.memory.insert(key.clone(), new.clone());
         self.catalog.add(&key, &entry.tags);
         // Insert, then check: see the store protocol in `generation`.
-        if self
-            .generations
-            .is_current(ticket, key.target(), &entry.tags)
-        {
+        if self.generations.is_current(ticket, &key, &entry.tags) {
             (StoreOutcome::Stored(entry), true)
         } else {
             self.remove_where(&key, |e| Arc::ptr_eq(e, &entry));
@@ -281,30 +266,27 @@ impl Cache {
         }
     }
 
-    /// Removes what `scope` reaches from every tier (durably, on disk) and
-    /// outdates fills in flight for it: memory (with a generation bump), then
-    /// disk, then memory again for anything promoted from disk meanwhile.
-    /// Returns how many entries went (the larger count of the memory and
-    /// disk tiers, which mostly overlap), or, when the disk tier did not
-    /// commit the removal, an error saying so: the entries are gone from
-    /// memory and hidden from disk lookups, but the disk still holds them.
-    /// Blocking when there is a disk tier.
-    pub fn purge(&self, scope: PurgeScope<'_>) -> Result<usize, PurgeError> {
-        let in_memory = self.purge_memory(scope);
+    /// Removes what `invalidations` reach from every tier (durably on disk,
+    /// in one commit) and outdates fills in flight for them: memory (with a
+    /// generation bump), then disk, then memory again for anything promoted
+    /// from disk meanwhile. Returns how many entries went (the larger count
+    /// of the memory and disk tiers, which mostly overlap), or, when the
+    /// disk tier did not commit the removal, an error saying so: the
+    /// entries are gone from memory and hidden from disk lookups, but the
+    /// disk still holds them. Blocking when there is a disk tier.
+    pub fn purge(&self, invalidations: &[Invalidation]) -> Result<usize, PurgeError> {
+        let in_memory: usize = invalidations.iter().map(|i| self.purge_memory(i)).sum();
         let Some(disk) = &self.disk else {
             return Ok(in_memory);
         };
-        let removal = match scope {
-            PurgeScope::Target(t) => Removal::Target(t.to_owned()),
-            PurgeScope::Prefix(p) => Removal::Prefix(p.to_owned()),
-            PurgeScope::Tag(t) => Removal::Tag(t.clone()),
-            PurgeScope::Key(k) => Removal::Key(k.clone()),
-        };
-        let on_disk = disk.remove(removal);
+        if invalidations.is_empty() {
+            return Ok(0);
+        }
+        let on_disk = disk.remove(invalidations.to_vec());
         // A promotion from disk that read the entry before the disk removal
         // committed may have put it back in memory with a ticket taken after
         // the first bump: bump and remove once more.
-        let promoted = self.purge_memory(scope);
+        let promoted: usize = invalidations.iter().map(|i| self.purge_memory(i)).sum();
         match on_disk {
             Ok(on_disk) => Ok((in_memory + promoted).max(on_disk)),
             Err(source) => Err(PurgeError {
@@ -321,18 +303,18 @@ impl Cache {
         }
     }
 
-    /// Entries held in memory: of one request target, of one tag, or all.
-    /// Scans the catalog; for inspection, not for the request path.
-    pub fn memory_entries(&self, target: Option<&str>, tag: Option<&Tag>) -> Vec<Arc<Entry>> {
-        let keys = match (target, tag) {
-            (_, Some(tag)) => self.catalog.by_tag(tag),
-            (Some(target), None) => self.catalog.by_target(target),
-            (None, None) => self.catalog.by_prefix(""),
+    /// Entries held in memory: of one request target, carrying a tag of
+    /// that name (in any route), or all. Scans the catalog; for
+    /// inspection, not for the request path.
+    pub fn memory_entries(&self, target: Option<&str>, tag: Option<&str>) -> Vec<Arc<Entry>> {
+        let keys = match target {
+            Some(target) => self.catalog.by_target(target),
+            None => self.catalog.by_prefix(""),
         };
         keys.iter()
             .filter_map(|k| self.memory.peek(k))
             .flat_map(|v| v.iter().cloned().collect::<Vec<_>>())
-            .filter(|e| tag.is_none_or(|t| e.tags.contains(t)))
+            .filter(|e| tag.is_none_or(|name| e.tags.iter().any(|t| t.name() == name)))
             .collect()
     }
 
@@ -343,33 +325,30 @@ impl Cache {
         }
     }
 
-    fn purge_memory(&self, scope: PurgeScope<'_>) -> usize {
-        match scope {
-            PurgeScope::Target(target) => {
-                self.generations.bump_target(target);
-                let keys = self.catalog.by_target(target);
-                keys.iter().map(|k| self.remove_where(k, |_| true)).sum()
+    fn purge_memory(&self, invalidation: &Invalidation) -> usize {
+        let keys = match invalidation {
+            Invalidation::Target { route, target } => {
+                self.generations.bump_target(*route, target);
+                self.catalog.by_target(target)
             }
-            PurgeScope::Prefix(prefix) => {
-                self.generations.bump_prefix(prefix);
-                let keys = self.catalog.by_prefix(prefix);
-                keys.iter()
-                    .filter(|k| k.path().starts_with(prefix))
-                    .map(|k| self.remove_where(k, |_| true))
-                    .sum()
+            Invalidation::Prefix { route, prefix } => {
+                self.generations.bump_prefix(*route, prefix);
+                self.catalog.by_prefix(prefix)
             }
-            PurgeScope::Tag(tag) => {
+            Invalidation::Tag(tag) => {
                 self.generations.bump_tag(tag);
-                let keys = self.catalog.by_tag(tag);
-                keys.iter()
-                    .map(|k| self.remove_where(k, |e| e.tags.contains(tag)))
-                    .sum()
+                self.catalog.by_tag(tag)
             }
-            PurgeScope::Key(key) => {
-                self.generations.bump_target(key.target());
-                self.remove_where(key, |_| true)
+            Invalidation::Key(key) => {
+                self.generations
+                    .bump_target(Some(key.route()), key.target());
+                vec![key.clone()]
             }
-        }
+        };
+        keys.iter()
+            .filter(|k| invalidation.reaches_key(k))
+            .map(|k| self.remove_where(k, |e| invalidation.reaches(e)))
+            .sum()
     }
 
     /// Removes the variants of `key` matching `pred`; returns how many.
@@ -450,6 +429,7 @@ mod tests {
     }
 
     fn entry(key: PrimaryKey, variant: Variant, tags: &[&str], body: usize) -> Entry {
+        let route = key.route();
         Entry::new(
             key,
             variant,
@@ -457,7 +437,7 @@ mod tests {
             StatusCode::OK,
             HeaderMap::new(),
             Bytes::from(vec![b'x'; body]),
-            tags.iter().map(|t| Tag::new(*t)).collect(),
+            tags.iter().map(|t| Tag::new(route, *t)).collect(),
             EntryTiming {
                 request_time: SystemTime::now(),
                 response_time: SystemTime::now(),
@@ -500,12 +480,62 @@ mod tests {
             ),
             t,
         );
-        assert_eq!(cache.purge(PurgeScope::Target("/b/3")).unwrap(), 2);
-        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("t2"))).unwrap(), 1);
-        assert_eq!(cache.purge(PurgeScope::Prefix("/a/")).unwrap(), 1);
+        assert_eq!(
+            cache
+                .purge(&[Invalidation::Target {
+                    route: None,
+                    target: "/b/3".into()
+                }])
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            cache
+                .purge(&[Invalidation::Tag(Tag::new(0, "t2"))])
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            cache
+                .purge(&[Invalidation::Prefix {
+                    route: None,
+                    prefix: "/a/".into()
+                }])
+                .unwrap(),
+            1
+        );
         assert!(cache.lookup(&key("/a/1")).is_none());
         assert_eq!(cache.stats().memory_keys, 0);
         assert_eq!(cache.stats().tags, 0);
+    }
+
+    #[test]
+    fn two_routes_same_tags_and_targets_do_not_invalidate_each_other() {
+        let cache = Cache::new(CacheConfig::default());
+        let t = cache.begin_fill();
+        let other =
+            |target: &str| PrimaryKey::new(7, KeyClass::Get, "h", target, Partition::Public);
+        cache.store(entry(key("/c"), Box::new([]), &["change:1"], 1), t);
+        cache.store(entry(other("/c"), Box::new([]), &["change:1"], 1), t);
+        assert_eq!(
+            cache
+                .purge(&[Invalidation::Tag(Tag::new(7, "change:1"))])
+                .unwrap(),
+            1
+        );
+        assert!(cache.lookup(&key("/c")).is_some());
+        assert!(cache.lookup(&other("/c")).is_none());
+        cache.store(entry(other("/c"), Box::new([]), &[], 1), cache.begin_fill());
+        assert_eq!(cache.purge(&[Invalidation::target(7, "/c")]).unwrap(), 1);
+        assert!(cache.lookup(&key("/c")).is_some());
+        assert_eq!(cache.purge(&[Invalidation::prefix(7, "/")]).unwrap(), 0);
+        // An operator's purge without a route reaches every route.
+        cache.store(entry(other("/c"), Box::new([]), &[], 1), cache.begin_fill());
+        let everywhere = Invalidation::Target {
+            route: None,
+            target: "/c".into(),
+        };
+        assert_eq!(cache.purge(&[everywhere]).unwrap(), 2);
     }
 
     #[test]
@@ -520,8 +550,21 @@ mod tests {
             cache.begin_fill(),
         );
         assert_eq!(cache.stats().tags, 1);
-        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("old"))).unwrap(), 0);
-        assert_eq!(cache.purge(PurgeScope::Target("/r")).unwrap(), 1);
+        assert_eq!(
+            cache
+                .purge(&[Invalidation::Tag(Tag::new(0, "old"))])
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            cache
+                .purge(&[Invalidation::Target {
+                    route: None,
+                    target: "/r".into()
+                }])
+                .unwrap(),
+            1
+        );
         assert_eq!(cache.stats().memory_evictions, 0);
     }
 
@@ -529,7 +572,9 @@ mod tests {
     fn a_purge_during_a_fill_keeps_the_fill_from_being_stored() {
         let cache = Cache::new(CacheConfig::default());
         let t = cache.begin_fill();
-        cache.purge(PurgeScope::Tag(&Tag::new("change:1"))).unwrap();
+        cache
+            .purge(&[Invalidation::Tag(Tag::new(0, "change:1"))])
+            .unwrap();
         let out = cache.store(entry(key("/c"), Box::new([]), &["change:1"], 1), t);
         assert!(matches!(out, StoreOutcome::Outdated(_)));
         assert!(cache.lookup(&key("/c")).is_none());
@@ -557,7 +602,9 @@ mod tests {
         assert!(stats.memory_bytes <= 1 << 20, "{stats:?}");
         assert!(stats.memory_evictions > 0, "{stats:?}");
         assert_eq!(
-            cache.purge(PurgeScope::Tag(&Tag::new("all"))).unwrap(),
+            cache
+                .purge(&[Invalidation::Tag(Tag::new(0, "all"))])
+                .unwrap(),
             stats.memory_keys
         );
     }

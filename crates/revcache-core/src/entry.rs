@@ -185,7 +185,7 @@ impl Entry {
     pub fn weight(&self) -> u64 {
         const FIXED: usize = std::mem::size_of::<Entry>() + 64;
         let headers = self.headers.heap_bytes();
-        let tags: usize = self.tags.iter().map(|t| t.as_str().len() + 24).sum();
+        let tags: usize = self.tags.iter().map(|t| t.name().len() + 28).sum();
         let body = match &self.body {
             EntryBody::Memory(b) => b.len(),
             EntryBody::File(f) => f.path.as_os_str().len(),

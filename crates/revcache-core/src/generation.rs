@@ -7,6 +7,10 @@
 //! current when no slot of its scopes, and no prefix invalidation covering
 //! its target, is newer than its ticket.
 //!
+//! Scopes are route-scoped like invalidations: a target or prefix bumped
+//! for one route outdates fills of that route only; one bumped for every
+//! route (an operator's purge) outdates fills of any route.
+//!
 //! Slots are a fixed array indexed by hash, so memory stays bounded however
 //! many tags exist. Two scopes sharing a slot only ever make a fill look
 //! outdated (it is then not stored and refetched next time), never current.
@@ -20,6 +24,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::key::PrimaryKey;
 use crate::tag::Tag;
 
 const SLOTS: usize = 1 << 16;
@@ -37,7 +42,8 @@ pub struct Generations {
 
 #[derive(Default)]
 struct PrefixHistory {
-    recent: VecDeque<(u64, Box<str>)>,
+    /// (sequence, route or every route, prefix)
+    recent: VecDeque<(u64, Option<u32>, Box<str>)>,
     /// Sequence of the newest record dropped from `recent`.
     forgotten_upto: u64,
 }
@@ -53,16 +59,17 @@ impl Default for Generations {
 }
 
 enum Scope<'a> {
-    Target(&'a str),
-    Tag(&'a str),
+    /// A target of one route, or of every route (`None`).
+    Target(Option<u32>, &'a str),
+    Tag(&'a Tag),
 }
 
 impl Scope<'_> {
     fn slot(&self) -> usize {
         let mut h = DefaultHasher::new();
         match self {
-            Scope::Target(t) => (0u8, t).hash(&mut h),
-            Scope::Tag(t) => (1u8, t).hash(&mut h),
+            Scope::Target(route, t) => (0u8, route, t).hash(&mut h),
+            Scope::Tag(t) => (1u8, t.route(), t.name()).hash(&mut h),
         }
         h.finish() as usize % SLOTS
     }
@@ -74,21 +81,23 @@ impl Generations {
     }
 
     /// Invalidates one request target (path and query) in every partition.
-    pub fn bump_target(&self, target: &str) {
-        self.bump_slot(Scope::Target(target).slot());
+    /// A target of `route`, or of every route.
+    pub fn bump_target(&self, route: Option<u32>, target: &str) {
+        self.bump_slot(Scope::Target(route, target).slot());
     }
 
     pub fn bump_tag(&self, tag: &Tag) {
-        self.bump_slot(Scope::Tag(tag.as_str()).slot());
+        self.bump_slot(Scope::Tag(tag).slot());
     }
 
     /// Invalidates every target whose path starts with `prefix`.
-    pub fn bump_prefix(&self, prefix: &str) {
+    /// A path prefix of `route`, or of every route.
+    pub fn bump_prefix(&self, route: Option<u32>, prefix: &str) {
         let mut history = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        history.recent.push_back((seq, prefix.into()));
+        history.recent.push_back((seq, route, prefix.into()));
         if history.recent.len() > PREFIX_HISTORY
-            && let Some((old, _)) = history.recent.pop_front()
+            && let Some((old, _, _)) = history.recent.pop_front()
         {
             history.forgotten_upto = old;
         }
@@ -99,52 +108,67 @@ impl Generations {
         self.slots[slot].fetch_max(seq, Ordering::SeqCst);
     }
 
-    /// Whether a fill that began at `ticket` for `target` with `tags` may
+    /// Whether a fill that began at `ticket` for `key` with `tags` may
     /// still be stored.
-    pub fn is_current(&self, ticket: FillTicket, target: &str, tags: &[Tag]) -> bool {
+    pub fn is_current(&self, ticket: FillTicket, key: &PrimaryKey, tags: &[Tag]) -> bool {
         let newer = |slot: usize| self.slots[slot].load(Ordering::SeqCst) > ticket.0;
-        if newer(Scope::Target(target).slot()) {
+        let (route, target) = (key.route(), key.target());
+        if newer(Scope::Target(Some(route), target).slot())
+            || newer(Scope::Target(None, target).slot())
+        {
             return false;
         }
-        if tags.iter().any(|t| newer(Scope::Tag(t.as_str()).slot())) {
+        if tags.iter().any(|t| newer(Scope::Tag(t).slot())) {
             return false;
         }
         let history = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
         if history.forgotten_upto > ticket.0 {
             return false;
         }
-        let path = target.split('?').next().unwrap_or_default();
-        !history
-            .recent
-            .iter()
-            .any(|(seq, prefix)| *seq > ticket.0 && path.starts_with(&**prefix))
+        let path = key.path();
+        !history.recent.iter().any(|(seq, of, prefix)| {
+            *seq > ticket.0 && of.is_none_or(|r| r == route) && path.starts_with(&**prefix)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::key::KeyClass;
+    use crate::partition::Partition;
+
+    fn key(route: u32, target: &str) -> PrimaryKey {
+        PrimaryKey::new(route, KeyClass::Get, "h", target, Partition::Public)
+    }
 
     #[test]
     fn a_bump_after_the_ticket_outdates_only_its_scope() {
         let g = Generations::default();
         let t = g.begin_fill();
-        g.bump_target("/a");
-        assert!(!g.is_current(t, "/a", &[]));
-        assert!(g.is_current(t, "/b", &[]));
-        assert!(g.is_current(g.begin_fill(), "/a", &[]));
+        g.bump_target(Some(0), "/a");
+        assert!(!g.is_current(t, &key(0, "/a"), &[]));
+        assert!(g.is_current(t, &key(0, "/b"), &[]));
+        assert!(g.is_current(t, &key(1, "/a"), &[]), "another route's /a");
+        assert!(g.is_current(g.begin_fill(), &key(0, "/a"), &[]));
+        g.bump_target(None, "/b");
+        assert!(!g.is_current(t, &key(1, "/b"), &[]), "every route's /b");
     }
 
     #[test]
     fn tag_and_prefix_bumps_outdate_fills_in_flight() {
         let g = Generations::default();
         let t = g.begin_fill();
-        g.bump_tag(&Tag::new("change:1"));
-        assert!(!g.is_current(t, "/x", &[Tag::new("change:1")]));
-        assert!(g.is_current(t, "/x", &[Tag::new("change:2")]));
-        g.bump_prefix("/dir/");
-        assert!(!g.is_current(t, "/dir/file?q=1", &[]));
-        assert!(g.is_current(t, "/other", &[]));
+        g.bump_tag(&Tag::new(0, "change:1"));
+        assert!(!g.is_current(t, &key(0, "/x"), &[Tag::new(0, "change:1")]));
+        assert!(g.is_current(t, &key(0, "/x"), &[Tag::new(0, "change:2")]));
+        assert!(g.is_current(t, &key(1, "/x"), &[Tag::new(1, "change:1")]));
+        g.bump_prefix(Some(0), "/dir/");
+        assert!(!g.is_current(t, &key(0, "/dir/file?q=1"), &[]));
+        assert!(g.is_current(t, &key(1, "/dir/file?q=1"), &[]));
+        assert!(g.is_current(t, &key(0, "/other"), &[]));
+        g.bump_prefix(None, "/all/");
+        assert!(!g.is_current(t, &key(1, "/all/x"), &[]));
     }
 
     #[test]
@@ -152,9 +176,9 @@ mod tests {
         let g = Generations::default();
         let t = g.begin_fill();
         for i in 0..=PREFIX_HISTORY {
-            g.bump_prefix(&format!("/p{i}/"));
+            g.bump_prefix(Some(0), &format!("/p{i}/"));
         }
-        assert!(!g.is_current(t, "/unrelated", &[]));
-        assert!(g.is_current(g.begin_fill(), "/unrelated", &[]));
+        assert!(!g.is_current(t, &key(0, "/unrelated"), &[]));
+        assert!(g.is_current(g.begin_fill(), &key(0, "/unrelated"), &[]));
     }
 }

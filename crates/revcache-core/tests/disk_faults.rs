@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use revcache_core::cache::PurgeScope;
+use revcache_core::Invalidation;
 use revcache_core::data_dir::{self, DataDirError};
 use revcache_core::disk::format::ACCESS;
 use revcache_core::{
@@ -98,7 +98,7 @@ fn entry(target: &str, body: Vec<u8>, tags: &[&str]) -> Entry {
         StatusCode::OK,
         HeaderMap::new(),
         Bytes::from(body),
-        tags.iter().map(|t| Tag::new(*t)).collect(),
+        tags.iter().map(|t| Tag::new(0, *t)).collect(),
         EntryTiming {
             request_time: SystemTime::now(),
             response_time: SystemTime::now(),
@@ -166,7 +166,7 @@ fn a_purge_on_a_full_disk_fails_and_its_entries_never_come_back() {
 
     // The purge reaches memory but not the disk: an error, not a count.
     let err = cache
-        .purge(PurgeScope::Tag(&Tag::new("t")))
+        .purge(&[Invalidation::Tag(Tag::new(0, "t"))])
         .expect_err("a purge the disk did not commit must fail");
     assert_eq!(err.in_memory, 2);
     assert!(
@@ -186,7 +186,15 @@ fn a_purge_on_a_full_disk_fails_and_its_entries_never_come_back() {
     assert!(cache.lookup_disk(&key("/purged")).is_none());
     assert!(cache.lookup_disk(&key("/big")).is_none());
     assert!(cache.lookup_disk(&key("/kept")).is_some());
-    assert_eq!(cache.purge(PurgeScope::Target("/kept")).unwrap(), 1);
+    assert_eq!(
+        cache
+            .purge(&[Invalidation::Target {
+                route: None,
+                target: "/kept".into()
+            }])
+            .unwrap(),
+        1
+    );
     store(&cache, entry("/after", vec![4; 100], &["t"]));
     cache.flush();
     drop(cache);
@@ -237,7 +245,15 @@ fn sweeping_an_index_with_a_short_access_row_keeps_the_writer_running() {
         .expect("the sweep must survive a short row");
     assert_eq!(report.idle, 0);
     // The writer still commits: a purge and a store after the sweep work.
-    assert_eq!(cache.purge(PurgeScope::Target("/a")).unwrap(), 1);
+    assert_eq!(
+        cache
+            .purge(&[Invalidation::Target {
+                route: None,
+                target: "/a".into()
+            }])
+            .unwrap(),
+        1
+    );
     store(&cache, entry("/b", vec![2; 100], &[]));
     cache.flush();
     assert!(cache.lookup_disk(&key("/b")).is_some());

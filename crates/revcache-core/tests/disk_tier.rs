@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use revcache_core::cache::PurgeScope;
+use revcache_core::Invalidation;
 use revcache_core::{
     Cache, CacheConfig, DiskConfig, Entry, EntryBody, EntryTiming, Freshness, KeyClass, Partition,
     PrimaryKey, Tag, Version,
@@ -82,7 +82,7 @@ fn versioned_entry(
         StatusCode::OK,
         headers,
         Bytes::from(body),
-        tags.iter().map(|t| Tag::new(*t)).collect(),
+        tags.iter().map(|t| Tag::new(0, *t)).collect(),
         EntryTiming {
             request_time: SystemTime::now(),
             response_time: SystemTime::now(),
@@ -170,10 +170,62 @@ fn small_bodies_are_inline_and_large_ones_files_shared_by_identical_bytes() {
     assert_eq!(files_under(&dir), 2, "identical bodies share one file");
     let stats = cache.stats().disk.unwrap();
     assert_eq!((stats.entries, stats.files, stats.file_bytes), (4, 2, 8192));
-    cache.purge(PurgeScope::Target("/big-a")).unwrap();
+    cache
+        .purge(&[Invalidation::Target {
+            route: None,
+            target: "/big-a".into(),
+        }])
+        .unwrap();
     assert_eq!(files_under(&dir), 2, "still referenced by /big-b");
-    cache.purge(PurgeScope::Target("/big-b")).unwrap();
+    cache
+        .purge(&[Invalidation::Target {
+            route: None,
+            target: "/big-b".into(),
+        }])
+        .unwrap();
     assert_eq!(files_under(&dir), 1);
+}
+
+#[test]
+fn a_batch_of_route_scoped_invalidations_spares_other_routes_across_a_restart() {
+    let dir = temp_dir();
+    let other =
+        |target: &str| PrimaryKey::new(7, KeyClass::Get, "origin", target, Partition::Public);
+    {
+        let cache = open(&dir);
+        for route_key in [key("/c/1"), other("/c/1")] {
+            let mut e = entry("/c/1", vec![1], &[], None);
+            e = Entry::new(
+                route_key.clone(),
+                Box::new([]),
+                e.version.clone(),
+                e.status,
+                HeaderMap::new(),
+                Bytes::from(vec![1]),
+                vec![Tag::new(route_key.route(), "change:1")],
+                e.timing(),
+                e.freshness(),
+            );
+            store(&cache, e);
+        }
+        store(&cache, entry("/d/2", vec![1], &[], None));
+        let batch = [
+            Invalidation::Tag(Tag::new(0, "change:1")),
+            Invalidation::prefix(7, "/d/"),
+            Invalidation::target(7, "/nothing"),
+        ];
+        assert_eq!(cache.purge(&batch).unwrap(), 1);
+    }
+    let cache = open(&dir);
+    assert!(cache.lookup_disk(&key("/c/1")).is_none());
+    assert!(
+        cache.lookup_disk(&other("/c/1")).is_some(),
+        "route 7's change:1 is another change"
+    );
+    assert!(
+        cache.lookup_disk(&key("/d/2")).is_some(),
+        "the prefix was route 7's"
+    );
 }
 
 #[test]
@@ -186,9 +238,28 @@ fn purges_by_url_prefix_and_tag_survive_a_restart() {
         store(&cache, entry("/b", vec![1], &["t"], None));
         store(&cache, entry("/c?x=1", vec![1], &[], None));
         store(&cache, entry("/keep", vec![1], &[], None));
-        assert_eq!(cache.purge(PurgeScope::Prefix("/a/")).unwrap(), 2);
-        assert_eq!(cache.purge(PurgeScope::Tag(&Tag::new("t"))).unwrap(), 1);
-        assert_eq!(cache.purge(PurgeScope::Target("/c?x=1")).unwrap(), 1);
+        assert_eq!(
+            cache
+                .purge(&[Invalidation::Prefix {
+                    route: None,
+                    prefix: "/a/".into()
+                }])
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            cache.purge(&[Invalidation::Tag(Tag::new(0, "t"))]).unwrap(),
+            1
+        );
+        assert_eq!(
+            cache
+                .purge(&[Invalidation::Target {
+                    route: None,
+                    target: "/c?x=1".into()
+                }])
+                .unwrap(),
+            1
+        );
     }
     let cache = open(&dir);
     for gone in ["/a/1", "/a/2", "/b", "/c?x=1"] {
@@ -203,7 +274,12 @@ fn a_purge_racing_a_queued_write_wins_on_disk() {
     let dir = temp_dir();
     let cache = open(&dir);
     let ticket = cache.begin_fill();
-    cache.purge(PurgeScope::Target("/race")).unwrap();
+    cache
+        .purge(&[Invalidation::Target {
+            route: None,
+            target: "/race".into(),
+        }])
+        .unwrap();
     cache.store(entry("/race", vec![1], &[], None), ticket);
     cache.flush();
     assert!(cache.lookup_disk(&key("/race")).is_none());
@@ -390,7 +466,7 @@ fn a_promotion_racing_a_purge_never_leaves_the_purged_entry_in_memory() {
                 }
             })
         };
-        cache.purge(PurgeScope::Tag(&Tag::new("t"))).unwrap();
+        cache.purge(&[Invalidation::Tag(Tag::new(0, "t"))]).unwrap();
         promoter.join().unwrap();
         assert!(
             cache.lookup(&key("/hot")).is_none(),

@@ -276,16 +276,18 @@ impl Admin {
                 .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
                 .collect()
         };
+        if lines.is_empty() {
+            return bad_request("events: the body holds no event".into());
+        }
+        // The batch's invalidations reach the disk in one commit.
         let mut accepted = 0;
         let mut rejected = Vec::new();
-        for (i, line) in lines.iter().enumerate() {
-            match self.proxy.ingest_event(&route, line).await {
+        let results = self.proxy.invalidator().ingest(&route, &lines).await;
+        for (i, result) in results.into_iter().enumerate() {
+            match result {
                 Ok(_) => accepted += 1,
                 Err(e) => rejected.push(serde_json::json!({"line": i + 1, "error": e.to_string()})),
             }
-        }
-        if lines.is_empty() {
-            return bad_request("events: the body holds no event".into());
         }
         let status = if rejected.is_empty() {
             StatusCode::OK
@@ -343,6 +345,7 @@ impl Admin {
 
     async fn purge(&self, query: &str) -> Response<ProxyBody> {
         let mut scope = None;
+        let mut route_name = None;
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             let Some(value) = crate::percent::decode_strict(value) else {
@@ -356,39 +359,66 @@ impl Admin {
                 },
                 _ => value,
             };
-            let inv = match name {
-                "url" if value.starts_with('/') => Invalidation::Target(value),
-                "prefix" if value.starts_with('/') => Invalidation::Prefix(value),
-                "url" | "prefix" => {
+            match name {
+                "url" | "prefix" if !value.starts_with('/') => {
                     return bad_request(format!(
                         "purge: {name} must start with '/', got {value:?}"
                     ));
                 }
-                "tag" if !value.is_empty() => Invalidation::Tag(Tag::new(value)),
-                "tag" => return bad_request("purge: tag must not be empty".into()),
+                "tag" if value.is_empty() => {
+                    return bad_request("purge: tag must not be empty".into());
+                }
+                "route" => {
+                    route_name = Some(value);
+                    continue;
+                }
+                "url" | "prefix" | "tag" => {}
                 other => {
                     return bad_request(format!(
-                        "purge: unknown parameter {other:?}; use url=, prefix= or tag="
+                        "purge: unknown parameter {other:?}; use url=, prefix= or tag=, and optionally route="
                     ));
                 }
-            };
-            if scope.replace((name.to_owned(), inv)).is_some() {
+            }
+            if scope.replace((name.to_owned(), value)).is_some() {
                 return bad_request("purge: give exactly one of url=, prefix= or tag=".into());
             }
         }
-        let Some((name, inv)) = scope else {
+        let Some((name, value)) = scope else {
             return bad_request(
-                "purge: give one of url=PATH_AND_QUERY, prefix=PATH or tag=TAG".into(),
+                "purge: give one of url=PATH_AND_QUERY, prefix=PATH or tag=TAG (and optionally route=NAME)".into(),
             );
+        };
+        // One route when named; without one, every route's entries.
+        let config = self.proxy.config();
+        let route = match &route_name {
+            None => None,
+            Some(r) => match config.router.by_name(r) {
+                Some(route) => Some(route.id),
+                None => return bad_request(format!("purge: no route named {r:?}")),
+            },
+        };
+        let invalidations = match name.as_str() {
+            "url" => vec![Invalidation::Target {
+                route,
+                target: value.clone(),
+            }],
+            "prefix" => vec![Invalidation::Prefix {
+                route,
+                prefix: value.clone(),
+            }],
+            _ => config
+                .router
+                .routes()
+                .iter()
+                .filter(|r| route.is_none_or(|id| id == r.id))
+                .map(|r| Invalidation::Tag(Tag::new(r.id, value.as_str())))
+                .collect(),
         };
         let result = self
             .proxy
-            .invalidate(inv.clone(), InvalidationSource::Admin)
+            .invalidator()
+            .invalidate(invalidations, InvalidationSource::Admin)
             .await;
-        let value = match &inv {
-            Invalidation::Target(v) | Invalidation::Prefix(v) => v.clone(),
-            Invalidation::Tag(t) => t.as_str().to_owned(),
-        };
         match result {
             Ok(purged) => {
                 tracing::info!(scope = %name, %value, purged, "purge");

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use revcache_core::{Cache, DiskError, Entry, KeyClass, PrimaryKey, Tag, Version};
+use revcache_core::{Cache, DiskError, Entry, KeyClass, PrimaryKey, Version};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -46,7 +46,7 @@ fn memory_row(e: &Entry, now: SystemTime) -> Row {
         status: e.status.as_u16(),
         size: e.body.len(),
         in_file: matches!(e.body, revcache_core::EntryBody::File(_)),
-        tags: e.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+        tags: e.tags.iter().map(|t| t.name().to_owned()).collect(),
         age_secs: e.timing().age_at(now).as_secs(),
     }
 }
@@ -54,9 +54,8 @@ fn memory_row(e: &Entry, now: SystemTime) -> Row {
 /// Rows of every tier; blocking (reads the disk tier).
 pub fn rows(cache: &Cache, url: Option<&str>, tag: Option<&str>) -> Result<Vec<Row>, DiskError> {
     let now = SystemTime::now();
-    let tag_filter = tag.map(Tag::new);
     let mut rows: Vec<Row> = cache
-        .memory_entries(url, tag_filter.as_ref())
+        .memory_entries(url, tag)
         .iter()
         .map(|e| memory_row(e, now))
         .collect();

@@ -10,6 +10,7 @@ pub mod credential;
 pub mod dialect;
 pub mod events;
 pub mod inspect;
+pub mod invalidator;
 mod listener;
 pub mod listener_tls;
 pub mod metrics;

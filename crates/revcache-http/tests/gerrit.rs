@@ -642,3 +642,87 @@ async fn reviewer_vote_and_hashtag_events_invalidate_their_change_and_project_ev
         assert!(get(&rc, &format!("/a/changes/{a}")).await.is_hit());
     }
 }
+
+/// Two Gerrit servers behind one revcache, by host: each has its own
+/// change 1, and an event or purge for one never reaches the other's.
+#[tokio::test]
+async fn two_gerrit_routes_with_the_same_change_numbers_do_not_invalidate_each_other() {
+    let (east, west) = (FakeGerrit::start().await, FakeGerrit::start().await);
+    let (a, b) = (
+        east.create_change(change("infra", None)).await,
+        west.create_change(change("infra", None)).await,
+    );
+    assert_eq!(a, b, "both servers number their first change alike");
+    let (east_url, west_url) = (east.url(), west.url());
+    let rc = Revcache::start_with(&east_url, |s| {
+        let template = s.routes[0].clone();
+        s.routes = [("east", &east_url), ("west", &west_url)]
+            .into_iter()
+            .map(|(name, url)| {
+                let mut r = template.clone();
+                r.name = name.into();
+                r.host = Some(format!("{name}.test"));
+                r.upstream = url.parse().unwrap();
+                r.dialect = DialectName::Gerrit;
+                r.events = Some(EventSettings {
+                    trust: TRUST,
+                    heartbeat: None,
+                    command: None,
+                });
+                r
+            })
+            .collect();
+    })
+    .await;
+    let c = Client::default();
+    let path = format!("/a/changes/{a}");
+    let get_from = async |host: &str| {
+        let got = c.get_with(&rc.url(&path), &[ALICE, ("host", host)]).await;
+        rc.proxy.fills_idle().await;
+        got
+    };
+    for host in ["east.test", "west.test"] {
+        get_from(host).await;
+        assert!(
+            get_from(host).await.is_hit(),
+            "{host} serves its stored change"
+        );
+    }
+
+    let event = serde_json::json!({"type":"comment-added","change":{"project":"infra","number":a}});
+    let posted = c
+        .send(
+            "POST",
+            &rc.admin_url("/events/east"),
+            JSON,
+            event.to_string(),
+        )
+        .await;
+    assert_eq!(posted.status, 200, "{}", posted.text());
+    assert!(
+        !get_from("east.test").await.is_hit(),
+        "east's change 1 was invalidated"
+    );
+    assert!(
+        get_from("west.test").await.is_hit(),
+        "west's change 1 is another change"
+    );
+
+    let purge = async |query: &str| {
+        let url = rc.admin_url(&format!("/purge?{query}"));
+        c.send("POST", &url, &[], "").await
+    };
+    let one = purge("tag=change:1&route=west").await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert!(!get_from("west.test").await.is_hit());
+    assert!(get_from("east.test").await.is_hit());
+    let all = purge("tag=change:1").await;
+    assert!(all.text().contains("\"purged\":2"), "{}", all.text());
+    let unknown = purge("tag=change:1&route=north").await;
+    assert_eq!(unknown.status, 400);
+    assert!(
+        unknown.text().contains("no route named"),
+        "{}",
+        unknown.text()
+    );
+}

@@ -69,6 +69,24 @@ pub fn key_prefix(key: &PrimaryKey) -> Vec<u8> {
     out
 }
 
+/// The route of an entry key, without decoding the rest.
+pub fn route_of(bytes: &[u8]) -> Option<u32> {
+    let mut nul = bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == 0)
+        .map(|(i, _)| i);
+    let (_, host_end) = (nul.next()?, nul.next()?);
+    let route = bytes.get(host_end + 1..host_end + 5)?;
+    Some(u32::from_be_bytes(route.try_into().ok()?))
+}
+
+/// The path (the target up to its query) of an entry key.
+pub fn path_of(bytes: &[u8]) -> Option<&str> {
+    let end = bytes.iter().position(|b| *b == 0 || *b == b'?')?;
+    std::str::from_utf8(&bytes[..end]).ok()
+}
+
 /// Every entry key of `target` (all hosts, routes, partitions) starts so.
 pub fn target_prefix(target: &str) -> Vec<u8> {
     let mut out = target.as_bytes().to_vec();
@@ -139,7 +157,9 @@ pub struct Record {
     pub version: Version,
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub tags: Vec<Tag>,
+    /// Tag names: the tags belong to the route of the key the record is
+    /// stored under.
+    pub tags: Vec<Box<str>>,
     pub timing: EntryTiming,
     pub freshness: Freshness,
     pub body: StoredBody,
@@ -147,6 +167,7 @@ pub struct Record {
 
 impl Record {
     pub fn into_entry(self, key: PrimaryKey, body: crate::entry::EntryBody) -> Entry {
+        let route = key.route();
         Entry::new(
             key,
             self.variant,
@@ -154,7 +175,10 @@ impl Record {
             self.status,
             self.headers,
             body,
-            self.tags,
+            self.tags
+                .into_iter()
+                .map(|name| Tag::new(route, name))
+                .collect(),
             self.timing,
             self.freshness,
         )
@@ -197,7 +221,7 @@ pub fn encode(entry: &Entry, body: &StoredBody) -> Vec<u8> {
     }
     w.u32(entry.tags.len() as u32);
     for tag in entry.tags.iter() {
-        w.bytes(tag.as_str().as_bytes());
+        w.bytes(tag.name().as_bytes());
     }
     w.time(entry.timing().request_time);
     w.time(entry.timing().response_time);
@@ -261,9 +285,11 @@ pub fn decode(bytes: &[u8]) -> Result<Record, Corrupt> {
     let n = r.count()?;
     let mut tags = Vec::with_capacity(n);
     for _ in 0..n {
-        tags.push(Tag::new(
-            std::str::from_utf8(r.bytes()?).map_err(|_| Corrupt("tag"))?,
-        ));
+        tags.push(
+            std::str::from_utf8(r.bytes()?)
+                .map_err(|_| Corrupt("tag"))?
+                .into(),
+        );
     }
     let timing = EntryTiming {
         request_time: r.time()?,
@@ -438,7 +464,7 @@ mod tests {
             StatusCode::NOT_FOUND,
             headers,
             Bytes::from_static(b"body"),
-            vec![Tag::new("change:1")],
+            vec![Tag::new(0, "change:1")],
             EntryTiming {
                 request_time: UNIX_EPOCH + Duration::new(100, 5),
                 response_time: UNIX_EPOCH + Duration::new(101, 0),
@@ -464,7 +490,8 @@ mod tests {
         assert_eq!(r.version, e.version);
         assert_eq!(r.variant, e.variant);
         assert_eq!(crate::StoredHeaders::from_map(&r.headers), e.headers);
-        assert_eq!(r.tags, e.tags.to_vec());
+        let names: Vec<Box<str>> = e.tags.iter().map(|t| t.name().into()).collect();
+        assert_eq!(r.tags, names);
         assert_eq!(r.timing, e.timing());
         assert_eq!(r.freshness, e.freshness());
         assert_eq!(r.body, body);

@@ -36,8 +36,8 @@ pub use self::error::DiskError;
 use self::format::{BLOBS, ENTRIES, StoredBody, TAGS};
 use crate::entry::{BodyFile, Entry, EntryBody, NOT_ON_DISK};
 use crate::generation::{FillTicket, Generations};
+use crate::invalidation::Invalidation;
 use crate::key::PrimaryKey;
-use crate::tag::Tag;
 
 #[derive(Clone, Debug)]
 pub struct DiskConfig {
@@ -83,28 +83,6 @@ impl DiskConfig {
     pub(crate) fn bucket_at(&self, t: SystemTime) -> u32 {
         let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
         (secs / self.access_bucket.as_secs().max(1)).min(u64::from(u32::MAX)) as u32
-    }
-}
-
-/// What a purge or invalidation removes from disk.
-#[derive(Clone, Debug)]
-pub enum Removal {
-    Target(String),
-    Prefix(String),
-    Tag(Tag),
-    Key(PrimaryKey),
-}
-
-impl Removal {
-    /// Whether the removal takes `entry` (as the writer's own removal of
-    /// index rows does).
-    pub fn reaches(&self, entry: &Entry) -> bool {
-        match self {
-            Removal::Target(t) => entry.key.target() == t,
-            Removal::Prefix(p) => entry.key.target().starts_with(p.as_str()),
-            Removal::Tag(t) => entry.tags.contains(t),
-            Removal::Key(k) => entry.key == *k,
-        }
     }
 }
 
@@ -181,7 +159,7 @@ pub(crate) enum Op {
         key: Vec<u8>,
     },
     Remove {
-        removal: Removal,
+        removals: Vec<Invalidation>,
         done: SyncSender<Result<usize, DiskError>>,
     },
     Sweep {
@@ -210,7 +188,7 @@ pub(crate) struct Shared {
     /// Removals that failed to commit, oldest first. They hide what they
     /// reach from lookups, and the writer applies them before anything
     /// else in each transaction until one commits.
-    tombstones: Mutex<Vec<Removal>>,
+    tombstones: Mutex<Vec<Invalidation>>,
 }
 
 impl Shared {
@@ -230,11 +208,11 @@ impl Shared {
         }
     }
 
-    fn tombstone(&self, removal: Removal) {
+    fn tombstone(&self, removals: Vec<Invalidation>) {
         self.tombstones
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(removal);
+            .extend(removals);
     }
 
     fn error_counted(&self) {
@@ -468,20 +446,21 @@ impl DiskTier {
         }
     }
 
-    /// Removes what `removal` reaches, durably, before returning. When it
-    /// cannot, the error says so and the removal stays as a tombstone:
-    /// lookups skip what it reaches, and the writer retries it first in
-    /// each transaction until one commits (lost if the process ends).
-    pub fn remove(&self, removal: Removal) -> Result<usize, DiskError> {
+    /// Removes what `removals` reach, durably and in one commit, before
+    /// returning. When it cannot, the error says so and the removals stay
+    /// as tombstones: lookups skip what they reach, and the writer retries
+    /// them first in each transaction until one commits (lost if the
+    /// process ends).
+    pub fn remove(&self, removals: Vec<Invalidation>) -> Result<usize, DiskError> {
         let (done, wait) = mpsc::sync_channel(1);
         if let Err(e) = self.send(Op::Remove {
-            removal: removal.clone(),
+            removals: removals.clone(),
             done,
         }) {
-            self.shared.tombstone(removal);
+            self.shared.tombstone(removals);
             return Err(e);
         }
-        // The writer keeps the tombstone of a removal it answers with an error.
+        // The writer keeps the tombstones of removals it answers with an error.
         wait.recv().map_err(|_| DiskError::WriterGone)?
     }
 
@@ -595,7 +574,7 @@ impl DiskTier {
                 status: record.status.as_u16(),
                 body_bytes,
                 body_in_file,
-                tags: record.tags.iter().map(|t| t.as_str().to_owned()).collect(),
+                tags: record.tags.iter().map(|t| t.to_string()).collect(),
                 age: record.timing.age_at(now),
                 key,
             });
@@ -814,7 +793,10 @@ mod tests {
             put(&tier, entry("/gone", b"old version"));
             put(&tier, entry("/kept", b"other"));
             tier.flush();
-            tier.shared.tombstone(Removal::Target("/gone".into()));
+            tier.shared.tombstone(vec![Invalidation::Target {
+                route: None,
+                target: "/gone".into(),
+            }]);
             assert!(tier.lookup(&key("/gone")).is_empty());
             assert_eq!(tier.lookup(&key("/kept")).len(), 1);
             assert_eq!(tier.stats().tombstones, 1);

@@ -26,8 +26,9 @@ use super::format::{
     self, ACCESS, BLOBS, BUCKETS, ENTRIES, INDEX_FORMAT, META, META_ENTRIES, META_FILE_BYTES,
     META_FILES, META_FORMAT, META_ROW_BYTES, StoredBody, TAGS,
 };
-use super::{Counters, Op, Removal, Shared, blobs, sweep};
+use super::{Counters, Op, Shared, blobs, sweep};
 use crate::entry::{Entry, EntryBody};
+use crate::invalidation::Invalidation;
 
 const BATCH: usize = 256;
 
@@ -203,7 +204,7 @@ impl<'t> Tables<'t> {
         self.access
             .insert(format::access_key(bucket, key).as_slice(), ())?;
         for tag in entry.tags.iter() {
-            self.tags.insert(tag.as_str(), key)?;
+            self.tags.insert(tag.name(), key)?;
         }
         self.totals.entries += 1;
         self.totals.row_bytes += (record.len() + key.len()) as u64;
@@ -231,7 +232,7 @@ impl<'t> Tables<'t> {
         // without a row.
         if let Ok(record) = decoded {
             for tag in &record.tags {
-                self.tags.remove(tag.as_str(), key)?;
+                self.tags.remove(&**tag, key)?;
             }
             if let StoredBody::File { hash, .. } = record.body {
                 self.release_blob(&hash)?;
@@ -272,20 +273,35 @@ impl<'t> Tables<'t> {
         Ok(())
     }
 
-    fn remove(&mut self, removal: &Removal) -> Result<usize, DiskError> {
+    fn remove(&mut self, removal: &Invalidation) -> Result<usize, DiskError> {
+        // Rows are found by target, prefix, key or tag name; the route
+        // (part of every row key) then decides.
+        let of_route = |k: &[u8]| format::route_of(k).is_some_and(|r| removal.reaches_route(r));
         let keys: Vec<Vec<u8>> = match removal {
-            Removal::Tag(tag) => self
-                .tags
-                .get(tag.as_str())?
-                .map(|k| k.map(|k| k.value().to_vec()))
-                .collect::<Result<_, _>>()?,
-            Removal::Target(t) => self.keys_with_prefix(&format::target_prefix(t), |_| true)?,
-            Removal::Key(k) => {
+            Invalidation::Tag(tag) => {
+                let mut keys = Vec::new();
+                for k in self.tags.get(tag.name())? {
+                    let k = k?;
+                    if of_route(k.value()) {
+                        keys.push(k.value().to_vec());
+                    }
+                }
+                keys
+            }
+            Invalidation::Target { target, .. } => {
+                self.keys_with_prefix(&format::target_prefix(target), of_route)?
+            }
+            Invalidation::Key(k) => {
                 let prefix = format::key_prefix(k);
                 let len = prefix.len() + 8;
                 self.keys_with_prefix(&prefix, |key| key.len() == len)?
             }
-            Removal::Prefix(p) => self.keys_with_prefix(p.as_bytes(), |_| true)?,
+            Invalidation::Prefix { prefix, .. } => {
+                self.keys_with_prefix(prefix.as_bytes(), |k| {
+                    of_route(k)
+                        && format::path_of(k).is_some_and(|p| p.starts_with(prefix.as_str()))
+                })?
+            }
         };
         let mut removed = 0;
         for k in keys {
@@ -385,7 +401,7 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
     let bodies: Vec<Option<StoredBody>> = batch.iter().map(|op| stored_body(shared, op)).collect();
     let now = SystemTime::now();
     let bucket = shared.config.bucket_at(now);
-    let tombstones: Vec<Removal> = shared
+    let tombstones: Vec<Invalidation> = shared
         .tombstones
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -413,7 +429,7 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
                         // must win even if the put was queued first.
                         if shared
                             .generations
-                            .is_current(*ticket, entry.key.target(), &entry.tags)
+                            .is_current(*ticket, &entry.key, &entry.tags)
                         {
                             let key = format::entry_key(&entry.key, &entry.variant);
                             t.put(&key, entry, body, bucket)?;
@@ -423,8 +439,12 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
                     Op::Drop { key } => {
                         t.delete(key)?;
                     }
-                    Op::Remove { removal, .. } => {
-                        removed.insert(i, t.remove(removal)?);
+                    Op::Remove { removals, .. } => {
+                        let mut n = 0;
+                        for removal in removals {
+                            n += t.remove(removal)?;
+                        }
+                        removed.insert(i, n);
                     }
                     Op::Sweep { .. } => {
                         swept.insert(i, sweep::step(&mut t, &shared.config, now)?);
@@ -512,8 +532,8 @@ fn refuse(shared: &Shared, batch: Vec<Op>, reason: &str) {
     for op in batch {
         match op {
             Op::Put { entry, .. } => entry.mark_missing_on_disk(),
-            Op::Remove { removal, done } => {
-                shared.tombstone(removal);
+            Op::Remove { removals, done } => {
+                shared.tombstone(removals);
                 let _ = done.send(Err(failed()));
             }
             Op::Sweep { done } => {

@@ -2,11 +2,14 @@
 
 use http::header::{CONTENT_LOCATION, ETAG, LOCATION, RANGE};
 use http::{HeaderMap, Method, StatusCode, Uri, request};
-use revcache_core::{KeyClass, Version};
+use revcache_core::{Invalidation, KeyClass, Version};
 
-use super::{Classification, Dialect, Facts, Invalidation};
+use super::{Classification, Dialect, Facts};
 
-pub struct HttpDialect;
+/// Scoped to its route: what its writes invalidate is of that route only.
+pub struct HttpDialect {
+    pub route: u32,
+}
 
 impl Dialect for HttpDialect {
     fn name(&self) -> &'static str {
@@ -61,7 +64,7 @@ impl Dialect for HttpDialect {
     ) -> Vec<Invalidation> {
         let mut out = Vec::new();
         if let Some(pq) = req.uri.path_and_query() {
-            out.push(Invalidation::Target(pq.as_str().to_owned()));
+            out.push(Invalidation::target(self.route, pq.as_str()));
         }
         let host = req
             .headers
@@ -73,9 +76,9 @@ impl Dialect for HttpDialect {
                 continue;
             };
             if let Some(t) = same_origin_target(target, host)
-                && !out.contains(&Invalidation::Target(t.clone()))
+                && !out.contains(&Invalidation::target(self.route, t.clone()))
             {
-                out.push(Invalidation::Target(t));
+                out.push(Invalidation::target(self.route, t));
             }
         }
         out
@@ -120,12 +123,12 @@ mod tests {
             CONTENT_LOCATION,
             "http://elsewhere.example/x".parse().unwrap(),
         );
-        let inv = HttpDialect.on_write(&parts, StatusCode::CREATED, &h);
+        let inv = HttpDialect { route: 3 }.on_write(&parts, StatusCode::CREATED, &h);
         assert_eq!(
             inv,
             vec![
-                Invalidation::Target("/items?x=1".into()),
-                Invalidation::Target("/items/7".into())
+                Invalidation::target(3, "/items?x=1"),
+                Invalidation::target(3, "/items/7")
             ]
         );
     }

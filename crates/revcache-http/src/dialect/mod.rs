@@ -25,6 +25,7 @@ pub use self::webdav::WebdavDialect;
 use crate::events::{EventEffect, EventError, Feed};
 use crate::policy::Reuse;
 use crate::settings::{DialectName, RouteSettings};
+pub use revcache_core::Invalidation;
 
 /// What to do with a request.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,16 +67,6 @@ pub struct DialectReuse {
     pub reuse: Reuse,
     /// Cache-Status `detail`, e.g. `trusted`, `ledger`.
     pub detail: Option<&'static str>,
-}
-
-/// What an invalidation reaches.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Invalidation {
-    /// A request target (path and query).
-    Target(String),
-    /// Every target under a path prefix.
-    Prefix(String),
-    Tag(Tag),
 }
 
 pub trait Dialect: Send + Sync {
@@ -150,7 +141,7 @@ pub trait Dialect: Send + Sync {
 
 pub fn for_route(settings: &RouteSettings, id: u32) -> Arc<dyn Dialect> {
     match settings.dialect {
-        DialectName::Http => Arc::new(HttpDialect),
+        DialectName::Http => Arc::new(HttpDialect { route: id }),
         DialectName::Gerrit => Arc::new(GerritDialect::new(id, settings.events.as_ref())),
         DialectName::Webdav => Arc::new(WebdavDialect::new(id, settings.events.as_ref())),
     }

@@ -109,7 +109,7 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
                             Ok(Line::Complete) => {
                                 // Rejections are counted and logged inside;
                                 // a bad line never stops the feed.
-                                let _ = proxy.ingest_event(&route, &line).await;
+                                let _ = proxy.invalidator().ingest(&route, &[&line]).await;
                             }
                             Err(e) => {
                                 tracing::warn!(route = %route.name, error = %e, "event feed read failed");

@@ -28,7 +28,7 @@ use http::{HeaderMap, Request, Response, StatusCode, request};
 use hyper::body::Incoming;
 use revcache_core::{
     BodyFile, Cache, Entry, EntryBody, Join, KeyClass, KeyRef, Partition, PartitionKey, PrimaryKey,
-    PurgeError, PurgeScope, SingleFlight, StoreOutcome, Variants,
+    SingleFlight, StoreOutcome, Variants,
 };
 
 use self::body::{ProxyBody, RequestBody};
@@ -38,7 +38,7 @@ use self::forward::Conditions;
 use self::upstream::UpstreamError;
 use crate::credential;
 use crate::dialect::{Classification, Invalidation, Storage};
-use crate::events::{EventEffect, EventError};
+use crate::invalidator::Invalidator;
 use crate::metrics::{InvalidationSource, Metrics, Outcome, UpstreamReason};
 use crate::policy::freshness::stale_if_error_allows;
 use crate::policy::{RequestDirectives, ResponseDirectives};
@@ -67,6 +67,7 @@ pub struct Proxy {
     active: Arc<ArcSwap<ActiveConfig>>,
     flights: SingleFlight<PrimaryKey, FlightOutcome>,
     metrics: Arc<Metrics>,
+    invalidator: Arc<Invalidator>,
     partition_key: PartitionKey,
 }
 
@@ -191,7 +192,13 @@ impl Proxy {
             ActiveConfig::build(settings, None)?.0,
         ));
         let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone(), active.clone()));
+        let invalidator = Arc::new(Invalidator::new(
+            cache.clone(),
+            metrics.clone(),
+            active.clone(),
+        ));
         Ok(Arc::new(Proxy {
+            invalidator,
             cache,
             fills: Arc::new(fill::Fills::new(settings.limits.max_fill_bytes)),
             active,
@@ -231,106 +238,20 @@ impl Proxy {
         self.fills.idle().await;
     }
 
-    /// Applies an invalidation to every tier (durably on disk); returns how
-    /// many entries went, or that the disk tier did not remove them.
-    pub async fn invalidate(
-        &self,
-        invalidation: Invalidation,
-        source: InvalidationSource,
-    ) -> Result<usize, PurgeError> {
+    /// Applies invalidations and ingests events.
+    pub fn invalidator(&self) -> &Arc<Invalidator> {
+        &self.invalidator
+    }
+
+    /// Drops every variant of `key` from every tier: its body file is
+    /// gone, or the upstream no longer confirms it.
+    async fn forget(&self, key: PrimaryKey) {
         let cache = self.cache.clone();
-        let invalidation = self.keyed(invalidation);
-        let result = tokio::task::spawn_blocking(move || match &invalidation {
-            Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
-            Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
-            Invalidation::Tag(t) => cache.purge(PurgeScope::Tag(t)),
-        })
-        .await
-        .unwrap_or(Ok(0));
-        let n = match &result {
-            Ok(n) => *n,
-            Err(e) => e.in_memory,
-        };
-        self.metrics.invalidation(source, n);
-        result
-    }
-
-    /// An invalidation of a target as keys name it: credential query
-    /// parameters redacted.
-    fn keyed(&self, invalidation: Invalidation) -> Invalidation {
-        match invalidation {
-            Invalidation::Target(t) => Invalidation::Target(
-                credential::redact_target(&t, &self.active.load().partition.query_params)
-                    .unwrap_or(t),
-            ),
-            other => other,
+        let purged =
+            tokio::task::spawn_blocking(move || cache.purge(&[Invalidation::Key(key)])).await;
+        if let Ok(Err(e)) = purged {
+            tracing::error!(error = %e, "a dropped entry did not leave the disk tier");
         }
-    }
-
-    /// Applies one upstream event for `route`: feed health, then its
-    /// invalidations (durably, before returning).
-    pub async fn ingest_event(
-        &self,
-        route: &Route,
-        event: &[u8],
-    ) -> Result<EventEffect, EventError> {
-        let now = SystemTime::now();
-        let effect = match route.dialect.on_event(event) {
-            Ok(effect) => effect,
-            Err(e) => {
-                self.metrics.event_rejected(&route.name);
-                tracing::debug!(route = %route.name, error = %e, "event rejected");
-                return Err(e);
-            }
-        };
-        if let Some(feed) = route.dialect.feed() {
-            feed.received(now);
-            if effect.gap {
-                tracing::warn!(route = %route.name, kind = %effect.kind, "event feed reports lost events; trust restarts now");
-                feed.gap(now);
-            }
-        }
-        self.invalidate_all(effect.invalidations.clone(), InvalidationSource::Event)
-            .await;
-        // Counted once applied: whoever sees the count (an operator, a
-        // test) can rely on the event's invalidations having happened.
-        self.metrics.event(&route.name, &effect.kind);
-        for inv in &effect.invalidations {
-            if let Invalidation::Tag(t) = inv {
-                let kind = t.as_str().split(':').next().unwrap_or("");
-                self.metrics.tag_invalidation(&route.name, kind);
-            }
-        }
-        Ok(effect)
-    }
-
-    /// Applies several invalidations with one trip to the blocking pool.
-    pub async fn invalidate_all(
-        &self,
-        invalidations: Vec<Invalidation>,
-        source: InvalidationSource,
-    ) -> usize {
-        if invalidations.is_empty() {
-            return 0;
-        }
-        let invalidations: Vec<_> = invalidations.into_iter().map(|i| self.keyed(i)).collect();
-        let cache = self.cache.clone();
-        let n = tokio::task::spawn_blocking(move || {
-            invalidations
-                .iter()
-                .map(|inv| {
-                    purged(match inv {
-                        Invalidation::Target(t) => cache.purge(PurgeScope::Target(t)),
-                        Invalidation::Prefix(p) => cache.purge(PurgeScope::Prefix(p)),
-                        Invalidation::Tag(t) => cache.purge(PurgeScope::Tag(t)),
-                    })
-                })
-                .sum()
-        })
-        .await
-        .unwrap_or(0);
-        self.metrics.invalidation(source, n);
-        n
     }
 
     /// Serves one client request.
@@ -638,7 +559,11 @@ impl Proxy {
             && (status.is_success() || status.is_redirection())
         {
             let invalidations = ex.route.dialect.on_write(&ex.parts, status, &headers);
-            self.invalidate_all(invalidations, InvalidationSource::Write)
+            // Failures are logged and counted by the invalidator; the
+            // write's own response goes to the client either way.
+            let _ = self
+                .invalidator
+                .invalidate(invalidations, InvalidationSource::Write)
                 .await;
         }
         res
@@ -698,12 +623,7 @@ impl Proxy {
                 Ok(body) => body,
                 Err(e) => {
                     tracing::warn!(path = %file.path.display(), error = %e, "cached body file vanished; forwarding");
-                    let key = entry.key.clone();
-                    let cache = self.cache.clone();
-                    let _ = tokio::task::spawn_blocking(move || {
-                        purged(cache.purge(PurgeScope::Key(&key)))
-                    })
-                    .await;
+                    self.forget(entry.key.clone()).await;
                     let req = forward::upstream_request(
                         &ex.route,
                         &ex.parts,
@@ -1095,10 +1015,7 @@ impl Proxy {
                 if let Some(leader) = leader {
                     leader.complete(FlightOutcome::NotShared);
                 }
-                let (cache, key) = (self.cache.clone(), s.key.clone());
-                let _ =
-                    tokio::task::spawn_blocking(move || purged(cache.purge(PurgeScope::Key(&key))))
-                        .await;
+                self.forget(s.key.clone()).await;
                 return Box::pin(self.fetch(
                     ex,
                     RequestBody::empty(),
@@ -1139,9 +1056,7 @@ impl Proxy {
                     StoreOutcome::Outdated(e) => (e, FlightOutcome::NotShared),
                 }
             } else {
-                let (cache, key) = (self.cache.clone(), s.key.clone());
-                let _ =
-                    tokio::task::spawn_blocking(move || cache.purge(PurgeScope::Key(&key))).await;
+                self.forget(s.key.clone()).await;
                 (Arc::new(entry), FlightOutcome::NotShared)
             };
             if let Some(leader) = leader {
@@ -1351,13 +1266,4 @@ fn clone_parts(parts: &request::Parts) -> request::Parts {
     *req.version_mut() = parts.version;
     *req.headers_mut() = parts.headers.clone();
     req.into_parts().0
-}
-
-/// How many entries a purge removed; a purge the disk tier did not commit
-/// is logged (its entries are gone from memory and hidden from disk).
-fn purged(result: Result<usize, PurgeError>) -> usize {
-    result.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "invalidation did not reach the disk tier");
-        e.in_memory
-    })
 }

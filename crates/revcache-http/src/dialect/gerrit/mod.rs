@@ -19,11 +19,11 @@ pub mod query;
 use std::time::SystemTime;
 
 use http::{HeaderMap, Method, StatusCode, request};
-use revcache_core::{Entry, KeyClass, Ledger, Partition, Tag, Version};
+use revcache_core::{Entry, Invalidation, KeyClass, Ledger, Partition, Tag, Version};
 use serde_json::Value;
 
 use self::endpoint::{ChangeRef, Endpoint, Sub};
-use super::{Classification, Dialect, DialectReuse, Facts, HttpDialect, Invalidation, Storage};
+use super::{Classification, Dialect, DialectReuse, Facts, HttpDialect, Storage};
 use crate::events::{EventEffect, EventError, Feed};
 use crate::policy::Reuse;
 use crate::settings::EventSettings;
@@ -64,42 +64,42 @@ fn json(body: &[u8]) -> Option<Value> {
     serde_json::from_slice(body).ok()
 }
 
-fn ref_tags(id: &ChangeRef) -> Vec<Tag> {
+fn ref_tags(route: u32, id: &ChangeRef) -> Vec<Tag> {
     match id {
-        ChangeRef::Number(n) => vec![Tag::new(format!("change:{n}"))],
-        ChangeRef::ChangeId(i) => vec![Tag::new(format!("changeid:{i}"))],
+        ChangeRef::Number(n) => vec![Tag::new(route, format!("change:{n}"))],
+        ChangeRef::ChangeId(i) => vec![Tag::new(route, format!("changeid:{i}"))],
         // Unknown id forms: only the catch-all reaches them.
-        ChangeRef::Opaque(_) => vec![Tag::new(ANY)],
+        ChangeRef::Opaque(_) => vec![Tag::new(route, ANY)],
     }
 }
 
 /// `KIND:N` or `KINDid:I…` for a change reference.
-fn prefixed(kind: &str, id: &ChangeRef) -> Vec<Tag> {
+fn prefixed(route: u32, kind: &str, id: &ChangeRef) -> Vec<Tag> {
     match id {
-        ChangeRef::Number(n) => vec![Tag::new(format!("{kind}:{n}"))],
-        ChangeRef::ChangeId(i) => vec![Tag::new(format!("{kind}id:{i}"))],
-        ChangeRef::Opaque(_) => vec![Tag::new(ANY)],
+        ChangeRef::Number(n) => vec![Tag::new(route, format!("{kind}:{n}"))],
+        ChangeRef::ChangeId(i) => vec![Tag::new(route, format!("{kind}id:{i}"))],
+        ChangeRef::Opaque(_) => vec![Tag::new(route, ANY)],
     }
 }
 
-fn push_unique(tags: &mut Vec<Tag>, tag: String) {
-    let tag = Tag::new(tag);
+fn push_unique(route: u32, tags: &mut Vec<Tag>, tag: String) {
+    let tag = Tag::new(route, tag);
     if !tags.contains(&tag) {
         tags.push(tag);
     }
 }
 
 /// Tags of one `ChangeInfo`; records its version in the ledger.
-fn change_info_tags(info: &Value, tags: &mut Vec<Tag>) -> Option<(u64, String)> {
+fn change_info_tags(route: u32, info: &Value, tags: &mut Vec<Tag>) -> Option<(u64, String)> {
     let number = info.get("_number").and_then(Value::as_u64);
     if let Some(n) = number {
-        push_unique(tags, format!("change:{n}"));
+        push_unique(route, tags, format!("change:{n}"));
     }
     if let Some(id) = info.get("change_id").and_then(Value::as_str) {
-        push_unique(tags, format!("changeid:{id}"));
+        push_unique(route, tags, format!("changeid:{id}"));
     }
     if let Some(p) = info.get("project").and_then(Value::as_str) {
-        push_unique(tags, format!("project:{p}"));
+        push_unique(route, tags, format!("project:{p}"));
     }
     let meta = info.get("meta_rev_id").and_then(Value::as_str)?;
     Some((number?, meta.to_owned()))
@@ -111,7 +111,7 @@ impl Dialect for GerritDialect {
     }
 
     fn classify(&self, req: &request::Parts) -> Classification {
-        HttpDialect.classify(req)
+        HttpDialect { route: self.route }.classify(req)
     }
 
     fn endpoint_class(&self, req: &request::Parts) -> &'static str {
@@ -154,14 +154,15 @@ impl Dialect for GerritDialect {
                 .map(Version::from_etag)
         };
         match Self::endpoint(req) {
-            Endpoint::Other => HttpDialect.facts(req, partition, _status, headers, body, received),
+            Endpoint::Other => HttpDialect { route: self.route }
+                .facts(req, partition, _status, headers, body, received),
             Endpoint::Change { id, sub } => {
                 let mut tags;
                 let mut version = None;
                 match (sub, json(body)) {
                     (Sub::Info, Some(info)) => {
-                        tags = ref_tags(&id);
-                        if let Some((_, meta)) = change_info_tags(&info, &mut tags) {
+                        tags = ref_tags(self.route, &id);
+                        if let Some((_, meta)) = change_info_tags(self.route, &info, &mut tags) {
                             version = Some(Version::Strong(meta.into()));
                         }
                     }
@@ -169,11 +170,11 @@ impl Dialect for GerritDialect {
                     // status, or a new commit is stacked on a member: not on
                     // votes or comments.
                     (Sub::Related { revision }, Some(related)) => {
-                        tags = prefixed("chain", &id);
-                        tags.extend(prefixed("visibility", &id));
-                        push_unique(&mut tags, RELATED_ANY.to_owned());
+                        tags = prefixed(self.route, "chain", &id);
+                        tags.extend(prefixed(self.route, "visibility", &id));
+                        push_unique(self.route, &mut tags, RELATED_ANY.to_owned());
                         if endpoint::is_sha(&revision) {
-                            push_unique(&mut tags, format!("rev:{revision}"));
+                            push_unique(self.route, &mut tags, format!("rev:{revision}"));
                         }
                         for c in related
                             .get("changes")
@@ -182,21 +183,21 @@ impl Dialect for GerritDialect {
                             .flatten()
                         {
                             if let Some(n) = c.get("_change_number").and_then(Value::as_u64) {
-                                push_unique(&mut tags, format!("chain:{n}"));
+                                push_unique(self.route, &mut tags, format!("chain:{n}"));
                             }
                             if let Some(sha) = c.pointer("/commit/commit").and_then(Value::as_str) {
-                                push_unique(&mut tags, format!("rev:{sha}"));
+                                push_unique(self.route, &mut tags, format!("rev:{sha}"));
                             }
                         }
                     }
                     // Content fixed by the commit: only visibility changes it.
-                    (Sub::Revision, _) => tags = prefixed("visibility", &id),
+                    (Sub::Revision, _) => tags = prefixed(self.route, "visibility", &id),
                     // Anything else, or a body we cannot read: the change's
                     // own tags reach it.
-                    _ => tags = ref_tags(&id),
+                    _ => tags = ref_tags(self.route, &id),
                 }
                 if tags.is_empty() {
-                    tags = ref_tags(&id);
+                    tags = ref_tags(self.route, &id);
                 }
                 Facts {
                     version: version.or_else(etag_version),
@@ -206,12 +207,12 @@ impl Dialect for GerritDialect {
             Endpoint::Query { q } => {
                 let mut tags: Vec<Tag> = Vec::new();
                 for t in query::membership_tags(&q) {
-                    push_unique(&mut tags, t);
+                    push_unique(self.route, &mut tags, t);
                 }
                 match json(body) {
                     Some(Value::Array(items)) => {
                         for info in &items {
-                            if let Some((n, meta)) = change_info_tags(info, &mut tags) {
+                            if let Some((n, meta)) = change_info_tags(self.route, info, &mut tags) {
                                 self.ledger.record(
                                     self.route,
                                     partition,
@@ -222,7 +223,7 @@ impl Dialect for GerritDialect {
                             }
                         }
                     }
-                    _ => push_unique(&mut tags, ANY.to_owned()),
+                    _ => push_unique(self.route, &mut tags, ANY.to_owned()),
                 }
                 Facts {
                     version: None,
@@ -261,7 +262,7 @@ impl Dialect for GerritDialect {
             let number = entry
                 .tags
                 .iter()
-                .find_map(|t| t.as_str().strip_prefix("change:").map(str::to_owned));
+                .find_map(|t| t.name().strip_prefix("change:").map(str::to_owned));
             if let Some(n) = number
                 && self
                     .ledger
@@ -282,10 +283,10 @@ impl Dialect for GerritDialect {
         status: StatusCode,
         headers: &HeaderMap,
     ) -> Vec<Invalidation> {
-        let mut out = HttpDialect.on_write(req, status, headers);
+        let mut out = HttpDialect { route: self.route }.on_write(req, status, headers);
         if let Some(id) = endpoint::written_change(req.uri.path()) {
-            out.extend(ref_tags(&id).into_iter().map(Invalidation::Tag));
-            out.push(Invalidation::Tag(Tag::new(ANY)));
+            out.extend(ref_tags(self.route, &id).into_iter().map(Invalidation::Tag));
+            out.push(Invalidation::Tag(Tag::new(self.route, ANY)));
         }
         out
     }
@@ -300,7 +301,7 @@ impl Dialect for GerritDialect {
             invalidations: parsed
                 .tags
                 .into_iter()
-                .map(|t| Invalidation::Tag(Tag::new(t)))
+                .map(|t| Invalidation::Tag(Tag::new(self.route, t)))
                 .collect(),
             gap: parsed.gap,
         })

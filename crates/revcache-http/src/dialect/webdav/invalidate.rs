@@ -4,11 +4,38 @@
 //! percent-decoded, without a trailing slash (except `/`).
 
 use http::{HeaderMap, StatusCode, request};
-use revcache_core::Tag;
+use revcache_core::{Invalidation, Tag};
 use serde_json::Value;
 
-use crate::dialect::Invalidation;
 use crate::events::EventError;
+
+/// Invalidations of one route, as they are collected.
+struct Out {
+    route: u32,
+    list: Vec<Invalidation>,
+}
+
+impl Out {
+    fn new(route: u32) -> Self {
+        Out {
+            route,
+            list: Vec::new(),
+        }
+    }
+
+    fn tag(&mut self, kind: &str, path: &str) {
+        let tag = Tag::new(self.route, format!("dav:{kind}:{path}"));
+        self.list.push(Invalidation::Tag(tag));
+    }
+
+    fn target(&mut self, target: String) {
+        self.list.push(Invalidation::target(self.route, target));
+    }
+
+    fn prefix(&mut self, prefix: String) {
+        self.list.push(Invalidation::prefix(self.route, prefix));
+    }
+}
 
 /// A request path as tags name it.
 pub fn norm(path: &str) -> String {
@@ -36,35 +63,31 @@ pub fn parent(path: &str) -> String {
     }
 }
 
-fn tag(kind: &str, path: &str) -> Invalidation {
-    Invalidation::Tag(Tag::new(format!("dav:{kind}:{path}")))
-}
-
 /// The resource itself: its body, its properties, listings showing it.
-fn resource(path: &str, out: &mut Vec<Invalidation>) {
-    out.push(tag("res", path));
-    out.push(tag("props", path));
+fn resource(path: &str, out: &mut Out) {
+    out.tag("res", path);
+    out.tag("props", path);
 }
 
 /// A resource and everything below it, by tag and by request target.
-fn subtree(raw: &str, path: &str, out: &mut Vec<Invalidation>) {
+fn subtree(raw: &str, path: &str, out: &mut Out) {
     resource(path, out);
-    out.push(tag("list", path));
+    out.tag("list", path);
     let raw = raw.split('?').next().unwrap_or(raw).trim_end_matches('/');
-    out.push(Invalidation::Target(if raw.is_empty() {
+    out.target(if raw.is_empty() {
         "/".into()
     } else {
         raw.to_owned()
-    }));
-    out.push(Invalidation::Target(format!("{raw}/")));
-    out.push(Invalidation::Prefix(format!("{raw}/")));
+    });
+    out.target(format!("{raw}/"));
+    out.prefix(format!("{raw}/"));
 }
 
 /// A collection whose membership (and so its own properties) changed.
-fn members_changed(path: &str, out: &mut Vec<Invalidation>) {
-    out.push(tag("list", path));
-    out.push(tag("res", path));
-    out.push(tag("props", path));
+fn members_changed(path: &str, out: &mut Out) {
+    out.tag("list", path);
+    out.tag("res", path);
+    out.tag("props", path);
 }
 
 /// The path of a `Destination` header (an absolute URL or a path), in the
@@ -88,16 +111,16 @@ fn normal_target(raw: &str) -> String {
 }
 
 /// `status` is the write's (non-error) status.
-pub fn on_write(req: &request::Parts, status: StatusCode) -> Vec<Invalidation> {
+pub fn on_write(route: u32, req: &request::Parts, status: StatusCode) -> Vec<Invalidation> {
     let raw = req.uri.path();
     let p = norm(raw);
-    let mut out = Vec::new();
+    let mut out = Out::new(route);
     let method = req.method.as_str();
     match method {
         "PUT" => {
             // Listings that show the resource carry its `dav:props` tag.
             resource(&p, &mut out);
-            out.push(Invalidation::Target(raw.to_owned()));
+            out.target(raw.to_owned());
             // A new member changes the parent's membership; an overwrite
             // (204) does not.
             if status != StatusCode::NO_CONTENT {
@@ -123,9 +146,9 @@ pub fn on_write(req: &request::Parts, status: StatusCode) -> Vec<Invalidation> {
             subtree(raw, &p, &mut out);
             members_changed(&parent(&p), &mut out);
         }
-        "PROPPATCH" => out.push(tag("props", &p)),
+        "PROPPATCH" => out.tag("props", &p),
         "LOCK" | "UNLOCK" => {
-            out.push(tag("props", &p));
+            out.tag("props", &p);
             let infinite = req
                 .headers
                 .get("depth")
@@ -147,12 +170,12 @@ pub fn on_write(req: &request::Parts, status: StatusCode) -> Vec<Invalidation> {
             members_changed(&parent(&p), &mut out);
         }
     }
-    out
+    out.list
 }
 
 /// `{"paths": ["/a/b", …], "recursive": true|false}` from a repository
 /// server that changed those paths without going through revcache.
-pub fn on_external(bytes: &[u8]) -> Result<Vec<Invalidation>, EventError> {
+pub fn on_external(route: u32, bytes: &[u8]) -> Result<Vec<Invalidation>, EventError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| EventError::Json(e.to_string()))?;
     let obj = v
         .as_object()
@@ -174,7 +197,7 @@ pub fn on_external(bytes: &[u8]) -> Result<Vec<Invalidation>, EventError> {
             "unknown field {unknown:?}; use \"paths\" and \"recursive\""
         )));
     }
-    let mut out = Vec::new();
+    let mut out = Out::new(route);
     for (i, p) in paths.iter().enumerate() {
         let raw = p
             .as_str()
@@ -190,13 +213,13 @@ pub fn on_external(bytes: &[u8]) -> Result<Vec<Invalidation>, EventError> {
             subtree(raw, &path, &mut out);
         } else {
             resource(&path, &mut out);
-            out.push(tag("list", &path));
-            out.push(Invalidation::Target(raw.to_owned()));
+            out.tag("list", &path);
+            out.target(raw.to_owned());
         }
         // The change may have added or removed it.
         members_changed(&parent(&path), &mut out);
     }
-    Ok(out)
+    Ok(out.list)
 }
 
 #[cfg(test)]
@@ -211,12 +234,13 @@ mod tests {
             b = b.header(*n, *v);
         }
         let (parts, ()) = b.body(()).unwrap().into_parts();
-        on_write(&parts, StatusCode::from_u16(status).unwrap())
+        on_write(1, &parts, StatusCode::from_u16(status).unwrap())
             .into_iter()
             .map(|i| match i {
-                Invalidation::Tag(t) => t.as_str().to_owned(),
-                Invalidation::Target(t) => format!("target {t}"),
-                Invalidation::Prefix(p) => format!("prefix {p}"),
+                Invalidation::Tag(t) => t.name().to_owned(),
+                Invalidation::Target { target, .. } => format!("target {target}"),
+                Invalidation::Prefix { prefix, .. } => format!("prefix {prefix}"),
+                Invalidation::Key(k) => format!("key {k:?}"),
             })
             .collect()
     }
@@ -317,12 +341,12 @@ mod tests {
 
     #[test]
     fn external_notices_are_checked_and_applied() {
-        let inv = on_external(br#"{"paths": ["/a/b"], "recursive": true}"#).unwrap();
-        assert!(inv.contains(&Invalidation::Prefix("/a/b/".into())));
-        let inv = on_external(br#"{"paths": ["/a//b/"], "recursive": true}"#).unwrap();
-        assert!(inv.contains(&Invalidation::Prefix("/a/b/".into())));
-        let inv = on_external(br#"{"paths": ["/a/b"]}"#).unwrap();
-        assert!(!inv.iter().any(|i| matches!(i, Invalidation::Prefix(_))));
+        let inv = on_external(1, br#"{"paths": ["/a/b"], "recursive": true}"#).unwrap();
+        assert!(inv.contains(&Invalidation::prefix(1, "/a/b/")));
+        let inv = on_external(1, br#"{"paths": ["/a//b/"], "recursive": true}"#).unwrap();
+        assert!(inv.contains(&Invalidation::prefix(1, "/a/b/")));
+        let inv = on_external(1, br#"{"paths": ["/a/b"]}"#).unwrap();
+        assert!(!inv.iter().any(|i| matches!(i, Invalidation::Prefix { .. })));
         for (bad, says) in [
             ("nope", "not a JSON object"),
             ("{}", "missing \"paths\""),
@@ -332,7 +356,7 @@ mod tests {
             (r#"{"paths": ["/a"], "recursive": "yes"}"#, "true or false"),
             (r#"{"paths": ["/a"], "recurse": true}"#, "unknown field"),
         ] {
-            let e = on_external(bad.as_bytes()).unwrap_err().to_string();
+            let e = on_external(1, bad.as_bytes()).unwrap_err().to_string();
             assert!(e.contains(says), "{bad}: {e}");
         }
     }

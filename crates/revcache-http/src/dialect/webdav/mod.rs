@@ -21,10 +21,10 @@ pub mod xml;
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, StatusCode, request};
-use revcache_core::{Entry, KeyClass, Ledger, Partition, Tag, Version};
+use revcache_core::{Entry, Invalidation, KeyClass, Ledger, Partition, Tag, Version};
 
 use self::invalidate::norm;
-use super::{Classification, Dialect, DialectReuse, Facts, HttpDialect, Invalidation, Storage};
+use super::{Classification, Dialect, DialectReuse, Facts, HttpDialect, Storage};
 use crate::events::{EventEffect, EventError, Feed};
 use crate::policy::Reuse;
 use crate::settings::EventSettings;
@@ -86,7 +86,7 @@ impl Dialect for WebdavDialect {
 
     fn classify(&self, req: &request::Parts) -> Classification {
         match req.method.as_str() {
-            "GET" | "HEAD" => HttpDialect.classify(req),
+            "GET" | "HEAD" => HttpDialect { route: self.route }.classify(req),
             "PROPFIND" if depth(req).is_some() => Classification::NeedsBody {
                 max: xml::MAX_PROPFIND_BODY,
             },
@@ -134,22 +134,22 @@ impl Dialect for WebdavDialect {
         received: SystemTime,
     ) -> Facts {
         let path = norm(req.uri.path());
-        let mut tags = vec![Tag::new(format!("dav:res:{path}"))];
+        let mut tags = vec![Tag::new(self.route, format!("dav:res:{path}"))];
         if req.method == Method::GET {
             return Facts {
                 version: strong_etag(headers).map(Version::from_etag),
                 tags,
             };
         }
-        tags.push(Tag::new(format!("dav:props:{path}")));
+        tags.push(Tag::new(self.route, format!("dav:props:{path}")));
         if depth(req) == Some("1") {
-            tags.push(Tag::new(format!("dav:list:{path}")));
+            tags.push(Tag::new(self.route, format!("dav:list:{path}")));
             for m in xml::members(body) {
                 let member = norm(&m.path);
                 if member == path {
                     continue;
                 }
-                let t = Tag::new(format!("dav:props:{member}"));
+                let t = Tag::new(self.route, format!("dav:props:{member}"));
                 if !tags.contains(&t) {
                     tags.push(t);
                 }
@@ -216,13 +216,13 @@ impl Dialect for WebdavDialect {
         status: StatusCode,
         _headers: &HeaderMap,
     ) -> Vec<Invalidation> {
-        let out = invalidate::on_write(req, status);
+        let out = invalidate::on_write(self.route, req, status);
         self.forget(&out);
         out
     }
 
     fn on_event(&self, event: &[u8]) -> Result<EventEffect, EventError> {
-        let invalidations = invalidate::on_external(event)?;
+        let invalidations = invalidate::on_external(self.route, event)?;
         self.forget(&invalidations);
         Ok(EventEffect {
             kind: "external-change".into(),
@@ -245,7 +245,7 @@ impl WebdavDialect {
     fn forget(&self, invalidations: &[Invalidation]) {
         for inv in invalidations {
             if let Invalidation::Tag(t) = inv
-                && let Some(path) = t.as_str().strip_prefix("dav:res:")
+                && let Some(path) = t.name().strip_prefix("dav:res:")
             {
                 self.ledger.forget(self.route, path);
             }

@@ -1,0 +1,130 @@
+//! The invalidator: applies invalidations (an operator's purge, what a
+//! write changed, what upstream events say) to every tier, and ingests
+//! events. Invalidations that arrive together (one write, one event, one
+//! NDJSON batch of events) reach the disk tier in one durable commit.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use revcache_core::{Cache, Invalidation, PurgeError};
+
+use crate::credential;
+use crate::events::{EventEffect, EventError};
+use crate::metrics::{InvalidationSource, Metrics};
+use crate::proxy::ActiveConfig;
+use crate::route::Route;
+
+pub struct Invalidator {
+    cache: Arc<Cache>,
+    metrics: Arc<Metrics>,
+    /// For the credential query parameters targets are keyed without.
+    active: Arc<ArcSwap<ActiveConfig>>,
+}
+
+impl Invalidator {
+    pub(crate) fn new(
+        cache: Arc<Cache>,
+        metrics: Arc<Metrics>,
+        active: Arc<ArcSwap<ActiveConfig>>,
+    ) -> Self {
+        Invalidator {
+            cache,
+            metrics,
+            active,
+        }
+    }
+
+    /// Applies `invalidations` to every tier, durably and in one disk
+    /// commit, before returning. Returns how many entries went, or that the
+    /// disk tier did not commit the removal (the entries are gone from
+    /// memory and hidden from disk lookups meanwhile).
+    pub async fn invalidate(
+        &self,
+        invalidations: Vec<Invalidation>,
+        source: InvalidationSource,
+    ) -> Result<usize, PurgeError> {
+        if invalidations.is_empty() {
+            return Ok(0);
+        }
+        let invalidations: Vec<_> = invalidations.into_iter().map(|i| self.keyed(i)).collect();
+        let cache = self.cache.clone();
+        let result = tokio::task::spawn_blocking(move || cache.purge(&invalidations))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        let n = match &result {
+            Ok(n) => *n,
+            Err(e) => {
+                tracing::error!(error = %e, "invalidation did not reach the disk tier");
+                e.in_memory
+            }
+        };
+        self.metrics.invalidation(source, n);
+        result
+    }
+
+    /// A target as keys name it: credential query parameters redacted.
+    fn keyed(&self, invalidation: Invalidation) -> Invalidation {
+        match invalidation {
+            Invalidation::Target { route, target } => {
+                let params = &self.active.load().partition.query_params;
+                Invalidation::Target {
+                    route,
+                    target: credential::redact_target(&target, params).unwrap_or(target),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Applies upstream events for `route`, in order: feed health, then all
+    /// their invalidations in one durable commit, then the counts (whoever
+    /// sees an event counted can rely on its invalidations having
+    /// happened). A rejected event is counted and reported; the others
+    /// still apply.
+    pub async fn ingest(
+        &self,
+        route: &Route,
+        events: &[&[u8]],
+    ) -> Vec<Result<EventEffect, EventError>> {
+        let now = SystemTime::now();
+        let results: Vec<_> = events
+            .iter()
+            .map(|event| {
+                let effect = route.dialect.on_event(event);
+                match &effect {
+                    Ok(effect) => {
+                        if let Some(feed) = route.dialect.feed() {
+                            feed.received(now);
+                            if effect.gap {
+                                tracing::warn!(route = %route.name, kind = %effect.kind, "event feed reports lost events; trust restarts now");
+                                feed.gap(now);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        self.metrics.event_rejected(&route.name);
+                        tracing::debug!(route = %route.name, error = %e, "event rejected");
+                    }
+                }
+                effect
+            })
+            .collect();
+        let all: Vec<Invalidation> = results
+            .iter()
+            .flatten()
+            .flat_map(|effect| effect.invalidations.iter().cloned())
+            .collect();
+        let _ = self.invalidate(all, InvalidationSource::Event).await;
+        for effect in results.iter().flatten() {
+            self.metrics.event(&route.name, &effect.kind);
+            for inv in &effect.invalidations {
+                if let Invalidation::Tag(t) = inv {
+                    let kind = t.name().split(':').next().unwrap_or("");
+                    self.metrics.tag_invalidation(&route.name, kind);
+                }
+            }
+        }
+        results
+    }
+}
