@@ -222,3 +222,50 @@ async fn inspect_and_sweep_are_served_by_the_admin_api() {
     assert!(sweep.text().contains("\"idle\":0"), "{}", sweep.text());
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// The disk lookups `/metrics` counted, hits and misses.
+async fn disk_lookups(c: &Client, rc: &Revcache) -> u64 {
+    c.get(&rc.admin_url("/metrics"))
+        .await
+        .text()
+        .lines()
+        .filter(|l| l.starts_with("revcache_disk_lookups_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_heads_for_an_entry_on_disk_costs_one_disk_read() {
+    let origin =
+        Origin::start(|_, _| Reply::ok("on disk").header("cache-control", "max-age=600")).await;
+    let dir = temp_dir("head-burst");
+    let c = Client::default();
+    {
+        let rc = Revcache::start_with(&origin.url(), |s| s.data_dir = dir.clone()).await;
+        c.get(&rc.url("/h")).await;
+        rc.shutdown().await;
+    }
+    let rc = Revcache::start_with(&origin.url(), |s| s.data_dir = dir.clone()).await;
+    // One HTTP/2 connection, open before the burst: the HEADs arrive
+    // together instead of one per new connection.
+    let h2 = Client::http2();
+    h2.get(&rc.url("/warm")).await;
+    let before = disk_lookups(&c, &rc).await;
+    let heads: Vec<_> = (0..32)
+        .map(|_| {
+            let (h2, url) = (h2.clone(), rc.url("/h"));
+            tokio::spawn(async move { h2.send("HEAD", &url, &[], "").await })
+        })
+        .collect();
+    for head in heads {
+        let head = head.await.unwrap();
+        assert_eq!(head.status, 200);
+        assert!(head.is_hit(), "{}", head.cache_status());
+    }
+    assert_eq!(disk_lookups(&c, &rc).await - before, 1);
+    assert_eq!(
+        origin.requests(),
+        2,
+        "/h once before the restart, and /warm"
+    );
+}

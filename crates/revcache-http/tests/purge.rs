@@ -51,18 +51,33 @@ async fn purge_by_prefix_removes_the_subtree_only() {
 
 #[tokio::test]
 async fn purge_by_tag_counts_zero_when_nothing_carries_it() {
-    let origin = Origin::start(cacheable()).await;
-    let rc = Revcache::start(&origin.url()).await;
+    // WebDAV entries carry tags (`dav:res:<path>`); purge one no entry has.
+    let origin = Origin::start(|_, _| Reply::ok("body").header("etag", "\"e1\"")).await;
+    let rc = Revcache::start_with(&origin.url(), |s| {
+        s.routes[0].dialect = revcache_http::DialectName::Webdav;
+    })
+    .await;
     let c = Client::default();
-    c.get(&rc.url("/a")).await;
-    let res = c
-        .send("POST", &rc.admin_url("/purge?tag=gerrit:change:1"), &[], "")
-        .await;
+    c.get(&rc.url("/docs/a")).await;
+    rc.proxy.fills_idle().await;
+    let purge = async |tag: &str| {
+        let url = rc.admin_url(&format!("/purge?tag={tag}"));
+        c.send("POST", &url, &[], "").await.text()
+    };
     assert_eq!(
-        res.text().trim(),
-        r#"{"purged":0,"scope":"tag","value":"gerrit:change:1"}"#
+        purge("dav:res:/docs/b").await.trim(),
+        r#"{"purged":0,"scope":"tag","value":"dav:res:/docs/b"}"#
     );
-    assert!(c.get(&rc.url("/a")).await.is_hit());
+    let inspect = c.get(&rc.admin_url("/inspect?url=/docs/a")).await.text();
+    assert!(
+        inspect.contains("dav:res:/docs/a"),
+        "still stored: {inspect}"
+    );
+    // The entry's own tag does reach it: the count is what went.
+    assert_eq!(
+        purge("dav:res:/docs/a").await.trim(),
+        r#"{"purged":1,"scope":"tag","value":"dav:res:/docs/a"}"#
+    );
 }
 
 #[tokio::test]

@@ -679,3 +679,46 @@ async fn range_requests_bypass_the_cache() {
     assert_eq!(res.status, 206);
     assert!(res.cache_status().contains("fwd=bypass"));
 }
+
+/// A 304 naming another validator than the stored one (a load-balanced
+/// origin whose nodes disagree) confirms nothing: revcache fetches the whole
+/// response, and stores it, so the next request is a hit.
+#[tokio::test]
+async fn a_304_for_another_representation_is_refetched_and_the_refetch_is_stored() {
+    let origin = Origin::start(|req, n| {
+        let conditional = req.headers.contains_key("if-none-match");
+        match (n, conditional) {
+            (0, _) => Reply::ok("first")
+                .header("cache-control", "no-cache")
+                .header("etag", "\"v1\""),
+            (_, true) => Reply::status(304).header("etag", "\"v2\""),
+            (_, false) => Reply::ok("second")
+                .header("cache-control", "max-age=600")
+                .header("etag", "\"v2\""),
+        }
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    let c = Client::default();
+    assert_eq!(c.get(&rc.url("/r")).await.text(), "first");
+    let refetched = c.get(&rc.url("/r")).await;
+    assert_eq!(refetched.text(), "second");
+    assert_eq!(
+        origin.requests(),
+        3,
+        "a conditional request, then a whole one"
+    );
+    assert!(
+        origin.last().headers.get("if-none-match").is_none(),
+        "the refetch is unconditional"
+    );
+    rc.proxy.fills_idle().await;
+    let next = c.get(&rc.url("/r")).await;
+    assert!(
+        next.is_hit(),
+        "the refetched 200 was stored: {}",
+        next.cache_status()
+    );
+    assert_eq!(next.text(), "second");
+    assert_eq!(origin.requests(), 3);
+}

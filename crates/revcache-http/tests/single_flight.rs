@@ -110,30 +110,56 @@ async fn a_failed_leader_hands_its_error_to_waiters_and_frees_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_leader_does_not_wedge_waiters() {
-    let origin = Origin::start(|_, _| {
-        Reply::ok("done")
+    let origin = Origin::start(|_, n| {
+        Reply::ok(format!("done {n}"))
             .header("cache-control", "max-age=60")
-            .delay(Duration::from_millis(400))
+            .delay(Duration::from_millis(300))
     })
     .await;
-    let rc = Revcache::start(&origin.url()).await;
+    // Waiters would give up only after a minute: what releases this one
+    // is the leader going away, not the deadline.
+    let rc = Revcache::start_with(&origin.url(), |s| {
+        s.limits.collapsed_wait_timeout = Duration::from_secs(60)
+    })
+    .await;
     let url = rc.url("/c");
-    // The leader's client gives up before the upstream answers.
     let leader = tokio::spawn({
         let url = url.clone();
-        async move {
-            let _ =
-                tokio::time::timeout(Duration::from_millis(100), Client::default().get(&url)).await;
-        }
+        async move { Client::default().get(&url).await }
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    let c = Client::default();
+    let waiting = async || {
+        let m = c.get(&rc.admin_url("/metrics")).await.text();
+        support::metric(&m, "revcache_single_flight_waiters")
+    };
+    let fetching = async || {
+        let m = c.get(&rc.admin_url("/metrics")).await.text();
+        support::metric(&m, "revcache_single_flight_fetches")
+    };
+    while fetching().await < 1.0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let waiter = tokio::spawn(async move { Client::default().get(&url).await });
-    leader.await.unwrap();
+    while waiting().await < 1.0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The leader's client goes away while the upstream is still answering.
+    leader.abort();
     let got = tokio::time::timeout(Duration::from_secs(5), waiter)
         .await
         .expect("waiter wedged")
         .unwrap();
-    assert_eq!(got.text(), "done");
+    assert_eq!(got.status, 200);
+    assert!(
+        !got.cache_status().contains("collapsed"),
+        "the waiter fetched for itself: {}",
+        got.cache_status()
+    );
+    assert_eq!(
+        origin.requests(),
+        2,
+        "the abandoned fetch and the waiter's own"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

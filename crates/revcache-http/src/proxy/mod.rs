@@ -56,6 +56,9 @@ pub enum FlightOutcome {
     Entry(Arc<Entry>),
     /// Nothing shareable (not storable, too large, outdated): fetch alone.
     NotShared,
+    /// The leader could not fetch for the others (a HEAD that found nothing
+    /// reusable on disk): join again, one of them leads.
+    Retry,
     /// The upstream failed; waiters answer with the same error (or stale).
     Failed(UpstreamError),
 }
@@ -824,13 +827,39 @@ impl Proxy {
             return res;
         }
         if ex.parts.method == http::Method::HEAD {
-            if stale.is_none()
-                && let Some(entry) = self.find_on_disk(&ex).await
-            {
-                if let Some(res) = self.try_reuse(&ex, &entry, now).await {
-                    return res;
+            // The disk read is under the flight: a burst of HEADs costs one,
+            // and a HEAD behind a GET's fetch answers from its entry.
+            if stale.is_none() {
+                match self.flights.join(ex.own_key()) {
+                    Join::Leader(leader) => {
+                        let found = match self.find(&ex).0 {
+                            Some(promoted) => Some(promoted),
+                            None => self.find_on_disk(&ex).await,
+                        };
+                        match &found {
+                            Some(e) if Self::reuse_entry(&ex, e, now).0 != Reuse::Revalidate => {
+                                leader.complete(FlightOutcome::Entry(e.clone()));
+                            }
+                            _ => leader.complete(FlightOutcome::Retry),
+                        }
+                        if let Some(entry) = found {
+                            if let Some(res) = self.try_reuse(&ex, &entry, now).await {
+                                return res;
+                            }
+                            (stale, uri_known) = (Some(entry), true);
+                        }
+                    }
+                    Join::Waiter(waiter) => {
+                        let wait = ex.config.limits.collapsed_wait_timeout;
+                        if let Ok(Ok(FlightOutcome::Entry(e))) =
+                            tokio::time::timeout(wait, waiter.wait()).await
+                            && self.may_answer(&ex, &e)
+                        {
+                            let status = CacheStatus::hit().collapsed();
+                            return self.serve(&ex, &e, status, Outcome::Collapsed).await;
+                        }
+                    }
                 }
-                (stale, uri_known) = (Some(entry), true);
             }
             if ex.req_cc.only_if_cached {
                 return self.only_if_cached_miss();
@@ -851,9 +880,18 @@ impl Proxy {
             match self.flights.join(ex.own_key()) {
                 Join::Leader(leader) => {
                     // The disk read is under the flight: a burst costs one.
-                    if stale.is_none()
-                        && let Some(entry) = self.find_on_disk(&ex).await
-                    {
+                    // A leader after another flight ended finds what it
+                    // promoted in memory.
+                    let promoted = match &stale {
+                        None => self.find(&ex).0,
+                        Some(_) => None,
+                    };
+                    let found = match promoted {
+                        Some(e) => Some(e),
+                        None if stale.is_none() => self.find_on_disk(&ex).await,
+                        None => None,
+                    };
+                    if let Some(entry) = found {
                         if Self::reuse_entry(&ex, &entry, now).0 != Reuse::Revalidate {
                             leader.complete(FlightOutcome::Entry(entry.clone()));
                             if let Some(res) = self.try_reuse(&ex, &entry, now).await {
@@ -903,8 +941,8 @@ impl Proxy {
                                 return self
                                     .upstream_failed(&err, CacheStatus::fwd(fwd).collapsed());
                             }
+                            Ok(FlightOutcome::Retry) | Err(_) => continue,
                             Ok(_) => break,
-                            Err(_abandoned) => continue,
                         },
                     }
                 }
@@ -1011,17 +1049,15 @@ impl Proxy {
             let stored = s.headers.to_map(0);
             if !merge::validates(&stored, &rparts.headers) {
                 // A 304 about another representation: ours cannot be
-                // confirmed, so fetch the whole response instead.
-                if let Some(leader) = leader {
-                    leader.complete(FlightOutcome::NotShared);
-                }
+                // confirmed, so fetch the whole response instead, still
+                // leading the flight: what it gets is stored and shared.
                 self.forget(s.key.clone()).await;
                 return Box::pin(self.fetch(
                     ex,
                     RequestBody::empty(),
                     None,
                     None,
-                    None,
+                    leader,
                     fwd,
                     reason,
                 ))
