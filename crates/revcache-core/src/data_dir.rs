@@ -148,7 +148,8 @@ pub fn create_private_file(path: &Path) -> std::io::Result<fs::File> {
 pub enum Opened {
     /// Created or already current.
     Current,
-    /// An older format: the caller drops what it cannot read.
+    /// An older format: its index and body files were dropped (the
+    /// partition key is kept), and the dir is current now.
     Older(u32),
 }
 
@@ -177,6 +178,15 @@ pub fn open(path: &Path) -> Result<Opened, DataDirError> {
                 });
             }
             if found < FORMAT_VERSION {
+                // Dropped before the marker says current: a crash in between
+                // leaves an older dir, dropped again at the next open.
+                for name in ["index.redb", "bodies"] {
+                    let stale = path.join(name);
+                    match fs::remove_file(&stale).or_else(|_| fs::remove_dir_all(&stale)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                        _ => {}
+                    }
+                }
                 write_marker(&marker).map_err(io)?;
                 return Ok(Opened::Older(found));
             }
@@ -252,11 +262,15 @@ mod tests {
     }
 
     #[test]
-    fn an_older_format_is_reported_and_upgraded() {
+    fn an_older_format_drops_its_entries_and_is_upgraded() {
         let d = dir("older");
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join(FORMAT_FILE), format!("{FORMAT_PREFIX}0\n")).unwrap();
+        fs::write(d.join("index.redb"), "an older index").unwrap();
+        fs::create_dir_all(d.join("bodies/ab")).unwrap();
+        fs::write(d.join("bodies/ab/cd"), "an older body").unwrap();
         assert_eq!(open(&d).unwrap(), Opened::Older(0));
+        assert!(!d.join("index.redb").exists() && !d.join("bodies").exists());
         assert_eq!(open(&d).unwrap(), Opened::Current);
         fs::remove_dir_all(&d).unwrap();
     }

@@ -342,12 +342,8 @@ fn open_cache(settings: &Settings) -> Result<Cache, ServerError> {
     if let Opened::Older(version) = opened {
         tracing::warn!(
             version,
-            "data dir has an older format; dropping its cached entries"
+            "data dir had an older format; its cached entries were dropped"
         );
-        for name in ["index.redb", "bodies"] {
-            let path = settings.data_dir.join(name);
-            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
-        }
     }
     let cache = match Cache::with_disk(config.clone(), settings.disk.config(&settings.data_dir)) {
         Ok(cache) => cache,

@@ -77,17 +77,17 @@ impl Drop for FillGuard {
 
 impl Fills {
     /// Fills that together hold at most `limit` bytes.
-    /// Changes the budget (a config reload).
-    pub fn set_limit(&self, limit: u64) {
-        self.budget.set_limit(limit);
-    }
-
     pub fn new(limit: u64) -> Self {
         Fills {
             active: Default::default(),
             idle: Default::default(),
             budget: Arc::new(FillBudget::new(limit)),
         }
+    }
+
+    /// Changes the budget (a config reload).
+    pub fn set_limit(&self, limit: u64) {
+        self.budget.set_limit(limit);
     }
 
     /// Bytes held by fills now (kept bodies and client queues).

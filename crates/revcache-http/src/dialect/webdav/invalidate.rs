@@ -1,5 +1,5 @@
-//! What WebDAV writes and external change notices invalidate (the table in
-//! shared/reference/webdav.md). Paths are normalized: in the request
+//! What WebDAV writes and external change notices invalidate (RFC 4918's
+//! methods, as the README's webdav section tables them). Paths are normalized: in the request
 //! target's normal form (`request_target`: no dot or empty segments), then
 //! percent-decoded, without a trailing slash (except `/`).
 
