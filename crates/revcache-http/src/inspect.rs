@@ -136,7 +136,7 @@ pub fn page(rows: Vec<Row>, after: Option<&str>, limit: usize) -> (Vec<Row>, Opt
 
 fn decode_cursor(cursor: &str) -> Option<(String, String, String)> {
     let bytes = cursor.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let raw: Vec<u8> = bytes
