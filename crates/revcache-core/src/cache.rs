@@ -3,6 +3,18 @@
 //! It stores and finds entries and removes them on purpose. It never
 //! decides freshness (the HTTP layer does) and never fetches (the proxy's
 //! single flight does).
+//!
+//! Model checks (`--cfg loom`, the `loom` tests below) run stores, purges
+//! and evictions of the memory tier concurrently with loom's primitives in
+//! the catalog, generations and the eviction queue, and check the two
+//! promises of this module's protocols: a fill whose ticket predates a
+//! purge is never left in memory (`generation`'s store protocol), and every
+//! key memory holds is in the catalog under its target and each of its
+//! tags, so purges find it (`catalog`). The memory tier's map
+//! (`quick_cache`) is not loom's: each of its calls is one indivisible step
+//! of the model, which it is for the real map (one shard lock per call).
+//! Loom does not see the ordering the map's locks give, so it may report
+//! an interleaving they forbid (a false alarm), never miss one they allow.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -408,6 +420,156 @@ impl Cache {
             disk_hits: self.disk_hits.load(Ordering::Relaxed),
             disk_misses: self.disk_misses.load(Ordering::Relaxed),
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use std::time::{Duration, SystemTime};
+
+    use bytes::Bytes;
+    use http::{HeaderMap, StatusCode};
+    use loom::thread;
+
+    use super::*;
+    use crate::entry::{EntryTiming, Freshness};
+    use crate::key::KeyClass;
+    use crate::partition::Partition;
+    use crate::version::Version;
+
+    fn key(target: &str) -> PrimaryKey {
+        PrimaryKey::new(0, KeyClass::Get, "h", target, Partition::Public)
+    }
+
+    fn entry(target: &str, tags: &[&str], body: usize) -> Entry {
+        Entry::new(
+            key(target),
+            Box::new([]),
+            Version::from_etag("W/\"v\""),
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from(vec![b'x'; body]),
+            tags.iter().map(|t| Tag::new(0, *t)).collect(),
+            EntryTiming {
+                request_time: SystemTime::UNIX_EPOCH,
+                response_time: SystemTime::UNIX_EPOCH,
+                initial_age: Duration::ZERO,
+            },
+            Freshness::default(),
+        )
+    }
+
+    fn small_cache() -> Arc<Cache> {
+        Arc::new(Cache::new(CacheConfig::default()))
+    }
+
+    /// Every key memory holds is in the catalog under its target and each
+    /// of its entries' tags.
+    fn assert_findable(cache: &Cache, targets: &[&str]) {
+        for target in targets {
+            let k = key(target);
+            let Some(held) = cache.memory.peek(&k) else {
+                continue;
+            };
+            assert!(
+                cache.catalog.by_target(target).contains(&k),
+                "{target} is held but its target does not find it"
+            );
+            for tag in held.iter().flat_map(|e| e.tags.iter()) {
+                assert!(
+                    cache.catalog.by_tag(tag).contains(&k),
+                    "{target} is held but tag {tag:?} does not find it"
+                );
+            }
+        }
+    }
+
+    fn held_tags(cache: &Cache, target: &str) -> Vec<Tag> {
+        cache
+            .memory
+            .peek(&key(target))
+            .iter()
+            .flat_map(|v| v.iter())
+            .flat_map(|e| e.tags.iter().cloned())
+            .collect()
+    }
+
+    #[test]
+    fn loom_a_fill_overtaken_by_a_purge_is_never_kept() {
+        assert!(crate::generation::scopes_share_no_slot("/a", &["t"]));
+        loom::model(|| {
+            let cache = small_cache();
+            let ticket = cache.begin_fill();
+            let fill = {
+                let cache = cache.clone();
+                thread::spawn(move || {
+                    cache.store(entry("/a", &["t"], 1), ticket);
+                })
+            };
+            cache
+                .purge(&[Invalidation::target(0, "/a")])
+                .expect("no disk tier");
+            fill.join().expect("fill panicked");
+            assert!(
+                cache.lookup(&key("/a")).is_none(),
+                "a fill that began before the purge survived it"
+            );
+            assert_findable(&cache, &["/a"]);
+        });
+    }
+
+    #[test]
+    fn loom_a_replacement_racing_a_tag_purge_stays_findable() {
+        assert!(crate::generation::scopes_share_no_slot(
+            "/a",
+            &["old", "new"]
+        ));
+        loom::model(|| {
+            let cache = small_cache();
+            cache.store(entry("/a", &["old"], 1), cache.begin_fill());
+            let replace = {
+                let cache = cache.clone();
+                thread::spawn(move || {
+                    cache.store(entry("/a", &["new"], 1), cache.begin_fill());
+                })
+            };
+            cache
+                .purge(&[Invalidation::Tag(Tag::new(0, "old"))])
+                .expect("no disk tier");
+            replace.join().expect("replacement panicked");
+            assert!(!held_tags(&cache, "/a").contains(&Tag::new(0, "old")));
+            assert_findable(&cache, &["/a"]);
+            // What a user notices: purging the new tag reaches the entry.
+            cache
+                .purge(&[Invalidation::Tag(Tag::new(0, "new"))])
+                .expect("no disk tier");
+            assert!(cache.lookup(&key("/a")).is_none(), "a purge missed /a");
+        });
+    }
+
+    #[test]
+    fn loom_an_eviction_racing_a_store_of_the_evicted_key_keeps_it_findable() {
+        // Room for two entries: the third insert evicts.
+        let body = 6000;
+        let config = CacheConfig {
+            memory_limit: 16 << 10,
+            max_entry_bytes: 4 << 10,
+        };
+        loom::model(move || {
+            let cache = Arc::new(Cache::new(config.clone()));
+            cache.store(entry("/a", &["a"], body), cache.begin_fill());
+            cache.store(entry("/b", &["b"], body), cache.begin_fill());
+            let restore = {
+                let cache = cache.clone();
+                thread::spawn(move || {
+                    cache.store(entry("/a", &["a2"], body), cache.begin_fill());
+                })
+            };
+            cache.store(entry("/c", &["c"], body), cache.begin_fill());
+            restore.join().expect("store panicked");
+            assert!(cache.stats().memory_evictions > 0, "nothing was evicted");
+            assert_findable(&cache, &["/a", "/b", "/c"]);
+        });
     }
 }
 

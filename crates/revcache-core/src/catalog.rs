@@ -4,17 +4,17 @@
 //! It indexes primary keys only; the tiers hold the entries. It may name a
 //! key that a tier has already dropped (a purge then finds nothing there),
 //! but every key a tier holds is in it: keys are added before they are
-//! inserted and removed after they leave.
+//! inserted and removed after they leave. (`cache`'s loom tests check that
+//! promise against concurrent stores, purges and evictions.)
 //!
 //! The target index holds an entry per stored key, so it is kept small: it
 //! is keyed by a hash of the target (the key itself holds the string), and a
 //! target's keys (almost always one) are held without a set of their own.
 
-use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Mutex, MutexGuard};
 
 use crate::key::PrimaryKey;
+use crate::sync::{HashMap, HashSet, Mutex, MutexGuard, RandomState};
 use crate::tag::Tag;
 
 const SHARDS: usize = 32;
@@ -24,14 +24,16 @@ type Shard<T> = Mutex<HashMap<T, HashSet<PrimaryKey>>>;
 /// Tags: a set of keys per tag, since one tag may name many keys.
 struct Index<T> {
     shards: Box<[Shard<T>]>,
-    hasher: std::hash::RandomState,
+    hasher: RandomState,
 }
 
 impl<T: Hash + Eq> Index<T> {
     fn new() -> Self {
         Index {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: std::hash::RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            hasher: RandomState::default(),
         }
     }
 
@@ -127,14 +129,16 @@ type TargetShard = Mutex<HashMap<u64, Keys>>;
 /// a wrong answer.
 struct TargetIndex {
     shards: Box<[TargetShard]>,
-    hasher: std::hash::RandomState,
+    hasher: RandomState,
 }
 
 impl TargetIndex {
     fn new() -> Self {
         TargetIndex {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: std::hash::RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            hasher: RandomState::default(),
         }
     }
 

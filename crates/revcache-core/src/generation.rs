@@ -18,16 +18,24 @@
 //! Store protocol (see `Cache::store`): the fill inserts, *then* checks; an
 //! invalidation bumps, *then* removes. Either the check sees the bump, or
 //! the removal sees the insert.
+//!
+//! Model checks (`--cfg loom`): the `loom` tests below run concurrent bumps
+//! of one scope against fills taking and checking tickets (bumping is two
+//! steps, the sequence then the slot); `cache`'s run the store protocol.
 
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use crate::key::PrimaryKey;
+use crate::sync::{AtomicU64, Mutex};
 use crate::tag::Tag;
 
+#[cfg(not(loom))]
 const SLOTS: usize = 1 << 16;
+// Every model execution builds a fresh set of slots: keep it cheap.
+#[cfg(loom)]
+const SLOTS: usize = 1 << 8;
 const PREFIX_HISTORY: usize = 256;
 
 /// The sequence number at which a fill began.
@@ -129,6 +137,102 @@ impl Generations {
         !history.recent.iter().any(|(seq, of, prefix)| {
             *seq > ticket.0 && of.is_none_or(|r| r == route) && path.starts_with(&**prefix)
         })
+    }
+}
+
+#[cfg(all(test, loom))]
+pub(crate) fn scopes_share_no_slot(target: &str, tags: &[&str]) -> bool {
+    let tags: Vec<Tag> = tags.iter().map(|t| Tag::new(0, *t)).collect();
+    let mut slots: Vec<usize> = tags.iter().map(|t| Scope::Tag(t).slot()).collect();
+    slots.push(Scope::Target(Some(0), target).slot());
+    slots.push(Scope::Target(None, target).slot());
+    slots.sort_unstable();
+    slots.windows(2).all(|w| w[0] != w[1])
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::SeqCst;
+
+    use loom::sync::RwLock;
+    use loom::sync::atomic::AtomicBool;
+    use loom::thread;
+
+    use super::*;
+
+    /// Two invalidations of one scope (of the tag when there is one, else
+    /// of `target`) race a fill that
+    /// publishes its ticket. Each invalidation reads the published ticket
+    /// before it starts, so that ticket predates it: once the invalidation
+    /// returns, the ticket must not be current. A fill that saw both
+    /// invalidations finished before taking its ticket must be current.
+    fn two_bumps_and_a_fill(target: &'static str, tags: &'static [&'static str]) {
+        assert!(scopes_share_no_slot(target, tags));
+        let bump = move |g: &Generations| match tags.first() {
+            Some(tag) => g.bump_tag(&Tag::new(0, *tag)),
+            None => g.bump_target(Some(0), target),
+        };
+        let tags: Vec<Tag> = tags.iter().map(|t| Tag::new(0, *t)).collect();
+        let key = PrimaryKey::new(
+            0,
+            crate::key::KeyClass::Get,
+            "h",
+            target,
+            crate::partition::Partition::Public,
+        );
+        loom::model(move || {
+            let g = Arc::new(Generations::default());
+            let published = Arc::new(RwLock::new(None::<FillTicket>));
+            let done: Arc<[AtomicBool; 2]> =
+                Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+            let invalidations: Vec<_> = (0..2)
+                .map(|i| {
+                    let (g, published, done, tags, key) = (
+                        g.clone(),
+                        published.clone(),
+                        done.clone(),
+                        tags.clone(),
+                        key.clone(),
+                    );
+                    thread::spawn(move || {
+                        let before = *published.read().unwrap_or_else(|p| p.into_inner());
+                        bump(&g);
+                        done[i].store(true, SeqCst);
+                        if let Some(ticket) = before {
+                            assert!(
+                                !g.is_current(ticket, &key, &tags),
+                                "a ticket taken before an invalidation is current after it"
+                            );
+                        }
+                    })
+                })
+                .collect();
+            let both_done_before = done.iter().all(|d| d.load(SeqCst));
+            let ticket = g.begin_fill();
+            *published.write().unwrap_or_else(|p| p.into_inner()) = Some(ticket);
+            let current_now = g.is_current(ticket, &key, &tags);
+            if both_done_before {
+                assert!(
+                    current_now,
+                    "a ticket taken after every invalidation is outdated"
+                );
+            }
+            for h in invalidations {
+                h.join().expect("invalidation panicked");
+            }
+            assert!(g.is_current(g.begin_fill(), &key, &tags));
+        });
+    }
+
+    #[test]
+    fn loom_racing_target_bumps_outdate_every_earlier_ticket() {
+        two_bumps_and_a_fill("/a", &[]);
+    }
+
+    #[test]
+    fn loom_racing_tag_bumps_outdate_every_earlier_ticket() {
+        two_bumps_and_a_fill("/a", &["t"]);
     }
 }
 

@@ -23,6 +23,7 @@ mod packed_time;
 pub mod partition;
 pub mod single_flight;
 pub mod stored_headers;
+mod sync;
 pub mod tag;
 pub mod variants;
 pub mod version;

@@ -10,13 +10,14 @@
 //! at the map (outside its locks) to tell an eviction from a replacement.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use quick_cache::{Lifecycle, Weighter};
 
 use crate::catalog::Catalog;
 use crate::key::PrimaryKey;
+use crate::sync::Mutex;
 use crate::variants::Variants;
 
 /// Most variants kept per primary key; the oldest goes first.
@@ -125,7 +126,7 @@ impl MemoryTier {
             .weight_capacity(byte_limit)
             .build()
             .unwrap_or_else(|_| unreachable!("both options are set"));
-        let departed = Departed::default();
+        let departed = Departed::new(Mutex::new(Vec::new()));
         let lifecycle = Eviction {
             departed: departed.clone(),
         };

@@ -439,12 +439,31 @@ fn a_damaged_index_is_set_aside_and_start_up_continues() {
 
 #[test]
 fn arc_entries_shared_between_tiers_are_one_copy() {
+    // A version read back from disk while memory holds it takes the held
+    // body bytes instead of keeping a second copy.
     let dir = temp_dir();
     let cache = open(&dir);
     store(&cache, entry("/one", vec![7; 10], &[], None));
-    let a = cache.lookup(&key("/one")).unwrap();
-    let b = cache.lookup(&key("/one")).unwrap();
-    assert!(Arc::ptr_eq(&a[0], &b[0]));
+    cache.flush();
+    let in_memory = cache.lookup(&key("/one")).unwrap();
+    let from_disk = cache.lookup_disk(&key("/one")).unwrap();
+    assert!(
+        !Arc::ptr_eq(&in_memory[0], &from_disk[0]),
+        "lookup_disk must build its entry from the disk copy"
+    );
+    let body = |e: &Entry| {
+        e.body
+            .bytes()
+            .expect("a 10-byte body is held in memory")
+            .as_ptr()
+    };
+    assert_eq!(
+        body(&in_memory[0]),
+        body(&from_disk[0]),
+        "the entry read from disk holds a second copy of the body"
+    );
+    let now = cache.lookup(&key("/one")).unwrap();
+    assert!(Arc::ptr_eq(&now[0], &from_disk[0]));
 }
 
 #[test]
