@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use support::{Client, Origin, Reply, Revcache};
@@ -187,4 +188,47 @@ async fn uncacheable_responses_release_waiters_to_fetch_for_themselves() {
     bodies.dedup();
     assert_eq!(bodies.len(), 5, "each client got its own private response");
     assert_eq!(origin.requests(), 5);
+}
+
+/// A URL whose response could not be stored is remembered for a while
+/// (hit-for-pass): a burst for it goes upstream at once instead of queueing
+/// behind a leader whose response nobody else may use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_for_a_url_known_uncacheable_does_not_wait_for_a_leader() {
+    let arrivals = Arc::new(Mutex::new(Vec::new()));
+    let origin = Origin::start({
+        let arrivals = arrivals.clone();
+        move |_, n| {
+            arrivals.lock().unwrap().push(std::time::Instant::now());
+            Reply::ok(format!("private {n}"))
+                .header("cache-control", "no-store")
+                .delay(if n == 0 {
+                    Duration::ZERO
+                } else {
+                    Duration::from_secs(1)
+                })
+        }
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    let h2 = Client::http2();
+    assert_eq!(h2.get(&rc.url("/u")).await.text(), "private 0");
+    let burst: Vec<_> = (0..4)
+        .map(|_| {
+            let (h2, url) = (h2.clone(), rc.url("/u"));
+            tokio::spawn(async move { h2.get(&url).await })
+        })
+        .collect();
+    for got in burst {
+        let got = got.await.unwrap();
+        assert_eq!(got.status, 200);
+        assert!(!got.cache_status().contains("collapsed"));
+    }
+    let arrivals = arrivals.lock().unwrap();
+    assert_eq!(arrivals.len(), 5);
+    let spread = arrivals[4].duration_since(arrivals[1]);
+    assert!(
+        spread < Duration::from_millis(500),
+        "the burst reached the origin over {spread:?}: it queued behind a leader"
+    );
 }

@@ -72,7 +72,16 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     invalidator: Arc<Invalidator>,
     partition_key: PartitionKey,
+    /// Keys whose last fetch could not be stored (hit-for-pass), until
+    /// when: their requests skip the flight, which could only make them
+    /// wait for a response nobody else may use.
+    uncacheable: quick_cache::sync::Cache<PrimaryKey, Instant>,
 }
+
+/// How long a key whose response could not be stored skips the flight.
+const HIT_FOR_PASS: std::time::Duration = std::time::Duration::from_secs(120);
+/// Keys remembered as uncacheable at most.
+const HIT_FOR_PASS_KEYS: usize = 65_536;
 
 /// What a config reload swaps: every setting a request reads. A request
 /// keeps the one it started under to its end.
@@ -202,6 +211,7 @@ impl Proxy {
         ));
         Ok(Arc::new(Proxy {
             invalidator,
+            uncacheable: quick_cache::sync::Cache::new(HIT_FOR_PASS_KEYS),
             cache,
             fills: Arc::new(fill::Fills::new(settings.limits.max_fill_bytes)),
             active,
@@ -876,7 +886,15 @@ impl Proxy {
                 .await
                 .0;
         }
+        let known_uncacheable = stale.is_none()
+            && self
+                .uncacheable
+                .get(ex.own_key())
+                .is_some_and(|until| Instant::now() < until);
         for _ in 0..3 {
+            if known_uncacheable {
+                break;
+            }
             match self.flights.join(ex.own_key()) {
                 Join::Leader(leader) => {
                     // The disk read is under the flight: a burst costs one.
@@ -1168,6 +1186,12 @@ impl Proxy {
             Err(why) => {
                 if let Some(leader) = leader {
                     leader.complete(FlightOutcome::NotShared);
+                    // A failing upstream's errors keep collapsing: the
+                    // herd should not reach it while it is down.
+                    if why.is_some() && !status.is_server_error() {
+                        self.uncacheable
+                            .insert(ex.own_key().clone(), Instant::now() + HIT_FOR_PASS);
+                    }
                 }
                 if let Some(why) = why {
                     cs = cs.detail(why);
