@@ -24,6 +24,7 @@ const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_PREFIX: &str = "revcache data dir, format ";
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DataDirError {
     #[error("cannot use data dir {path}: {source}")]
     Io {

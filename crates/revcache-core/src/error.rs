@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 /// Loading or creating the partition secret in the data dir failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PartitionKeyError {
     #[error("cannot create data dir {path}: {source} (check the path and its permissions)")]
     CreateDir {

@@ -13,6 +13,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// The listener's certificate cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ListenerTlsError {
     #[error("{key}: cannot read {path}: {reason}")]
     Read {

@@ -19,6 +19,7 @@ use http::uri::PathAndQuery;
 
 /// Why a request path was refused (each is a 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TargetError {
     #[error(
         "request path has a malformed percent-escape at byte {at}; escapes are '%' and two hex digits"

@@ -77,6 +77,7 @@ pub struct Router {
 
 /// A route's upstream cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RouteError {
     #[error(
         "route {route:?}: upstream {upstream:?} must be an absolute http:// or https:// URL such as https://review.example.org"

@@ -29,6 +29,7 @@ use crate::route::RouteError;
 use crate::settings::Settings;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ServerError {
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DiskError {
     #[error("disk tier I/O on {path}: {source}")]
     Io {

@@ -13,6 +13,7 @@ pub use feed::Feed;
 
 /// Why an event was rejected.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum EventError {
     #[error("not a JSON object: {0}")]
     Json(String),

@@ -15,6 +15,7 @@ use crate::settings::ForwardingSettings;
 
 /// Why a request's headers were refused (answered 400).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RequestHeaderError {
     #[error("the request has {0} Host headers; send exactly one")]
     DuplicateHost(usize),

@@ -27,6 +27,7 @@ use crate::settings::{Limits, RouteSettings, UpstreamHttp2};
 
 /// Why the upstream gave no response.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum UpstreamError {
     #[error("upstream connect timeout: no connection within {0:?}")]
     ConnectTimeout(Duration),

@@ -15,6 +15,7 @@ use crate::settings::UpstreamTls;
 
 /// A route's TLS material cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TlsConfigError {
     #[error("{key}: cannot read {path}: {reason}")]
     Read {
