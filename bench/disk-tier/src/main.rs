@@ -64,6 +64,7 @@ fn open(dir: &Path) -> Cache {
     let memory = CacheConfig {
         memory_limit: 4 << 30,
         max_entry_bytes: 8 << 20,
+        ..Default::default()
     };
     match Cache::with_disk(memory, config) {
         Ok(c) => c,

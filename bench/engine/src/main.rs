@@ -16,6 +16,7 @@ fn main() {
     let cache = Cache::new(CacheConfig {
         memory_limit: 8 << 30,
         max_entry_bytes: 1 << 20,
+        ..Default::default()
     });
     let before = rss();
     for i in 0..n {

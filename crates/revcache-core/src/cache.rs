@@ -20,6 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use crate::clock::Clock;
+
 use crate::catalog::Catalog;
 use crate::disk::{DiskConfig, DiskError, DiskStats, DiskTier};
 use crate::entry::Entry;
@@ -38,6 +40,9 @@ pub struct CacheConfig {
     pub memory_limit: u64,
     /// Largest entry the memory tier must be able to hold.
     pub max_entry_bytes: u64,
+    /// The time source of the cache, its disk tier and whoever serves from
+    /// it (see [`Cache::clock`]).
+    pub clock: Clock,
 }
 
 impl Default for CacheConfig {
@@ -45,6 +50,7 @@ impl Default for CacheConfig {
         CacheConfig {
             memory_limit: 256 << 20,
             max_entry_bytes: 8 << 20,
+            clock: Clock::system(),
         }
     }
 }
@@ -104,6 +110,7 @@ pub struct Cache {
     disk_failed: Option<String>,
     disk_hits: AtomicU64,
     disk_misses: AtomicU64,
+    clock: Clock,
 }
 
 impl Cache {
@@ -113,7 +120,9 @@ impl Cache {
     }
 
     /// A cache with the memory tiers and the disk tier in `disk.dir`.
-    pub fn with_disk(config: CacheConfig, disk: DiskConfig) -> Result<Self, DiskError> {
+    /// The disk tier runs on the cache's clock, whatever `disk.clock` says.
+    pub fn with_disk(config: CacheConfig, mut disk: DiskConfig) -> Result<Self, DiskError> {
+        disk.clock = config.clock.clone();
         let generations = Arc::new(Generations::default());
         let disk = DiskTier::open(disk, generations.clone())?;
         Ok(Self::build(config, generations, Some(disk)))
@@ -151,7 +160,13 @@ impl Cache {
             disk_failed: None,
             disk_hits: AtomicU64::new(0),
             disk_misses: AtomicU64::new(0),
+            clock: config.clock,
         }
+    }
+
+    /// The time freshness, trust and sweeps are judged by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
     pub fn disk(&self) -> Option<&DiskTier> {
@@ -554,6 +569,7 @@ mod loom_tests {
         let config = CacheConfig {
             memory_limit: 16 << 10,
             max_entry_bytes: 4 << 10,
+            ..Default::default()
         };
         loom::model(move || {
             let cache = Arc::new(Cache::new(config.clone()));
@@ -752,6 +768,7 @@ mod tests {
         let cache = Cache::new(CacheConfig {
             memory_limit: 1 << 20,
             max_entry_bytes: 64 << 10,
+            ..Default::default()
         });
         for i in 0..200 {
             let t = cache.begin_fill();
@@ -777,6 +794,7 @@ mod tests {
         let cache = Cache::new(CacheConfig {
             memory_limit: budget,
             max_entry_bytes: 64 << 10,
+            ..Default::default()
         });
         // Tiny bodies, each held with 16 KiB of Vary-selected header value
         // or of Host (what `preserve_host` puts in the key).
@@ -803,6 +821,7 @@ mod tests {
         let cache = Cache::new(CacheConfig {
             memory_limit: 4 << 20,
             max_entry_bytes: 1 << 20,
+            ..Default::default()
         });
         let big = entry(key("/big"), Box::new([]), &[], (1 << 20) - 4096);
         cache.store(big, cache.begin_fill());

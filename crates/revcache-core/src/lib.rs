@@ -9,6 +9,7 @@
 
 pub mod cache;
 pub mod catalog;
+pub mod clock;
 pub mod data_dir;
 pub mod disk;
 pub mod entry;
@@ -29,6 +30,7 @@ pub mod variants;
 pub mod version;
 
 pub use cache::{Cache, CacheConfig, CacheStats, DiskState, StoreOutcome};
+pub use clock::{Clock, ClockHand};
 pub use disk::{DiskConfig, DiskError, DiskStats, DiskTier};
 pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness};
 pub use error::{PartitionKeyError, PurgeError};

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use revcache_core::Invalidation;
 use revcache_core::{
-    Cache, CacheConfig, DiskConfig, Entry, EntryBody, EntryTiming, Freshness, KeyClass, Partition,
-    PrimaryKey, Tag, Version,
+    Cache, CacheConfig, Clock, DiskConfig, Entry, EntryBody, EntryTiming, Freshness, KeyClass,
+    Partition, PrimaryKey, Tag, Version,
 };
 
 /// A data dir for one test, removed when the test ends, passed or failed.
@@ -47,9 +47,18 @@ fn open(dir: &PathBuf) -> Cache {
 }
 
 fn open_with(dir: &PathBuf, tweak: impl FnOnce(&mut DiskConfig)) -> Cache {
+    open_on(dir, Clock::system(), tweak)
+}
+
+/// A cache whose disk tier reads `clock`.
+fn open_on(dir: &PathBuf, clock: Clock, tweak: impl FnOnce(&mut DiskConfig)) -> Cache {
     let mut config = DiskConfig::new(dir);
     tweak(&mut config);
-    Cache::with_disk(CacheConfig::default(), config).unwrap()
+    let memory = CacheConfig {
+        clock,
+        ..CacheConfig::default()
+    };
+    Cache::with_disk(memory, config).unwrap()
 }
 
 fn key(target: &str) -> PrimaryKey {
@@ -311,17 +320,17 @@ fn the_newest_date_wins_between_racing_fills() {
 #[test]
 fn idle_entries_are_swept_and_recent_use_keeps_them() {
     let dir = temp_dir();
-    // One-second buckets and two idle seconds make the test quick.
-    let cache = open_with(&dir, |c| {
-        c.access_bucket = Duration::from_secs(1);
-        c.max_idle = Duration::from_secs(2);
+    let (clock, hand) = Clock::adjustable();
+    let cache = open_on(&dir, clock.clone(), |c| {
+        c.access_bucket = Duration::from_secs(60);
+        c.max_idle = Duration::from_secs(3600);
     });
     store(&cache, entry("/idle", vec![1], &[], None));
     store(&cache, entry("/used", vec![1], &[], None));
     cache.flush();
-    std::thread::sleep(Duration::from_millis(3100));
+    hand.advance(Duration::from_secs(3600 + 120));
     let used = cache.lookup(&key("/used")).unwrap();
-    cache.touch(&used[0], SystemTime::now());
+    cache.touch(&used[0], clock.now());
     let report = cache.disk().unwrap().sweep_all().unwrap();
     assert_eq!(report.idle, 1);
     assert!(cache.lookup_disk(&key("/idle")).is_none());
@@ -331,14 +340,15 @@ fn idle_entries_are_swept_and_recent_use_keeps_them() {
 #[test]
 fn the_byte_budget_removes_the_least_recently_used_first() {
     let dir = temp_dir();
-    let cache = open_with(&dir, |c| {
-        c.access_bucket = Duration::from_secs(1);
+    let (clock, hand) = Clock::adjustable();
+    let cache = open_on(&dir, clock, |c| {
+        c.access_bucket = Duration::from_secs(60);
         c.byte_limit = 3 * 20_000;
         c.inline_threshold = 1024;
     });
     store(&cache, entry("/old", vec![1; 20_000], &[], None));
     cache.flush();
-    std::thread::sleep(Duration::from_millis(1100));
+    hand.advance(Duration::from_secs(120));
     for i in 0..3 {
         store(
             &cache,
@@ -367,10 +377,19 @@ fn orphan_and_temp_files_are_removed_at_start() {
     }
     let orphan = dir.join("bodies").join("ab").join("cd");
     std::fs::create_dir_all(&orphan).unwrap();
-    std::fs::write(orphan.join("ab".repeat(32)), b"left by a crash").unwrap();
-    std::fs::write(dir.join("tmp").join("half-written"), b"x").unwrap();
-    // Orphans younger than two seconds are left for the next start.
-    std::thread::sleep(Duration::from_millis(2100));
+    let orphans = [
+        orphan.join("ab".repeat(32)),
+        dir.join("tmp").join("half-written"),
+    ];
+    std::fs::write(&orphans[0], b"left by a crash").unwrap();
+    std::fs::write(&orphans[1], b"x").unwrap();
+    // Orphans younger than two seconds are left for the next start: these
+    // were left by a crash a minute ago.
+    for path in &orphans {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(60))
+            .unwrap();
+    }
     let cache = open(&dir);
     for _ in 0..100 {
         if cache.stats().disk.unwrap().orphans_removed == 2 {

@@ -88,7 +88,7 @@ impl Admin {
                 json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
             }
             (&Method::GET, "/readyz") => {
-                let now = std::time::SystemTime::now();
+                let now = self.proxy.cache().clock().now();
                 let feeds: serde_json::Map<String, serde_json::Value> = self
                     .proxy
                     .config()

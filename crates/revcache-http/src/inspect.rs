@@ -53,7 +53,7 @@ fn memory_row(e: &Entry, now: SystemTime) -> Row {
 
 /// Rows of every tier; blocking (reads the disk tier).
 pub fn rows(cache: &Cache, url: Option<&str>, tag: Option<&str>) -> Result<Vec<Row>, DiskError> {
-    let now = SystemTime::now();
+    let now = cache.clock().now();
     let mut rows: Vec<Row> = cache
         .memory_entries(url, tag)
         .iter()

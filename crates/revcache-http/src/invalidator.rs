@@ -4,7 +4,6 @@
 //! NDJSON batch of events) reach the disk tier in one durable commit.
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use revcache_core::{Cache, Invalidation, PurgeError};
@@ -87,7 +86,7 @@ impl Invalidator {
         route: &Route,
         events: &[&[u8]],
     ) -> Vec<Result<EventEffect, EventError>> {
-        let now = SystemTime::now();
+        let now = self.cache.clock().now();
         let results: Vec<_> = events
             .iter()
             .map(|event| {

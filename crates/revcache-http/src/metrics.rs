@@ -628,7 +628,7 @@ impl Collector for TierCollector {
             )?;
             load.encode(m)?;
         }
-        let now = std::time::SystemTime::now();
+        let now = self.cache.clock().now();
         let active = self.active.load();
         let feeds: Vec<_> = active
             .router

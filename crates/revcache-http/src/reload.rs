@@ -135,7 +135,11 @@ impl Reloader {
         {
             return Err(ReloadError::AdminUnprotected(self.admin_addr));
         }
-        let (config, routes) = ActiveConfig::build(&settings, Some(&self.proxy.config()))?;
+        let (config, routes) = ActiveConfig::build(
+            &settings,
+            Some(&self.proxy.config()),
+            self.proxy.cache().clock().now(),
+        )?;
         if let (Some(tls), Some(files)) = (&self.tls, &settings.tls) {
             tls.reload_from(&files.cert_file, &files.key_file)?;
         }

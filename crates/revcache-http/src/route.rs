@@ -5,6 +5,7 @@
 //! (`request_target`).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::uri::{Authority, Scheme};
 
@@ -96,18 +97,20 @@ pub enum RouteError {
 
 impl Router {
     pub fn new(settings: &[RouteSettings], limits: &Limits) -> Result<Self, RouteError> {
-        Ok(Router::rebuild(settings, limits, None)?.0)
+        Ok(Router::rebuild(settings, limits, None, SystemTime::now())?.0)
     }
 
     /// Builds the routes `settings` names, keeping from `previous` every
     /// route whose settings (and client limits) are unchanged, and the
     /// dialect state (feed health, ledger) of a route whose dialect
     /// settings are unchanged. A route with TLS files gets a new client
-    /// every time: its certificates may have been renewed in place.
+    /// every time: its certificates may have been renewed in place. New
+    /// event feeds start trusting at `now`.
     pub fn rebuild(
         settings: &[RouteSettings],
         limits: &Limits,
         previous: Option<&Router>,
+        now: SystemTime,
     ) -> Result<(Self, RouteChanges), RouteError> {
         let mut routes = Vec::new();
         let mut changes = RouteChanges::default();
@@ -150,7 +153,7 @@ impl Router {
                 {
                     old.dialect.clone()
                 }
-                _ => dialect::for_route(r, id),
+                _ => dialect::for_route(r, id, now),
             };
             routes.push(Arc::new(Route {
                 id,

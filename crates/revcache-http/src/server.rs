@@ -13,7 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use revcache_core::data_dir::{self, DataDirError, Opened};
 use revcache_core::error::PartitionKeyError;
-use revcache_core::{Cache, CacheConfig, DiskError, PartitionKey};
+use revcache_core::{Cache, CacheConfig, Clock, DiskError, PartitionKey};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -81,6 +81,17 @@ impl Server {
         settings: Settings,
         source: Box<SettingsSource>,
     ) -> Result<Self, ServerError> {
+        Self::bind_with_clock(settings, source, Clock::system()).await
+    }
+
+    /// As [`Server::bind_reloadable`], with every freshness, trust and
+    /// sweep decision read from `clock` (a test drives it instead of
+    /// sleeping).
+    pub async fn bind_with_clock(
+        settings: Settings,
+        source: Box<SettingsSource>,
+        clock: Clock,
+    ) -> Result<Self, ServerError> {
         if !settings.admin_listen.ip().is_loopback()
             && settings.admin_token.is_none()
             && !settings.admin.allow_remote_without_token
@@ -89,7 +100,7 @@ impl Server {
         }
         let cache = tokio::task::spawn_blocking({
             let settings = settings.clone();
-            move || open_cache(&settings)
+            move || open_cache(&settings, clock)
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
@@ -315,10 +326,11 @@ impl Handler for AdminHandler {
 /// cache with a warning, `/readyz` and a metric saying so, unless
 /// `disk.required`; a data dir that is refused (not revcache's, not
 /// private, in use) stops the start.
-fn open_cache(settings: &Settings) -> Result<Cache, ServerError> {
+fn open_cache(settings: &Settings, clock: Clock) -> Result<Cache, ServerError> {
     let config = CacheConfig {
         memory_limit: settings.cache.memory_limit,
         max_entry_bytes: settings.limits.max_cacheable_body_bytes + (64 << 10),
+        clock,
     };
     let required = settings.disk.enabled && settings.disk.required;
     let memory_only = |reason: String| {

@@ -392,7 +392,7 @@ async fn a_query_listing_the_same_meta_rev_id_confirms_a_cached_change() {
     let (gerrit, rc) = setup(None).await;
     let a = gerrit.create_change(change("infra", Some("storm"))).await;
     get(&rc, &format!("/a/changes/{a}")).await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    rc.advance(Duration::from_millis(5));
     get(&rc, "/a/changes/?q=topic:storm").await;
     let (cost, confirmed) = upstream_cost(&gerrit, get(&rc, &format!("/a/changes/{a}"))).await;
     assert_eq!(cost, 0, "{}", confirmed.cache_status());

@@ -179,7 +179,7 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let rc = Revcache::start(&origin.url()).await;
     let url = rc.url("/slow");
     let in_flight = tokio::spawn(async move { Client::default().get(&url).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    origin.received(1).await;
     let addr = rc.addr;
     rc.shutdown().await;
     assert_eq!(in_flight.await.unwrap().text(), "finished");

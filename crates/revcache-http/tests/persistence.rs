@@ -220,7 +220,6 @@ async fn inspect_and_sweep_are_served_by_the_admin_api() {
     let sweep = c.send("POST", &rc.admin_url("/sweep"), &[], "").await;
     assert_eq!(sweep.status, 200);
     assert!(sweep.text().contains("\"idle\":0"), "{}", sweep.text());
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 /// The disk lookups `/metrics` counted, hits and misses.

@@ -119,7 +119,7 @@ async fn a_purge_during_a_fill_keeps_the_stale_response_out() {
         let url = url.clone();
         async move { Client::default().get(&url).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    origin.received(1).await;
     let c = Client::default();
     c.send("POST", &rc.admin_url("/purge?url=/race"), &[], "")
         .await;

@@ -35,7 +35,7 @@ async fn a_client_that_stops_reading_does_not_stall_the_others_on_its_url() {
     .await;
     let _stalled = stalled_client(rc.addr, "/big").await;
     // Joins the stalled client's flight while the origin is still thinking.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    origin.received(1).await;
     let c = Client::default();
     let other = tokio::time::timeout(Duration::from_secs(20), c.get(&rc.url("/big")))
         .await
@@ -68,7 +68,7 @@ async fn collapsed_requests_fetch_on_their_own_after_the_wait_deadline() {
         let (c, url) = (c.clone(), rc.url("/q"));
         async move { c.get(&url).await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    origin.received(1).await;
     let waiter = tokio::time::timeout(Duration::from_secs(15), c.get(&rc.url("/q")))
         .await
         .expect("the waiter had no deadline");

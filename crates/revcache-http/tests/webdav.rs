@@ -412,7 +412,7 @@ async fn a_listing_confirms_member_bodies_without_asking() {
     req(&rc.url("/d/"), "MKCOL", &[], "").await;
     put(&rc.url(""), "/d/a.txt", "A").await;
     get(&rc, "/d/a.txt").await;
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    rc.advance(Duration::from_millis(5));
     let (listing, _) = list(&rc, "/d/").await;
     // dav-server writes getetag without quotes; the ledger normalizes it.
     assert!(listing.text().contains("getetag"));

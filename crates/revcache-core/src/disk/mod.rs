@@ -34,6 +34,7 @@ use redb::{Database, ReadableDatabase};
 use self::blobs::BlobStore;
 pub use self::error::DiskError;
 use self::format::{BLOBS, ENTRIES, StoredBody, TAGS};
+use crate::clock::Clock;
 use crate::entry::{BodyFile, Entry, EntryBody, NOT_ON_DISK};
 use crate::generation::{FillTicket, Generations};
 use crate::invalidation::Invalidation;
@@ -62,6 +63,8 @@ pub struct DiskConfig {
     pub write_queue: usize,
     /// How often a tier disabled by a disk failure tries to reopen.
     pub reopen_interval: Duration,
+    /// Access buckets and idle sweeps read this clock.
+    pub clock: Clock,
 }
 
 impl DiskConfig {
@@ -77,6 +80,7 @@ impl DiskConfig {
             sweep_batch: 1000,
             write_queue: 8192,
             reopen_interval: Duration::from_secs(10),
+            clock: Clock::system(),
         }
     }
 
@@ -421,7 +425,7 @@ impl DiskTier {
 
     /// Queues `entry` for storing. Dropped (and counted) when the queue is full.
     pub fn put(&self, entry: Arc<Entry>, ticket: FillTicket) {
-        let bucket = self.shared.config.bucket_at(SystemTime::now());
+        let bucket = self.shared.config.bucket_at(self.shared.config.clock.now());
         entry.access_bucket.store(bucket, Ordering::Relaxed);
         self.try_send(Op::Put { entry, ticket });
     }
@@ -553,7 +557,7 @@ impl DiskTier {
                 keys.push(k.value().to_vec());
             }
         }
-        let now = SystemTime::now();
+        let now = self.shared.config.clock.now();
         let mut rows = Vec::new();
         for k in keys {
             let Some(v) = entries.get(k.as_slice())? else {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, MultimapTable, ReadableMultimapTable, ReadableTable, Table, WriteTransaction,
@@ -399,7 +399,7 @@ fn apply(shared: &Shared, batch: Vec<Op>) {
 fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
     // Body files first: a row may only refer to a file already durable.
     let bodies: Vec<Option<StoredBody>> = batch.iter().map(|op| stored_body(shared, op)).collect();
-    let now = SystemTime::now();
+    let now = shared.config.clock.now();
     let bucket = shared.config.bucket_at(now);
     let tombstones: Vec<Invalidation> = shared
         .tombstones

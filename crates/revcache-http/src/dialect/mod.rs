@@ -139,10 +139,12 @@ pub trait Dialect: Send + Sync {
     }
 }
 
-pub fn for_route(settings: &RouteSettings, id: u32) -> Arc<dyn Dialect> {
+/// The dialect `settings` names for route `id`; an event feed's trust
+/// starts at `now`.
+pub fn for_route(settings: &RouteSettings, id: u32, now: SystemTime) -> Arc<dyn Dialect> {
     match settings.dialect {
         DialectName::Http => Arc::new(HttpDialect { route: id }),
-        DialectName::Gerrit => Arc::new(GerritDialect::new(id, settings.events.as_ref())),
-        DialectName::Webdav => Arc::new(WebdavDialect::new(id, settings.events.as_ref())),
+        DialectName::Gerrit => Arc::new(GerritDialect::new(id, settings.events.as_ref(), now)),
+        DialectName::Webdav => Arc::new(WebdavDialect::new(id, settings.events.as_ref(), now)),
     }
 }

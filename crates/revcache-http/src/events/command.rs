@@ -9,7 +9,7 @@
 
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -97,7 +97,7 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
                         let read = read_line(&mut lines, &mut line, MAX_LINE).await;
                         if first && matches!(read, Ok(Line::Complete | Line::TooLong(_))) {
                             first = false;
-                            feed.connected(SystemTime::now());
+                            feed.connected(proxy.cache().clock().now());
                             tracing::info!(route = %route.name, "event feed connected (first line read)");
                         }
                         match read {

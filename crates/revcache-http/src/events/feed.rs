@@ -5,84 +5,88 @@
 //! the feed last became healthy: a gap (`dropped-output`, a command that
 //! exited, a webhook silent past its heartbeat) means events may have been
 //! lost, so everything fetched before it must be revalidated first.
+//!
+//! Every cached request on a feed route reads its health, so it is kept in
+//! atomics, not behind a lock. `healthy_since` and `last_event` only move
+//! forward (`fetch_max`): a writer holding an older instant can never undo
+//! a newer gap. `connected` is set last, after the instant trust restarts
+//! from, so nobody sees a connected feed with the trust of before.
 
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub struct Feed {
     trust: Option<Duration>,
     heartbeat: Option<Duration>,
-    state: Mutex<State>,
+    connected: AtomicBool,
+    /// Microseconds since the Unix epoch.
+    healthy_since: AtomicU64,
+    /// Microseconds since the Unix epoch.
+    last_event: AtomicU64,
 }
 
-struct State {
-    connected: bool,
-    healthy_since: SystemTime,
-    last_event: SystemTime,
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+fn instant(micros: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_micros(micros)
 }
 
 impl Feed {
     /// `connected`: events can arrive now (a webhook feed); a command feed
-    /// starts disconnected until its process runs.
-    pub fn new(trust: Option<Duration>, heartbeat: Option<Duration>, connected: bool) -> Self {
-        let now = SystemTime::now();
+    /// starts disconnected until its process runs. Trust starts at `now`.
+    pub fn new(
+        trust: Option<Duration>,
+        heartbeat: Option<Duration>,
+        connected: bool,
+        now: SystemTime,
+    ) -> Self {
         Feed {
             trust,
             heartbeat,
-            state: Mutex::new(State {
-                connected,
-                healthy_since: now,
-                last_event: now,
-            }),
+            connected: AtomicBool::new(connected),
+            healthy_since: AtomicU64::new(micros(now)),
+            last_event: AtomicU64::new(micros(now)),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn healthy_in(&self, s: &State, now: SystemTime) -> bool {
-        s.connected
-            && self
-                .heartbeat
-                .is_none_or(|h| now.duration_since(s.last_event).unwrap_or_default() <= h)
-    }
-
     pub fn healthy(&self, now: SystemTime) -> bool {
-        let s = self.state();
-        self.healthy_in(&s, now)
+        self.connected.load(Ordering::Acquire)
+            && self.heartbeat.is_none_or(|h| {
+                micros(now).saturating_sub(self.last_event.load(Ordering::Acquire))
+                    <= u64::try_from(h.as_micros()).unwrap_or(u64::MAX)
+            })
     }
 
     /// An event arrived. After silence past the heartbeat, trust restarts now.
     pub fn received(&self, now: SystemTime) {
-        let mut s = self.state();
-        if !self.healthy_in(&s, now) && s.connected {
-            s.healthy_since = now;
+        if !self.healthy(now) && self.connected.load(Ordering::Acquire) {
+            self.healthy_since.fetch_max(micros(now), Ordering::AcqRel);
         }
-        s.last_event = now;
+        self.last_event.fetch_max(micros(now), Ordering::AcqRel);
     }
 
     /// Events were lost (e.g. `dropped-output`).
     pub fn gap(&self, now: SystemTime) {
-        let mut s = self.state();
-        s.healthy_since = now;
+        self.healthy_since.fetch_max(micros(now), Ordering::AcqRel);
     }
 
     pub fn connected(&self, now: SystemTime) {
-        let mut s = self.state();
-        s.connected = true;
-        s.healthy_since = now;
-        s.last_event = now;
+        self.healthy_since.fetch_max(micros(now), Ordering::AcqRel);
+        self.last_event.fetch_max(micros(now), Ordering::AcqRel);
+        self.connected.store(true, Ordering::Release);
     }
 
     pub fn disconnected(&self) {
-        self.state().connected = false;
+        self.connected.store(false, Ordering::Release);
     }
 
     /// Since when the feed has been healthy without a gap, if it is now.
     pub fn healthy_since(&self, now: SystemTime) -> Option<SystemTime> {
-        let s = self.state();
-        self.healthy_in(&s, now).then_some(s.healthy_since)
+        self.healthy(now)
+            .then(|| instant(self.healthy_since.load(Ordering::Acquire)))
     }
 
     /// Whether an entry whose request was sent at `fetched_at` may be served
@@ -92,7 +96,8 @@ impl Feed {
             return false;
         };
         self.healthy_since(now).is_some_and(|since| {
-            fetched_at >= since && now.duration_since(fetched_at).unwrap_or_default() <= trust
+            micros(fetched_at) >= micros(since)
+                && now.duration_since(fetched_at).unwrap_or_default() <= trust
         })
     }
 
@@ -107,8 +112,8 @@ mod tests {
 
     #[test]
     fn trust_covers_entries_fetched_since_the_last_gap_for_the_trust_window() {
-        let feed = Feed::new(Some(Duration::from_secs(60)), None, true);
         let t0 = SystemTime::now();
+        let feed = Feed::new(Some(Duration::from_secs(60)), None, true, t0);
         let after = t0 + Duration::from_secs(1);
         assert!(feed.trusts(after, after + Duration::from_secs(30)));
         assert!(!feed.trusts(after, after + Duration::from_secs(61)));
@@ -125,12 +130,13 @@ mod tests {
 
     #[test]
     fn a_silent_webhook_past_its_heartbeat_is_unhealthy_until_the_next_event() {
+        let t0 = SystemTime::now();
         let feed = Feed::new(
             Some(Duration::from_secs(600)),
             Some(Duration::from_secs(10)),
             true,
+            t0,
         );
-        let t0 = SystemTime::now();
         assert!(feed.healthy(t0));
         let late = t0 + Duration::from_secs(11);
         assert!(!feed.healthy(late));
@@ -145,8 +151,8 @@ mod tests {
 
     #[test]
     fn a_disconnected_command_feed_trusts_nothing() {
-        let feed = Feed::new(Some(Duration::from_secs(600)), None, false);
         let now = SystemTime::now();
+        let feed = Feed::new(Some(Duration::from_secs(600)), None, false, now);
         assert!(!feed.trusts(now, now));
         feed.connected(now);
         assert!(feed.trusts(now, now));
@@ -156,9 +162,21 @@ mod tests {
 
     #[test]
     fn without_trust_nothing_is_trusted() {
-        let feed = Feed::new(None, None, true);
         let now = SystemTime::now();
+        let feed = Feed::new(None, None, true, now);
         assert!(!feed.trusts(now, now));
         assert!(feed.healthy_since(now).is_some());
+    }
+
+    #[test]
+    fn a_late_writer_cannot_undo_a_newer_gap() {
+        let t0 = SystemTime::now();
+        let feed = Feed::new(Some(Duration::from_secs(600)), None, true, t0);
+        let gap = t0 + Duration::from_secs(10);
+        feed.gap(gap);
+        // A command feed reconnecting with an instant read before the gap.
+        feed.connected(t0 + Duration::from_secs(5));
+        assert!(!feed.trusts(t0 + Duration::from_secs(6), gap));
+        assert!(feed.trusts(gap, gap));
     }
 }

@@ -75,7 +75,7 @@ pub struct Proxy {
     /// Keys whose last fetch could not be stored (hit-for-pass), until
     /// when: their requests skip the flight, which could only make them
     /// wait for a response nobody else may use.
-    uncacheable: quick_cache::sync::Cache<PrimaryKey, Instant>,
+    uncacheable: quick_cache::sync::Cache<PrimaryKey, SystemTime>,
 }
 
 /// How long a key whose response could not be stored skips the flight.
@@ -98,11 +98,13 @@ impl ActiveConfig {
     pub fn build(
         settings: &Settings,
         previous: Option<&ActiveConfig>,
+        now: SystemTime,
     ) -> Result<(Self, RouteChanges), RouteError> {
         let (router, changes) = Router::rebuild(
             &settings.routes,
             &settings.limits,
             previous.map(|p| &p.router),
+            now,
         )?;
         Ok((
             ActiveConfig {
@@ -201,7 +203,7 @@ impl Proxy {
     ) -> Result<Arc<Self>, RouteError> {
         let flights = SingleFlight::default();
         let active = Arc::new(ArcSwap::from_pointee(
-            ActiveConfig::build(settings, None)?.0,
+            ActiveConfig::build(settings, None, cache.clock().now())?.0,
         ));
         let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone(), active.clone()));
         let invalidator = Arc::new(Invalidator::new(
@@ -465,7 +467,7 @@ impl Proxy {
                 .0
             }
             Classification::Cacheable { .. } => {
-                let now = SystemTime::now();
+                let now = self.cache.clock().now();
                 let found = self.find(&ex);
                 if let Some(entry) = &found.0
                     && let Some(res) = self.reuse_now(&ex, entry, now)
@@ -652,7 +654,7 @@ impl Proxy {
                 }
             },
         };
-        self.respond_with(ex, entry, body, status, outcome, SystemTime::now())
+        self.respond_with(ex, entry, body, status, outcome, self.cache.clock().now())
     }
 
     /// The body `entry` answers `ex` with when no file has to be opened
@@ -890,7 +892,7 @@ impl Proxy {
             && self
                 .uncacheable
                 .get(ex.own_key())
-                .is_some_and(|until| Instant::now() < until);
+                .is_some_and(|until| self.cache.clock().now() < until);
         for _ in 0..3 {
             if known_uncacheable {
                 break;
@@ -948,7 +950,11 @@ impl Proxy {
                             }
                             Ok(FlightOutcome::Failed(err)) => {
                                 if let Some(s) = &stale
-                                    && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
+                                    && stale_if_error_allows(
+                                        s,
+                                        &ex.req_cc,
+                                        self.cache.clock().now(),
+                                    )
                                 {
                                     let status = CacheStatus::fwd("stale")
                                         .collapsed()
@@ -1030,7 +1036,7 @@ impl Proxy {
             (_, false) => Conditions::Client,
         };
         let ticket = self.cache.begin_fill();
-        let request_time = SystemTime::now();
+        let request_time = self.cache.clock().now();
         let req =
             forward::upstream_request(&ex.route, &ex.parts, ex.host(), ex.client, body, conditions);
         let res = match ex.route.upstream.send(req, exceeded).await {
@@ -1041,7 +1047,7 @@ impl Proxy {
                 }
                 if let Some(s) = &stale
                     && !e.is_client_error()
-                    && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
+                    && stale_if_error_allows(s, &ex.req_cc, self.cache.clock().now())
                 {
                     self.metrics.upstream_error(e.kind());
                     tracing::warn!(error = %e, "upstream failed; serving stale (stale-if-error)");
@@ -1051,7 +1057,7 @@ impl Proxy {
                 return self.upstream_failed(&e, CacheStatus::fwd(fwd));
             }
         };
-        let response_time = SystemTime::now();
+        let response_time = self.cache.clock().now();
         let status = res.status();
         self.metrics.upstream(reason, status.as_u16());
         let class = ex.route.dialect.endpoint_class(&ex.parts);
@@ -1125,7 +1131,7 @@ impl Proxy {
         }
         if status.is_server_error()
             && let Some(s) = &stale
-            && stale_if_error_allows(s, &ex.req_cc, SystemTime::now())
+            && stale_if_error_allows(s, &ex.req_cc, self.cache.clock().now())
         {
             if let Some(leader) = leader {
                 let e = UpstreamError::Other(format!("upstream answered {status}"));
@@ -1189,8 +1195,10 @@ impl Proxy {
                     // A failing upstream's errors keep collapsing: the
                     // herd should not reach it while it is down.
                     if why.is_some() && !status.is_server_error() {
-                        self.uncacheable
-                            .insert(ex.own_key().clone(), Instant::now() + HIT_FOR_PASS);
+                        self.uncacheable.insert(
+                            ex.own_key().clone(),
+                            self.cache.clock().now() + HIT_FOR_PASS,
+                        );
                     }
                 }
                 if let Some(why) = why {

@@ -17,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use revcache_core::{Clock, ClockHand};
 use revcache_http::{Server, Settings};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -156,6 +157,14 @@ impl Origin {
         self.count.load(Ordering::SeqCst)
     }
 
+    /// Waits until the origin has received `n` requests (their replies may
+    /// still be delayed).
+    pub async fn received(&self, n: usize) {
+        while self.requests() < n {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
@@ -177,6 +186,7 @@ pub struct Revcache {
     keep_data_dir: bool,
     stop: Option<oneshot::Sender<()>>,
     done: Option<tokio::task::JoinHandle<()>>,
+    clock: ClockHand,
 }
 
 pub fn temp_dir(tag: &str) -> PathBuf {
@@ -216,8 +226,16 @@ impl Revcache {
         tweak(&mut settings);
         let data_dir = settings.data_dir.clone();
         let keep_data_dir = data_dir != own_dir;
+        // Every test server runs on an adjustable clock: a test waiting for
+        // an entry to go stale advances it instead of sleeping.
+        let (clock, hand) = Clock::adjustable();
         let server = match source {
-            None => Server::bind(settings).await.unwrap(),
+            None => {
+                let again = settings.clone();
+                Server::bind_with_clock(settings, Box::new(move || Ok(again.clone())), clock)
+                    .await
+                    .unwrap()
+            }
             Some(source) => {
                 {
                     let mut next = source.lock().unwrap();
@@ -226,7 +244,7 @@ impl Revcache {
                     }
                 }
                 let read = move || source.lock().unwrap().clone().unwrap();
-                Server::bind_reloadable(settings, Box::new(read))
+                Server::bind_with_clock(settings, Box::new(read), clock)
                     .await
                     .unwrap()
             }
@@ -255,7 +273,13 @@ impl Revcache {
             keep_data_dir,
             stop: Some(stop),
             done: Some(done),
+            clock: hand,
         }
+    }
+
+    /// Moves revcache's clock forward: stored entries age by `by` at once.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -45,10 +45,10 @@ pub struct GerritDialect {
 }
 
 impl GerritDialect {
-    pub fn new(route: u32, events: Option<&EventSettings>) -> Self {
+    pub fn new(route: u32, events: Option<&EventSettings>, now: SystemTime) -> Self {
         GerritDialect {
             route,
-            feed: events.map(|e| Feed::new(e.trust, e.heartbeat, e.command.is_none())),
+            feed: events.map(|e| Feed::new(e.trust, e.heartbeat, e.command.is_none(), now)),
             ledger: Ledger::new(LEDGER_CAPACITY),
         }
     }

@@ -40,7 +40,7 @@ pub struct WebdavDialect {
 }
 
 impl WebdavDialect {
-    pub fn new(route: u32, events: Option<&EventSettings>) -> Self {
+    pub fn new(route: u32, events: Option<&EventSettings>, now: SystemTime) -> Self {
         WebdavDialect {
             route,
             // External invalidation is always accepted; trust is opt-in.
@@ -48,6 +48,7 @@ impl WebdavDialect {
                 events.and_then(|e| e.trust),
                 events.and_then(|e| e.heartbeat),
                 true,
+                now,
             ),
             ledger: Ledger::new(LEDGER_CAPACITY),
         }
