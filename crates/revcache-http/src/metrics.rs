@@ -19,9 +19,12 @@ use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
-use revcache_core::{Cache, SingleFlight};
+use revcache_core::Cache;
 
+use crate::policy::NoStore;
 use crate::proxy::ActiveConfig;
+use crate::proxy::cache_status::Fwd;
+use crate::proxy::flight::Flights;
 
 /// How a client request ended, for `revcache_requests_total{outcome}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -201,6 +204,8 @@ type RouteLabels3 = [(&'static str, String); 3];
 pub struct Metrics {
     registry: Registry,
     outcomes: Vec<Counter>,
+    forwarded: Vec<Counter>,
+    not_stored: Vec<Counter>,
     upstream: Family<[(&'static str, String); 2], Counter>,
     upstream_errors: Family<[(&'static str, String); 1], Counter>,
     bytes_cache: Counter,
@@ -218,6 +223,24 @@ pub struct Metrics {
     reloads: Family<Labels1, Counter>,
 }
 
+/// One route's hits a dialect allowed without revalidation, by reason.
+#[derive(Clone, Debug)]
+pub struct DialectHits {
+    trusted: Counter,
+    ledger: Counter,
+    other: Counter,
+}
+
+impl DialectHits {
+    pub fn count(&self, reason: &str) {
+        match reason {
+            "trusted" => self.trusted.inc(),
+            "ledger" => self.ledger.inc(),
+            _ => self.other.inc(),
+        };
+    }
+}
+
 /// The counters of one listener (`proxy` or `admin`).
 #[derive(Clone, Debug)]
 pub struct ListenerMetrics {
@@ -228,17 +251,33 @@ pub struct ListenerMetrics {
 }
 
 impl Metrics {
-    pub fn new(
-        cache: Arc<Cache>,
-        flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>,
-        active: Arc<ArcSwap<ActiveConfig>>,
-    ) -> Self {
+    pub fn new(cache: Arc<Cache>, flights: Flights, active: Arc<ArcSwap<ActiveConfig>>) -> Self {
         let mut registry = Registry::with_prefix("revcache");
         let requests = Family::<Labels1, Counter>::default();
         registry.register("requests", "Client requests by outcome", requests.clone());
         let outcomes = Outcome::ALL
             .iter()
             .map(|o| requests.get_or_create_owned(&[("outcome", o.label())]))
+            .collect();
+        let forwards = Family::<Labels1, Counter>::default();
+        registry.register(
+            "forwarded",
+            "Requests that went upstream, by RFC 9211 fwd reason",
+            forwards.clone(),
+        );
+        let forwarded = Fwd::ALL
+            .iter()
+            .map(|f| forwards.get_or_create_owned(&[("fwd", f.as_str())]))
+            .collect();
+        let not_stored_family = Family::<Labels1, Counter>::default();
+        registry.register(
+            "not_stored",
+            "Upstream responses to cacheable requests that were not stored, by reason",
+            not_stored_family.clone(),
+        );
+        let not_stored = NoStore::ALL
+            .iter()
+            .map(|r| not_stored_family.get_or_create_owned(&[("reason", r.as_str())]))
             .collect();
         let upstream = Family::default();
         registry.register(
@@ -334,6 +373,8 @@ impl Metrics {
         Metrics {
             registry,
             outcomes,
+            forwarded,
+            not_stored,
             upstream,
             upstream_errors,
             bytes_cache,
@@ -404,10 +445,34 @@ impl Metrics {
             .inc();
     }
 
-    pub fn dialect_hit(&self, route: &str, reason: &str) {
-        self.dialect_hits
-            .get_or_create(&[("route", label_value(route)), ("reason", reason.to_owned())])
-            .inc();
+    /// The dialect-hit counters of the route called `route`, resolved
+    /// once per route (see [`crate::route::Route::dialect_hit`]).
+    pub fn dialect_hits(&self, route: &str) -> DialectHits {
+        let counter = |reason: &str| {
+            self.dialect_hits.get_or_create_owned(&[
+                ("route", label_value(route)),
+                ("reason", reason.to_owned()),
+            ])
+        };
+        DialectHits {
+            trusted: counter("trusted"),
+            ledger: counter("ledger"),
+            other: counter("other"),
+        }
+    }
+
+    /// A request that went upstream, by RFC 9211 `fwd` reason.
+    pub fn forwarded(&self, fwd: Fwd) {
+        if let Some(i) = Fwd::ALL.iter().position(|f| *f == fwd) {
+            self.forwarded[i].inc();
+        }
+    }
+
+    /// A response that was not stored, by reason.
+    pub fn not_stored(&self, why: NoStore) {
+        if let Some(i) = NoStore::ALL.iter().position(|r| *r == why) {
+            self.not_stored[i].inc();
+        }
     }
 
     pub fn outcome(&self, outcome: Outcome) {
@@ -465,7 +530,7 @@ impl Metrics {
 
 struct TierCollector {
     cache: Arc<Cache>,
-    flights: SingleFlight<revcache_core::PrimaryKey, crate::proxy::FlightOutcome>,
+    flights: Flights,
     active: Arc<ArcSwap<ActiveConfig>>,
 }
 

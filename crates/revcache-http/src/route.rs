@@ -4,12 +4,13 @@
 //! `/api` and `/api/x`, never `/apix`) of the normalised path
 //! (`request_target`).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use http::uri::{Authority, Scheme};
 
 use crate::dialect::{self, Dialect};
+use crate::metrics::{DialectHits, Metrics};
 use crate::proxy::upstream::Upstream;
 use crate::settings::{EncodedSlashes, Limits, RouteSettings};
 
@@ -39,6 +40,17 @@ pub struct Route {
     /// What the route was built from, and the limits its client took: a
     /// reload keeps a route whose settings did not change.
     built_from: (RouteSettings, UpstreamLimits),
+    /// Its dialect-hit counters, resolved on the first such hit.
+    dialect_hits: OnceLock<DialectHits>,
+}
+
+impl Route {
+    /// Counts a hit the dialect allowed for `reason` (`trusted`, `ledger`).
+    pub fn dialect_hit(&self, metrics: &Metrics, reason: &str) {
+        self.dialect_hits
+            .get_or_init(|| metrics.dialect_hits(&self.name))
+            .count(reason);
+    }
 }
 
 /// The limits a route's upstream client is built with.
@@ -174,6 +186,7 @@ impl Router {
                     source,
                 })?,
                 built_from: (r.clone(), upstream_limits.clone()),
+                dialect_hits: OnceLock::new(),
             }));
         }
         if let Some(previous) = previous {

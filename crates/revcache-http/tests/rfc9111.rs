@@ -130,6 +130,12 @@ async fn no_store_is_never_stored() {
         "{}",
         first.cache_status()
     );
+    let m = c.get(&rc.admin_url("/metrics")).await.text();
+    assert_eq!(
+        support::metric(&m, "revcache_not_stored_total{reason=\"no-store\"}"),
+        1.0,
+        "the reason is counted for operators"
+    );
     c.get(&rc.url("/a")).await;
     assert_eq!(origin.requests(), 2);
 }
@@ -560,9 +566,24 @@ async fn request_no_cache_and_max_age_zero_force_revalidation() {
         "{}",
         forced.cache_status()
     );
-    c.get_with(&rc.url("/a"), &[("cache-control", "max-age=0")])
+    let insisted = c
+        .get_with(&rc.url("/a"), &[("cache-control", "max-age=0")])
         .await;
+    assert!(
+        insisted.cache_status().contains("fwd=request"),
+        "{}",
+        insisted.cache_status()
+    );
     assert_eq!(origin.requests(), 3);
+    let m = c.get(&rc.admin_url("/metrics")).await.text();
+    assert_eq!(
+        support::metric(&m, "revcache_forwarded_total{fwd=\"request\"}"),
+        2.0
+    );
+    assert_eq!(
+        support::metric(&m, "revcache_forwarded_total{fwd=\"uri-miss\"}"),
+        1.0
+    );
 }
 
 #[tokio::test]

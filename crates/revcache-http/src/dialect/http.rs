@@ -4,7 +4,7 @@ use http::header::{CONTENT_LOCATION, ETAG, LOCATION, RANGE};
 use http::{HeaderMap, Method, StatusCode, Uri, request};
 use revcache_core::{Invalidation, KeyClass, Version};
 
-use super::{Classification, Dialect, Facts};
+use super::{Classification, Dialect, Facts, Fwd};
 
 /// Scoped to its route: what its writes invalidate is of that route only.
 pub struct HttpDialect {
@@ -22,16 +22,18 @@ impl Dialect for HttpDialect {
                 // Range requests are forwarded as they are (`Upgrade` is
                 // hop-by-hop: removed before any dialect sees the request).
                 if req.headers.contains_key(RANGE) {
-                    Classification::Pass { reason: "bypass" }
+                    Classification::Pass {
+                        reason: Fwd::Bypass,
+                    }
                 } else {
                     Classification::Cacheable {
                         class: KeyClass::Get,
                     }
                 }
             }
-            Method::OPTIONS | Method::TRACE | Method::CONNECT => {
-                Classification::Pass { reason: "method" }
-            }
+            Method::OPTIONS | Method::TRACE | Method::CONNECT => Classification::Pass {
+                reason: Fwd::Method,
+            },
             _ => Classification::Write,
         }
     }

@@ -23,7 +23,9 @@ pub use self::gerrit::GerritDialect;
 pub use self::http::HttpDialect;
 pub use self::webdav::WebdavDialect;
 use crate::events::{EventEffect, EventError, Feed};
+pub use crate::policy::NoStore;
 use crate::policy::Reuse;
+pub use crate::proxy::cache_status::Fwd;
 use crate::settings::{DialectName, RouteSettings};
 pub use revcache_core::Invalidation;
 
@@ -32,9 +34,8 @@ pub use revcache_core::Invalidation;
 pub enum Classification {
     /// Look it up and store it under `class`.
     Cacheable { class: KeyClass },
-    /// Forward without caching; `reason` is the Cache-Status `fwd` value
-    /// (`bypass`, `method`, `request`).
-    Pass { reason: &'static str },
+    /// Forward without caching, for `reason`.
+    Pass { reason: Fwd },
     /// A write: forward, then apply `Dialect::on_write` if it succeeded.
     Write,
     /// The request body decides (a PROPFIND's property set): read up to
@@ -51,7 +52,7 @@ pub enum Storage {
     /// whatever `Cache-Control` says; `Dialect::reuse` decides freshness.
     Partitioned,
     /// Never store it (e.g. a body without a strong validator).
-    Never(&'static str),
+    Never(NoStore),
 }
 
 /// What a dialect learned from a complete response.
@@ -76,7 +77,9 @@ pub trait Dialect: Send + Sync {
 
     /// Classification of a request whose body was read after `NeedsBody`.
     fn classify_body(&self, _req: &request::Parts, _body: &[u8]) -> Classification {
-        Classification::Pass { reason: "bypass" }
+        Classification::Pass {
+            reason: Fwd::Bypass,
+        }
     }
 
     /// Label for per-route metrics (`change`, `query`, …).
@@ -100,6 +103,13 @@ pub trait Dialect: Send + Sync {
         body: &[u8],
         received: SystemTime,
     ) -> Facts;
+
+    /// Whether an upstream answer is a failure that stale-if-error may
+    /// cover (RFC 5861 §4): server errors, and whatever the upstream uses
+    /// to say "not now" (a rate limit's 403 or 429 with `Retry-After`).
+    fn upstream_failure(&self, status: StatusCode, _headers: &HeaderMap) -> bool {
+        status.is_server_error()
+    }
 
     /// Whether `entry` may answer now; `None` lets RFC 9111 decide.
     fn reuse(&self, _entry: &Entry, _now: SystemTime) -> Option<DialectReuse> {

@@ -15,4 +15,4 @@ pub mod vary;
 
 pub use cache_control::{Delta, RequestDirectives, ResponseDirectives};
 pub use freshness::{Reuse, reuse, stored_freshness};
-pub use storability::{Sharing, Storability, storability};
+pub use storability::{NoStore, Sharing, Storability, storability};

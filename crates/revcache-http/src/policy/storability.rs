@@ -20,10 +20,63 @@ pub enum Sharing {
     Rfc9111,
 }
 
+/// Why a response is not stored: `Cache-Status: detail=` and
+/// `revcache_not_stored_total{reason}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoStore {
+    /// The request method's responses are not stored.
+    Method,
+    /// The status is not cacheable without explicit freshness (or never).
+    Status,
+    /// `no-store` in the request or the response.
+    NoStore,
+    /// `private` in the response.
+    Private,
+    /// A `Set-Cookie` for one anonymous client.
+    SetCookie,
+    /// The caller is known by a credential revcache does not partition on,
+    /// and the response may not be shared.
+    Credentials,
+    /// Larger than `limits.max_cacheable_body_bytes`.
+    TooLarge,
+    /// `Vary: *`.
+    VaryStar,
+    /// The dialect stores only representations with a strong validator.
+    NoStrongValidator,
+}
+
+impl NoStore {
+    pub const ALL: [NoStore; 9] = [
+        NoStore::Method,
+        NoStore::Status,
+        NoStore::NoStore,
+        NoStore::Private,
+        NoStore::SetCookie,
+        NoStore::Credentials,
+        NoStore::TooLarge,
+        NoStore::VaryStar,
+        NoStore::NoStrongValidator,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoStore::Method => "method",
+            NoStore::Status => "status",
+            NoStore::NoStore => "no-store",
+            NoStore::Private => "private",
+            NoStore::SetCookie => "set-cookie",
+            NoStore::Credentials => "credentials",
+            NoStore::TooLarge => "too-large",
+            NoStore::VaryStar => "vary-star",
+            NoStore::NoStrongValidator => "no-strong-etag",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Storability {
-    /// Not storable; the reason is for logs and `Cache-Status: detail=`.
-    No(&'static str),
+    /// Not storable, for this reason.
+    No(NoStore),
     /// Storable in the public partition, shared by every caller.
     Shared,
     /// Storable only in the requesting credential's partition.
@@ -43,29 +96,29 @@ pub fn storability(
 ) -> Storability {
     use Storability::*;
     if method != Method::GET {
-        return No("method");
+        return No(NoStore::Method);
     }
     if status.is_informational()
         || status == StatusCode::NOT_MODIFIED
         || status == StatusCode::PARTIAL_CONTENT
     {
-        return No("status");
+        return No(NoStore::Status);
     }
     // must-understand overrides no-store for status codes whose caching
     // rules revcache implements (RFC 9111 §5.2.2.3).
     let understood = heuristically_cacheable(status) || matches!(status.as_u16(), 302 | 303 | 307);
     if req.no_store || (res.no_store && !(res.must_understand && understood)) {
-        return No("no-store");
+        return No(NoStore::NoStore);
     }
     if res.private {
-        return No("private");
+        return No(NoStore::Private);
     }
     let explicit = res.public
         || res.max_age.is_some()
         || res.s_maxage.is_some()
         || headers.contains_key(EXPIRES);
     if !explicit && !heuristically_cacheable(status) {
-        return No("status");
+        return No(NoStore::Status);
     }
     // Set-Cookie belongs to one client: an authenticated caller's stays in
     // its partition; an anonymous one's is shared only when the route
@@ -75,7 +128,7 @@ pub fn storability(
         return match (has_credentials, sharing) {
             (true, _) => Private,
             (false, Sharing::Rfc9111) if explicit => Shared,
-            (false, _) => No("set-cookie"),
+            (false, _) => No(NoStore::SetCookie),
         };
     }
     if !has_credentials || res.allows_sharing_authenticated(sharing) {
@@ -137,7 +190,7 @@ mod tests {
         }
         assert_eq!(
             with_cookie("public, max-age=60", false, Sharing::Strict),
-            Storability::No("set-cookie")
+            Storability::No(NoStore::SetCookie)
         );
         assert_eq!(
             with_cookie("public, max-age=60", false, Sharing::Rfc9111),
@@ -145,7 +198,7 @@ mod tests {
         );
         assert_eq!(
             with_cookie("max-age=60", false, Sharing::Rfc9111),
-            Storability::No("set-cookie")
+            Storability::No(NoStore::SetCookie)
         );
     }
 
@@ -153,11 +206,11 @@ mod tests {
     fn no_store_and_private_are_never_stored() {
         assert_eq!(
             decide("no-store, max-age=60", 200, false),
-            Storability::No("no-store")
+            Storability::No(NoStore::NoStore)
         );
         assert_eq!(
             decide("private, max-age=60", 200, false),
-            Storability::No("private")
+            Storability::No(NoStore::Private)
         );
     }
 
@@ -169,7 +222,7 @@ mod tests {
         );
         assert_eq!(
             decide("must-understand, no-store, max-age=60", 299, false),
-            Storability::No("no-store")
+            Storability::No(NoStore::NoStore)
         );
     }
 
@@ -196,7 +249,10 @@ mod tests {
 
     #[test]
     fn non_heuristic_statuses_need_explicit_freshness() {
-        assert_eq!(decide("no-cache", 302, false), Storability::No("status"));
+        assert_eq!(
+            decide("no-cache", 302, false),
+            Storability::No(NoStore::Status)
+        );
         assert_eq!(decide("max-age=60", 302, false), Storability::Shared);
         assert_eq!(decide("no-cache", 404, false), Storability::Shared);
     }

@@ -7,10 +7,50 @@ use http::{HeaderName, HeaderValue};
 
 pub const NAME: HeaderName = HeaderName::from_static("cache-status");
 
+/// Why a request went to the upstream: RFC 9211 §2.2's `fwd` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fwd {
+    /// Configured (or classified) to go upstream without the cache.
+    Bypass,
+    /// The method is not cacheable.
+    Method,
+    /// Nothing is stored for the URI.
+    UriMiss,
+    /// Something is stored for the URI, but not for this variant.
+    VaryMiss,
+    /// The client's request directives (`no-cache`, `max-age=0`) forbid
+    /// using what is stored.
+    Request,
+    /// What is stored is stale (or not trusted) and must be validated.
+    Stale,
+}
+
+impl Fwd {
+    pub const ALL: [Fwd; 6] = [
+        Fwd::Bypass,
+        Fwd::Method,
+        Fwd::UriMiss,
+        Fwd::VaryMiss,
+        Fwd::Request,
+        Fwd::Stale,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fwd::Bypass => "bypass",
+            Fwd::Method => "method",
+            Fwd::UriMiss => "uri-miss",
+            Fwd::VaryMiss => "vary-miss",
+            Fwd::Request => "request",
+            Fwd::Stale => "stale",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct CacheStatus {
     hit: bool,
-    fwd: Option<&'static str>,
+    fwd: Option<Fwd>,
     fwd_status: Option<u16>,
     stored: bool,
     collapsed: bool,
@@ -26,9 +66,8 @@ impl CacheStatus {
         }
     }
 
-    /// Forwarded: `uri-miss`, `vary-miss`, `miss`, `stale`, `request`,
-    /// `method`, `bypass`.
-    pub fn fwd(reason: &'static str) -> Self {
+    /// Forwarded to the upstream because of `reason`.
+    pub fn fwd(reason: Fwd) -> Self {
         CacheStatus {
             fwd: Some(reason),
             ..Default::default()
@@ -80,7 +119,7 @@ impl CacheStatus {
         }
         if let Some(fwd) = self.fwd {
             s.push_str("; fwd=");
-            s.push_str(fwd);
+            s.push_str(fwd.as_str());
         }
         if let Some(status) = self.fwd_status {
             s.push_str(&format!("; fwd-status={status}"));
@@ -111,7 +150,7 @@ mod tests {
     fn renders_rfc_9211_parameters_in_order() {
         assert_eq!(CacheStatus::hit().value(), "revcache; hit");
         assert_eq!(
-            CacheStatus::fwd("uri-miss")
+            CacheStatus::fwd(Fwd::UriMiss)
                 .fwd_status(200)
                 .stored(true)
                 .ttl(60)

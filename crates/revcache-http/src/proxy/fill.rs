@@ -20,12 +20,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use revcache_core::entry::Variant;
 use revcache_core::{
-    Cache, Entry, EntryTiming, FillTicket, Freshness, LeaderGuard, PrimaryKey, StoreOutcome,
-    Version,
+    Cache, Entry, EntryTiming, FillTicket, Freshness, PrimaryKey, StoreOutcome, Version,
 };
 
-use super::FlightOutcome;
 use super::body::IdleTimeout;
+use super::flight::{FlightOutcome, Leader};
 use super::tee::{self, FillBudget, Held, TapReceiver, TapSender};
 use crate::dialect::Dialect;
 
@@ -44,8 +43,6 @@ pub struct FillPlan {
     pub max_bytes: u64,
     pub read_timeout: Duration,
 }
-
-pub type Leader = LeaderGuard<PrimaryKey, FlightOutcome>;
 
 /// Bytes a fill that no longer keeps its body lets queue for its client
 /// before it waits for the client, as a pass-through would.
@@ -160,7 +157,7 @@ async fn run(
                     tx.send(Err(e));
                 }
                 if let Some(leader) = leader.take() {
-                    leader.complete(FlightOutcome::NotShared);
+                    leader.finish(FlightOutcome::NotShared);
                 }
                 return;
             }
@@ -185,7 +182,7 @@ async fn run(
                     }
                     kept = None;
                     if let Some(leader) = leader.take() {
-                        leader.complete(FlightOutcome::NotShared);
+                        leader.finish(FlightOutcome::NotShared);
                     }
                 }
             }
@@ -241,7 +238,7 @@ async fn run(
         }
     };
     if let Some(leader) = leader.take() {
-        leader.complete(shared);
+        leader.finish(shared);
     }
 }
 

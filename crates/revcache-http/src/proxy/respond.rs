@@ -78,6 +78,21 @@ fn age_value(seconds: u64) -> HeaderValue {
     HeaderValue::from(seconds)
 }
 
+/// A 304 for a client whose condition matches what the upstream just sent
+/// (`headers`, as the client would have got them).
+pub fn not_modified(headers: &HeaderMap, cache_status: CacheStatus) -> Response<ProxyBody> {
+    let mut res = Response::new(ProxyBody::empty());
+    *res.status_mut() = StatusCode::NOT_MODIFIED;
+    for name in NOT_MODIFIED_HEADERS.iter().chain([&LAST_MODIFIED]) {
+        for v in headers.get_all(name) {
+            res.headers_mut().append(name.clone(), v.clone());
+        }
+    }
+    res.headers_mut()
+        .insert(cache_status::NAME, cache_status.value());
+    res
+}
+
 /// A response revcache makes up: plain text that says what went wrong.
 pub fn error(
     status: StatusCode,

@@ -24,7 +24,7 @@ use http::{HeaderMap, Method, StatusCode, request};
 use revcache_core::{Entry, Invalidation, KeyClass, Ledger, Partition, Tag, Version};
 
 use self::invalidate::norm;
-use super::{Classification, Dialect, DialectReuse, Facts, HttpDialect, Storage};
+use super::{Classification, Dialect, DialectReuse, Facts, Fwd, HttpDialect, NoStore, Storage};
 use crate::events::{EventEffect, EventError, Feed};
 use crate::policy::Reuse;
 use crate::settings::EventSettings;
@@ -91,8 +91,12 @@ impl Dialect for WebdavDialect {
             "PROPFIND" if depth(req).is_some() => Classification::NeedsBody {
                 max: xml::MAX_PROPFIND_BODY,
             },
-            "PROPFIND" => Classification::Pass { reason: "bypass" },
-            "OPTIONS" | "TRACE" => Classification::Pass { reason: "method" },
+            "PROPFIND" => Classification::Pass {
+                reason: Fwd::Bypass,
+            },
+            "OPTIONS" | "TRACE" => Classification::Pass {
+                reason: Fwd::Method,
+            },
             _ => Classification::Write,
         }
     }
@@ -102,7 +106,9 @@ impl Dialect for WebdavDialect {
             (Some(d), Some(props)) => Classification::Cacheable {
                 class: KeyClass::Named(xml::key_class(d, &props)),
             },
-            _ => Classification::Pass { reason: "bypass" },
+            _ => Classification::Pass {
+                reason: Fwd::Bypass,
+            },
         }
     }
 
@@ -118,9 +124,9 @@ impl Dialect for WebdavDialect {
     fn storage(&self, req: &request::Parts, status: StatusCode, headers: &HeaderMap) -> Storage {
         match (req.method.as_str(), status.as_u16()) {
             ("GET", 200) if strong_etag(headers).is_some() => Storage::Partitioned,
-            ("GET", 200) => Storage::Never("no-strong-etag"),
+            ("GET", 200) => Storage::Never(NoStore::NoStrongValidator),
             ("PROPFIND", 207) => Storage::Partitioned,
-            ("PROPFIND", _) => Storage::Never("status"),
+            ("PROPFIND", _) => Storage::Never(NoStore::Status),
             _ => Storage::Rfc,
         }
     }

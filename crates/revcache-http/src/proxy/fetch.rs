@@ -1,0 +1,253 @@
+//! Fetching: asking the upstream for a cacheable request, and filling the
+//! cache with what it answers while the client receives it.
+//!
+//! The leader of a flight asks conditionally when it holds a stored entry
+//! with validators (a 304 goes to `revalidate`); a request fetching on its
+//! own passes its client's conditions through and stores nothing. An
+//! upstream failure (no answer, a server error, or what the dialect
+//! declares one) falls back to stale-if-error. Whatever happens, the
+//! leader hands its waiters exactly one outcome (see `flight`).
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use http::header::AGE;
+use http::{HeaderMap, Response, StatusCode};
+use hyper::body::Body;
+use revcache_core::Entry;
+use revcache_core::entry::Variant;
+
+use super::body::{ProxyBody, RequestBody};
+use super::cache_status::{self, CacheStatus, Fwd};
+use super::exchange::{Exchange, clone_parts};
+use super::fill::{self, FillPlan};
+use super::flight::{FlightOutcome, Leader};
+use super::forward::{self, Conditions};
+use super::revalidate::Revalidation;
+use super::upstream::UpstreamError;
+use super::{HIT_FOR_PASS, Proxy, respond};
+use crate::dialect::Storage;
+use crate::metrics::{Outcome, UpstreamReason};
+use crate::policy::{
+    NoStore, ResponseDirectives, Storability, conditional, hop_by_hop, storability,
+    stored_freshness, vary,
+};
+
+/// What a fetch starts from.
+pub struct Fetch {
+    /// The stored entry it revalidates, if any.
+    pub stale: Option<Arc<Entry>>,
+    /// The flight it leads; `None` when fetching on its own (after a
+    /// waiter's deadline, say), which stores nothing.
+    pub leader: Option<Leader>,
+    pub fwd: Fwd,
+    pub reason: UpstreamReason,
+}
+
+impl Proxy {
+    pub(super) async fn fetch(
+        &self,
+        ex: &Exchange,
+        body: RequestBody,
+        exceeded: Option<Arc<AtomicBool>>,
+        fetch: Fetch,
+    ) -> Response<ProxyBody> {
+        let Fetch {
+            stale,
+            leader,
+            fwd,
+            reason,
+        } = fetch;
+        let conditions = match (&stale, leader.is_some()) {
+            (Some(e), true) => Conditions::Revalidate(&e.headers),
+            (None, true) => Conditions::Strip,
+            (_, false) => Conditions::Client,
+        };
+        self.metrics.forwarded(fwd);
+        let ticket = self.cache.begin_fill();
+        let request_time = self.cache.clock().now();
+        let req =
+            forward::upstream_request(&ex.route, &ex.parts, ex.host(), ex.client, body, conditions);
+        let res = match ex.route.upstream.send(req, exceeded).await {
+            Ok(res) => res,
+            Err(e) => {
+                if let Some(leader) = leader {
+                    leader.finish(FlightOutcome::Failed(e.clone()));
+                }
+                if !e.is_client_error()
+                    && let Some(res) = self.stale_if_error(ex, stale.as_ref(), None, false).await
+                {
+                    self.metrics.upstream_error(e.kind());
+                    tracing::warn!(error = %e, "upstream failed; serving stale (stale-if-error)");
+                    return res;
+                }
+                return self.upstream_failed(&e, CacheStatus::fwd(fwd));
+            }
+        };
+        let response_time = self.cache.clock().now();
+        let status = res.status();
+        self.metrics.upstream(reason, status.as_u16());
+        let class = ex.route.dialect.endpoint_class(&ex.parts);
+        self.metrics
+            .route_upstream(&ex.route.name, class, status.as_u16());
+        let (mut rparts, rbody) = res.into_parts();
+        hop_by_hop::strip(&mut rparts.headers);
+
+        // A 304 to the leader's conditional request is about its entry.
+        let leader = match (status == StatusCode::NOT_MODIFIED, &stale, leader) {
+            (true, Some(s), Some(leader)) => {
+                let answer = Revalidation {
+                    stale: s.clone(),
+                    headers: rparts.headers,
+                    request_time,
+                    response_time,
+                    ticket,
+                };
+                return self.revalidated(ex, answer, leader, fwd, reason).await;
+            }
+            (_, _, leader) => leader,
+        };
+        if ex.route.dialect.upstream_failure(status, &rparts.headers)
+            && let Some(res) = self
+                .stale_if_error(ex, stale.as_ref(), Some(status.as_u16()), false)
+                .await
+        {
+            if let Some(leader) = leader {
+                let e = UpstreamError::Other(format!("upstream answered {status}"));
+                leader.finish(FlightOutcome::Failed(e));
+            }
+            return res;
+        }
+
+        let outcome = if stale.is_some() {
+            Outcome::Refetched
+        } else {
+            Outcome::Miss
+        };
+        let res_cc = ResponseDirectives::parse(&rparts.headers);
+        let decision = match leader {
+            Some(_) => self.storability(
+                ex,
+                status,
+                &res_cc,
+                &rparts.headers,
+                rbody.size_hint().exact(),
+            ),
+            // Fetching alone: what it gets is its client's only.
+            None => Err(None),
+        };
+        let mut client_headers = rparts.headers.clone();
+        forward::client_response_headers(&mut client_headers, ex.parts.version);
+        let mut cs = CacheStatus::fwd(fwd).fwd_status(status.as_u16());
+        let body = match decision {
+            Ok((storable, variant)) => {
+                let key = match storable {
+                    Storability::Shared => ex.public_key().clone(),
+                    _ => ex.own_key().clone(),
+                };
+                let (freshness, timing) = stored_freshness(
+                    status,
+                    &rparts.headers,
+                    &res_cc,
+                    request_time,
+                    response_time,
+                    ex.route.sharing,
+                );
+                let mut stored = rparts.headers;
+                stored.remove(AGE);
+                stored.remove(cache_status::NAME);
+                let plan = FillPlan {
+                    key,
+                    variant,
+                    dialect: ex.route.dialect.clone(),
+                    request: clone_parts(&ex.parts),
+                    status,
+                    headers: stored,
+                    timing,
+                    freshness: freshness.clone(),
+                    ticket,
+                    max_bytes: ex.config.limits.max_cacheable_body_bytes,
+                    read_timeout: ex.route.upstream.read_timeout(),
+                };
+                cs = cs
+                    .stored(true)
+                    .ttl(freshness.lifetime.as_secs() as i64 - timing.initial_age.as_secs() as i64);
+                let rx = fill::spawn(self.cache.clone(), &self.fills, plan, rbody, leader);
+                ProxyBody::channel(rx, self.metrics.bytes_counter(false))
+            }
+            Err(why) => {
+                if let Some(why) = why {
+                    self.metrics.not_stored(why);
+                    cs = cs.detail(why.as_str());
+                }
+                if let Some(leader) = leader {
+                    leader.finish(FlightOutcome::NotShared);
+                    // A failing upstream's errors keep collapsing: the
+                    // herd should not reach it while it is down.
+                    if why.is_some() && !status.is_server_error() {
+                        let until = self.cache.clock().now() + HIT_FOR_PASS;
+                        self.uncacheable.insert(ex.own_key().clone(), until);
+                    }
+                }
+                ProxyBody::upstream(
+                    rbody,
+                    ex.route.upstream.read_timeout(),
+                    self.metrics.bytes_counter(false),
+                )
+            }
+        };
+        self.metrics.outcome(outcome);
+        if status == StatusCode::OK && conditional::not_modified(&ex.parts.headers, &client_headers)
+        {
+            // The client already has this version; the fill goes on without it.
+            return respond::not_modified(&client_headers, cs);
+        }
+        client_headers.append(cache_status::NAME, cs.value());
+        let mut res = Response::new(body);
+        *res.status_mut() = status;
+        *res.headers_mut() = client_headers;
+        res
+    }
+
+    /// `Ok` with the storability and variant when the response will be
+    /// stored, `Err` with the reason when not. `length` is the body's
+    /// declared length, when it has one.
+    pub(super) fn storability(
+        &self,
+        ex: &Exchange,
+        status: StatusCode,
+        res_cc: &ResponseDirectives,
+        headers: &HeaderMap,
+        length: Option<u64>,
+    ) -> Result<(Storability, Variant), Option<NoStore>> {
+        if length.is_some_and(|n| n > ex.config.limits.max_cacheable_body_bytes) {
+            return Err(Some(NoStore::TooLarge));
+        }
+        let variant = vary::variant_of(headers, &ex.parts.headers, &self.partition_key)
+            .ok_or(Some(NoStore::VaryStar))?;
+        // A caller known by something that is not partition material has no
+        // partition of its own: only what may be shared is stored for it.
+        let unpartitioned = ex.has_credentials && ex.partition.is_none();
+        match ex.route.dialect.storage(&ex.parts, status, headers) {
+            // The dialect vouches for it; only the caller's partition sees it.
+            Storage::Partitioned if !unpartitioned => {
+                return Ok((Storability::Private, variant));
+            }
+            Storage::Never(why) => return Err(Some(why)),
+            Storage::Partitioned | Storage::Rfc => {}
+        }
+        match storability(
+            &ex.parts.method,
+            status,
+            &ex.req_cc,
+            res_cc,
+            headers,
+            ex.has_credentials,
+            ex.route.sharing,
+        ) {
+            Storability::No(why) => Err(Some(why)),
+            Storability::Private if unpartitioned => Err(Some(NoStore::Credentials)),
+            s => Ok((s, variant)),
+        }
+    }
+}
