@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 
 use crate::admin_access::{AdminAccess, Refusal};
 use crate::dialect::Invalidation;
+use crate::events::{Event, EventError, EventFraming};
 use crate::metrics::InvalidationSource;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
@@ -250,7 +251,8 @@ impl Admin {
                     "route {name:?} has no event feed (dialect {}; set events for the route)", route.dialect.name())}),
             );
         }
-        let read = Limited::new(req.into_body(), MAX_EVENT_BODY).collect();
+        let (parts, body) = req.into_parts();
+        let read = Limited::new(body, MAX_EVENT_BODY).collect();
         let body = match tokio::time::timeout(body_timeout, read).await {
             Err(_) => {
                 return json(
@@ -266,30 +268,45 @@ impl Admin {
                 ));
             }
         };
-        // One object (possibly pretty-printed), or one object per line.
-        let single =
-            serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object());
-        let lines: Vec<&[u8]> = if single {
-            vec![&body[..]]
-        } else {
-            body.split(|b| *b == b'\n')
-                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-                .collect()
+        let event = |body| Event {
+            headers: &parts.headers,
+            body,
         };
-        if lines.is_empty() {
+        let events: Vec<Event<'_>> = match route.dialect.event_framing() {
+            EventFraming::Whole => vec![event(&body[..])],
+            // One object (possibly pretty-printed), or one object per line.
+            EventFraming::JsonOrLines
+                if serde_json::from_slice::<serde_json::Value>(&body)
+                    .is_ok_and(|v| v.is_object()) =>
+            {
+                vec![event(&body[..])]
+            }
+            EventFraming::JsonOrLines => body
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .map(event)
+                .collect(),
+        };
+        if events.is_empty() {
             return bad_request("events: the body holds no event".into());
         }
         // The batch's invalidations reach the disk in one commit.
         let mut accepted = 0;
         let mut rejected = Vec::new();
-        let results = self.proxy.invalidator().ingest(&route, &lines).await;
+        let mut unauthenticated = false;
+        let results = self.proxy.invalidator().ingest(&route, &events).await;
         for (i, result) in results.into_iter().enumerate() {
             match result {
                 Ok(_) => accepted += 1,
-                Err(e) => rejected.push(serde_json::json!({"line": i + 1, "error": e.to_string()})),
+                Err(e) => {
+                    unauthenticated |= matches!(e, EventError::Unauthenticated(_));
+                    rejected.push(serde_json::json!({"line": i + 1, "error": e.to_string()}));
+                }
             }
         }
-        let status = if rejected.is_empty() {
+        let status = if unauthenticated {
+            StatusCode::UNAUTHORIZED
+        } else if rejected.is_empty() {
             StatusCode::OK
         } else {
             StatusCode::BAD_REQUEST

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use revcache_core::{Cache, Invalidation, PurgeError};
 
 use crate::credential;
-use crate::events::{EventEffect, EventError};
+use crate::events::{Event, EventEffect, EventError};
 use crate::metrics::{InvalidationSource, Metrics};
 use crate::proxy::ActiveConfig;
 use crate::route::Route;
@@ -84,7 +84,7 @@ impl Invalidator {
     pub async fn ingest(
         &self,
         route: &Route,
-        events: &[&[u8]],
+        events: &[Event<'_>],
     ) -> Vec<Result<EventEffect, EventError>> {
         let now = self.cache.clock().now();
         let results: Vec<_> = events

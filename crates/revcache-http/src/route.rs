@@ -9,7 +9,8 @@ use std::time::SystemTime;
 
 use http::uri::{Authority, Scheme};
 
-use crate::dialect::{self, Dialect};
+use crate::dialect::Dialect;
+use crate::dialect::registry::DialectContext;
 use crate::metrics::{DialectHits, Metrics};
 use crate::proxy::upstream::Upstream;
 use crate::settings::{EncodedSlashes, Limits, RouteSettings};
@@ -101,6 +102,11 @@ pub enum RouteError {
     )]
     Scheme { route: String, scheme: String },
     #[error("route {route:?}: {source}")]
+    Option {
+        route: String,
+        source: crate::dialect::registry::OptionError,
+    },
+    #[error("route {route:?}: {source}")]
     Tls {
         route: String,
         source: crate::proxy::upstream_tls::TlsConfigError,
@@ -161,11 +167,26 @@ impl Router {
             let dialect = match old {
                 Some(old)
                     if old.built_from.0.dialect == r.dialect
-                        && old.built_from.0.events == r.events =>
+                        && old.built_from.0.events == r.events
+                        && old.built_from.0.options == r.options =>
                 {
                     old.dialect.clone()
                 }
-                _ => dialect::for_route(r, id, now),
+                _ => {
+                    let cx = DialectContext {
+                        route: id,
+                        events: r.events.as_ref(),
+                        options: &r.options,
+                        now,
+                    };
+                    r.dialect
+                        .spec()
+                        .build(&cx)
+                        .map_err(|source| RouteError::Option {
+                            route: r.name.clone(),
+                            source,
+                        })?
+                }
             };
             routes.push(Arc::new(Route {
                 id,
@@ -246,6 +267,7 @@ mod tests {
             preserve_host: false,
             encoded_slashes: EncodedSlashes::Reject,
             events: None,
+            options: Default::default(),
             sharing: Default::default(),
             tls: Default::default(),
             upstream_http2: Default::default(),

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use http::Uri;
 
+pub use crate::dialect::registry::DialectOptions;
+use crate::dialect::registry::{DIALECTS, DialectSpec};
 pub use crate::policy::Sharing;
 pub use crate::proxy::egress::ProxySetting;
 
@@ -79,6 +81,9 @@ pub struct RouteSettings {
     pub encoded_slashes: EncodedSlashes,
     /// The route's event feed, for dialects that have one.
     pub events: Option<EventSettings>,
+    /// Options of the route's dialect (`[routes.options]`), checked by the
+    /// dialect when the route is built.
+    pub options: DialectOptions,
     pub sharing: Sharing,
     /// TLS to an `https://` upstream.
     pub tls: UpstreamTls,
@@ -169,21 +174,40 @@ pub enum DialectName {
     Webdav,
 }
 
+/// Names a row of the dialect table (`dialect::registry`), which says
+/// what each dialect accepts and how it is built.
 impl DialectName {
-    pub const KNOWN: &'static [&'static str] = &["http", "gerrit", "webdav"];
+    pub const ALL: [DialectName; 3] = [DialectName::Http, DialectName::Gerrit, DialectName::Webdav];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialectName::Http => "http",
+            DialectName::Gerrit => "gerrit",
+            DialectName::Webdav => "webdav",
+        }
+    }
 
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "http" => Some(DialectName::Http),
-            "gerrit" => Some(DialectName::Gerrit),
-            "webdav" => Some(DialectName::Webdav),
-            _ => None,
-        }
+        DialectSpec::named(name).map(|d| d.name)
+    }
+
+    /// The names the config accepts, for error messages.
+    pub fn known() -> String {
+        DIALECTS
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Whether the dialect takes an event feed.
     pub fn has_events(self) -> bool {
-        matches!(self, DialectName::Gerrit | DialectName::Webdav)
+        DialectSpec::of(self).has_events
+    }
+
+    /// The dialect's row in the table.
+    pub fn spec(self) -> &'static DialectSpec {
+        DialectSpec::of(self)
     }
 }
 
@@ -378,6 +402,7 @@ impl Settings {
                 preserve_host: false,
                 encoded_slashes: EncodedSlashes::Reject,
                 events: None,
+                options: Default::default(),
                 sharing: Sharing::default(),
                 tls: UpstreamTls::default(),
                 upstream_http2: UpstreamHttp2::default(),

@@ -146,6 +146,9 @@ struct RouteConfig {
     upstream_http2: Option<String>,
     proxy: Option<String>,
     events: Option<EventsConfig>,
+    /// The dialect's own options; values are strings.
+    #[serde(default)]
+    options: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -510,9 +513,12 @@ fn routes(
             anyhow!(
                 "{}: unknown dialect {dialect_name:?} (available: {})",
                 key("dialect"),
-                DialectName::KNOWN.join(", ")
+                DialectName::known()
             )
         })?;
+        if let Err(e) = dialect.spec().check_keys(&r.options) {
+            bail!("{}: {}", key(&format!("options.{}", e.key)), e.message);
+        }
         let encoded_slashes = match r.encoded_slashes.as_deref() {
             None => EncodedSlashes::default_for(dialect),
             Some(v) => EncodedSlashes::parse(v).ok_or_else(|| {
@@ -557,6 +563,7 @@ fn routes(
         out.push(RouteSettings {
             name,
             events,
+            options: r.options.clone(),
             host: r.host.as_ref().map(|h| h.to_ascii_lowercase()),
             path_prefix,
             upstream: upstream_uri(&key("upstream"), &r.upstream)?,
@@ -620,6 +627,7 @@ fn routes(
                 preserve_host: false,
                 encoded_slashes: EncodedSlashes::Reject,
                 events: None,
+                options: Default::default(),
                 sharing: Sharing::Strict,
                 tls: UpstreamTls::default(),
                 upstream_http2: UpstreamHttp2::default(),
@@ -899,6 +907,10 @@ mod tests {
             (
                 "[[routes]]\nupstream = \"http://x\"\ndialect = \"gopher\"",
                 "routes[0].dialect",
+            ),
+            (
+                "[[routes]]\nupstream = \"http://x\"\ndialect = \"gerrit\"\n[routes.options]\nsecret = \"x\"",
+                "routes[0].options.secret",
             ),
             (
                 "[[routes]]\nupstream = \"http://x\"\n[routes.events]\ntrust = \"1m\"",

@@ -10,9 +10,9 @@
 
 pub mod gerrit;
 mod http;
+pub mod registry;
 pub mod webdav;
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use ::http::request;
@@ -22,11 +22,11 @@ use revcache_core::{Entry, KeyClass, Partition, Tag, Version};
 pub use self::gerrit::GerritDialect;
 pub use self::http::HttpDialect;
 pub use self::webdav::WebdavDialect;
-use crate::events::{EventEffect, EventError, Feed};
+use crate::events::{Event, EventEffect, EventError, EventFraming, Feed};
 pub use crate::policy::NoStore;
 use crate::policy::Reuse;
 pub use crate::proxy::cache_status::Fwd;
-use crate::settings::{DialectName, RouteSettings};
+
 pub use revcache_core::Invalidation;
 
 /// What to do with a request.
@@ -124,10 +124,21 @@ pub trait Dialect: Send + Sync {
         headers: &HeaderMap,
     ) -> Vec<Invalidation>;
 
-    /// One upstream event.
-    fn on_event(&self, _event: &[u8]) -> Result<EventEffect, EventError> {
+    /// One upstream event, with the headers it came with: verify it if the
+    /// dialect can (a webhook signature), then say what it invalidates.
+    fn on_event(&self, _event: &Event<'_>) -> Result<EventEffect, EventError> {
         Err(EventError::NoFeed(self.name().into()))
     }
+
+    /// How a webhook POST's body holds this dialect's events.
+    fn event_framing(&self) -> EventFraming {
+        EventFraming::JsonOrLines
+    }
+
+    /// Adds or normalises request headers before the request is looked
+    /// up and forwarded: what it sets is what the key's variant and the
+    /// upstream see (an API's `Accept` spelled one way, say).
+    fn normalize_request(&self, _req: &mut request::Parts) {}
 
     /// The event feed whose health governs trust, if the route has one.
     fn feed(&self) -> Option<&Feed> {
@@ -146,15 +157,5 @@ pub trait Dialect: Send + Sync {
     /// then shares only what the upstream marked shareable.
     fn cookies_identify(&self) -> bool {
         false
-    }
-}
-
-/// The dialect `settings` names for route `id`; an event feed's trust
-/// starts at `now`.
-pub fn for_route(settings: &RouteSettings, id: u32, now: SystemTime) -> Arc<dyn Dialect> {
-    match settings.dialect {
-        DialectName::Http => Arc::new(HttpDialect { route: id }),
-        DialectName::Gerrit => Arc::new(GerritDialect::new(id, settings.events.as_ref(), now)),
-        DialectName::Webdav => Arc::new(WebdavDialect::new(id, settings.events.as_ref(), now)),
     }
 }

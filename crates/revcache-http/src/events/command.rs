@@ -15,6 +15,7 @@ use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
 use crate::dialect::Dialect;
+use crate::events::Event;
 use crate::proxy::Proxy;
 use crate::route::{Route, Router};
 
@@ -109,7 +110,10 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
                             Ok(Line::Complete) => {
                                 // Rejections are counted and logged inside;
                                 // a bad line never stops the feed.
-                                let _ = proxy.invalidator().ingest(&route, &[&line]).await;
+                                let _ = proxy
+                                    .invalidator()
+                                    .ingest(&route, &[Event::line(&line)])
+                                    .await;
                             }
                             Err(e) => {
                                 tracing::warn!(route = %route.name, error = %e, "event feed read failed");

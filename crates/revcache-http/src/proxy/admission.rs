@@ -107,10 +107,18 @@ pub async fn admit(
             ),
         ));
     };
+    // The key names what the upstream sees: its own authority, unless
+    // the client's Host is passed on.
+    let key_host = if route.preserve_host {
+        Arc::from(format!("{host}@{}", route.key_host))
+    } else {
+        route.key_host.clone()
+    };
     if target.encoded_slash && !route.keeps_encoded_slashes {
         let e = request_target::TargetError::EncodedSlash;
         return Err(reject(StatusCode::BAD_REQUEST, e.to_string()));
     }
+    route.dialect.normalize_request(&mut parts);
     // hyper derives the exact size hint from Content-Length.
     if let Some(declared) = body.size_hint().exact()
         && declared > limits.max_request_body_bytes
@@ -181,13 +189,6 @@ pub async fn admit(
         Classification::Pass { reason } => (Kind::Pass(reason), KeyClass::Get),
         // A body the dialect could not classify is forwarded as a write.
         Classification::Write | Classification::NeedsBody { .. } => (Kind::Write, KeyClass::Get),
-    };
-    // The key names what the upstream sees: its own authority, unless
-    // the client's Host is passed on.
-    let key_host = if route.preserve_host {
-        Arc::from(format!("{host}@{}", route.key_host))
-    } else {
-        route.key_host.clone()
     };
     let exchange = Exchange {
         config,

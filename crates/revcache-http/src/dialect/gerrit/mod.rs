@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use self::endpoint::{ChangeRef, Endpoint, Sub};
 use super::{Classification, Dialect, DialectReuse, Facts, HttpDialect, Storage};
-use crate::events::{EventEffect, EventError, Feed};
+use crate::events::{Event, EventEffect, EventError, Feed};
 use crate::policy::Reuse;
 use crate::settings::EventSettings;
 
@@ -291,8 +291,8 @@ impl Dialect for GerritDialect {
         out
     }
 
-    fn on_event(&self, bytes: &[u8]) -> Result<EventEffect, EventError> {
-        let parsed = event::parse(bytes)?;
+    fn on_event(&self, event: &Event<'_>) -> Result<EventEffect, EventError> {
+        let parsed = event::parse(event.body)?;
         for n in &parsed.changes {
             self.ledger.forget(self.route, &n.to_string());
         }

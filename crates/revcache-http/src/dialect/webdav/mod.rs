@@ -25,7 +25,7 @@ use revcache_core::{Entry, Invalidation, KeyClass, Ledger, Partition, Tag, Versi
 
 use self::invalidate::norm;
 use super::{Classification, Dialect, DialectReuse, Facts, Fwd, HttpDialect, NoStore, Storage};
-use crate::events::{EventEffect, EventError, Feed};
+use crate::events::{Event, EventEffect, EventError, Feed};
 use crate::policy::Reuse;
 use crate::settings::EventSettings;
 
@@ -228,8 +228,8 @@ impl Dialect for WebdavDialect {
         out
     }
 
-    fn on_event(&self, event: &[u8]) -> Result<EventEffect, EventError> {
-        let invalidations = invalidate::on_external(self.route, event)?;
+    fn on_event(&self, event: &Event<'_>) -> Result<EventEffect, EventError> {
+        let invalidations = invalidate::on_external(self.route, event.body)?;
         self.forget(&invalidations);
         Ok(EventEffect {
             kind: "external-change".into(),
