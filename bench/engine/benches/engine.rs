@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use divan::Bencher;
 use revcache_bench_engine::{entry, key};
-use revcache_core::identity_map::IdentityMap;
+use revcache_core::IdentityMap;
 use revcache_core::{Cache, CacheConfig, Join, PrimaryKey, SingleFlight};
 
 const KEYS: u64 = 10_000;

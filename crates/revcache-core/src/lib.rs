@@ -7,34 +7,35 @@
 //! the HTTP crate decides *whether* and *for how long* something may be
 //! served; this crate stores it, finds it, and forgets it on purpose.
 
-pub mod cache;
-pub mod catalog;
-pub mod clock;
+mod cache;
+mod catalog;
+mod clock;
 pub mod data_dir;
-pub mod disk;
-pub mod entry;
-pub mod error;
-pub mod generation;
-pub mod identity_map;
-pub mod invalidation;
-pub mod key;
-pub mod ledger;
-pub mod memory_tier;
+mod disk;
+mod entry;
+mod error;
+mod generation;
+mod identity_map;
+mod invalidation;
+mod key;
+mod ledger;
+mod memory_tier;
 mod packed_time;
-pub mod partition;
-pub mod single_flight;
-pub mod stored_headers;
+mod partition;
+mod single_flight;
+mod stored_headers;
 mod sync;
-pub mod tag;
-pub mod variants;
-pub mod version;
+mod tag;
+mod variants;
+mod version;
 
 pub use cache::{Cache, CacheConfig, CacheStats, DiskState, StoreOutcome};
 pub use clock::{Clock, ClockHand};
 pub use disk::{DiskConfig, DiskError, DiskStats, DiskTier};
-pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness};
+pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness, Variant};
 pub use error::{PartitionKeyError, PurgeError};
 pub use generation::{FillTicket, Generations};
+pub use identity_map::IdentityMap;
 pub use invalidation::Invalidation;
 pub use key::{KeyClass, KeyRef, PrimaryKey};
 pub use ledger::Ledger;

@@ -193,10 +193,6 @@ impl MemoryTier {
         }
     }
 
-    pub fn remove(&self, key: &PrimaryKey) -> Option<Variants> {
-        self.map.remove(key).map(|(_, v)| v)
-    }
-
     /// Removes `key` only while it still maps to exactly `expected`.
     pub fn remove_if_same(&self, key: &PrimaryKey, expected: &Variants) -> Option<Variants> {
         self.map

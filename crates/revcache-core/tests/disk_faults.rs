@@ -16,7 +16,6 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use revcache_core::Invalidation;
 use revcache_core::data_dir::{self, DataDirError};
-use revcache_core::disk::format::ACCESS;
 use revcache_core::{
     Cache, CacheConfig, DiskConfig, DiskError, DiskState, Entry, EntryTiming, Freshness, KeyClass,
     Partition, PrimaryKey, Tag, Version,
@@ -231,8 +230,10 @@ fn sweeping_an_index_with_a_short_access_row_keeps_the_writer_running() {
     // oldest bucket so the idle sweep reads it.
     {
         let db = redb::Database::create(dir.0.join("index.redb")).unwrap();
+        // The access table, as DESIGN.md lays it out.
+        let access: redb::TableDefinition<&[u8], ()> = redb::TableDefinition::new("access");
         let txn = db.begin_write().unwrap();
-        txn.open_table(ACCESS)
+        txn.open_table(access)
             .unwrap()
             .insert([0u8, 0].as_slice(), ())
             .unwrap();

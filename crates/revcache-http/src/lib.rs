@@ -4,29 +4,41 @@
 //! Embedding: build [`Settings`], then [`Server::bind`] and
 //! [`Server::run`] with a shutdown future.
 
-pub mod admin;
+mod admin;
 mod admin_access;
-pub mod credential;
-pub mod dialect;
-pub mod events;
-pub mod inspect;
-pub mod invalidator;
+mod credential;
+mod dialect;
+mod events;
+mod inspect;
+mod invalidator;
 mod listener;
-pub mod listener_tls;
-pub mod metrics;
+mod listener_tls;
+mod metrics;
 mod percent;
-pub mod policy;
-pub mod proxy;
-pub mod reload;
-pub mod request_target;
-pub mod route;
-pub mod server;
-pub mod settings;
+mod policy;
+mod proxy;
+mod reload;
+mod request_target;
+mod route;
+mod server;
+mod settings;
 
+pub use inspect::{Row as InspectRow, rows as inspect_rows};
+pub use listener_tls::{ListenerTls, ListenerTlsError};
 pub use proxy::Proxy;
+pub use proxy::egress::without_credentials;
+pub use reload::{ReloadError, ReloadReport, Reloader, SettingsSource};
+pub use request_target::normalize_path;
+pub use route::{RouteError, Router};
 pub use server::{Server, ServerError};
 pub use settings::{
     AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
     ForwardingSettings, Limits, ListenerTlsSettings, PartitionSettings, ProxySetting,
     RouteSettings, Settings, Sharing, UpstreamHttp2, UpstreamTls,
 };
+
+/// What the webdav dialect parses and bounds, for programs (and tests)
+/// that check its answers.
+pub mod webdav {
+    pub use crate::dialect::webdav::xml::{MAX_PROPFIND_BODY, interned_bytes, members};
+}

@@ -21,7 +21,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use revcache_core::Cache;
 
-use crate::policy::NoStore;
+use crate::policy::NotStored;
 use crate::proxy::ActiveConfig;
 use crate::proxy::cache_status::Fwd;
 use crate::proxy::flight::Flights;
@@ -275,7 +275,7 @@ impl Metrics {
             "Upstream responses to cacheable requests that were not stored, by reason",
             not_stored_family.clone(),
         );
-        let not_stored = NoStore::ALL
+        let not_stored = NotStored::ALL
             .iter()
             .map(|r| not_stored_family.get_or_create_owned(&[("reason", r.as_str())]))
             .collect();
@@ -469,8 +469,8 @@ impl Metrics {
     }
 
     /// A response that was not stored, by reason.
-    pub fn not_stored(&self, why: NoStore) {
-        if let Some(i) = NoStore::ALL.iter().position(|r| *r == why) {
+    pub fn not_stored(&self, why: NotStored) {
+        if let Some(i) = NotStored::ALL.iter().position(|r| *r == why) {
             self.not_stored[i].inc();
         }
     }

@@ -16,7 +16,7 @@ use dav_server::memfs::MemFs;
 use dav_server::memls::MemLs;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use revcache_http::dialect::webdav::xml;
+use revcache_http::webdav as xml;
 use revcache_http::{DialectName, EventSettings};
 use support::{Client, Got, JSON, Revcache};
 

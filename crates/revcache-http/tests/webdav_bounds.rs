@@ -5,7 +5,7 @@
 mod support;
 
 use revcache_http::DialectName;
-use revcache_http::dialect::webdav::xml;
+use revcache_http::webdav as xml;
 use support::{Client, Origin, Reply, Revcache};
 
 const MULTISTATUS: &str = r#"<?xml version="1.0"?><D:multistatus xmlns:D="DAV:"><D:response><D:href>/d/</D:href></D:response></D:multistatus>"#;

@@ -500,7 +500,7 @@ fn routes(
         }
         // Requests are routed by their normalised path: a prefix in any
         // other form would never match.
-        match revcache_http::request_target::normalize_path(&path_prefix) {
+        match revcache_http::normalize_path(&path_prefix) {
             Ok(normal) if normal == path_prefix.as_str() => {}
             Ok(normal) => bail!(
                 "{}: {path_prefix:?} is not in normal form; use {normal:?}",
@@ -591,14 +591,14 @@ fn routes(
                         anyhow!(
                             "{}: {:?} is not a URL; use e.g. http://proxy.example:3128 or \"none\"",
                             key("proxy"),
-                            revcache_http::proxy::egress::without_credentials(url)
+                            revcache_http::without_credentials(url)
                         )
                     })?;
                     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
                         bail!(
                             "{}: {:?} must be an http:// proxy URL (CONNECT), e.g. http://proxy.example:3128",
                             key("proxy"),
-                            revcache_http::proxy::egress::without_credentials(url)
+                            revcache_http::without_credentials(url)
                         );
                     }
                     ProxySetting::Url(url.to_owned())

@@ -39,9 +39,9 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
         ..ServeArgs::default()
     };
     let settings = config::resolve(file, &serve, config::Purpose::Serve)?.settings;
-    revcache_http::route::Router::new(&settings.routes, &settings.limits)?;
+    revcache_http::Router::new(&settings.routes, &settings.limits)?;
     if let Some(tls) = &settings.tls {
-        revcache_http::listener_tls::ListenerTls::load(&tls.cert_file, &tls.key_file)?;
+        revcache_http::ListenerTls::load(&tls.cert_file, &tls.key_file)?;
     }
     println!(
         "revcache: {} is valid ({} route{})",
@@ -86,7 +86,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Reloads the config on every SIGHUP (the reloader logs and counts the
 /// result; a refused config leaves the previous one in force).
-async fn reload_on_sighup(reloader: std::sync::Arc<revcache_http::reload::Reloader>) {
+async fn reload_on_sighup(reloader: std::sync::Arc<revcache_http::Reloader>) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hup) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot install the SIGHUP handler; reload with POST /reload");

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use revcache_core::{Cache, CacheConfig, DiskError};
-use revcache_http::inspect::{self, Row};
+use revcache_http::{InspectRow as Row, inspect_rows};
 
 use crate::cli::{InspectArgs, MaintenanceArgs, ServeArgs};
 use crate::config::{self, Purpose, Resolved};
@@ -76,7 +76,7 @@ pub fn sweep(args: MaintenanceArgs) -> anyhow::Result<()> {
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let r = resolve(&args.common)?;
     let rows: Vec<Row> = match open_local(&r)? {
-        Some(cache) => inspect::rows(&cache, args.url.as_deref(), args.tag.as_deref())?,
+        Some(cache) => inspect_rows(&cache, args.url.as_deref(), args.tag.as_deref())?,
         None => {
             let mut query = Vec::new();
             if let Some(u) = &args.url {

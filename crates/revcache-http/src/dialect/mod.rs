@@ -23,7 +23,7 @@ pub use self::gerrit::GerritDialect;
 pub use self::http::HttpDialect;
 pub use self::webdav::WebdavDialect;
 use crate::events::{Event, EventEffect, EventError, EventFraming, Feed};
-pub use crate::policy::NoStore;
+pub use crate::policy::NotStored;
 use crate::policy::Reuse;
 pub use crate::proxy::cache_status::Fwd;
 
@@ -52,7 +52,7 @@ pub enum Storage {
     /// whatever `Cache-Control` says; `Dialect::reuse` decides freshness.
     Partitioned,
     /// Never store it (e.g. a body without a strong validator).
-    Never(NoStore),
+    Never(NotStored),
 }
 
 /// What a dialect learned from a complete response.

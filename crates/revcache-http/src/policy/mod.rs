@@ -13,6 +13,6 @@ pub mod merge;
 pub mod storability;
 pub mod vary;
 
-pub use cache_control::{Delta, RequestDirectives, ResponseDirectives};
+pub use cache_control::{RequestDirectives, ResponseDirectives};
 pub use freshness::{Reuse, reuse, stored_freshness};
-pub use storability::{NoStore, Sharing, Storability, storability};
+pub use storability::{NotStored, Sharing, Storability, storability};

@@ -23,7 +23,7 @@ pub enum Sharing {
 /// Why a response is not stored: `Cache-Status: detail=` and
 /// `revcache_not_stored_total{reason}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NoStore {
+pub enum NotStored {
     /// The request method's responses are not stored.
     Method,
     /// The status is not cacheable without explicit freshness (or never).
@@ -45,30 +45,30 @@ pub enum NoStore {
     NoStrongValidator,
 }
 
-impl NoStore {
-    pub const ALL: [NoStore; 9] = [
-        NoStore::Method,
-        NoStore::Status,
-        NoStore::NoStore,
-        NoStore::Private,
-        NoStore::SetCookie,
-        NoStore::Credentials,
-        NoStore::TooLarge,
-        NoStore::VaryStar,
-        NoStore::NoStrongValidator,
+impl NotStored {
+    pub const ALL: [NotStored; 9] = [
+        NotStored::Method,
+        NotStored::Status,
+        NotStored::NoStore,
+        NotStored::Private,
+        NotStored::SetCookie,
+        NotStored::Credentials,
+        NotStored::TooLarge,
+        NotStored::VaryStar,
+        NotStored::NoStrongValidator,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            NoStore::Method => "method",
-            NoStore::Status => "status",
-            NoStore::NoStore => "no-store",
-            NoStore::Private => "private",
-            NoStore::SetCookie => "set-cookie",
-            NoStore::Credentials => "credentials",
-            NoStore::TooLarge => "too-large",
-            NoStore::VaryStar => "vary-star",
-            NoStore::NoStrongValidator => "no-strong-etag",
+            NotStored::Method => "method",
+            NotStored::Status => "status",
+            NotStored::NoStore => "no-store",
+            NotStored::Private => "private",
+            NotStored::SetCookie => "set-cookie",
+            NotStored::Credentials => "credentials",
+            NotStored::TooLarge => "too-large",
+            NotStored::VaryStar => "vary-star",
+            NotStored::NoStrongValidator => "no-strong-etag",
         }
     }
 }
@@ -76,7 +76,7 @@ impl NoStore {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Storability {
     /// Not storable, for this reason.
-    No(NoStore),
+    No(NotStored),
     /// Storable in the public partition, shared by every caller.
     Shared,
     /// Storable only in the requesting credential's partition.
@@ -96,29 +96,29 @@ pub fn storability(
 ) -> Storability {
     use Storability::*;
     if method != Method::GET {
-        return No(NoStore::Method);
+        return No(NotStored::Method);
     }
     if status.is_informational()
         || status == StatusCode::NOT_MODIFIED
         || status == StatusCode::PARTIAL_CONTENT
     {
-        return No(NoStore::Status);
+        return No(NotStored::Status);
     }
     // must-understand overrides no-store for status codes whose caching
     // rules revcache implements (RFC 9111 §5.2.2.3).
     let understood = heuristically_cacheable(status) || matches!(status.as_u16(), 302 | 303 | 307);
     if req.no_store || (res.no_store && !(res.must_understand && understood)) {
-        return No(NoStore::NoStore);
+        return No(NotStored::NoStore);
     }
     if res.private {
-        return No(NoStore::Private);
+        return No(NotStored::Private);
     }
     let explicit = res.public
         || res.max_age.is_some()
         || res.s_maxage.is_some()
         || headers.contains_key(EXPIRES);
     if !explicit && !heuristically_cacheable(status) {
-        return No(NoStore::Status);
+        return No(NotStored::Status);
     }
     // Set-Cookie belongs to one client: an authenticated caller's stays in
     // its partition; an anonymous one's is shared only when the route
@@ -128,7 +128,7 @@ pub fn storability(
         return match (has_credentials, sharing) {
             (true, _) => Private,
             (false, Sharing::Rfc9111) if explicit => Shared,
-            (false, _) => No(NoStore::SetCookie),
+            (false, _) => No(NotStored::SetCookie),
         };
     }
     if !has_credentials || res.allows_sharing_authenticated(sharing) {
@@ -190,7 +190,7 @@ mod tests {
         }
         assert_eq!(
             with_cookie("public, max-age=60", false, Sharing::Strict),
-            Storability::No(NoStore::SetCookie)
+            Storability::No(NotStored::SetCookie)
         );
         assert_eq!(
             with_cookie("public, max-age=60", false, Sharing::Rfc9111),
@@ -198,7 +198,7 @@ mod tests {
         );
         assert_eq!(
             with_cookie("max-age=60", false, Sharing::Rfc9111),
-            Storability::No(NoStore::SetCookie)
+            Storability::No(NotStored::SetCookie)
         );
     }
 
@@ -206,11 +206,11 @@ mod tests {
     fn no_store_and_private_are_never_stored() {
         assert_eq!(
             decide("no-store, max-age=60", 200, false),
-            Storability::No(NoStore::NoStore)
+            Storability::No(NotStored::NoStore)
         );
         assert_eq!(
             decide("private, max-age=60", 200, false),
-            Storability::No(NoStore::Private)
+            Storability::No(NotStored::Private)
         );
     }
 
@@ -222,7 +222,7 @@ mod tests {
         );
         assert_eq!(
             decide("must-understand, no-store, max-age=60", 299, false),
-            Storability::No(NoStore::NoStore)
+            Storability::No(NotStored::NoStore)
         );
     }
 
@@ -251,7 +251,7 @@ mod tests {
     fn non_heuristic_statuses_need_explicit_freshness() {
         assert_eq!(
             decide("no-cache", 302, false),
-            Storability::No(NoStore::Status)
+            Storability::No(NotStored::Status)
         );
         assert_eq!(decide("max-age=60", 302, false), Storability::Shared);
         assert_eq!(decide("no-cache", 404, false), Storability::Shared);

@@ -9,7 +9,7 @@
 use http::HeaderMap;
 use http::header::{HeaderName, VARY};
 use revcache_core::PartitionKey;
-use revcache_core::entry::Variant;
+use revcache_core::Variant;
 
 const SECRET: [HeaderName; 3] = [
     http::header::AUTHORIZATION,

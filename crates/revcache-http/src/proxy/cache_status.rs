@@ -99,10 +99,6 @@ impl CacheStatus {
         self
     }
 
-    pub fn is_hit(&self) -> bool {
-        self.hit
-    }
-
     pub fn value(&self) -> HeaderValue {
         // The common hit needs no allocation.
         if self.hit

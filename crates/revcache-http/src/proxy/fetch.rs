@@ -15,7 +15,7 @@ use http::header::AGE;
 use http::{HeaderMap, Response, StatusCode};
 use hyper::body::Body;
 use revcache_core::Entry;
-use revcache_core::entry::Variant;
+use revcache_core::Variant;
 
 use super::body::{ProxyBody, RequestBody};
 use super::cache_status::{self, CacheStatus, Fwd};
@@ -29,7 +29,7 @@ use super::{HIT_FOR_PASS, Proxy, respond};
 use crate::dialect::Storage;
 use crate::metrics::{Outcome, UpstreamReason};
 use crate::policy::{
-    NoStore, ResponseDirectives, Storability, conditional, hop_by_hop, storability,
+    NotStored, ResponseDirectives, Storability, conditional, hop_by_hop, storability,
     stored_freshness, vary,
 };
 
@@ -219,12 +219,12 @@ impl Proxy {
         res_cc: &ResponseDirectives,
         headers: &HeaderMap,
         length: Option<u64>,
-    ) -> Result<(Storability, Variant), Option<NoStore>> {
+    ) -> Result<(Storability, Variant), Option<NotStored>> {
         if length.is_some_and(|n| n > ex.config.limits.max_cacheable_body_bytes) {
-            return Err(Some(NoStore::TooLarge));
+            return Err(Some(NotStored::TooLarge));
         }
         let variant = vary::variant_of(headers, &ex.parts.headers, &self.partition_key)
-            .ok_or(Some(NoStore::VaryStar))?;
+            .ok_or(Some(NotStored::VaryStar))?;
         // A caller known by something that is not partition material has no
         // partition of its own: only what may be shared is stored for it.
         let unpartitioned = ex.has_credentials && ex.partition.is_none();
@@ -246,7 +246,7 @@ impl Proxy {
             ex.route.sharing,
         ) {
             Storability::No(why) => Err(Some(why)),
-            Storability::Private if unpartitioned => Err(Some(NoStore::Credentials)),
+            Storability::Private if unpartitioned => Err(Some(NotStored::Credentials)),
             s => Ok((s, variant)),
         }
     }

@@ -18,7 +18,7 @@ use http::header::{CONTENT_LENGTH, DATE, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use revcache_core::entry::Variant;
+use revcache_core::Variant;
 use revcache_core::{
     Cache, Entry, EntryTiming, FillTicket, Freshness, PrimaryKey, StoreOutcome, Version,
 };

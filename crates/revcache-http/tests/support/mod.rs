@@ -178,7 +178,7 @@ impl Origin {
 pub struct Revcache {
     pub addr: SocketAddr,
     /// The TLS listener and its certificate, when configured.
-    pub tls: Option<(SocketAddr, Arc<revcache_http::listener_tls::ListenerTls>)>,
+    pub tls: Option<(SocketAddr, Arc<revcache_http::ListenerTls>)>,
     pub admin: SocketAddr,
     pub data_dir: PathBuf,
     pub proxy: Arc<revcache_http::Proxy>,

@@ -24,7 +24,7 @@ use http::{HeaderMap, Method, StatusCode, request};
 use revcache_core::{Entry, Invalidation, KeyClass, Ledger, Partition, Tag, Version};
 
 use self::invalidate::norm;
-use super::{Classification, Dialect, DialectReuse, Facts, Fwd, HttpDialect, NoStore, Storage};
+use super::{Classification, Dialect, DialectReuse, Facts, Fwd, HttpDialect, NotStored, Storage};
 use crate::events::{Event, EventEffect, EventError, Feed};
 use crate::policy::Reuse;
 use crate::settings::EventSettings;
@@ -124,9 +124,9 @@ impl Dialect for WebdavDialect {
     fn storage(&self, req: &request::Parts, status: StatusCode, headers: &HeaderMap) -> Storage {
         match (req.method.as_str(), status.as_u16()) {
             ("GET", 200) if strong_etag(headers).is_some() => Storage::Partitioned,
-            ("GET", 200) => Storage::Never(NoStore::NoStrongValidator),
+            ("GET", 200) => Storage::Never(NotStored::NoStrongValidator),
             ("PROPFIND", 207) => Storage::Partitioned,
-            ("PROPFIND", _) => Storage::Never(NoStore::Status),
+            ("PROPFIND", _) => Storage::Never(NotStored::Status),
             _ => Storage::Rfc,
         }
     }
