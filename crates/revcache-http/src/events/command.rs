@@ -29,7 +29,7 @@ const MAX_LINE: usize = 4 << 20;
 /// and restarts or stops the others.
 #[derive(Default)]
 pub struct CommandFeeds {
-    running: std::sync::Mutex<Vec<Running>>,
+    running: parking_lot::Mutex<Vec<Running>>,
 }
 
 struct Running {
@@ -41,7 +41,7 @@ struct Running {
 impl CommandFeeds {
     /// Runs exactly the feeds `router`'s routes name.
     pub fn sync(&self, proxy: &Arc<Proxy>, router: &Router) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         let mut next = Vec::new();
         for route in router.routes() {
             let Some(command) = route.events.as_ref().and_then(|e| e.command.clone()) else {
@@ -67,7 +67,7 @@ impl CommandFeeds {
 
     /// Stops every feed (their commands are killed).
     pub fn stop(&self) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         for feed in running.drain(..) {
             feed.task.abort();
         }

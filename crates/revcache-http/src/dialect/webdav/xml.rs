@@ -6,8 +6,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
+use parking_lot::{Mutex, MutexGuard};
 use quick_xml::NsReader;
 use quick_xml::escape::{EscapeError, resolve_xml_entity};
 use quick_xml::events::{BytesRef, Event};
@@ -55,11 +56,10 @@ impl Pool {
     }
 }
 
-fn pool() -> std::sync::MutexGuard<'static, Pool> {
+fn pool() -> MutexGuard<'static, Pool> {
     static POOL: OnceLock<Mutex<Pool>> = OnceLock::new();
     POOL.get_or_init(|| Mutex::new(Pool::new(INTERN_BYTES)))
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
 }
 
 /// The same PROPFIND shape, asked for by millions of resources, is one
