@@ -39,7 +39,7 @@ impl<T: Hash + Eq> Index<T> {
 
     fn shard<Q: Hash + ?Sized>(&self, name: &Q) -> MutexGuard<'_, HashMap<T, HashSet<PrimaryKey>>> {
         let i = self.hasher.hash_one(name) as usize % SHARDS;
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[i].lock()
     }
 
     fn add(&self, name: T, key: &PrimaryKey) {
@@ -73,10 +73,7 @@ impl<T: Hash + Eq> Index<T> {
     }
 
     fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 }
 
@@ -146,7 +143,7 @@ impl TargetIndex {
         let hash = self.hasher.hash_one(target);
         // The map hashes `hash` again, so any of its bits can pick the shard.
         let shard = &self.shards[hash as usize % SHARDS];
-        (hash, shard.lock().unwrap_or_else(|p| p.into_inner()))
+        (hash, shard.lock())
     }
 
     fn add(&self, key: &PrimaryKey) {
@@ -183,7 +180,7 @@ impl TargetIndex {
     fn scan(&self, mut keep: impl FnMut(&PrimaryKey) -> bool) -> Vec<PrimaryKey> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
-            let shard = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let shard = shard.lock();
             out.extend(
                 shard
                     .values()

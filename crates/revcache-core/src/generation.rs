@@ -101,7 +101,7 @@ impl Generations {
     /// Invalidates every target whose path starts with `prefix`.
     /// A path prefix of `route`, or of every route.
     pub fn bump_prefix(&self, route: Option<u32>, prefix: &str) {
-        let mut history = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut history = self.prefixes.lock();
         let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         history.recent.push_back((seq, route, prefix.into()));
         if history.recent.len() > PREFIX_HISTORY
@@ -129,7 +129,7 @@ impl Generations {
         if tags.iter().any(|t| newer(Scope::Tag(t).slot())) {
             return false;
         }
-        let history = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        let history = self.prefixes.lock();
         if history.forgotten_upto > ticket.0 {
             return false;
         }
@@ -196,7 +196,7 @@ mod loom_tests {
                         key.clone(),
                     );
                     thread::spawn(move || {
-                        let before = *published.read().unwrap_or_else(|p| p.into_inner());
+                        let before = *published.read().unwrap();
                         bump(&g);
                         done[i].store(true, SeqCst);
                         if let Some(ticket) = before {
@@ -210,7 +210,7 @@ mod loom_tests {
                 .collect();
             let both_done_before = done.iter().all(|d| d.load(SeqCst));
             let ticket = g.begin_fill();
-            *published.write().unwrap_or_else(|p| p.into_inner()) = Some(ticket);
+            *published.write().unwrap() = Some(ticket);
             let current_now = g.is_current(ticket, &key, &tags);
             if both_done_before {
                 assert!(

@@ -14,7 +14,9 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 
 use crate::entry::Entry;
 use crate::version::Version;
@@ -57,7 +59,7 @@ pub(crate) struct IdentityShards {
 impl IdentityShards {
     /// Called from `Entry::drop`: removes the slot if nothing holds it.
     pub(crate) fn forget_if_dead(&self, id: &IdentityKey) {
-        let mut shard = lock(&self.shards[id.shard()]);
+        let mut shard = self.shards[id.shard()].lock();
         if shard.get(&id.0).is_some_and(|w| w.strong_count() == 0) {
             shard.remove(&id.0);
         }
@@ -90,7 +92,7 @@ impl IdentityMap {
             return Arc::new(entry);
         };
         let shard = &self.inner.shards[id.shard()];
-        let live = lock(shard).get(&id.0).and_then(Weak::upgrade);
+        let live = shard.lock().get(&id.0).and_then(Weak::upgrade);
         // `live` is dropped outside the lock: its Drop may take the lock.
         if let Some(live) = &live
             && same_identity(live, &entry)
@@ -101,25 +103,19 @@ impl IdentityMap {
         }
         entry.identity = Some(Arc::downgrade(&self.inner));
         let entry = Arc::new(entry);
-        lock(shard).insert(id.0, Arc::downgrade(&entry));
+        shard.lock().insert(id.0, Arc::downgrade(&entry));
         drop(live);
         entry
     }
 
     /// Number of live slots.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| lock(s).len()).sum()
+        self.inner.shards.iter().map(|s| s.lock().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding a map lock cannot leave the map inconsistent
-    // (each operation is a single insert or remove), so poison is ignored.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

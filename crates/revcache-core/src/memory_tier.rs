@@ -86,10 +86,7 @@ impl Lifecycle<PrimaryKey, Variants> for Eviction {
     // Runs after the shard lock is released.
     fn end_request(&self, state: Self::RequestState) {
         if !state.is_empty() {
-            self.departed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .extend(state);
+            self.departed.lock().extend(state);
         }
     }
 }
@@ -160,8 +157,7 @@ impl MemoryTier {
     }
 
     fn settle(&self) {
-        let departed =
-            std::mem::take(&mut *self.departed.lock().unwrap_or_else(|p| p.into_inner()));
+        let departed = std::mem::take(&mut *self.departed.lock());
         for (key, old) in departed {
             match self.map.peek(&key) {
                 None => {

@@ -116,20 +116,14 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
 
     /// Flights currently in progress.
     pub fn in_flight(&self) -> usize {
-        self.inner
-            .shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
-            .sum()
+        self.inner.shards.iter().map(|s| s.lock().len()).sum()
     }
 }
 
 impl<K: Hash + Eq, V> Inner<K, V> {
     fn lock_shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, Slot<V>>> {
         let i = self.hasher.hash_one(key) as usize % SHARDS;
-        // Each critical section is one map operation; poison carries no
-        // broken invariant.
-        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+        self.shards[i].lock()
     }
 
     fn release(&self, key: &K, id: u64) {
@@ -191,7 +185,9 @@ impl<K, V> Drop for Waiter<K, V> {
 mod watch {
     use std::sync::Arc;
 
-    use loom::sync::{Condvar, Mutex, MutexGuard};
+    use loom::sync::Condvar;
+
+    use crate::sync::{Mutex, MutexGuard};
 
     struct State<T> {
         value: T,
@@ -201,12 +197,6 @@ mod watch {
     struct Shared<T> {
         state: Mutex<State<T>>,
         changed: Condvar,
-    }
-
-    impl<T> Shared<T> {
-        fn lock(&self) -> MutexGuard<'_, State<T>> {
-            self.state.lock().unwrap_or_else(|p| p.into_inner())
-        }
     }
 
     pub struct Sender<T>(Arc<Shared<T>>);
@@ -238,7 +228,7 @@ mod watch {
 
     impl<T> Sender<T> {
         pub fn send_replace(&self, value: T) -> T {
-            let old = std::mem::replace(&mut self.0.lock().value, value);
+            let old = std::mem::replace(&mut self.0.state.lock().value, value);
             self.0.changed.notify_all();
             old
         }
@@ -246,7 +236,7 @@ mod watch {
 
     impl<T> Drop for Sender<T> {
         fn drop(&mut self) {
-            self.0.lock().closed = true;
+            self.0.state.lock().closed = true;
             self.0.changed.notify_all();
         }
     }
@@ -263,7 +253,7 @@ mod watch {
             &mut self,
             mut f: impl FnMut(&T) -> bool,
         ) -> Result<Ref<'_, T>, RecvError> {
-            let mut state = self.0.lock();
+            let mut state = self.0.state.lock();
             loop {
                 if f(&state.value) {
                     return Ok(Ref(state));

@@ -10,13 +10,27 @@
 //! would break.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::AtomicU64;
-#[cfg(loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
+use loom::sync as imp;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::AtomicU64;
-#[cfg(not(loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};
+use std::sync as imp;
+
+pub(crate) use imp::MutexGuard;
+pub(crate) use imp::atomic::AtomicU64;
+
+/// std's mutex (loom's under loom) whose `lock` gives the guard directly:
+/// a panic while it is held leaves its users' maps and queues usable, so
+/// poison is ignored, once, here.
+pub(crate) struct Mutex<T>(imp::Mutex<T>);
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Mutex(imp::Mutex::new(value))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Seeds of the maps' hashers: random per map, fixed under loom.
 #[cfg(not(loom))]

@@ -13,6 +13,7 @@ use revcache_core::{DiskState, Tag};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::admin_access::{AdminAccess, Refusal};
 use crate::dialect::Invalidation;
@@ -489,15 +490,16 @@ fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
     res
 }
 
-/// Percent-encodes a query parameter value (everything but unreserved
-/// characters and `/`).
+/// What a query parameter value escapes: everything but unreserved
+/// characters and `/`.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+/// Percent-encodes a query parameter value.
 fn query_value(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }

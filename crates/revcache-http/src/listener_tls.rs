@@ -4,8 +4,9 @@
 //! A reload that fails keeps the previous certificate.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use parking_lot::RwLock;
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -52,7 +53,7 @@ impl ListenerTls {
     /// Reads the certificate and key again; new handshakes use them.
     pub fn reload(&self) -> Result<(), ListenerTlsError> {
         let (cert_file, key_file) = {
-            let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+            let current = self.current.read();
             (current.cert_file.clone(), current.key_file.clone())
         };
         self.reload_from(&cert_file, &key_file)
@@ -62,12 +63,12 @@ impl ListenerTls {
     /// new handshakes use them. A failure keeps the previous ones.
     pub fn reload_from(&self, cert_file: &Path, key_file: &Path) -> Result<(), ListenerTlsError> {
         let loaded = Loaded::read(cert_file, key_file)?;
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = loaded;
+        *self.current.write() = loaded;
         Ok(())
     }
 
     pub fn acceptor(&self) -> TlsAcceptor {
-        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        let current = self.current.read();
         TlsAcceptor::from(current.config.clone())
     }
 }

@@ -2,11 +2,15 @@
 //! no instance holds it, or ask the running instance's admin API when one
 //! does (the index allows one process at a time).
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use http::header::{AUTHORIZATION, HOST};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use revcache_core::{Cache, CacheConfig, DiskError};
 use revcache_http::{InspectRow as Row, inspect_rows};
 
@@ -62,7 +66,7 @@ pub fn sweep(args: MaintenanceArgs) -> anyhow::Result<()> {
             );
         }
         None => {
-            let body = admin(&r, "POST", "/sweep")?;
+            let body = admin(&r, Method::POST, "/sweep")?;
             let v: serde_json::Value = serde_json::from_str(&body)?;
             println!(
                 "swept {} idle and {} over-budget entries (by the running instance)",
@@ -90,7 +94,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             let mut path = format!("/inspect?{}", query.join("&"));
             let mut rows = Vec::new();
             loop {
-                let body = admin(&r, "GET", &path)?;
+                let body = admin(&r, Method::GET, &path)?;
                 let v: serde_json::Value = serde_json::from_str(&body)?;
                 let page: Vec<Row> = serde_json::from_value(v["entries"].clone())?;
                 rows.extend(page);
@@ -145,48 +149,77 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One request to the running instance's admin API.
-fn admin(r: &Resolved, method: &str, path: &str) -> anyhow::Result<String> {
-    let addr: SocketAddr = r.settings.admin_listen;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).with_context(|| {
+/// One request to the running instance's admin API. The maintenance
+/// commands are synchronous: the request runs on a runtime of its own.
+fn admin(r: &Resolved, method: Method, path: &str) -> anyhow::Result<String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(admin_request(r, method, path))
+}
+
+/// [`admin`]'s request, over hyper's HTTP/1 client on one connection.
+async fn admin_request(r: &Resolved, method: Method, path: &str) -> anyhow::Result<String> {
+    let addr = r.settings.admin_listen;
+    let no_answer = || {
         format!(
             "the data dir {} is in use by a running revcache, and its admin API at {addr} does not answer; pass --admin-listen",
             r.settings.data_dir.display()
         )
-    })?;
-    stream.set_read_timeout(Some(Duration::from_secs(600)))?;
-    let auth = r
-        .settings
-        .admin_token
-        .as_ref()
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head.split(' ').nth(1).unwrap_or("");
-    if status != "200" {
+    };
+    let stream = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+        .await
+        .with_context(no_answer)?
+        .with_context(no_answer)?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .with_context(no_answer)?;
+    tokio::spawn(connection);
+    let mut request = Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .header(HOST, addr.to_string());
+    if let Some(token) = &r.settings.admin_token {
+        request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Empty::<Bytes>::new())
+        .with_context(|| format!("cannot build the admin API request {method} {path}"))?;
+    let exchange = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, hyper::Error>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(Duration::from_secs(600), exchange)
+        .await
+        .with_context(|| format!("admin API {method} {path} did not answer within 10 minutes"))?
+        .with_context(|| format!("admin API {method} {path} failed"))?;
+    let body = String::from_utf8(body.into())
+        .with_context(|| format!("admin API {method} {path} answered a body that is not UTF-8"))?;
+    if status != StatusCode::OK {
         bail!(
-            "admin API {method} {path} answered {status}: {}",
+            "admin API {method} {path} answered {}: {}",
+            status.as_u16(),
             body.trim()
         );
     }
-    Ok(body.to_owned())
+    Ok(body)
 }
 
+/// What a query parameter value escapes: everything but unreserved
+/// characters, `/` and `:`.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/')
+    .remove(b':');
+
 fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }
 
 fn human_bytes(n: u64) -> String {

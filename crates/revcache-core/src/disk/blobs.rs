@@ -29,19 +29,14 @@ pub fn hash(bytes: &[u8]) -> [u8; 32] {
     *blake3::hash(bytes).as_bytes()
 }
 
+/// A body file's name: its hash in 64 lowercase hex digits.
 fn hex(hash: &[u8; 32]) -> String {
-    hash.iter().map(|b| format!("{b:02x}")).collect()
+    blake3::Hash::from_bytes(*hash).to_hex().to_string()
 }
 
+/// The hash a body file's name stands for; `None` for any other name.
 pub fn unhex(name: &str) -> Option<[u8; 32]> {
-    if name.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, chunk) in name.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-    }
-    Some(out)
+    blake3::Hash::from_hex(name).ok().map(|h| *h.as_bytes())
 }
 
 impl BlobStore {
@@ -210,5 +205,33 @@ mod tests {
         assert!(store.path(&b).exists(), "candidates are left to the writer");
         assert!(!dir.join("tmp").join("leftover").exists());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The names of body files already on disk must not change: lowercase
+    /// hex of the hash, fanned out by its first two bytes.
+    #[test]
+    fn body_file_names_are_the_lowercase_hex_of_the_hash() {
+        let mut h = [0u8; 32];
+        h[0] = 0xab;
+        h[1] = 0xcd;
+        h[31] = 0x0f;
+        let name = format!("abcd{}0f", "00".repeat(29));
+        let store = BlobStore {
+            bodies: PathBuf::from("/d/bodies"),
+            tmp: PathBuf::from("/d/tmp"),
+            seq: AtomicU64::new(0),
+        };
+        assert_eq!(
+            store.path(&h),
+            Path::new("/d/bodies/ab/cd").join(&name),
+            "the on-disk layout changed"
+        );
+        assert_eq!(unhex(&name), Some(h));
+        assert_eq!(unhex(&name.to_uppercase()), Some(h));
+        assert_eq!(unhex(&name[1..]), None);
+        assert_eq!(unhex(&format!("{name}0")), None);
+        // A sign is not a hex digit (`u8::from_str_radix("+f", 16)` is 15).
+        assert_eq!(unhex(&format!("+f{}", &name[2..])), None);
+        assert_eq!(unhex(&"g".repeat(64)), None);
     }
 }

@@ -23,12 +23,13 @@ mod sweep;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableDatabase};
 
 use self::blobs::BlobStore;
@@ -197,7 +198,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn db(&self) -> Result<Arc<Database>, DiskError> {
-        let db = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let db = self.db.read();
         db.clone().ok_or_else(|| self.unavailable())
     }
 
@@ -206,17 +207,13 @@ impl Shared {
             reason: self
                 .disabled
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
                 .clone()
                 .unwrap_or_else(|| "index closed".into()),
         }
     }
 
     fn tombstone(&self, removals: Vec<Invalidation>) {
-        self.tombstones
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(removals);
+        self.tombstones.lock().extend(removals);
     }
 
     fn error_counted(&self) {
@@ -275,9 +272,9 @@ impl DiskTier {
                             .map(|s| s.to_string())
                             .or_else(|| panic.downcast_ref::<String>().cloned())
                             .unwrap_or_default();
-                        *shared.disabled.lock().unwrap_or_else(|p| p.into_inner()) =
+                        *shared.disabled.lock() =
                             Some(format!("the disk tier's writer stopped: {what}"));
-                        shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
+                        shared.db.write().take();
                     }
                 })
                 .map_err(DiskError::io(dir))?
@@ -307,7 +304,7 @@ impl DiskTier {
     }
 
     fn send(&self, op: Op) -> Result<(), DiskError> {
-        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let ops = self.ops.lock();
         ops.as_ref()
             .ok_or(DiskError::WriterGone)?
             .send(op)
@@ -315,7 +312,7 @@ impl DiskTier {
     }
 
     fn try_send(&self, op: Op) {
-        let ops = self.ops.lock().unwrap_or_else(|p| p.into_inner());
+        let ops = self.ops.lock();
         if let Some(tx) = ops.as_ref()
             && let Err(TrySendError::Full(op)) = tx.try_send(op)
         {
@@ -365,11 +362,7 @@ impl DiskTier {
         }
         // What a removal that has not reached the disk yet took stays
         // hidden: it must not be promoted back into memory.
-        let tombstones = self
-            .shared
-            .tombstones
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let tombstones = self.shared.tombstones.lock();
         if !tombstones.is_empty() {
             out.retain(|e| !tombstones.iter().any(|r| r.reaches(e)));
         }
@@ -511,12 +504,7 @@ impl DiskTier {
             corrupt_dropped: get(&c.corrupt),
             writes_dropped: get(&c.writes_dropped),
             errors: get(&c.errors),
-            tombstones: self
-                .shared
-                .tombstones
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .len() as u64,
+            tombstones: self.shared.tombstones.lock().len() as u64,
             disabled: self.disabled(),
             load_time: Duration::from_micros(get(&c.load_micros)),
         }
@@ -524,11 +512,7 @@ impl DiskTier {
 
     /// Why the tier is disabled (after a disk failure, until it reopens).
     pub fn disabled(&self) -> Option<String> {
-        self.shared
-            .disabled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.disabled.lock().clone()
     }
 
     /// Entries for `revcache inspect`: those of a request target, of a
@@ -591,11 +575,11 @@ impl Drop for DiskTier {
     /// Commits what is queued and stops the writer.
     fn drop(&mut self) {
         self.gc_stop.store(true, Ordering::Relaxed);
-        if let Some(gc) = self.gc.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(gc) = self.gc.lock().take() {
             let _ = gc.join();
         }
-        self.ops.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(writer) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        self.ops.lock().take();
+        if let Some(writer) = self.writer.lock().take() {
             let _ = writer.join();
         }
     }
@@ -750,7 +734,7 @@ mod tests {
     /// A tier whose start-up orphan collection has finished.
     fn open(dir: &Path) -> DiskTier {
         let tier = DiskTier::open(DiskConfig::new(dir), Arc::default()).unwrap();
-        if let Some(gc) = tier.gc.lock().unwrap().take() {
+        if let Some(gc) = tier.gc.lock().take() {
             gc.join().unwrap();
         }
         tier

@@ -335,14 +335,10 @@ impl<'t> Tables<'t> {
 /// Closes the index after a failure: later operations are answered
 /// "unavailable" until [`reopen`] succeeds.
 fn disable(shared: &Shared, reason: &str) {
-    let was = shared
-        .disabled
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .replace(reason.to_owned());
+    let was = shared.disabled.lock().replace(reason.to_owned());
     // Readers holding the old handle finish their transaction; the file
     // closes when the last of them drops it.
-    let old = shared.db.write().unwrap_or_else(|p| p.into_inner()).take();
+    let old = shared.db.write().take();
     drop(old);
     if was.is_none() {
         tracing::error!(
@@ -363,7 +359,7 @@ fn reopen(shared: &Shared) {
         if !apply_on(shared, &db, Vec::new()) {
             return Ok(false);
         }
-        *shared.db.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+        *shared.db.write() = Some(db);
         Ok(true)
     })();
     match result {
@@ -375,11 +371,7 @@ fn reopen(shared: &Shared) {
             tracing::debug!(error = %e, "disk tier still cannot reopen its index");
         }
         Ok(true) => {
-            shared
-                .disabled
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
+            shared.disabled.lock().take();
             tracing::warn!("disk tier index reopened; the disk tier is enabled again");
         }
     }
@@ -401,11 +393,7 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
     let bodies: Vec<Option<StoredBody>> = batch.iter().map(|op| stored_body(shared, op)).collect();
     let now = shared.config.clock.now();
     let bucket = shared.config.bucket_at(now);
-    let tombstones: Vec<Invalidation> = shared
-        .tombstones
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    let tombstones: Vec<Invalidation> = shared.tombstones.lock().clone();
     let mut removed = HashMap::new();
     let mut swept = HashMap::new();
     // Body files to delete once committed: freed by the batch, and orphans.
@@ -471,7 +459,7 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
     let error = match result {
         Ok((freed, orphans)) => {
             if !tombstones.is_empty() {
-                let mut pending = shared.tombstones.lock().unwrap_or_else(|p| p.into_inner());
+                let mut pending = shared.tombstones.lock();
                 let n = tombstones.len().min(pending.len());
                 pending.drain(..n);
             }
@@ -553,10 +541,7 @@ impl Shared {
     }
 
     fn is_disabled(&self) -> bool {
-        self.disabled
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+        self.disabled.lock().is_some()
     }
 }
 

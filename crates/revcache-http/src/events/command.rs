@@ -7,12 +7,16 @@
 //! minute or more). A line longer than 4 MiB is skipped as it streams,
 //! never buffered whole.
 
+use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, BufReader};
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+use tokio::io::AsyncRead;
 use tokio::process::Command;
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Decoder, FramedRead};
 
 use crate::dialect::Dialect;
 use crate::events::Event;
@@ -26,7 +30,7 @@ const MAX_LINE: usize = 4 << 20;
 /// and restarts or stops the others.
 #[derive(Default)]
 pub struct CommandFeeds {
-    running: std::sync::Mutex<Vec<Running>>,
+    running: parking_lot::Mutex<Vec<Running>>,
 }
 
 struct Running {
@@ -38,7 +42,7 @@ struct Running {
 impl CommandFeeds {
     /// Runs exactly the feeds `router`'s routes name.
     pub fn sync(&self, proxy: &Arc<Proxy>, router: &Router) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         let mut next = Vec::new();
         for route in router.routes() {
             let Some(command) = route.events.as_ref().and_then(|e| e.command.clone()) else {
@@ -64,7 +68,7 @@ impl CommandFeeds {
 
     /// Stops every feed (their commands are killed).
     pub fn stop(&self) {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         for feed in running.drain(..) {
             feed.task.abort();
         }
@@ -91,23 +95,23 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
             Ok(mut child) => {
                 tracing::info!(route = %route.name, "event feed command started");
                 if let Some(stdout) = child.stdout.take() {
-                    let mut lines = BufReader::new(stdout);
-                    let mut line = Vec::new();
+                    let mut lines = FramedRead::new(stdout, LineCodec::new(MAX_LINE));
                     let mut first = true;
                     loop {
-                        let read = read_line(&mut lines, &mut line, MAX_LINE).await;
-                        if first && matches!(read, Ok(Line::Complete | Line::TooLong(_))) {
+                        let read = next_line(&mut lines).await;
+                        if first && matches!(read, Some(Ok(_))) {
                             first = false;
                             feed.connected(proxy.cache().clock().now());
                             tracing::info!(route = %route.name, "event feed connected (first line read)");
                         }
                         match read {
-                            Ok(Line::End) => break,
-                            Ok(Line::TooLong(bytes)) => {
-                                tracing::warn!(route = %route.name, bytes, limit = MAX_LINE, "event line too long; skipped");
+                            None => break,
+                            Some(Ok(Line::TooLong)) => {
+                                tracing::warn!(route = %route.name, limit = MAX_LINE, "event line too long; skipped");
                             }
-                            Ok(Line::Complete) if line.iter().all(u8::is_ascii_whitespace) => {}
-                            Ok(Line::Complete) => {
+                            Some(Ok(Line::Complete(line)))
+                                if line.iter().all(u8::is_ascii_whitespace) => {}
+                            Some(Ok(Line::Complete(line))) => {
                                 // Rejections are counted and logged inside;
                                 // a bad line never stops the feed.
                                 let _ = proxy
@@ -115,7 +119,7 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
                                     .ingest(&route, &[Event::line(&line)])
                                     .await;
                             }
-                            Err(e) => {
+                            Some(Err(e)) => {
                                 tracing::warn!(route = %route.name, error = %e, "event feed read failed");
                                 break;
                             }
@@ -139,55 +143,58 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
     }
 }
 
-/// What [`read_line`] read.
+/// One line of the command's output.
 #[derive(Debug, PartialEq, Eq)]
 enum Line {
-    /// A line (without its newline, or the last one without any) is in the buffer.
-    Complete,
-    /// A line of this many bytes was longer than the limit and skipped.
-    TooLong(usize),
-    /// End of output.
-    End,
+    /// A line without its newline (the last one may have none).
+    Complete(Bytes),
+    /// A line longer than the limit, skipped as it streamed.
+    TooLong,
 }
 
-/// Reads one line into `line` (cleared first), holding at most `max`
-/// bytes of it: a longer line is consumed and discarded as it arrives.
-async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    line: &mut Vec<u8>,
-    max: usize,
-) -> std::io::Result<Line> {
-    line.clear();
-    let mut total = 0usize;
-    loop {
-        let chunk = reader.fill_buf().await?;
-        if chunk.is_empty() {
-            return Ok(match total {
-                0 => Line::End,
-                n if n > max => Line::TooLong(n),
-                _ => Line::Complete,
-            });
-        }
-        let (part, done) = match chunk.iter().position(|b| *b == b'\n') {
-            Some(i) => (&chunk[..i], Some(i + 1)),
-            None => (chunk, None),
-        };
-        total += part.len();
-        if total <= max {
-            line.extend_from_slice(part);
-        } else {
-            line.clear();
-        }
-        let used = done.unwrap_or(part.len());
-        reader.consume(used);
-        if done.is_some() {
-            return Ok(if total > max {
-                Line::TooLong(total)
-            } else {
-                Line::Complete
-            });
+/// tokio-util's newline codec bounded to `max` bytes a line, with an
+/// over-long line as an item rather than an error: `FramedRead` ends its
+/// stream at a decoder error, but an over-long line only skips that line
+/// (the codec discards the rest of it as it arrives). Lines stay bytes, as
+/// the invalidator takes them.
+struct LineCodec(AnyDelimiterCodec);
+
+impl LineCodec {
+    fn new(max: usize) -> Self {
+        LineCodec(AnyDelimiterCodec::new_with_max_length(
+            b"\n".to_vec(),
+            Vec::new(),
+            max,
+        ))
+    }
+
+    fn line(read: Result<Option<Bytes>, AnyDelimiterCodecError>) -> std::io::Result<Option<Line>> {
+        match read {
+            Ok(line) => Ok(line.map(Line::Complete)),
+            Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => Ok(Some(Line::TooLong)),
+            Err(AnyDelimiterCodecError::Io(e)) => Err(e),
         }
     }
+}
+
+impl Decoder for LineCodec {
+    type Item = Line;
+    type Error = std::io::Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> std::io::Result<Option<Line>> {
+        Self::line(self.0.decode(buf))
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> std::io::Result<Option<Line>> {
+        Self::line(self.0.decode_eof(buf))
+    }
+}
+
+/// The next line, or `None` at the end of the output.
+async fn next_line<R: AsyncRead + Unpin>(
+    lines: &mut FramedRead<R, LineCodec>,
+) -> Option<std::io::Result<Line>> {
+    std::future::poll_fn(|cx| Pin::new(&mut *lines).poll_next(cx)).await
 }
 
 #[cfg(test)]
@@ -198,32 +205,22 @@ mod tests {
     async fn a_line_over_the_limit_is_skipped_without_being_held() {
         let mut input = Vec::new();
         input.extend_from_slice(b"{\"a\":1}\n");
-        input.extend(std::iter::repeat_n(b'x', 10_000));
-        input.extend_from_slice(b"\n{\"b\":2}");
-        let mut reader = BufReader::with_capacity(64, &input[..]);
-        let mut line = Vec::new();
-        assert_eq!(
-            read_line(&mut reader, &mut line, 100).await.unwrap(),
-            Line::Complete
-        );
-        assert_eq!(line, b"{\"a\":1}");
-        assert_eq!(
-            read_line(&mut reader, &mut line, 100).await.unwrap(),
-            Line::TooLong(10_000)
-        );
+        input.extend(std::iter::repeat_n(b'x', 1 << 20));
+        input.extend_from_slice(b"\n \r\n{\"b\":2}\n");
+        input.extend(std::iter::repeat_n(b'y', 1000));
+        let mut lines = FramedRead::new(&input[..], LineCodec::new(100));
+        let mut next = async || next_line(&mut lines).await.map(Result::unwrap);
+        assert_eq!(next().await, Some(Line::Complete("{\"a\":1}".into())));
+        assert_eq!(next().await, Some(Line::TooLong));
+        assert_eq!(next().await, Some(Line::Complete(" \r".into())));
+        assert_eq!(next().await, Some(Line::Complete("{\"b\":2}".into())));
+        // The last line, over the limit and without a newline.
+        assert_eq!(next().await, Some(Line::TooLong));
+        assert_eq!(next().await, None);
         assert!(
-            line.capacity() <= 200,
-            "held {} bytes of the long line",
-            line.capacity()
-        );
-        assert_eq!(
-            read_line(&mut reader, &mut line, 100).await.unwrap(),
-            Line::Complete
-        );
-        assert_eq!(line, b"{\"b\":2}");
-        assert_eq!(
-            read_line(&mut reader, &mut line, 100).await.unwrap(),
-            Line::End
+            lines.read_buffer().capacity() < 64 << 10,
+            "held {} bytes of a 1 MiB line",
+            lines.read_buffer().capacity()
         );
     }
 }

@@ -4,11 +4,14 @@
 //! Parsed with quick-xml; anything unreadable makes the request pass
 //! through or the listing carry no ledger, never an error to the client.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
+use parking_lot::{Mutex, MutexGuard};
 use quick_xml::NsReader;
-use quick_xml::events::Event;
+use quick_xml::escape::{EscapeError, resolve_xml_entity};
+use quick_xml::events::{BytesRef, Event};
 use quick_xml::name::ResolveResult;
 
 /// Largest PROPFIND body read to build a key.
@@ -53,11 +56,10 @@ impl Pool {
     }
 }
 
-fn pool() -> std::sync::MutexGuard<'static, Pool> {
+fn pool() -> MutexGuard<'static, Pool> {
     static POOL: OnceLock<Mutex<Pool>> = OnceLock::new();
     POOL.get_or_init(|| Mutex::new(Pool::new(INTERN_BYTES)))
         .lock()
-        .unwrap_or_else(|p| p.into_inner())
 }
 
 /// The same PROPFIND shape, asked for by millions of resources, is one
@@ -175,14 +177,23 @@ pub struct Member {
 /// The members of a 207 multistatus, in document order. Unreadable
 /// documents give what was read before the error.
 pub fn members(body: &[u8]) -> Vec<Member> {
+    let mut out = Vec::new();
+    if let Err(e) = read_members(body, &mut out) {
+        tracing::debug!(error = %e, read = out.len(), "multistatus unreadable; members after the error are not read");
+    }
+    out
+}
+
+/// Reads the members of a multistatus into `out` until the end or the
+/// first error.
+fn read_members(body: &[u8], out: &mut Vec<Member>) -> Result<(), quick_xml::Error> {
     let mut reader = NsReader::from_reader(body);
     reader.config_mut().trim_text(true);
-    let mut out = Vec::new();
     let mut current: Option<Member> = None;
     let mut field: Option<&'static str> = None;
     let mut text = String::new();
-    while let Ok(event) = reader.read_event() {
-        match event {
+    loop {
+        match reader.read_event()? {
             Event::Start(e) => match e.local_name().as_ref() {
                 b"response" => {
                     current = Some(Member {
@@ -202,24 +213,7 @@ pub fn members(body: &[u8]) -> Vec<Member> {
             },
             Event::Text(t) if field.is_some() => text.push_str(&t.decode().unwrap_or_default()),
             Event::GeneralRef(r) if field.is_some() => {
-                let name = r.decode().unwrap_or_default();
-                text.push_str(match name.as_ref() {
-                    "amp" => "&",
-                    "lt" => "<",
-                    "gt" => ">",
-                    "quot" => "\"",
-                    "apos" => "'",
-                    _ => "",
-                });
-                if let Some(code) = name.strip_prefix('#') {
-                    let n = match code.strip_prefix('x') {
-                        Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                        None => code.parse().ok(),
-                    };
-                    if let Some(c) = n.and_then(char::from_u32) {
-                        text.push(c);
-                    }
-                }
+                text.push_str(&resolve_ref(&r, reader.buffer_position())?);
             }
             Event::End(e) => match e.local_name().as_ref() {
                 b"href" => {
@@ -245,11 +239,30 @@ pub fn members(body: &[u8]) -> Vec<Member> {
                 }
                 _ => {}
             },
-            Event::Eof => break,
+            Event::Eof => return Ok(()),
             _ => {}
         }
     }
-    out
+}
+
+/// The text of an entity or character reference (`&amp;`, `&#x41;`), as
+/// quick-xml resolves it: character references and XML's five predefined
+/// entities. A multistatus declares no other entity, so any other one is
+/// an error; `end` is the document offset just past the reference.
+fn resolve_ref(r: &BytesRef<'_>, end: u64) -> Result<Cow<'static, str>, quick_xml::Error> {
+    if let Some(c) = r.resolve_char_ref()? {
+        return Ok(Cow::Owned(c.to_string()));
+    }
+    let name = r.decode()?;
+    match resolve_xml_entity(&name) {
+        Some(text) => Ok(Cow::Borrowed(text)),
+        None => {
+            // The name sits between `&` and `;`.
+            let end = usize::try_from(end).unwrap_or(usize::MAX).saturating_sub(1);
+            let range = end.saturating_sub(name.len())..end;
+            Err(EscapeError::UnrecognizedEntity(range, name.into_owned()).into())
+        }
+    }
 }
 
 /// The path of an href that may be an absolute URL.
@@ -310,6 +323,67 @@ mod tests {
         );
         assert_eq!(m[2].path, "/dav/dir/q&a");
         assert!(members(b"garbage <<<").is_empty());
+    }
+
+    /// A multistatus of one member per href in `hrefs`.
+    fn multistatus(hrefs: &[&str]) -> String {
+        let mut body = String::from(r#"<D:multistatus xmlns:D="DAV:">"#);
+        for h in hrefs {
+            body.push_str(&format!("<D:response><D:href>{h}</D:href></D:response>"));
+        }
+        body.push_str("</D:multistatus>");
+        body
+    }
+
+    #[test]
+    fn references_resolve_to_the_predefined_entities_and_characters() {
+        let body = multistatus(&[
+            "/d/&amp;&lt;&gt;&quot;&apos;",
+            "/d/&#65;&#x42;&#x263a;",
+            "/d/a%20&amp;%20b",
+        ]);
+        let paths: Vec<String> = members(body.as_bytes())
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        assert_eq!(paths, ["/d/&<>\"'", "/d/AB\u{263a}", "/d/a & b"]);
+    }
+
+    #[test]
+    fn an_unknown_entity_is_an_error_and_ends_the_listing_there() {
+        let body = multistatus(&["/d/a", "/d/&nbsp;", "/d/c"]);
+        let mut out = Vec::new();
+        let err = read_members(body.as_bytes(), &mut out).unwrap_err();
+        let at = body.find("nbsp").unwrap();
+        assert!(
+            matches!(&err, quick_xml::Error::Escape(EscapeError::UnrecognizedEntity(r, name))
+                if name == "nbsp" && *r == (at..at + 4)),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string().contains("unrecognized entity `nbsp`"),
+            "{err}"
+        );
+        assert_eq!(out.len(), 1);
+        // What was read before it is kept; nothing is made up after it.
+        let paths: Vec<String> = members(body.as_bytes())
+            .into_iter()
+            .map(|m| m.path)
+            .collect();
+        assert_eq!(paths, ["/d/a"]);
+    }
+
+    #[test]
+    fn a_malformed_character_reference_is_an_error() {
+        // `u32::from_str_radix("+41", 16)` is 0x41: a sign is not a digit.
+        for bad in ["&#x+41;", "&#+65;", "&#xD800;", "&#0;", "&#xZZ;"] {
+            let body = multistatus(&["/d/a", &format!("/d/{bad}")]);
+            let mut out = Vec::new();
+            let err = read_members(body.as_bytes(), &mut out).unwrap_err();
+            assert!(matches!(err, quick_xml::Error::Escape(_)), "{bad}: {err:?}");
+            assert_eq!(out.len(), 1, "{bad}");
+            assert_eq!(members(body.as_bytes()), out, "{bad}");
+        }
     }
 
     /// A body naming `count` properties `<x:pN/>` in one namespace
