@@ -112,12 +112,23 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
                             Some(Ok(Line::Complete(line)))
                                 if line.iter().all(u8::is_ascii_whitespace) => {}
                             Some(Ok(Line::Complete(line))) => {
+                                // Lines the command has already written
+                                // reach the disk in one commit.
+                                let mut batch = vec![line];
+                                let end = ready_lines(&mut lines, &mut batch).await;
+                                let events: Vec<Event<'_>> =
+                                    batch.iter().map(|l| Event::line(l)).collect();
                                 // Rejections are counted and logged inside;
                                 // a bad line never stops the feed.
-                                let _ = proxy
-                                    .invalidator()
-                                    .ingest(&route, &[Event::line(&line)])
-                                    .await;
+                                let _ = proxy.invalidator().ingest(&route, &events).await;
+                                match end {
+                                    None => {}
+                                    Some(Ok(())) => break,
+                                    Some(Err(e)) => {
+                                        tracing::warn!(route = %route.name, error = %e, "event feed read failed");
+                                        break;
+                                    }
+                                }
                             }
                             Some(Err(e)) => {
                                 tracing::warn!(route = %route.name, error = %e, "event feed read failed");
@@ -191,6 +202,37 @@ impl Decoder for LineCodec {
 }
 
 /// The next line, or `None` at the end of the output.
+/// Most lines one commit takes.
+const MAX_BATCH: usize = 1000;
+
+/// Moves the lines already read from the command (up to [`MAX_BATCH`]) into
+/// `batch` without waiting for more. `Some` when the output ended (`Ok`)
+/// or failed meanwhile.
+async fn ready_lines<R: AsyncRead + Unpin>(
+    lines: &mut FramedRead<R, LineCodec>,
+    batch: &mut Vec<Bytes>,
+) -> Option<std::io::Result<()>> {
+    while batch.len() < MAX_BATCH {
+        // A zero timeout polls the read once: a line already buffered or
+        // written is taken, and nothing is waited for. Reading a frame is
+        // cancel-safe, so an unfinished line stays for the next read.
+        match tokio::time::timeout(Duration::ZERO, next_line(lines)).await {
+            Err(_nothing_ready) => return None,
+            Ok(None) => return Some(Ok(())),
+            Ok(Some(Err(e))) => return Some(Err(e)),
+            Ok(Some(Ok(Line::TooLong))) => {
+                tracing::warn!(limit = MAX_LINE, "event line too long; skipped");
+            }
+            Ok(Some(Ok(Line::Complete(line)))) => {
+                if !line.iter().all(u8::is_ascii_whitespace) {
+                    batch.push(line);
+                }
+            }
+        }
+    }
+    None
+}
+
 async fn next_line<R: AsyncRead + Unpin>(
     lines: &mut FramedRead<R, LineCodec>,
 ) -> Option<std::io::Result<Line>> {
@@ -222,5 +264,28 @@ mod tests {
             "held {} bytes of a 1 MiB line",
             lines.read_buffer().capacity()
         );
+    }
+
+    #[tokio::test]
+    async fn lines_already_written_are_taken_together_without_waiting_for_more() {
+        use tokio::io::AsyncWriteExt;
+        let (mut writer, reader) = tokio::io::duplex(1 << 16);
+        writer.write_all(b"one\ntwo\n\nthree\nfou").await.unwrap();
+        let mut lines = FramedRead::new(reader, LineCodec::new(100));
+        let mut batch = Vec::new();
+        let wait = Duration::from_secs(5);
+        let end = tokio::time::timeout(wait, ready_lines(&mut lines, &mut batch))
+            .await
+            .expect("waited for a line nobody wrote");
+        assert!(end.is_none(), "the output goes on");
+        assert_eq!(batch, ["one", "two", "three"]);
+        writer.write_all(b"r\n").await.unwrap();
+        drop(writer);
+        batch.clear();
+        let end = tokio::time::timeout(wait, ready_lines(&mut lines, &mut batch))
+            .await
+            .expect("waited after the output ended");
+        assert!(matches!(end, Some(Ok(()))), "{end:?}");
+        assert_eq!(batch, ["four"]);
     }
 }
