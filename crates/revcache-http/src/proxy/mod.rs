@@ -294,8 +294,12 @@ impl Proxy {
                         let status = CacheStatus::fwd(candidate.fwd()).collapsed();
                         return self.upstream_failed(&err, status);
                     }
-                    Some(FlightOutcome::Retry) => continue,
-                    Some(FlightOutcome::Entry(_) | FlightOutcome::NotShared) => break,
+                    // A GET may lead the next flight and fill the entry;
+                    // a HEAD could only read the disk again, and relays.
+                    Some(FlightOutcome::Retry) if ex.parts.method != http::Method::HEAD => {
+                        continue;
+                    }
+                    Some(_) => break,
                     None => {
                         tracing::debug!(
                             target = ex.target(),
