@@ -12,7 +12,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
 use http::{Method, Request, StatusCode};
 
 use crate::settings::Settings;
@@ -173,10 +173,9 @@ fn check_same_site<B: http_body::Body>(req: &Request<B>) -> Result<(), Refusal> 
     }
     match headers.get(CONTENT_TYPE) {
         None => {
-            let empty = req.body().is_end_stream()
-                || headers
-                    .get(CONTENT_LENGTH)
-                    .is_some_and(|v| v.as_bytes() == b"0");
+            // hyper's size hint is exact when Content-Length was sent.
+            let empty =
+                req.body().is_end_stream() || req.body().size_hint().exact() == Some(0);
             if empty {
                 Ok(())
             } else {
