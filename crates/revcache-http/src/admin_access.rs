@@ -174,8 +174,7 @@ fn check_same_site<B: http_body::Body>(req: &Request<B>) -> Result<(), Refusal> 
     match headers.get(CONTENT_TYPE) {
         None => {
             // hyper's size hint is exact when Content-Length was sent.
-            let empty =
-                req.body().is_end_stream() || req.body().size_hint().exact() == Some(0);
+            let empty = req.body().is_end_stream() || req.body().size_hint().exact() == Some(0);
             if empty {
                 Ok(())
             } else {
