@@ -525,6 +525,48 @@ async fn stale_if_error_serves_stale_when_the_upstream_is_down() {
 }
 
 #[tokio::test]
+async fn a_stale_entry_is_served_when_the_upstream_vanishes_unless_a_directive_forbids_it() {
+    // RFC 9111 §4.2.4: a disconnected cache may serve stale without
+    // stale-if-error, but never past must-revalidate, s-maxage or no-cache.
+    let origin = Origin::start(|seen, _| {
+        let cc = match seen.target.as_str() {
+            "/plain" => "max-age=1",
+            "/must" => "max-age=1, must-revalidate",
+            "/shared" => "s-maxage=1",
+            _ => "no-cache",
+        };
+        Reply::ok(format!("stored {}", seen.target)).header("cache-control", cc)
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    let c = Client::default();
+    for path in ["/plain", "/must", "/shared", "/nocache"] {
+        c.get(&rc.url(path)).await;
+    }
+    drop(origin);
+    rc.advance(Duration::from_secs(2));
+    let plain = c.get(&rc.url("/plain")).await;
+    assert_eq!(
+        (plain.status, plain.text().as_str()),
+        (200, "stored /plain")
+    );
+    assert!(
+        plain.cache_status().contains("fwd=stale")
+            && plain.cache_status().contains("detail=disconnected"),
+        "{}",
+        plain.cache_status()
+    );
+    for path in ["/must", "/shared", "/nocache"] {
+        let refused = c.get(&rc.url(path)).await;
+        assert_eq!(refused.status, 502, "{path}: {}", refused.text());
+    }
+    let insisting = c
+        .get_with(&rc.url("/plain"), &[("cache-control", "no-cache")])
+        .await;
+    assert_eq!(insisting.status, 502, "the client asked for a fresh answer");
+}
+
+#[tokio::test]
 async fn must_revalidate_never_serves_stale_even_on_error() {
     let origin = Origin::start(|_, n| {
         if n == 0 {

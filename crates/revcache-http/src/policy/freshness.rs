@@ -31,15 +31,24 @@ pub fn http_date(headers: &HeaderMap, name: http::HeaderName) -> Option<SystemTi
     httpdate::parse_http_date(first.to_str().ok()?.trim()).ok()
 }
 
-/// The `Age` header as delta-seconds; absent, listed or malformed values
-/// are ignored.
+/// The `Age` header as delta-seconds (RFC 9111 §5.1): of a list (one
+/// line or several) only the first member counts, and a first member that
+/// is not a non-negative integer is ignored, as the RFC says ("a cache
+/// SHOULD ignore the field"). A number too large to hold is the largest
+/// age.
 pub fn age_header(headers: &HeaderMap) -> Option<u64> {
-    let mut values = headers.get_all(AGE).iter();
-    let value = values.next()?.to_str().ok()?.trim();
-    if values.next().is_some() || value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+    let first = headers.get(AGE)?;
+    let member = first
+        .as_bytes()
+        .split(|b| *b == b',')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(value.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
+    let digits = std::str::from_utf8(member).unwrap_or("");
+    Some(digits.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
 }
 
 /// Freshness facts and timing of a response about to be stored by a route
@@ -163,6 +172,15 @@ pub fn reuse(entry: &Entry, req: &RequestDirectives, now: SystemTime) -> Reuse {
 
 /// Whether `entry` may be served because the upstream failed
 /// (`stale-if-error`, RFC 5861 §4), from the response or the request.
+/// Whether `entry` may be served stale because the upstream cannot be
+/// reached (RFC 9111 §4.2.4, "disconnected"): only when no directive
+/// forbids stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`,
+/// `no-cache`, or the client's own `no-cache`).
+pub fn disconnected_allows(entry: &Entry, req: &RequestDirectives) -> bool {
+    let f = &entry.freshness();
+    !(f.must_revalidate || f.no_cache || req.no_cache)
+}
+
 pub fn stale_if_error_allows(entry: &Entry, req: &RequestDirectives, now: SystemTime) -> bool {
     let f = &entry.freshness();
     if f.must_revalidate || f.no_cache {
@@ -233,6 +251,60 @@ mod tests {
     }
 
     #[test]
+    fn age_uses_the_first_member_of_a_list_and_ignores_an_invalid_one() {
+        let first = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(AGE, HeaderValue::from_str(v).unwrap());
+            }
+            age_header(&h)
+        };
+        assert_eq!(first(&[]), None);
+        assert_eq!(first(&["7"]), Some(7));
+        assert_eq!(first(&[" 7 "]), Some(7));
+        assert_eq!(first(&["7, 100"]), Some(7));
+        assert_eq!(first(&["7", "100"]), Some(7));
+        for invalid in ["-1", "1.5", "seven", "", "0x10", "+3", "soon, 7"] {
+            assert_eq!(first(&[invalid]), None, "{invalid:?}");
+        }
+        assert_eq!(first(&["99999999999999999999"]), Some(DELTA_MAX));
+        let listed = entry_for(
+            200,
+            &hdrs(&[
+                ("cache-control", "max-age=10"),
+                ("date", &date(T0)),
+                ("age", "8, 1"),
+            ]),
+            T0,
+        );
+        assert_eq!(reuse_at(&listed, T0 + 1), Reuse::Fresh);
+        assert_eq!(
+            reuse_at(&listed, T0 + 3),
+            Reuse::Revalidate,
+            "aged 8 s on arrival"
+        );
+    }
+
+    #[test]
+    fn expires_is_read_in_all_three_http_date_formats() {
+        // RFC 9110 §5.6.7: IMF-fixdate, obsolete RFC 850 and asctime.
+        for expires in [
+            "Tue, 14 Nov 2023 22:23:20 GMT",
+            "Tuesday, 14-Nov-23 22:23:20 GMT",
+            "Tue Nov 14 22:23:20 2023",
+        ] {
+            let h = hdrs(&[("date", &date(T0)), ("expires", expires)]);
+            let e = entry_for(200, &h, T0);
+            // 1,700,000,000 is 2023-11-14 22:13:20 UTC: ten minutes fresh.
+            assert_eq!(
+                e.freshness().lifetime,
+                Duration::from_secs(600),
+                "{expires}"
+            );
+        }
+    }
+
+    #[test]
     fn max_age_is_fresh_until_it_runs_out() {
         let e = entry_for(
             200,
@@ -273,8 +345,8 @@ mod tests {
     }
 
     #[test]
-    fn malformed_or_listed_age_is_ignored() {
-        for bad in ["1, 100", "-5", "abc", "1.5", " "] {
+    fn malformed_age_is_ignored() {
+        for bad in ["-5", "abc", "1.5", " ", "x, 100"] {
             let e = entry_for(
                 200,
                 &hdrs(&[

@@ -75,7 +75,9 @@ impl Proxy {
                     leader.finish(FlightOutcome::Failed(e.clone()));
                 }
                 if !e.is_client_error()
-                    && let Some(res) = self.stale_if_error(ex, stale.as_ref(), None, false).await
+                    && let Some(res) = self
+                        .stale_if_error(ex, stale.as_ref(), None, false, e.is_disconnection())
+                        .await
                 {
                     self.metrics.upstream_error(e.kind());
                     tracing::warn!(error = %e, "upstream failed; serving stale (stale-if-error)");
@@ -109,7 +111,7 @@ impl Proxy {
         };
         if ex.route.dialect.upstream_failure(status, &rparts.headers)
             && let Some(res) = self
-                .stale_if_error(ex, stale.as_ref(), Some(status.as_u16()), false)
+                .stale_if_error(ex, stale.as_ref(), Some(status.as_u16()), false, false)
                 .await
         {
             if let Some(leader) = leader {

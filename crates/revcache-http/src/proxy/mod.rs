@@ -288,7 +288,11 @@ impl Proxy {
                     }
                     Some(FlightOutcome::Failed(err)) => {
                         let stale = candidate.stale();
-                        if let Some(res) = self.stale_if_error(&ex, stale, None, true).await {
+                        let disconnected = err.is_disconnection();
+                        if let Some(res) = self
+                            .stale_if_error(&ex, stale, None, true, disconnected)
+                            .await
+                        {
                             return res;
                         }
                         let status = CacheStatus::fwd(candidate.fwd()).collapsed();

@@ -21,7 +21,7 @@ use super::forward::{self, Conditions};
 use super::respond;
 use super::upstream::UpstreamError;
 use crate::metrics::{Outcome, UpstreamReason};
-use crate::policy::freshness::stale_if_error_allows;
+use crate::policy::freshness::{disconnected_allows, stale_if_error_allows};
 
 impl Proxy {
     /// The hit path: answers from `entry` at once when it serves without
@@ -146,19 +146,26 @@ impl Proxy {
     }
 
     /// Serves `stale` in place of a failed upstream when stale-if-error
-    /// allows it; `fwd_status` is the upstream's status when it answered.
+    /// allows it, or, when the upstream could not be reached
+    /// (`disconnected`), when no directive forbids stale. `fwd_status` is
+    /// the upstream's status when it answered.
     pub(super) async fn stale_if_error(
         &self,
         ex: &Exchange,
         stale: Option<&Arc<Entry>>,
         fwd_status: Option<u16>,
         collapsed: bool,
+        disconnected: bool,
     ) -> Option<Response<ProxyBody>> {
         let stale = stale?;
-        if !stale_if_error_allows(stale, &ex.req_cc, self.cache.clock().now()) {
+        let detail = if stale_if_error_allows(stale, &ex.req_cc, self.cache.clock().now()) {
+            "stale-if-error"
+        } else if disconnected && disconnected_allows(stale, &ex.req_cc) {
+            "disconnected"
+        } else {
             return None;
-        }
-        let mut status = CacheStatus::fwd(Fwd::Stale).detail("stale-if-error");
+        };
+        let mut status = CacheStatus::fwd(Fwd::Stale).detail(detail);
         if let Some(s) = fwd_status {
             status = status.fwd_status(s);
         }

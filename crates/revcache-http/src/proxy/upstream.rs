@@ -49,6 +49,19 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// The upstream could not be reached or gave no response (refused,
+    /// reset, timed out): a cache is "disconnected" (RFC 9111 §4.2.4). A
+    /// TLS failure is a configuration to fix, not a disconnection.
+    pub fn is_disconnection(&self) -> bool {
+        matches!(
+            self,
+            UpstreamError::ConnectTimeout(_)
+                | UpstreamError::Connect(_)
+                | UpstreamError::ReadTimeout(_)
+                | UpstreamError::Other(_)
+        )
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             UpstreamError::ConnectTimeout(_) | UpstreamError::ReadTimeout(_) => {

@@ -75,11 +75,13 @@ impl Reply {
 type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
 
 /// An origin whose replies a test scripts; it counts and records requests.
+/// Dropping it closes its listener and every connection it has open, as
+/// an upstream that vanished would.
 pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     count: Arc<AtomicUsize>,
-    _stop: oneshot::Sender<()>,
+    _stop: tokio::sync::watch::Sender<()>,
 }
 
 impl Origin {
@@ -90,14 +92,16 @@ impl Origin {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
-        let (stop, mut stopped) = oneshot::channel::<()>();
+        let (stop, stopped) = tokio::sync::watch::channel(());
         let (seen2, count2) = (seen.clone(), count.clone());
         tokio::spawn(async move {
+            let mut accepting = stopped.clone();
             loop {
                 let (stream, _) = tokio::select! {
                     a = listener.accept() => match a { Ok(a) => a, Err(_) => continue },
-                    _ = &mut stopped => return,
+                    _ = accepting.changed() => return,
                 };
+                let mut connection_stopped = stopped.clone();
                 let (handler, seen, count) = (handler.clone(), seen2.clone(), count2.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -135,9 +139,13 @@ impl Origin {
                             Ok::<_, Infallible>(res)
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let connection = builder.serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = connection => {}
+                        _ = connection_stopped.changed() => {}
+                    }
                 });
             }
         });
