@@ -426,6 +426,42 @@ async fn vary_selects_the_stored_variant() {
 }
 
 #[tokio::test]
+async fn equivalent_accept_encoding_and_language_share_one_variant() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(format!("response {n}"))
+            .header("vary", "Accept-Encoding, Accept-Language")
+            .header("cache-control", "max-age=60")
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    let c = Client::default();
+    let ask = |encoding: &'static str, language: &'static str| {
+        let (c, url) = (c.clone(), rc.url("/a"));
+        async move {
+            c.get_with(
+                &url,
+                &[("accept-encoding", encoding), ("accept-language", language)],
+            )
+            .await
+        }
+    };
+    assert_eq!(
+        ask("gzip, br", "de-CH, de;q=0.8").await.text(),
+        "response 0"
+    );
+    let same = ask("BR,gzip", "de;q=0.80 , de-ch").await;
+    assert!(same.is_hit(), "{}", same.cache_status());
+    assert_eq!(same.text(), "response 0");
+    let other = ask("gzip, br", "de, de-CH;q=0.8").await;
+    assert!(
+        other.cache_status().contains("fwd=vary-miss"),
+        "{}",
+        other.cache_status()
+    );
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test]
 async fn vary_star_never_matches() {
     let origin = Origin::start(|_, _| {
         Reply::ok("x")

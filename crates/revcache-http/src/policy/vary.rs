@@ -3,8 +3,13 @@
 //! Values are normalized (lines joined with ", ", whitespace around commas
 //! and at the ends removed) so trivially different spellings share a
 //! variant. `Vary: *`, or a field name that cannot be parsed, never matches.
-//! Credential headers (`Authorization`, `Cookie`, `Proxy-Authorization`)
-//! are kept only as a keyed hash: variants are stored, secrets are not.
+//! `Accept-Encoding` and `Accept-Language` are preference lists whose
+//! members are compared case-insensitively and whose order only matters
+//! through their weights (RFC 9110 §12.4.2, §12.5.3, §12.5.4): they are
+//! normalised further (lower case, `q` written one way, sorted by weight)
+//! so equivalent requests share one variant. Credential headers
+//! (`Authorization`, `Cookie`, `Proxy-Authorization`) are kept only as a
+//! keyed hash: variants are stored, secrets are not.
 
 use http::HeaderMap;
 use http::header::{HeaderName, VARY};
@@ -72,7 +77,74 @@ fn normalized(request: &HeaderMap, name: &HeaderName, key: &PartitionKey) -> Opt
     if SECRET.contains(name) {
         return Some(format!("#{}", key.partition(&[out.as_bytes()])).into_boxed_str());
     }
+    if *name == http::header::ACCEPT_ENCODING || *name == http::header::ACCEPT_LANGUAGE {
+        return Some(preferences(&out).into_boxed_str());
+    }
     Some(out.into_boxed_str())
+}
+
+/// A weighted preference list in one spelling: members in lower case, a
+/// weight of 1 left out and others written with up to three decimals,
+/// ordered by weight (heaviest first) and then by name, the first of
+/// duplicate names kept. A member whose weight does not parse is kept as
+/// written (lower-cased), weighing least: it never merges with another.
+fn preferences(list: &str) -> String {
+    let mut members: Vec<(u16, String)> = Vec::new();
+    for member in list.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let member = member.to_ascii_lowercase();
+        let (name, weight) = match member.split_once(';') {
+            None => (member.clone(), Some(1000)),
+            Some((name, params)) => {
+                let weight = params
+                    .trim()
+                    .strip_prefix("q=")
+                    .and_then(qvalue)
+                    .filter(|_| !params.contains(';'));
+                match weight {
+                    Some(w) => (name.trim().to_owned(), Some(w)),
+                    None => (member.clone(), None),
+                }
+            }
+        };
+        if members
+            .iter()
+            .any(|(_, n)| n.split(';').next() == Some(name.as_str()))
+        {
+            continue;
+        }
+        let spelled = match weight {
+            Some(1000) => name,
+            Some(w) => format!("{name};q={}", qvalue_text(w)),
+            None => name,
+        };
+        members.push((weight.unwrap_or(0), spelled));
+    }
+    members.sort_by(|(wa, a), (wb, b)| wb.cmp(wa).then_with(|| a.cmp(b)));
+    members
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )` (RFC 9110
+/// §12.4.2) as thousandths.
+fn qvalue(text: &str) -> Option<u16> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let thousandths: u16 = format!("{frac:0<3}").parse().ok()?;
+    match int {
+        "0" => Some(thousandths),
+        "1" if thousandths == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+fn qvalue_text(thousandths: u16) -> String {
+    let text = format!("0.{thousandths:03}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 #[cfg(test)]
@@ -110,6 +182,54 @@ mod tests {
             &h(&[("accept-encoding", "gzip, br"), ("accept-language", "en")]),
             &k
         ));
+    }
+
+    #[test]
+    fn equivalent_encoding_and_language_preferences_select_one_variant() {
+        let res = h(&[("vary", "Accept-Encoding, Accept-Language")]);
+        let k = key();
+        let v = variant_of(
+            &res,
+            &h(&[
+                ("accept-encoding", "gzip, deflate, br"),
+                ("accept-language", "en-US,en;q=0.5"),
+            ]),
+            &k,
+        )
+        .unwrap();
+        for (encoding, language) in [
+            ("br,GZIP , deflate", "en-us, EN;q=0.50"),
+            ("deflate;q=1.0, br, gzip", "en;q=0.500, en-US;q=1"),
+            ("gzip, br, deflate, gzip;q=0.1", "en-US, en;q=0.5, EN"),
+        ] {
+            let req = h(&[("accept-encoding", encoding), ("accept-language", language)]);
+            assert!(matches(&v, &req, &k), "{encoding} / {language}");
+        }
+        for (encoding, language) in [
+            ("gzip;q=0.5, deflate, br", "en-US,en;q=0.5"),
+            ("gzip, deflate, br", "en,en-US;q=0.5"),
+            ("gzip, deflate", "en-US,en;q=0.5"),
+            // A weight that does not parse never merges with another.
+            ("gzip, deflate, br", "en-US,en;q=.5x"),
+        ] {
+            let req = h(&[("accept-encoding", encoding), ("accept-language", language)]);
+            assert!(!matches(&v, &req, &k), "{encoding} / {language}");
+        }
+    }
+
+    #[test]
+    fn qvalues_parse_as_the_rfc_writes_them() {
+        assert_eq!(qvalue("1"), Some(1000));
+        assert_eq!(qvalue("1.000"), Some(1000));
+        assert_eq!(qvalue("0.5"), Some(500));
+        assert_eq!(qvalue("0.05"), Some(50));
+        assert_eq!(qvalue("0"), Some(0));
+        for bad in ["1.5", "2", "0.0001", "-0.5", ".5", "0.x", ""] {
+            assert_eq!(qvalue(bad), None, "{bad:?}");
+        }
+        assert_eq!(qvalue_text(500), "0.5");
+        assert_eq!(qvalue_text(50), "0.05");
+        assert_eq!(qvalue_text(0), "0");
     }
 
     #[test]
