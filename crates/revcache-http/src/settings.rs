@@ -15,7 +15,9 @@ use crate::dialect::registry::{DIALECTS, DialectSpec};
 pub use crate::policy::Sharing;
 pub use crate::proxy::egress::ProxySetting;
 
-#[derive(Clone, Debug, PartialEq)]
+/// Debug output names whether a token is set, never the token (see
+/// [`redacted`]).
+#[derive(Clone, PartialEq)]
 pub struct Settings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
@@ -34,8 +36,8 @@ pub struct Settings {
 }
 
 /// Who may use the admin API besides `admin_token`'s holder, and how many
-/// connections its listener takes.
-#[derive(Clone, Debug, PartialEq)]
+/// connections its listener takes. Debug output never shows the tokens.
+#[derive(Clone, PartialEq)]
 pub struct AdminSettings {
     /// Connections the admin listener serves at once (its own cap, so a
     /// full proxy listener leaves the admin API answering).
@@ -50,6 +52,45 @@ pub struct AdminSettings {
     pub allowed_hosts: Vec<String>,
     /// Serve a non-loopback admin listener without `admin_token`.
     pub allow_remote_without_token: bool,
+}
+
+/// A secret as Debug output may show it: whether it is set.
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field("admin_token", &redacted(&self.admin_token))
+            .field("data_dir", &self.data_dir)
+            .field("routes", &self.routes)
+            .field("limits", &self.limits)
+            .field("cache", &self.cache)
+            .field("disk", &self.disk)
+            .field("partition", &self.partition)
+            .field("forwarding", &self.forwarding)
+            .field("tls", &self.tls)
+            .field("admin", &self.admin)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AdminSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminSettings")
+            .field("max_connections", &self.max_connections)
+            .field("events_token", &redacted(&self.events_token))
+            .field("purge_token", &redacted(&self.purge_token))
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field(
+                "allow_remote_without_token",
+                &self.allow_remote_without_token,
+            )
+            .finish()
+    }
 }
 
 impl Default for AdminSettings {
@@ -416,5 +457,24 @@ impl Settings {
             tls: None,
             admin: AdminSettings::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_token() {
+        let mut s = Settings::for_upstream("http://127.0.0.1:1".parse().unwrap());
+        s.admin_token = Some("admin-s3cret".into());
+        s.admin.events_token = Some("events-s3cret".into());
+        s.admin.purge_token = Some("purge-s3cret".into());
+        let shown = format!("{s:?} {s:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("admin_token: Some(\"<redacted>\")"),
+            "{shown}"
+        );
     }
 }
