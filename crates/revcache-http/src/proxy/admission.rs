@@ -43,6 +43,10 @@ pub enum Kind {
     Pass(Fwd),
     /// Forward, then invalidate what a success changed.
     Write,
+    /// The dialect classifies this request by its body (a PROPFIND's
+    /// property set): [`read_body`] reads at most `max` bytes of `body`
+    /// and classifies again.
+    ReadBody { max: usize, body: Incoming },
 }
 
 /// Why a request was refused, as its client is told.
@@ -58,8 +62,10 @@ fn reject(status: StatusCode, message: impl Into<String>) -> Rejection {
     }
 }
 
-/// Admits `req` under `config`.
-pub async fn admit(
+/// Admits `req` under `config`. It never waits: a body the dialect needs
+/// is read by [`read_body`], so the hit path returns its exchange without
+/// crossing a future.
+pub fn admit(
     config: Arc<ActiveConfig>,
     req: Request<Incoming>,
     client: SocketAddr,
@@ -131,39 +137,14 @@ pub async fn admit(
             ),
         ));
     }
-    let mut classification = route.dialect.classify(&parts);
-    let (body, exceeded) = match classification {
-        Classification::NeedsBody { max } => {
-            // The dialect keys this request on its body (a PROPFIND's
-            // property set): read it, bounded, then classify again.
-            let read = Box::pin(tokio::time::timeout(
-                limits.request_body_timeout,
-                http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max)),
-            ))
-            .await;
-            let bytes = match read {
-                Err(_) => {
-                    return Err(reject(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request body did not arrive within limits.request_body_timeout",
-                    ));
-                }
-                Ok(Ok(b)) => b.to_bytes(),
-                Ok(Err(e)) => {
-                    return Err(reject(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("request body could not be read within {max} bytes: {e}"),
-                    ));
-                }
-            };
-            classification = route.dialect.classify_body(&parts, &bytes);
-            (RequestBody::full(bytes), None)
-        }
+    let classification = route.dialect.classify(&parts);
+    let (body, exceeded, unread) = match classification {
+        Classification::NeedsBody { max } => (RequestBody::empty(), None, Some((max, body))),
         // Nothing to read or limit (a GET, say): no limiter to allocate.
-        _ if body.is_end_stream() => (RequestBody::empty(), None),
+        _ if body.is_end_stream() => (RequestBody::empty(), None, None),
         _ => {
             let (b, e) = RequestBody::new(body, limits.max_request_body_bytes);
-            (b, Some(e))
+            (b, Some(e), None)
         }
     };
     let caller = credential::identify(
@@ -184,11 +165,9 @@ pub async fn admit(
         })
         .flatten()
         .map(String::into_boxed_str);
-    let (kind, class) = match classification {
-        Classification::Cacheable { class } => (Kind::Cacheable, class),
-        Classification::Pass { reason } => (Kind::Pass(reason), KeyClass::Get),
-        // A body the dialect could not classify is forwarded as a write.
-        Classification::Write | Classification::NeedsBody { .. } => (Kind::Write, KeyClass::Get),
+    let (kind, class) = match (unread, classification) {
+        (Some((max, body)), _) => (Kind::ReadBody { max, body }, KeyClass::Get),
+        (None, classification) => kind_of(classification),
     };
     let exchange = Exchange {
         config,
@@ -210,4 +189,52 @@ pub async fn admit(
         exceeded,
         kind,
     })
+}
+
+/// What the cache does with a request classified as `classification`, and
+/// the key class it is stored under.
+fn kind_of(classification: Classification) -> (Kind, KeyClass) {
+    match classification {
+        Classification::Cacheable { class } => (Kind::Cacheable, class),
+        Classification::Pass { reason } => (Kind::Pass(reason), KeyClass::Get),
+        // A body the dialect could not classify is forwarded as a write.
+        Classification::Write | Classification::NeedsBody { .. } => (Kind::Write, KeyClass::Get),
+    }
+}
+
+/// Reads the body the dialect classifies `exchange` by, bounded by `max`
+/// bytes and `limits.request_body_timeout`, and classifies it again.
+pub async fn read_body(
+    exchange: &mut Exchange,
+    body: Incoming,
+    max: usize,
+) -> Result<(Kind, RequestBody), Rejection> {
+    let timeout = exchange.config.limits.request_body_timeout;
+    let read = tokio::time::timeout(
+        timeout,
+        http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max)),
+    )
+    .await;
+    let bytes = match read {
+        Err(_) => {
+            return Err(reject(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body did not arrive within limits.request_body_timeout",
+            ));
+        }
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(e)) => {
+            return Err(reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body could not be read within {max} bytes: {e}"),
+            ));
+        }
+    };
+    let classification = exchange
+        .route
+        .dialect
+        .classify_body(&exchange.parts, &bytes);
+    let (kind, class) = kind_of(classification);
+    exchange.class = class;
+    Ok((kind, RequestBody::full(bytes)))
 }

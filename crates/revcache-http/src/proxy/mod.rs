@@ -214,20 +214,27 @@ impl Proxy {
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let config = self.active.load_full();
-        let admitted = admission::admit(config, req, client, &self.partition_key).await;
+        let admitted = admission::admit(config, req, client, &self.partition_key);
         let Admitted {
-            exchange: ex,
-            body,
+            exchange: mut ex,
+            mut body,
             exceeded,
-            kind,
+            mut kind,
         } = match admitted {
             Ok(a) => a,
             Err(rejection) => return self.reject(rejection),
         };
+        if let Kind::ReadBody { max, body: unread } = kind {
+            match Box::pin(admission::read_body(&mut ex, unread, max)).await {
+                Ok((read_kind, read)) => (kind, body) = (read_kind, read),
+                Err(rejection) => return self.reject(rejection),
+            }
+        }
         // Only the memory hit runs inline; every other path is boxed, so
         // this future stays small and a hit does not move the others.
         match kind {
-            Kind::Write => Box::pin(self.write(ex, body, exceeded)).await,
+            // A body classified again as needing a body is forwarded.
+            Kind::Write | Kind::ReadBody { .. } => Box::pin(self.write(ex, body, exceeded)).await,
             Kind::Pass(fwd) => {
                 let pass = self.forward_plain(
                     &ex,
