@@ -326,6 +326,7 @@ async fn run(name: &str, config: Config) -> Row {
                 trust: Some(Duration::from_secs(600)),
                 heartbeat: None,
                 command: None,
+                secret_file: None,
             });
         }
         let server = Server::bind(s).await.expect("revcache starts");

@@ -379,6 +379,7 @@ async fn run(config: Config, ops: usize) -> Measured {
                 trust: Some(Duration::from_secs(600)),
                 heartbeat: None,
                 command: None,
+                secret_file: None,
             });
         }
         let server = Server::bind(s).await.expect("revcache starts");

@@ -101,6 +101,12 @@ pub fn identify(
     }
 }
 
+/// The partition of a caller whose only partition material is one
+/// `Authorization` header of `value`: what [`identify`] computes for it.
+pub fn authorization_partition(value: &http::HeaderValue, key: &PartitionKey) -> Partition {
+    key.partition(&[b"authorization", value.as_bytes()])
+}
+
 /// The `name=value` pairs of one `Cookie` line (RFC 6265 §4.2.1, read
 /// leniently: any bytes in values, spaces or tabs around pairs); `None`
 /// when a pair has no `=` or its name is not a token.

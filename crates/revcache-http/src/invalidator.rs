@@ -90,7 +90,7 @@ impl Invalidator {
         let results: Vec<_> = events
             .iter()
             .map(|event| {
-                let effect = route.dialect.on_event(event);
+                let effect = route.dialect.on_event(event, now);
                 match &effect {
                     Ok(effect) => {
                         if let Some(feed) = route.dialect.feed() {

@@ -21,6 +21,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use revcache_core::Cache;
 
+use crate::dialect::RateLimitRow;
 use crate::policy::NotStored;
 use crate::proxy::ActiveConfig;
 use crate::proxy::cache_status::Fwd;
@@ -33,6 +34,7 @@ pub enum Outcome {
     Collapsed,
     StaleWhileRevalidate,
     StaleIfError,
+    RateLimited,
     Miss,
     Revalidated,
     Refetched,
@@ -43,11 +45,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 11] = [
+    const ALL: [Outcome; 12] = [
         Outcome::Hit,
         Outcome::Collapsed,
         Outcome::StaleWhileRevalidate,
         Outcome::StaleIfError,
+        Outcome::RateLimited,
         Outcome::Miss,
         Outcome::Revalidated,
         Outcome::Refetched,
@@ -63,6 +66,7 @@ impl Outcome {
             Outcome::Collapsed => "collapsed",
             Outcome::StaleWhileRevalidate => "stale_while_revalidate",
             Outcome::StaleIfError => "stale_if_error",
+            Outcome::RateLimited => "rate_limited",
             Outcome::Miss => "miss",
             Outcome::Revalidated => "revalidated",
             Outcome::Refetched => "refetched",
@@ -80,6 +84,7 @@ impl Outcome {
                 | Outcome::Collapsed
                 | Outcome::StaleWhileRevalidate
                 | Outcome::StaleIfError
+                | Outcome::RateLimited
                 | Outcome::Revalidated
         )
     }
@@ -126,8 +131,30 @@ impl InvalidationSource {
 }
 
 /// Event types counted by name in `revcache_events_total{type}`: Gerrit's
-/// stream-events and webhook types, and the webdav dialect's notice.
+/// stream-events and webhook types, the webdav dialect's notice, and
+/// GitHub's webhook events.
 const EVENT_TYPES: &[&str] = &[
+    "check_run",
+    "check_suite",
+    "create",
+    "delete",
+    "duplicate",
+    "installation",
+    "installation_repositories",
+    "issue_comment",
+    "issues",
+    "label",
+    "member",
+    "ping",
+    "pull_request",
+    "pull_request_review",
+    "pull_request_review_comment",
+    "push",
+    "repository",
+    "status",
+    "team",
+    "workflow_job",
+    "workflow_run",
     "assignee-changed",
     "change-abandoned",
     "change-deleted",
@@ -154,6 +181,17 @@ const EVENT_TYPES: &[&str] = &[
 
 /// Tag kinds (the part before the first `:`) the dialects make.
 const TAG_KINDS: &[&str] = &[
+    "check-run",
+    "check-suite",
+    "checks",
+    "global",
+    "list",
+    "num",
+    "ref",
+    "refs",
+    "repo",
+    "run",
+    "sha",
     "branchq",
     "chain",
     "chainid",
@@ -228,6 +266,7 @@ pub struct Metrics {
 pub struct DialectHits {
     trusted: Counter,
     ledger: Counter,
+    rate_limited: Counter,
     other: Counter,
 }
 
@@ -236,6 +275,7 @@ impl DialectHits {
         match reason {
             "trusted" => self.trusted.inc(),
             "ledger" => self.ledger.inc(),
+            "rate-limited" => self.rate_limited.inc(),
             _ => self.other.inc(),
         };
     }
@@ -457,6 +497,7 @@ impl Metrics {
         DialectHits {
             trusted: counter("trusted"),
             ledger: counter("ledger"),
+            rate_limited: counter("rate-limited"),
             other: counter("other"),
         }
     }
@@ -714,6 +755,7 @@ impl Collector for TierCollector {
                 v.encode(m.encode_family(&[("route", label_value(&route.name))])?)?;
             }
         }
+        self.encode_rate_limits(&mut encoder)?;
         let waiting = ConstGauge::new(self.flights.waiting() as i64);
         let m = encoder.encode_descriptor(
             "single_flight_waiters",
@@ -730,6 +772,81 @@ impl Collector for TierCollector {
             in_flight.metric_type(),
         )?;
         in_flight.encode(m)?;
+        Ok(())
+    }
+}
+
+impl TierCollector {
+    /// The upstream rate limits dialects track, per route, partition
+    /// (its hash prefix) and resource.
+    fn encode_rate_limits(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let active = self.active.load();
+        let rows: Vec<_> = active
+            .router
+            .routes()
+            .iter()
+            .flat_map(|r| {
+                r.dialect
+                    .rate_limits()
+                    .into_iter()
+                    .map(move |row| (label_value(&r.name), row))
+            })
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        type Field = fn(&RateLimitRow) -> u64;
+        let gauges: [(&str, &str, Field); 4] = [
+            (
+                "upstream_rate_limit",
+                "The upstream's rate limit of a partition (x-ratelimit-limit)",
+                |r| r.limit,
+            ),
+            (
+                "upstream_rate_limit_remaining",
+                "Requests the upstream still allows a partition (x-ratelimit-remaining)",
+                |r| r.remaining,
+            ),
+            (
+                "upstream_rate_limit_used",
+                "Requests a partition spent of the upstream's rate limit (x-ratelimit-used)",
+                |r| r.used,
+            ),
+            (
+                "upstream_rate_limit_reset_seconds",
+                "When a partition's rate limit resets, in seconds since the Unix epoch",
+                |r| r.reset,
+            ),
+        ];
+        for (name, help, field) in gauges {
+            let g = ConstGauge::new(0i64);
+            let mut m = encoder.encode_descriptor(name, help, None, g.metric_type())?;
+            for (route, row) in &rows {
+                ConstGauge::new(i64::try_from(field(row)).unwrap_or(i64::MAX)).encode(
+                    m.encode_family(&[
+                        ("route", route.as_str()),
+                        ("partition", &row.partition),
+                        ("resource", &label_value(&row.resource)),
+                    ])?,
+                )?;
+            }
+        }
+        let c = ConstCounter::new(0u64);
+        let mut m = encoder.encode_descriptor(
+            "upstream_requests_saved",
+            "Requests of a partition answered at no cost to the upstream's rate limit (hits, 304 revalidations)",
+            None,
+            c.metric_type(),
+        )?;
+        let mut seen = std::collections::HashSet::new();
+        for (route, row) in &rows {
+            if seen.insert((route.clone(), row.partition.clone())) {
+                ConstCounter::new(row.saved).encode(m.encode_family(&[
+                    ("route", route.as_str()),
+                    ("partition", &row.partition),
+                ])?)?;
+            }
+        }
         Ok(())
     }
 }

@@ -139,6 +139,7 @@ impl Reloader {
             &settings,
             Some(&self.proxy.config()),
             self.proxy.cache().clock().now(),
+            self.proxy.partition_key(),
         )?;
         if let (Some(tls), Some(files)) = (&self.tls, &settings.tls) {
             tls.reload_from(&files.cert_file, &files.key_file)?;

@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use http::uri::{Authority, Scheme};
+use revcache_core::PartitionKey;
 
 use crate::dialect::Dialect;
 use crate::dialect::registry::DialectContext;
@@ -106,6 +107,8 @@ pub enum RouteError {
         route: String,
         source: crate::dialect::registry::OptionError,
     },
+    #[error("a throwaway partition key: {0}")]
+    PartitionKey(#[from] revcache_core::PartitionKeyError),
     #[error("route {route:?}: {source}")]
     Tls {
         route: String,
@@ -114,8 +117,11 @@ pub enum RouteError {
 }
 
 impl Router {
+    /// The routes `settings` names, as `revcache check` builds them (with
+    /// a throwaway partition key).
     pub fn new(settings: &[RouteSettings], limits: &Limits) -> Result<Self, RouteError> {
-        Ok(Router::rebuild(settings, limits, None, SystemTime::now())?.0)
+        let key = PartitionKey::ephemeral()?;
+        Ok(Router::rebuild(settings, limits, None, SystemTime::now(), &key)?.0)
     }
 
     /// Builds the routes `settings` names, keeping from `previous` every
@@ -129,6 +135,7 @@ impl Router {
         limits: &Limits,
         previous: Option<&Router>,
         now: SystemTime,
+        partition_key: &PartitionKey,
     ) -> Result<(Self, RouteChanges), RouteError> {
         let mut routes = Vec::new();
         let mut changes = RouteChanges::default();
@@ -178,6 +185,7 @@ impl Router {
                         events: r.events.as_ref(),
                         options: &r.options,
                         now,
+                        partition_key,
                     };
                     r.dialect
                         .spec()

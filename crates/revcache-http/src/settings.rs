@@ -175,6 +175,9 @@ pub struct EventSettings {
     pub heartbeat: Option<Duration>,
     /// A command printing one JSON event per line (run with `sh -c`).
     pub command: Option<String>,
+    /// The file holding the secret webhook deliveries are signed with
+    /// (read when the route is built; the secret is never logged).
+    pub secret_file: Option<PathBuf>,
 }
 
 /// What a route does with a path holding an encoded slash or backslash
@@ -203,7 +206,7 @@ impl EncodedSlashes {
     pub fn default_for(dialect: DialectName) -> Self {
         match dialect {
             DialectName::Gerrit => EncodedSlashes::Keep,
-            DialectName::Http | DialectName::Webdav => EncodedSlashes::Reject,
+            DialectName::Http | DialectName::Webdav | DialectName::Github => EncodedSlashes::Reject,
         }
     }
 }
@@ -213,18 +216,25 @@ pub enum DialectName {
     Http,
     Gerrit,
     Webdav,
+    Github,
 }
 
 /// Names a row of the dialect table (`dialect::registry`), which says
 /// what each dialect accepts and how it is built.
 impl DialectName {
-    pub const ALL: [DialectName; 3] = [DialectName::Http, DialectName::Gerrit, DialectName::Webdav];
+    pub const ALL: [DialectName; 4] = [
+        DialectName::Http,
+        DialectName::Gerrit,
+        DialectName::Webdav,
+        DialectName::Github,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             DialectName::Http => "http",
             DialectName::Gerrit => "gerrit",
             DialectName::Webdav => "webdav",
+            DialectName::Github => "github",
         }
     }
 

@@ -22,6 +22,7 @@ async fn setup(trust: Option<Duration>) -> (FakeGerrit, Revcache) {
             trust,
             heartbeat: None,
             command: None,
+            secret_file: None,
         });
     })
     .await;
@@ -473,6 +474,7 @@ async fn a_command_feed_is_untrusted_until_its_first_line() {
             heartbeat: None,
             // Like ssh still connecting: running, silent, then a line.
             command: Some(format!("sleep 1; echo '{event}'; exec sleep 5")),
+            secret_file: None,
         });
     })
     .await;
@@ -525,6 +527,7 @@ async fn a_command_feed_that_exits_suspends_trust() {
             trust: TRUST,
             heartbeat: None,
             command: Some(command),
+            secret_file: None,
         });
     })
     .await;
@@ -676,6 +679,7 @@ async fn two_gerrit_routes_with_the_same_change_numbers_do_not_invalidate_each_o
                     trust: TRUST,
                     heartbeat: None,
                     command: None,
+                    secret_file: None,
                 });
                 r
             })

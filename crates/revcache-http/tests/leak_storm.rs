@@ -197,6 +197,7 @@ fn settings_for(s: &mut revcache_http::Settings, dir: &std::path::Path) {
             trust,
             heartbeat: None,
             command: None,
+            secret_file: None,
         }),
         ..base.clone()
     };

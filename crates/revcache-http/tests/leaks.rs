@@ -172,6 +172,7 @@ async fn gerrit_route(origin: &Origin) -> Revcache {
             trust: Some(Duration::from_secs(300)),
             heartbeat: None,
             command: None,
+            secret_file: None,
         });
     })
     .await

@@ -174,6 +174,7 @@ async fn revcache(port: u16, trust: Option<Duration>) -> Revcache {
             trust,
             heartbeat: None,
             command: None,
+            secret_file: None,
         });
     })
     .await

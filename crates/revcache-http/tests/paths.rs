@@ -111,6 +111,7 @@ async fn a_webdav_put_through_a_doubled_slash_invalidates_the_resource() {
             trust: Some(Duration::from_secs(300)),
             heartbeat: None,
             command: None,
+            secret_file: None,
         });
     })
     .await;

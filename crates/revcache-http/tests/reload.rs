@@ -219,6 +219,7 @@ async fn an_unchanged_event_feed_keeps_running_and_a_changed_one_restarts() {
                 trust: Some(Duration::from_secs(60)),
                 heartbeat: None,
                 command: Some(first),
+                secret_file: None,
             });
             s.routes = vec![gerrit];
         },

@@ -85,6 +85,7 @@ async fn setup(trust: Option<Duration>) -> (Dav, Revcache) {
             trust,
             heartbeat: None,
             command: None,
+            secret_file: None,
         });
     })
     .await;

@@ -87,6 +87,7 @@ async fn a_bounded_property_set_is_still_cached() {
             trust: Some(std::time::Duration::from_secs(300)),
             heartbeat: None,
             command: None,
+            secret_file: None,
         });
     })
     .await;

@@ -157,6 +157,7 @@ struct EventsConfig {
     trust: Option<Quantity>,
     heartbeat: Option<Quantity>,
     command: Option<String>,
+    secret_file: Option<PathBuf>,
 }
 
 /// A size or a duration: a bare integer (bytes, seconds) or a string with a unit.
@@ -553,10 +554,23 @@ fn routes(
                 if e.command.as_deref().is_some_and(|c| c.trim().is_empty()) {
                     bail!("{}: must not be empty", key("events.command"));
                 }
+                if e.secret_file
+                    .as_ref()
+                    .is_some_and(|f| f.as_os_str().is_empty())
+                {
+                    bail!("{}: must not be empty", key("events.secret_file"));
+                }
+                if dialect == DialectName::Github && e.secret_file.is_none() {
+                    bail!(
+                        "{}: a github route's webhooks must be signed: set the file holding the webhook secret",
+                        key("events.secret_file")
+                    );
+                }
                 Some(EventSettings {
                     trust: duration("trust", &e.trust)?,
                     heartbeat: duration("heartbeat", &e.heartbeat)?,
                     command: e.command.clone(),
+                    secret_file: e.secret_file.clone(),
                 })
             }
         };

@@ -63,6 +63,7 @@ impl Dialect for HttpDialect {
         req: &request::Parts,
         _status: StatusCode,
         headers: &HeaderMap,
+        _body: Option<&[u8]>,
     ) -> Vec<Invalidation> {
         let mut out = Vec::new();
         if let Some(pq) = req.uri.path_and_query() {
@@ -125,7 +126,7 @@ mod tests {
             CONTENT_LOCATION,
             "http://elsewhere.example/x".parse().unwrap(),
         );
-        let inv = HttpDialect { route: 3 }.on_write(&parts, StatusCode::CREATED, &h);
+        let inv = HttpDialect { route: 3 }.on_write(&parts, StatusCode::CREATED, &h, None);
         assert_eq!(
             inv,
             vec![

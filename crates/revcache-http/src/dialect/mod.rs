@@ -9,6 +9,7 @@
 //! answers conservatively (pass the request, revalidate, invalidate more).
 
 pub mod gerrit;
+pub mod github;
 mod http;
 pub mod registry;
 pub mod webdav;
@@ -16,10 +17,11 @@ pub mod webdav;
 use std::time::SystemTime;
 
 use ::http::request;
-use ::http::{HeaderMap, StatusCode};
+use ::http::{HeaderMap, HeaderName, StatusCode};
 use revcache_core::{Entry, KeyClass, Partition, Tag, Version};
 
 pub use self::gerrit::GerritDialect;
+pub use self::github::GithubDialect;
 pub use self::http::HttpDialect;
 pub use self::webdav::WebdavDialect;
 use crate::events::{Event, EventEffect, EventError, EventFraming, Feed};
@@ -70,6 +72,45 @@ pub struct DialectReuse {
     pub detail: Option<&'static str>,
 }
 
+/// How a dialect changes the request headers that select a stored variant
+/// (RFC 9111 §4.1) from what the response's `Vary` lists.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VaryRule {
+    /// Headers that select a variant even when `Vary` omits them (an API
+    /// version header the upstream answers by).
+    pub add: &'static [HeaderName],
+    /// Headers `Vary` lists that the partition already covers (the
+    /// credential a partition is the hash of).
+    pub ignore: &'static [HeaderName],
+}
+
+/// The upstream's rate limit holds a caller back: stored entries answer
+/// instead of revalidating, and while it is `Closed` nothing of that
+/// caller's goes upstream from the cache (misses are answered locally
+/// with `Retry-After`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hold {
+    pub until: SystemTime,
+    pub closed: bool,
+}
+
+/// One rate-limit bucket of one caller, for `/metrics`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitRow {
+    /// The partition, as `Partition` displays it (a hash prefix).
+    pub partition: String,
+    /// The upstream's resource (`core`, `search`, `graphql`).
+    pub resource: String,
+    pub limit: u64,
+    pub remaining: u64,
+    pub used: u64,
+    /// When the bucket refills, in seconds since the Unix epoch.
+    pub reset: u64,
+    /// Requests of this partition the cache answered without costing a
+    /// unit of the limit (hits, and revalidations answered 304).
+    pub saved: u64,
+}
+
 pub trait Dialect: Send + Sync {
     fn name(&self) -> &'static str;
 
@@ -116,17 +157,63 @@ pub trait Dialect: Send + Sync {
         None
     }
 
-    /// Called after a write got a non-error (2xx/3xx) status.
+    /// Called after a write got a non-error (2xx/3xx) status; `body` is
+    /// the response's body when `write_body` asked for it.
     fn on_write(
         &self,
         req: &request::Parts,
         status: StatusCode,
         headers: &HeaderMap,
+        body: Option<&[u8]>,
     ) -> Vec<Invalidation>;
 
-    /// One upstream event, with the headers it came with: verify it if the
-    /// dialect can (a webhook signature), then say what it invalidates.
-    fn on_event(&self, _event: &Event<'_>) -> Result<EventEffect, EventError> {
+    /// At most how many bytes of a write's response `on_write` reads (a
+    /// token the upstream mints); `None` streams it untouched.
+    fn write_body(&self, _req: &request::Parts) -> Option<usize> {
+        None
+    }
+
+    /// The partition a caller in `partition` is served from: a dialect
+    /// may group credentials the upstream treats as one (tokens of one
+    /// app installation). Never called for anonymous callers.
+    fn regroup(&self, _headers: &HeaderMap, partition: Partition, _now: SystemTime) -> Partition {
+        partition
+    }
+
+    /// Adjustments to the response's `Vary`.
+    fn vary_rule(&self) -> VaryRule {
+        VaryRule::default()
+    }
+
+    /// Every upstream answer, for a caller in `partition` (`None`:
+    /// anonymous): rate-limit accounting.
+    fn answered(
+        &self,
+        _partition: Option<Partition>,
+        _status: StatusCode,
+        _headers: &HeaderMap,
+        _now: SystemTime,
+    ) {
+    }
+
+    /// Whether the upstream's rate limit holds back `partition` now.
+    fn hold(&self, _partition: Option<Partition>, _now: SystemTime) -> Option<Hold> {
+        None
+    }
+
+    /// The cache answered a request of `partition` at no cost to its
+    /// upstream rate limit.
+    fn saved(&self, _partition: Option<Partition>) {}
+
+    /// Rate-limit buckets the dialect tracks, for `/metrics`.
+    fn rate_limits(&self) -> Vec<RateLimitRow> {
+        Vec::new()
+    }
+
+    /// One upstream event, with the headers it came with, received at
+    /// `now`: verify it if the dialect can (a webhook signature), then say
+    /// what it invalidates.
+    fn on_event(&self, _event: &Event<'_>, _now: SystemTime) -> Result<EventEffect, EventError> {
         Err(EventError::NoFeed(self.name().into()))
     }
 

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{Dialect, GerritDialect, HttpDialect, WebdavDialect};
+use revcache_core::PartitionKey;
+
+use super::{Dialect, GerritDialect, GithubDialect, HttpDialect, WebdavDialect};
 use crate::settings::{DialectName, EventSettings};
 
 /// One row of the table.
@@ -40,20 +42,37 @@ pub struct DialectContext<'a> {
     pub options: &'a DialectOptions,
     /// When the route's feed starts trusting.
     pub now: SystemTime,
+    /// The key partitions are hashed with (a dialect that groups
+    /// credentials derives the group's partition with it).
+    pub partition_key: &'a PartitionKey,
 }
 
 /// A route's dialect options, as configured: key → value.
 pub type DialectOptions = BTreeMap<String, String>;
 
-/// An option that is unknown to the dialect or whose value it refuses.
+/// A setting of the route's dialect (an option, or an event setting such
+/// as the webhook secret's file) that is unknown or whose value it refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("options.{key}: {message}")]
+#[error("{section}.{key}: {message}")]
 pub struct OptionError {
+    /// `options` or `events`.
+    pub section: &'static str,
     pub key: String,
     pub message: String,
 }
 
-pub static DIALECTS: [DialectSpec; 3] = [
+impl OptionError {
+    /// A refused value of `[routes.options] key`.
+    pub fn option(key: &str, message: impl Into<String>) -> Self {
+        OptionError {
+            section: "options",
+            key: key.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+pub static DIALECTS: [DialectSpec; 4] = [
     DialectSpec {
         name: DialectName::Http,
         has_events: false,
@@ -71,6 +90,12 @@ pub static DIALECTS: [DialectSpec; 3] = [
         has_events: true,
         options: &[],
         build: |cx| Ok(Arc::new(WebdavDialect::new(cx.route, cx.events, cx.now))),
+    },
+    DialectSpec {
+        name: DialectName::Github,
+        has_events: true,
+        options: GithubDialect::OPTIONS,
+        build: |cx| Ok(Arc::new(GithubDialect::new(cx)?)),
     },
 ];
 
@@ -96,6 +121,7 @@ impl DialectSpec {
         {
             None => Ok(()),
             Some(key) => Err(OptionError {
+                section: "options",
                 key: key.clone(),
                 message: match self.options {
                     [] => format!("the {} dialect takes no options", self.name.as_str()),

@@ -23,13 +23,17 @@ const SECRET: [HeaderName; 3] = [
 ];
 
 /// The variant a request selects under a response's `Vary`, or `None` when
-/// the response can never be matched (`Vary: *`).
+/// the response can never be matched (`Vary: *`). A dialect may `add`
+/// names the upstream answers by without listing them, and `ignore` names
+/// the partition already covers.
 pub fn variant_of(
     response: &HeaderMap,
     request: &HeaderMap,
     key: &PartitionKey,
+    add: &[HeaderName],
+    ignore: &[HeaderName],
 ) -> Option<Variant> {
-    let mut names: Vec<HeaderName> = Vec::new();
+    let mut names: Vec<HeaderName> = add.to_vec();
     for line in response.get_all(VARY) {
         let line = line.to_str().ok()?;
         for name in line.split(',').map(str::trim).filter(|n| !n.is_empty()) {
@@ -37,7 +41,7 @@ pub fn variant_of(
                 return None;
             }
             let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
-            if !names.contains(&name) {
+            if !names.contains(&name) && !ignore.contains(&name) {
                 names.push(name);
             }
         }
@@ -169,7 +173,7 @@ mod tests {
     fn requests_match_the_variant_of_equal_normalized_values() {
         let k = key();
         let res = h(&[("vary", "Accept-Encoding, accept-language")]);
-        let v = variant_of(&res, &h(&[("accept-encoding", "gzip,br")]), &k).unwrap();
+        let v = variant_of(&res, &h(&[("accept-encoding", "gzip,br")]), &k, &[], &[]).unwrap();
         assert!(matches(&v, &h(&[("accept-encoding", "gzip, br")]), &k));
         assert!(matches(
             &v,
@@ -195,6 +199,8 @@ mod tests {
                 ("accept-language", "en-US,en;q=0.5"),
             ]),
             &k,
+            &[],
+            &[],
         )
         .unwrap();
         for (encoding, language) in [
@@ -235,12 +241,23 @@ mod tests {
     #[test]
     fn vary_star_anywhere_never_matches() {
         let k = key();
-        assert!(variant_of(&h(&[("vary", "accept, *")]), &HeaderMap::new(), &k).is_none());
+        assert!(
+            variant_of(
+                &h(&[("vary", "accept, *")]),
+                &HeaderMap::new(),
+                &k,
+                &[],
+                &[]
+            )
+            .is_none()
+        );
         assert!(
             variant_of(
                 &h(&[("vary", "accept"), ("vary", "*")]),
                 &HeaderMap::new(),
-                &k
+                &k,
+                &[],
+                &[]
             )
             .is_none()
         );
@@ -250,9 +267,35 @@ mod tests {
     fn credential_headers_are_kept_as_keyed_hashes_only() {
         let k = key();
         let req = h(&[("authorization", "Bearer s3cret")]);
-        let v = variant_of(&h(&[("vary", "Authorization")]), &req, &k).unwrap();
+        let v = variant_of(&h(&[("vary", "Authorization")]), &req, &k, &[], &[]).unwrap();
         assert!(!v[0].1.as_deref().unwrap().contains("s3cret"));
         assert!(matches(&v, &req, &k));
         assert!(!matches(&v, &h(&[("authorization", "Bearer other")]), &k));
+    }
+
+    #[test]
+    fn a_dialect_adds_names_the_upstream_answers_by_and_ignores_what_the_partition_covers() {
+        let k = key();
+        let add = [HeaderName::from_static("x-github-api-version")];
+        let ignore = [http::header::AUTHORIZATION];
+        let res = h(&[("vary", "Accept, Authorization")]);
+        let req = h(&[
+            ("accept", "application/json"),
+            ("authorization", "token a"),
+            ("x-github-api-version", "2022-11-28"),
+        ]);
+        let v = variant_of(&res, &req, &k, &add, &ignore).unwrap();
+        let other_token = h(&[
+            ("accept", "application/json"),
+            ("authorization", "token b"),
+            ("x-github-api-version", "2022-11-28"),
+        ]);
+        assert!(matches(&v, &other_token, &k));
+        let other_version = h(&[
+            ("accept", "application/json"),
+            ("authorization", "token a"),
+            ("x-github-api-version", "2026-03-10"),
+        ]);
+        assert!(!matches(&v, &other_version, &k));
     }
 }

@@ -11,6 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::SystemTime;
 
 use http::{Request, StatusCode};
 use hyper::body::{Body, Incoming};
@@ -70,6 +71,7 @@ pub fn admit(
     req: Request<Incoming>,
     client: SocketAddr,
     partition_key: &PartitionKey,
+    now: SystemTime,
 ) -> Result<Admitted, Rejection> {
     let limits = &config.limits;
     let header_bytes: usize = req
@@ -169,6 +171,11 @@ pub fn admit(
         (Some((max, body)), _) => (Kind::ReadBody { max, body }, KeyClass::Get),
         (None, classification) => kind_of(classification),
     };
+    // A dialect may serve a credential from a group's partition.
+    let partition = caller
+        .partition
+        .filter(|_| !caller.unrecognized)
+        .map(|p| route.dialect.regroup(&parts.headers, p, now));
     let exchange = Exchange {
         config,
         route,
@@ -180,7 +187,7 @@ pub fn admit(
         class,
         redacted_target,
         key_host,
-        partition: caller.partition.filter(|_| !caller.unrecognized),
+        partition,
         keys: std::sync::OnceLock::new(),
     };
     Ok(Admitted {

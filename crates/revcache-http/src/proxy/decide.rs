@@ -24,6 +24,9 @@ pub enum Decision {
     Fresh { detail: Option<&'static str> },
     /// Serve it, and refresh it behind the client (RFC 5861).
     StaleWhileRevalidate,
+    /// Serve it without asking: the upstream's rate limit holds the
+    /// caller back (the dialect's `hold`).
+    RateLimited,
     /// Ask the upstream first (conditionally when the entry has
     /// validators); `fwd` says why: the entry is stale or untrusted
     /// (`stale`), or the client's directives forbid it (`request`).
@@ -53,6 +56,12 @@ impl Decision {
                 } else {
                     Fwd::Stale
                 };
+                // Asking would spend what the caller has left of the
+                // upstream's rate limit: what is stored answers, unless
+                // the client itself insists.
+                if !client_insists && ex.route.dialect.hold(ex.partition, now).is_some() {
+                    return Decision::RateLimited;
+                }
                 Decision::Revalidate { fwd }
             }
             _ if client_insists => Decision::Revalidate { fwd: Fwd::Request },
@@ -72,6 +81,10 @@ impl Decision {
             Decision::StaleWhileRevalidate => Some((
                 CacheStatus::hit().detail("stale-while-revalidate"),
                 Outcome::StaleWhileRevalidate,
+            )),
+            Decision::RateLimited => Some((
+                CacheStatus::hit().detail("rate-limited"),
+                Outcome::RateLimited,
             )),
             Decision::Revalidate { .. } => None,
         }

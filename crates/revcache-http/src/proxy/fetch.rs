@@ -94,6 +94,9 @@ impl Proxy {
             .route_upstream(&ex.route.name, class, status.as_u16());
         let (mut rparts, rbody) = res.into_parts();
         hop_by_hop::strip(&mut rparts.headers);
+        ex.route
+            .dialect
+            .answered(ex.partition, status, &rparts.headers, response_time);
 
         // A 304 to the leader's conditional request is about its entry.
         let leader = match (status == StatusCode::NOT_MODIFIED, &stale, leader) {
@@ -111,7 +114,7 @@ impl Proxy {
         };
         if ex.route.dialect.upstream_failure(status, &rparts.headers)
             && let Some(res) = self
-                .stale_if_error(ex, stale.as_ref(), Some(status.as_u16()), false, false)
+                .stale_on_failure(ex, stale.as_ref(), status, response_time)
                 .await
         {
             if let Some(leader) = leader {
@@ -211,6 +214,29 @@ impl Proxy {
         res
     }
 
+    /// A stored entry in place of an upstream failure: when the upstream's
+    /// rate limit now holds the caller back (`detail=rate-limited`), or as
+    /// stale-if-error allows.
+    async fn stale_on_failure(
+        &self,
+        ex: &Exchange,
+        stale: Option<&Arc<Entry>>,
+        status: StatusCode,
+        now: std::time::SystemTime,
+    ) -> Option<Response<ProxyBody>> {
+        if let Some(entry) = stale
+            && ex.route.dialect.hold(ex.partition, now).is_some()
+        {
+            let cs = CacheStatus::fwd(Fwd::Stale)
+                .fwd_status(status.as_u16())
+                .detail("rate-limited");
+            ex.route.dialect_hit(&self.metrics, "rate-limited");
+            return Some(self.serve(ex, entry, cs, Outcome::RateLimited).await);
+        }
+        self.stale_if_error(ex, stale, Some(status.as_u16()), false, false)
+            .await
+    }
+
     /// `Ok` with the storability and variant when the response will be
     /// stored, `Err` with the reason when not. `length` is the body's
     /// declared length, when it has one.
@@ -225,19 +251,34 @@ impl Proxy {
         if length.is_some_and(|n| n > ex.config.limits.max_cacheable_body_bytes) {
             return Err(Some(NotStored::TooLarge));
         }
-        let variant = vary::variant_of(headers, &ex.parts.headers, &self.partition_key)
-            .ok_or(Some(NotStored::VaryStar))?;
+        let rule = ex.route.dialect.vary_rule();
+        // `ignore` holds only where the partition covers what it names:
+        // in the caller's own partition, never in a shared entry.
+        let variant = |ignore| {
+            vary::variant_of(
+                headers,
+                &ex.parts.headers,
+                &self.partition_key,
+                rule.add,
+                ignore,
+            )
+            .ok_or(Some(NotStored::VaryStar))
+        };
         // A caller known by something that is not partition material has no
         // partition of its own: only what may be shared is stored for it.
         let unpartitioned = ex.has_credentials && ex.partition.is_none();
         match ex.route.dialect.storage(&ex.parts, status, headers) {
             // The dialect vouches for it; only the caller's partition sees it.
+            Storage::Partitioned if !unpartitioned && ex.partition.is_some() => {
+                return Ok((Storability::Private, variant(rule.ignore)?));
+            }
             Storage::Partitioned if !unpartitioned => {
-                return Ok((Storability::Private, variant));
+                return Ok((Storability::Private, variant(&[])?));
             }
             Storage::Never(why) => return Err(Some(why)),
             Storage::Partitioned | Storage::Rfc => {}
         }
+        let variant = variant(&[])?;
         match storability(
             &ex.parts.method,
             status,

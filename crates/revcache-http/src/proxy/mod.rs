@@ -92,12 +92,14 @@ impl ActiveConfig {
         settings: &Settings,
         previous: Option<&ActiveConfig>,
         now: SystemTime,
+        partition_key: &PartitionKey,
     ) -> Result<(Self, RouteChanges), RouteError> {
         let (router, changes) = Router::rebuild(
             &settings.routes,
             &settings.limits,
             previous.map(|p| &p.router),
             now,
+            partition_key,
         )?;
         Ok((
             ActiveConfig {
@@ -119,7 +121,7 @@ impl Proxy {
     ) -> Result<Arc<Self>, RouteError> {
         let flights = Flights::default();
         let active = Arc::new(ArcSwap::from_pointee(
-            ActiveConfig::build(settings, None, cache.clock().now())?.0,
+            ActiveConfig::build(settings, None, cache.clock().now(), &partition_key)?.0,
         ));
         let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone(), active.clone()));
         let invalidator = Arc::new(Invalidator::new(
@@ -148,6 +150,11 @@ impl Proxy {
     pub fn install(&self, config: ActiveConfig) {
         self.fills.set_limit(config.limits.max_fill_bytes);
         self.active.store(Arc::new(config));
+    }
+
+    /// The key partitions are hashed with.
+    pub fn partition_key(&self) -> &PartitionKey {
+        &self.partition_key
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -214,7 +221,8 @@ impl Proxy {
         client: SocketAddr,
     ) -> Response<ProxyBody> {
         let config = self.active.load_full();
-        let admitted = admission::admit(config, req, client, &self.partition_key);
+        let mut now = self.cache.clock().now();
+        let admitted = admission::admit(config, req, client, &self.partition_key, now);
         let Admitted {
             exchange: mut ex,
             mut body,
@@ -229,6 +237,7 @@ impl Proxy {
                 Ok((read_kind, read)) => (kind, body) = (read_kind, read),
                 Err(rejection) => return self.reject(rejection),
             }
+            now = self.cache.clock().now();
         }
         // Only the memory hit runs inline; every other path is boxed, so
         // this future stays small and a hit does not move the others.
@@ -247,7 +256,6 @@ impl Proxy {
                 Box::pin(pass).await.0
             }
             Kind::Cacheable => {
-                let now = self.cache.clock().now();
                 let (entry, uri_known) = self.find(&ex);
                 let candidate = Candidate::decided(entry, uri_known, &ex, now);
                 if let Some(serving) = candidate.serving()
@@ -376,6 +384,17 @@ impl Proxy {
             return self.only_if_cached_miss();
         }
         let fwd = candidate.fwd();
+        if let Some(hold) = ex
+            .route
+            .dialect
+            .hold(ex.partition, self.cache.clock().now())
+            && hold.closed
+        {
+            if let Some(leader) = leader {
+                leader.finish(FlightOutcome::Retry);
+            }
+            return self.held_back(hold, fwd);
+        }
         let (reason, outcome) = candidate.upstream_reason();
         if ex.parts.method == http::Method::HEAD {
             return self

@@ -5,13 +5,15 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
+use prometheus_client::metrics::counter::Counter;
 
-use super::Proxy;
 use super::body::{ProxyBody, RequestBody};
 use super::cache_status::{self, CacheStatus, Fwd};
 use super::exchange::Exchange;
 use super::forward::{self, Conditions};
+use super::{Proxy, respond};
 use crate::metrics::{InvalidationSource, Outcome, UpstreamReason};
 
 impl Proxy {
@@ -56,6 +58,12 @@ impl Proxy {
         };
         self.metrics.upstream(reason, res.status().as_u16());
         self.metrics.outcome(outcome);
+        ex.route.dialect.answered(
+            ex.partition,
+            res.status(),
+            res.headers(),
+            self.cache.clock().now(),
+        );
         let (mut parts, body) = res.into_parts();
         forward::client_response_headers(&mut parts.headers, ex.parts.version);
         let answered = (parts.status, parts.headers.clone());
@@ -90,10 +98,25 @@ impl Proxy {
                 Outcome::Method,
             )
             .await;
-        if let Some((status, headers)) = answered
-            && (status.is_success() || status.is_redirection())
+        let Some((status, headers)) = answered else {
+            return res;
+        };
+        if !(status.is_success() || status.is_redirection()) {
+            return res;
+        }
+        // The dialect reads what this write's answer says (a token minted).
+        let (res, body) = match ex.route.dialect.write_body(&ex.parts) {
+            Some(max) => match read_whole(res, max).await {
+                Ok((res, body)) => (res, Some(body)),
+                Err(res) => return res,
+            },
+            None => (res, None),
+        };
         {
-            let invalidations = ex.route.dialect.on_write(&ex.parts, status, &headers);
+            let invalidations =
+                ex.route
+                    .dialect
+                    .on_write(&ex.parts, status, &headers, body.as_deref());
             // Failures are logged and counted by the invalidator; the
             // write's own response goes to the client either way.
             let _ = self
@@ -102,5 +125,28 @@ impl Proxy {
                 .await;
         }
         res
+    }
+}
+
+/// `res` with its body read into memory, at most `max` bytes; a body that
+/// cannot be read that way becomes a 502 (its client could not have used
+/// a truncated answer either).
+async fn read_whole(
+    res: Response<ProxyBody>,
+    max: usize,
+) -> Result<(Response<ProxyBody>, Bytes), Response<ProxyBody>> {
+    let (parts, body) = res.into_parts();
+    match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max)).await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            let res =
+                Response::from_parts(parts, ProxyBody::full(bytes.clone(), Counter::default()));
+            Ok((res, bytes))
+        }
+        Err(e) => Err(respond::error(
+            StatusCode::BAD_GATEWAY,
+            format!("the upstream's answer could not be read within {max} bytes: {e}"),
+            CacheStatus::fwd(Fwd::Method),
+        )),
     }
 }

@@ -63,6 +63,8 @@ impl Proxy {
             };
             return Box::pin(self.fetch(ex, RequestBody::empty(), None, refetch)).await;
         }
+        // A confirmed entry cost the upstream's rate limit nothing.
+        ex.route.dialect.saved(ex.partition);
         let merged = merge::merge_304(&stored, &headers);
         let cc = ResponseDirectives::parse(&merged);
         let entry = refreshed(

@@ -20,6 +20,7 @@ use super::exchange::Exchange;
 use super::forward::{self, Conditions};
 use super::respond;
 use super::upstream::UpstreamError;
+use crate::dialect::Hold;
 use crate::metrics::{Outcome, UpstreamReason};
 use crate::policy::freshness::{disconnected_allows, stale_if_error_allows};
 
@@ -59,8 +60,10 @@ impl Proxy {
     }
 
     /// What serving as decided sets going: the route's dialect-hit
-    /// counter, the background refresh of a stale-while-revalidate.
+    /// counter, the background refresh of a stale-while-revalidate, the
+    /// dialect's count of requests that cost the upstream nothing.
     fn served(self: &Arc<Self>, ex: &Exchange, serving: &Serving<'_>) {
+        ex.route.dialect.saved(ex.partition);
         match serving.decision {
             Decision::Fresh {
                 detail: Some(detail),
@@ -68,6 +71,7 @@ impl Proxy {
             Decision::StaleWhileRevalidate => {
                 self.revalidate_in_background(ex, serving.entry.clone());
             }
+            Decision::RateLimited => ex.route.dialect_hit(&self.metrics, "rate-limited"),
             _ => {}
         }
     }
@@ -182,6 +186,28 @@ impl Proxy {
             "only-if-cached: no usable stored response",
             CacheStatus::default().detail("only-if-cached"),
         )
+    }
+
+    /// A request the upstream's rate limit holds back, with nothing stored
+    /// to answer it: 429 with the `Retry-After` the upstream set.
+    pub(super) fn held_back(&self, hold: Hold, fwd: Fwd) -> Response<ProxyBody> {
+        self.metrics.outcome(Outcome::RateLimited);
+        let wait = hold
+            .until
+            .duration_since(self.cache.clock().now())
+            .unwrap_or_default()
+            .as_secs()
+            .max(1);
+        let mut res = respond::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "the upstream's rate limit holds this caller back for {wait} s; nothing is stored to answer"
+            ),
+            CacheStatus::fwd(fwd).detail("rate-limited"),
+        );
+        res.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(wait));
+        res
     }
 
     pub(super) fn reject(&self, rejection: Rejection) -> Response<ProxyBody> {

@@ -282,8 +282,9 @@ impl Dialect for GerritDialect {
         req: &request::Parts,
         status: StatusCode,
         headers: &HeaderMap,
+        _body: Option<&[u8]>,
     ) -> Vec<Invalidation> {
-        let mut out = HttpDialect { route: self.route }.on_write(req, status, headers);
+        let mut out = HttpDialect { route: self.route }.on_write(req, status, headers, None);
         if let Some(id) = endpoint::written_change(req.uri.path()) {
             out.extend(ref_tags(self.route, &id).into_iter().map(Invalidation::Tag));
             out.push(Invalidation::Tag(Tag::new(self.route, ANY)));
@@ -291,7 +292,7 @@ impl Dialect for GerritDialect {
         out
     }
 
-    fn on_event(&self, event: &Event<'_>) -> Result<EventEffect, EventError> {
+    fn on_event(&self, event: &Event<'_>, _now: SystemTime) -> Result<EventEffect, EventError> {
         let parsed = event::parse(event.body)?;
         for n in &parsed.changes {
             self.ledger.forget(self.route, &n.to_string());

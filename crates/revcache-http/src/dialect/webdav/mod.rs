@@ -222,13 +222,14 @@ impl Dialect for WebdavDialect {
         req: &request::Parts,
         status: StatusCode,
         _headers: &HeaderMap,
+        _body: Option<&[u8]>,
     ) -> Vec<Invalidation> {
         let out = invalidate::on_write(self.route, req, status);
         self.forget(&out);
         out
     }
 
-    fn on_event(&self, event: &Event<'_>) -> Result<EventEffect, EventError> {
+    fn on_event(&self, event: &Event<'_>, _now: SystemTime) -> Result<EventEffect, EventError> {
         let invalidations = invalidate::on_external(self.route, event.body)?;
         self.forget(&invalidations);
         Ok(EventEffect {

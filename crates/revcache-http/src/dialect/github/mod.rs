@@ -1,0 +1,406 @@
+//! The `github` dialect: GitHub's REST API (api.github.com, or a GitHub
+//! Enterprise `/api/v3`) cached per credential and kept correct by signed
+//! webhooks.
+//!
+//! - GET/HEAD answers are stored in the caller's partition whatever
+//!   `Cache-Control: private` says (GitHub's ETags are per token); the
+//!   version is the ETag; `Authorization` selects no variant (the
+//!   partition is its hash) and `X-GitHub-Api-Version` does.
+//! - Entries are tagged from the URL and the body (`endpoint`), so a
+//!   webhook invalidates what it names (`event`); writes invalidate what
+//!   they touch; GraphQL and `/rate_limit` pass through.
+//! - An entry is served without asking while the webhook feed is trusted
+//!   and healthy and the entry was fetched since it became so, unless it
+//!   was found older than an event (`expectation`); otherwise it is
+//!   revalidated with its ETag (a 304 costs no rate-limit unit).
+//! - Rate limits are tracked per partition (`rate_limit`): below the
+//!   reserve, stored entries answer instead of revalidating.
+//! - Tokens of one GitHub App installation and scope share a partition
+//!   (`installation`).
+
+mod endpoint;
+mod event;
+mod expectation;
+mod installation;
+mod rate_limit;
+
+use std::time::SystemTime;
+
+use http::header::{AUTHORIZATION, ETAG};
+use http::{HeaderMap, HeaderName, Method, StatusCode, request};
+use revcache_core::{Entry, Invalidation, KeyClass, Partition, Tag, Version};
+use serde_json::Value;
+
+pub use self::endpoint::{Endpoint, Resource};
+use self::event::Webhooks;
+use self::expectation::Expectations;
+use self::installation::Installations;
+use self::rate_limit::RateLimits;
+use super::registry::{DialectContext, OptionError, OptionSpec};
+use super::{
+    Classification, Dialect, DialectReuse, Facts, Fwd, Hold, HttpDialect, RateLimitRow, Storage,
+    VaryRule,
+};
+use crate::events::{Event, EventEffect, EventError, EventFraming, Feed};
+use crate::policy::Reuse;
+
+/// Remaining `core` units below which revalidations stop, by default.
+const DEFAULT_RESERVE: u64 = 50;
+/// The most of an access-token response read to learn its token.
+const TOKEN_RESPONSE_BYTES: usize = 8 << 20;
+
+pub struct GithubDialect {
+    route: u32,
+    feed: Option<Feed>,
+    webhooks: Option<Webhooks>,
+    limits: RateLimits,
+    installations: Installations,
+    expectations: Expectations,
+}
+
+impl GithubDialect {
+    pub const OPTIONS: &'static [OptionSpec] = &[OptionSpec {
+        key: "rate_limit_reserve",
+        help: "remaining core rate-limit units below which stored entries answer instead of revalidating (default 50)",
+    }];
+
+    pub fn new(cx: &DialectContext<'_>) -> Result<Self, OptionError> {
+        let reserve = match cx.options.get("rate_limit_reserve") {
+            None => DEFAULT_RESERVE,
+            Some(v) => v.trim().parse().map_err(|_| {
+                OptionError::option(
+                    "rate_limit_reserve",
+                    format!("{v:?} is not a whole number of requests"),
+                )
+            })?,
+        };
+        let events_error = |key: &str, message: String| OptionError {
+            section: "events",
+            key: key.to_owned(),
+            message,
+        };
+        let mut webhooks = None;
+        if let Some(events) = cx.events {
+            if events.command.is_some() {
+                return Err(events_error(
+                    "command",
+                    "GitHub delivers webhooks to /events/<route>; a github route takes no command"
+                        .into(),
+                ));
+            }
+            let Some(file) = &events.secret_file else {
+                return Err(events_error(
+                    "secret_file",
+                    "a github route's webhooks must be signed: set the file holding the secret"
+                        .into(),
+                ));
+            };
+            let secret = std::fs::read(file)
+                .map_err(|e| events_error("secret_file", format!("{}: {e}", file.display())))?;
+            // A trailing line break is the editor's, not the secret's.
+            let secret = secret.trim_ascii_end();
+            if secret.is_empty() {
+                return Err(events_error(
+                    "secret_file",
+                    format!("{} is empty", file.display()),
+                ));
+            }
+            webhooks = Some(Webhooks::new(secret));
+        }
+        Ok(GithubDialect {
+            route: cx.route,
+            feed: cx
+                .events
+                .map(|e| Feed::new(e.trust, e.heartbeat, true, cx.now)),
+            webhooks,
+            limits: RateLimits::new(reserve),
+            installations: Installations::new(cx.partition_key.clone()),
+            expectations: Expectations::default(),
+        })
+    }
+
+    fn tag(&self, name: impl Into<std::sync::Arc<str>>) -> Tag {
+        Tag::new(self.route, name)
+    }
+}
+
+/// Tags a response body adds: the items of a list, the commit an answer
+/// about a ref shows, the checks of a commit.
+fn body_tags(repo: &str, resource: &Resource, body: &Value, tags: &mut Vec<String>) {
+    let mut push = |t: String| {
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    };
+    match resource {
+        Resource::List(_) => {
+            for item in body.as_array().into_iter().flatten() {
+                if let Some(n) = item.get("number").and_then(Value::as_u64) {
+                    push(format!("num:{repo}#{n}"));
+                }
+            }
+        }
+        Resource::Commit(_) | Resource::Branch(_) => {
+            let sha = ["/sha", "/commit/sha", "/object/sha"]
+                .iter()
+                .find_map(|p| body.pointer(p).and_then(Value::as_str));
+            if let Some(sha) = sha {
+                push(format!("sha:{repo}@{}", sha.to_ascii_lowercase()));
+            }
+            for run in body
+                .get("check_runs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(id) = run.get("id").and_then(Value::as_u64) {
+                    push(format!("check-run:{repo}/{id}"));
+                }
+                if let Some(id) = run.pointer("/check_suite/id").and_then(Value::as_u64) {
+                    push(format!("check-suite:{repo}/{id}"));
+                }
+            }
+        }
+        Resource::CheckRun(_) => {
+            if let Some(id) = body.pointer("/check_suite/id").and_then(Value::as_u64) {
+                push(format!("check-suite:{repo}/{id}"));
+            }
+            if let Some(sha) = body.get("head_sha").and_then(Value::as_str) {
+                push(format!("sha:{repo}@{}", sha.to_ascii_lowercase()));
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Dialect for GithubDialect {
+    fn name(&self) -> &'static str {
+        "github"
+    }
+
+    fn classify(&self, req: &request::Parts) -> Classification {
+        match Endpoint::of(req.uri.path()) {
+            // GraphQL is a POST whose answer depends on its body: never
+            // stored; what a mutation changes arrives as webhooks.
+            Endpoint::Graphql => Classification::Pass {
+                reason: Fwd::Method,
+            },
+            Endpoint::RateLimit => Classification::Pass {
+                reason: Fwd::Bypass,
+            },
+            _ => HttpDialect { route: self.route }.classify(req),
+        }
+    }
+
+    fn endpoint_class(&self, req: &request::Parts) -> &'static str {
+        match Endpoint::of(req.uri.path()) {
+            Endpoint::Repo { resource, .. } => match resource {
+                Resource::Repository => "repository",
+                Resource::Number(_) => "item",
+                Resource::List(_) => "list",
+                Resource::Commit(_) => "commit",
+                Resource::Branch(_) => "branch",
+                Resource::CheckRun(_) | Resource::CheckSuite(_) => "check",
+                Resource::WorkflowRun(_) => "run",
+                Resource::Other => "repo_other",
+            },
+            Endpoint::AccessTokens { .. } => "access_tokens",
+            Endpoint::RateLimit => "rate_limit",
+            Endpoint::Graphql => "graphql",
+            Endpoint::Other => "other",
+        }
+    }
+
+    fn storage(&self, req: &request::Parts, status: StatusCode, _headers: &HeaderMap) -> Storage {
+        match (&req.method, status) {
+            (&Method::GET, StatusCode::OK) => Storage::Partitioned,
+            _ => Storage::Rfc,
+        }
+    }
+
+    fn facts(
+        &self,
+        req: &request::Parts,
+        partition: Partition,
+        _status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        received: SystemTime,
+    ) -> Facts {
+        let version = headers
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(Version::from_etag);
+        let endpoint = Endpoint::of(req.uri.path());
+        let mut tags = endpoint.tags();
+        if let Endpoint::Repo { repo, resource } = &endpoint {
+            if let Ok(v) = serde_json::from_slice::<Value>(body) {
+                body_tags(repo, resource, &v, &mut tags);
+            }
+            self.expectations.check(
+                partition,
+                req.uri.path(),
+                &tags,
+                version.as_ref(),
+                body,
+                received,
+            );
+        }
+        Facts {
+            version,
+            tags: tags.into_iter().map(|t| self.tag(t)).collect(),
+        }
+    }
+
+    fn upstream_failure(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        let limited = matches!(
+            status,
+            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+        ) && (headers.contains_key(http::header::RETRY_AFTER)
+            || headers
+                .get("x-ratelimit-remaining")
+                .is_some_and(|v| v.as_bytes() == b"0"));
+        status.is_server_error() || limited
+    }
+
+    fn reuse(&self, entry: &Entry, now: SystemTime) -> Option<DialectReuse> {
+        if entry.key.class() != &KeyClass::Get {
+            return None;
+        }
+        let revalidate = Some(DialectReuse {
+            reuse: Reuse::Revalidate,
+            detail: None,
+        });
+        // Only what webhooks cover may be trusted.
+        if Endpoint::of(entry.key.path()).repo().is_none() {
+            return revalidate;
+        }
+        if self
+            .expectations
+            .is_outdated(entry.key.partition(), entry.key.path(), &entry.version)
+        {
+            return revalidate;
+        }
+        match &self.feed {
+            Some(feed) if feed.trusts(entry.timing().request_time, now) => Some(DialectReuse {
+                reuse: Reuse::Fresh,
+                detail: Some("trusted"),
+            }),
+            _ => revalidate,
+        }
+    }
+
+    fn on_write(
+        &self,
+        req: &request::Parts,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Option<&[u8]>,
+    ) -> Vec<Invalidation> {
+        let endpoint = Endpoint::of(req.uri.path());
+        if let (Endpoint::AccessTokens { installation }, Some(body)) = (&endpoint, body)
+            && status.is_success()
+        {
+            self.installations
+                .learn(*installation, body, SystemTime::now());
+            return Vec::new();
+        }
+        if req.method == Method::DELETE && req.uri.path().ends_with("/installation/token") {
+            self.installations.forget_token(&req.headers);
+            return Vec::new();
+        }
+        let mut out = HttpDialect { route: self.route }.on_write(req, status, headers, None);
+        out.extend(
+            endpoint
+                .written()
+                .into_iter()
+                .map(|t| Invalidation::Tag(self.tag(t))),
+        );
+        out
+    }
+
+    fn write_body(&self, req: &request::Parts) -> Option<usize> {
+        matches!(Endpoint::of(req.uri.path()), Endpoint::AccessTokens { .. })
+            .then_some(TOKEN_RESPONSE_BYTES)
+    }
+
+    fn regroup(&self, headers: &HeaderMap, partition: Partition, now: SystemTime) -> Partition {
+        if !headers.contains_key(AUTHORIZATION) {
+            return partition;
+        }
+        self.installations.regroup(headers, partition, now)
+    }
+
+    fn vary_rule(&self) -> VaryRule {
+        static ADD: [HeaderName; 1] = [HeaderName::from_static("x-github-api-version")];
+        static IGNORE: [HeaderName; 1] = [AUTHORIZATION];
+        VaryRule {
+            add: &ADD,
+            ignore: &IGNORE,
+        }
+    }
+
+    fn answered(
+        &self,
+        partition: Option<Partition>,
+        status: StatusCode,
+        headers: &HeaderMap,
+        now: SystemTime,
+    ) {
+        self.limits.answered(partition, status, headers, now);
+    }
+
+    fn hold(&self, partition: Option<Partition>, now: SystemTime) -> Option<Hold> {
+        self.limits.hold(partition, now)
+    }
+
+    fn saved(&self, partition: Option<Partition>) {
+        self.limits.saved(partition);
+    }
+
+    fn rate_limits(&self) -> Vec<RateLimitRow> {
+        self.limits.rows()
+    }
+
+    fn on_event(&self, event: &Event<'_>, now: SystemTime) -> Result<EventEffect, EventError> {
+        let Some(webhooks) = &self.webhooks else {
+            return Err(EventError::NoFeed(
+                "this github route has no [routes.events]".into(),
+            ));
+        };
+        let parsed = webhooks.receive(event.headers, event.body)?;
+        if let Some(installation) = parsed.installation_changed {
+            self.installations.forget_installation(installation);
+        }
+        for (tag, expectation) in parsed.expectations {
+            self.expectations.expect(tag, expectation, now);
+        }
+        let mut invalidations: Vec<Invalidation> = parsed
+            .tags
+            .into_iter()
+            .map(|t| Invalidation::Tag(self.tag(t)))
+            .collect();
+        if parsed.route_wide {
+            invalidations.push(Invalidation::prefix(self.route, "/"));
+        }
+        Ok(EventEffect {
+            // The event's type, without its action, is the metric label.
+            kind: parsed.kind.split('.').next().unwrap_or_default().to_owned(),
+            invalidations,
+            gap: false,
+        })
+    }
+
+    /// A delivery's signature covers its whole body.
+    fn event_framing(&self) -> EventFraming {
+        EventFraming::Whole
+    }
+
+    fn feed(&self) -> Option<&Feed> {
+        self.feed.as_ref()
+    }
+
+    fn cookies_identify(&self) -> bool {
+        true
+    }
+}
