@@ -205,6 +205,14 @@ pub trait Dialect: Send + Sync {
     /// upstream rate limit.
     fn saved(&self, _partition: Option<Partition>) {}
 
+    /// Whether URLs of the upstream in `Link` and `Location` headers are
+    /// rewritten to point at revcache (an API whose pagination links are
+    /// absolute: clients follow them, and must come back through the
+    /// cache).
+    fn rewrites_links(&self) -> bool {
+        false
+    }
+
     /// Rate-limit buckets the dialect tracks, for `/metrics`.
     fn rate_limits(&self) -> Vec<RateLimitRow> {
         Vec::new()

@@ -23,6 +23,7 @@ mod fetch;
 mod fill;
 pub mod flight;
 pub mod forward;
+mod links;
 mod lookup;
 mod pass;
 pub mod request_headers;
@@ -239,6 +240,28 @@ impl Proxy {
             }
             now = self.cache.clock().now();
         }
+        // Links in the answer that point at the upstream point back here.
+        let links = ex
+            .route
+            .dialect
+            .rewrites_links()
+            .then(|| links::Rewrite::of(&ex));
+        let res = self.answer(ex, body, exceeded, kind, now).await;
+        match links {
+            Some(rewrite) => rewrite.apply(res),
+            None => res,
+        }
+    }
+
+    /// Serves an admitted request as its kind says.
+    async fn answer(
+        self: &Arc<Self>,
+        ex: Exchange,
+        body: RequestBody,
+        exceeded: Option<Arc<AtomicBool>>,
+        kind: Kind,
+        now: SystemTime,
+    ) -> Response<ProxyBody> {
         // Only the memory hit runs inline; every other path is boxed, so
         // this future stays small and a hit does not move the others.
         match kind {

@@ -362,6 +362,11 @@ impl Dialect for GithubDialect {
         self.limits.rows()
     }
 
+    /// GitHub's `Link: <https://api.github.com/...?page=2>` pagination.
+    fn rewrites_links(&self) -> bool {
+        true
+    }
+
     fn on_event(&self, event: &Event<'_>, now: SystemTime) -> Result<EventEffect, EventError> {
         let Some(webhooks) = &self.webhooks else {
             return Err(EventError::NoFeed(
