@@ -935,6 +935,14 @@ mod tests {
                 "routes[0].events.trust",
             ),
             (
+                "[[routes]]\nupstream = \"https://api.github.com\"\ndialect = \"github\"\n[routes.events]\ntrust = \"1m\"",
+                "routes[0].events.secret_file",
+            ),
+            (
+                "[[routes]]\nupstream = \"https://api.github.com\"\ndialect = \"github\"\n[routes.options]\nreserve = \"5\"",
+                "routes[0].options.reserve",
+            ),
+            (
                 "[[routes]]\nupstream = \"http://x\"\npath_prefix = \"api\"",
                 "routes[0].path_prefix",
             ),

@@ -409,3 +409,100 @@ impl Dialect for GithubDialect {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use revcache_core::PartitionKey;
+
+    use super::*;
+    use crate::settings::EventSettings;
+
+    fn build(
+        events: Option<&EventSettings>,
+        options: &[(&str, &str)],
+    ) -> Result<GithubDialect, OptionError> {
+        let options: BTreeMap<String, String> = options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let key = PartitionKey::ephemeral().unwrap();
+        GithubDialect::new(&DialectContext {
+            route: 1,
+            events,
+            options: &options,
+            now: SystemTime::now(),
+            partition_key: &key,
+        })
+    }
+
+    fn events(secret_file: Option<std::path::PathBuf>) -> EventSettings {
+        EventSettings {
+            trust: None,
+            heartbeat: None,
+            command: None,
+            secret_file,
+        }
+    }
+
+    #[test]
+    fn settings_it_cannot_use_are_refused_by_their_key() {
+        let e = build(None, &[("rate_limit_reserve", "lots")])
+            .err()
+            .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "options.rate_limit_reserve: \"lots\" is not a whole number of requests"
+        );
+        let e = build(Some(&events(None)), &[]).err().unwrap();
+        assert!(e.to_string().starts_with("events.secret_file: "), "{e}");
+        let missing = std::path::PathBuf::from("/nonexistent/revcache-secret");
+        let e = build(Some(&events(Some(missing))), &[]).err().unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("events.secret_file: /nonexistent/revcache-secret: "),
+            "{e}"
+        );
+        let dir = std::env::temp_dir().join(format!("revcache-gh-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").unwrap();
+        let e = build(Some(&events(Some(empty))), &[]).err().unwrap();
+        assert!(e.to_string().ends_with("is empty"), "{e}");
+        let good = dir.join("good");
+        std::fs::write(&good, "s3cret\n").unwrap();
+        assert!(build(Some(&events(Some(good))), &[("rate_limit_reserve", "10")]).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn graphql_and_the_rate_limit_pass_and_writes_are_writes() {
+        let d = build(None, &[]).unwrap();
+        let parts = |method: &str, path: &str| {
+            http::Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap()
+                .into_parts()
+                .0
+        };
+        assert!(matches!(
+            d.classify(&parts("POST", "/graphql")),
+            Classification::Pass { .. }
+        ));
+        assert!(matches!(
+            d.classify(&parts("GET", "/rate_limit")),
+            Classification::Pass { .. }
+        ));
+        assert!(matches!(
+            d.classify(&parts("GET", "/repos/o/r/pulls/1")),
+            Classification::Cacheable { .. }
+        ));
+        assert_eq!(
+            d.classify(&parts("POST", "/repos/o/r/issues/1/comments")),
+            Classification::Write
+        );
+    }
+}
