@@ -865,3 +865,90 @@ async fn every_page_of_a_list_is_invalidated_with_its_collection() {
     g.gh.open_issue("octo/app", "Newest").await;
     assert!(!g.alice(page2).await.is_hit());
 }
+
+#[tokio::test]
+async fn installation_repositories_removed_loses_access_at_once_for_every_token() {
+    let g = setup(TRUST, |_| {}).await;
+    g.gh.add_installation(7, &["octo/secret"], serde_json::json!({"issues": "read"}));
+    let n = g.gh.open_issue("octo/secret", "Plans").await;
+    let path = format!("/repos/octo/secret/issues/{n}");
+    let token = mint(&g, 7).await;
+    assert_eq!(g.get(&token, &path).await.status, 200);
+    assert!(g.get(&token, &path).await.is_hit());
+    g.gh.remove_installation_repos(7, &["octo/secret"]).await;
+    assert!(delivered(&g.gh, "installation_repositories"));
+    let got = g.get(&token, &path).await;
+    assert_eq!(got.status, 404, "{}", got.cache_status());
+}
+
+#[tokio::test]
+async fn installation_deleted_invalidates_its_repositories_and_forgets_its_tokens() {
+    let g = setup(TRUST, |_| {}).await;
+    g.gh.add_installation(7, &["octo/secret"], serde_json::json!({"issues": "read"}));
+    let n = g.gh.open_issue("octo/secret", "Plans").await;
+    let path = format!("/repos/octo/secret/issues/{n}");
+    let token = mint(&g, 7).await;
+    assert_eq!(g.get(&token, &path).await.status, 200);
+    g.gh.remove_installation(7).await;
+    assert!(delivered(&g.gh, "installation"));
+    let got = g.get(&token, &path).await;
+    assert!(!got.is_hit(), "{}", got.cache_status());
+    assert!(got.status == 401 || got.status == 404, "{}", got.status);
+}
+
+#[tokio::test]
+async fn a_webhook_silent_past_its_heartbeat_is_not_trusted_until_github_pings_again() {
+    let g = setup(TRUST, |s| {
+        if let Some(e) = s.routes[0].events.as_mut() {
+            e.heartbeat = Some(Duration::from_secs(60));
+        }
+    })
+    .await;
+    let path = "/repos/octo/app";
+    g.alice(path).await;
+    assert!(g.alice(path).await.is_hit());
+    g.rc.advance(Duration::from_secs(61));
+    let silent = g.alice(path).await;
+    assert!(
+        silent.cache_status().contains("fwd-status=304"),
+        "{}",
+        silent.cache_status()
+    );
+    g.gh.ping().await;
+    // Trust starts over: what was fetched before the ping is asked once.
+    assert!(
+        !g.alice(path)
+            .await
+            .cache_status()
+            .contains("detail=trusted")
+    );
+    let after = g.alice(path).await;
+    assert!(
+        after.cache_status().contains("detail=trusted"),
+        "{}",
+        after.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn each_api_version_is_its_own_variant() {
+    let g = setup(TRUST, |_| {}).await;
+    let auth = format!("token {}", g.alice);
+    let get = |version: &'static str| {
+        let (url, auth) = (g.rc.url("/repos/octo/app"), auth.clone());
+        async move {
+            let got = Client::default()
+                .get_with(
+                    &url,
+                    &[("authorization", &auth), ("x-github-api-version", version)],
+                )
+                .await;
+            got
+        }
+    };
+    get("2022-11-28").await;
+    g.rc.proxy.fills_idle().await;
+    assert!(get("2022-11-28").await.is_hit());
+    let other = get("2026-03-10").await;
+    assert!(!other.is_hit(), "{}", other.cache_status());
+}
