@@ -51,8 +51,19 @@ fn number(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name)?.to_str().ok()?.trim().parse().ok()
 }
 
+/// Waits an upstream may ask for at most: a `Retry-After` or reset
+/// further out is taken as this far (and cannot overflow the clock).
+const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
 fn epoch(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// `now + secs`, at most `MAX_WAIT` ahead.
+fn after(now: SystemTime, secs: u64) -> SystemTime {
+    now + Duration::from_secs(secs).min(MAX_WAIT)
 }
 
 impl RateLimits {
@@ -109,8 +120,10 @@ impl RateLimits {
             // A secondary limit says when to come back; an exhausted
             // primary limit, when it resets.
             let until = match (retry_after, remaining, reset) {
-                (Some(secs), _, _) => Some(now + Duration::from_secs(secs)),
-                (None, Some(0), Some(reset)) => Some(epoch(reset)),
+                (Some(secs), _, _) => Some(after(now, secs)),
+                (None, Some(0), Some(reset)) => {
+                    Some(epoch(reset).min(after(now, MAX_WAIT.as_secs())))
+                }
                 _ => None,
             };
             if let Some(until) = until {
@@ -132,7 +145,7 @@ impl RateLimits {
             });
         }
         let core = caller.buckets.get("core")?;
-        let reset = epoch(core.reset);
+        let reset = epoch(core.reset).min(after(now, MAX_WAIT.as_secs()));
         (reset > now && core.remaining <= self.reserve).then_some(Hold {
             until: reset,
             closed: core.remaining == 0,
@@ -240,6 +253,25 @@ mod tests {
             })
         );
         assert_eq!(limits.hold(None, epoch(1061)), None);
+    }
+
+    #[test]
+    fn absurd_waits_are_bounded_and_never_overflow_the_clock() {
+        let limits = RateLimits::new(10);
+        let now = epoch(1_000);
+        limits.answered(
+            None,
+            StatusCode::TOO_MANY_REQUESTS,
+            &headers(&[
+                ("retry-after", "18446744073709551615"),
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "18446744073709551615"),
+            ]),
+            now,
+        );
+        let hold = limits.hold(None, now).unwrap();
+        assert!(hold.closed);
+        assert_eq!(hold.until, now + MAX_WAIT);
     }
 
     #[test]
