@@ -937,13 +937,12 @@ async fn each_api_version_is_its_own_variant() {
     let get = |version: &'static str| {
         let (url, auth) = (g.rc.url("/repos/octo/app"), auth.clone());
         async move {
-            let got = Client::default()
+            Client::default()
                 .get_with(
                     &url,
                     &[("authorization", &auth), ("x-github-api-version", version)],
                 )
-                .await;
-            got
+                .await
         }
     };
     get("2022-11-28").await;
@@ -951,4 +950,43 @@ async fn each_api_version_is_its_own_variant() {
     assert!(get("2022-11-28").await.is_hit());
     let other = get("2026-03-10").await;
     assert!(!other.is_hit(), "{}", other.cache_status());
+}
+
+#[tokio::test]
+async fn events_invalidate_only_what_they_change() {
+    let g = setup(TRUST, |_| {}).await;
+    let n =
+        g.gh.open_pull("octo/app", "feature", "main", "Precise")
+            .await;
+    let sha = g.gh.head_sha("octo/app", n);
+    let commits = format!("/repos/octo/app/pulls/{n}/commits");
+    let checks = format!("/repos/octo/app/commits/{sha}/check-runs");
+    let status = format!("/repos/octo/app/commits/{sha}/status");
+    for path in [&commits, &checks, &status] {
+        g.alice(path).await;
+    }
+    g.gh.review("octo/app", n, "APPROVED").await;
+    assert!(
+        g.alice(&commits).await.is_hit(),
+        "a review leaves the commits"
+    );
+    g.gh.set_status("octo/app", &sha, "ci/build", "success")
+        .await;
+    assert!(
+        g.alice(&checks).await.is_hit(),
+        "a status leaves the check runs"
+    );
+    assert!(!g.alice(&status).await.is_hit(), "but not the status");
+    g.gh.check_run("octo/app", &sha, "build", "completed", Some("success"))
+        .await;
+    assert!(
+        g.alice(&status).await.is_hit(),
+        "a check run leaves the status"
+    );
+    assert!(!g.alice(&checks).await.is_hit());
+    g.gh.push("octo/app", "feature").await;
+    assert!(
+        !g.alice(&commits).await.is_hit(),
+        "a push changes the commits"
+    );
 }

@@ -6,12 +6,16 @@
 //!
 //! - `repo:R` on everything of the repository: permission and visibility
 //!   changes invalidate all of it, in every partition;
-//! - `num:R#N` an issue or pull request and everything under it (they
-//!   share numbers);
+//! - `num:R#N` an issue or pull request (they share numbers), `num:R#N/SUB`
+//!   one of its sub-resources (`commits`, `reviews`, `comments` ...), and
+//!   `nums:R#N` all of them: a review invalidates the pull and its reviews,
+//!   not its commits;
 //! - `list:R/KIND` every page of a collection (`pulls`, `issues`,
 //!   `branches`, `commits`, `runs`, ...);
-//! - `sha:R@SHA` what a commit's statuses and checks show, `ref:R:NAME`
-//!   what a branch or tag points at;
+//! - `sha:R@SHA` a commit, `statuses:R@SHA` its statuses, `checks:R@SHA`
+//!   its check runs and suites (`checks:R` all statuses and checks of the
+//!   repository, for writes that do not name the commit), `ref:R:NAME`
+//!   what a branch or tag points at (`refs:R` every ref-named entry);
 //! - `check-run:R/ID`, `check-suite:R/ID`, `run:R/ID` (workflow runs);
 //! - `other:R` repository paths not understood here: every event of the
 //!   repository reaches them.
@@ -44,17 +48,37 @@ pub enum Endpoint {
 pub enum Resource {
     /// The repository itself.
     Repository,
-    /// An issue or pull request, or something under it.
-    Number(u64),
+    /// An issue or pull request (`sub: None`), or something under it.
+    Number {
+        n: u64,
+        sub: Option<String>,
+    },
     /// A collection of the repository (`pulls`, `issues`, ...).
     List(&'static str),
-    /// `commits/{ref}[/...]`, `statuses/{ref}`: a commit or a ref.
-    Commit(String),
+    /// `commits/{ref}[/...]`, `statuses/{ref}`: a commit or a ref, and
+    /// what of it.
+    Commit {
+        reference: String,
+        part: CommitPart,
+    },
     /// `branches/{name}`, `git/ref(s)/heads/{name}`.
     Branch(String),
     CheckRun(u64),
     CheckSuite(u64),
     WorkflowRun(u64),
+    Other,
+}
+
+/// What a commit path shows of the commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitPart {
+    /// The commit itself (`commits/{ref}`).
+    Object,
+    /// `status`, `statuses`.
+    Statuses,
+    /// `check-runs`, `check-suites`.
+    Checks,
+    /// Anything else under it (`pulls`, `comments` ...).
     Other,
 }
 
@@ -127,9 +151,10 @@ impl Endpoint {
         };
         let mut tags = resource.tags(repo);
         match resource {
-            // A new comment, label, review or state: the item, and the
-            // lists that show it.
-            Resource::Number(_) => {
+            // A new comment, label, review or state: the item and all
+            // under it, and the lists that show it.
+            Resource::Number { n, .. } => {
+                tags.push(format!("nums:{repo}#{n}"));
                 tags.push(format!("list:{repo}/pulls"));
                 tags.push(format!("list:{repo}/issues"));
                 // A merge moves its base branch, which the path does not
@@ -139,8 +164,9 @@ impl Endpoint {
                 tags.push(format!("refs:{repo}"));
             }
             // A new status or check names its commit in the path or body.
-            Resource::Commit(_) | Resource::CheckRun(_) | Resource::CheckSuite(_) => {
+            Resource::Commit { .. } | Resource::CheckRun(_) | Resource::CheckSuite(_) => {
                 tags.push(format!("checks:{repo}"));
+                tags.push(format!("refs:{repo}"));
             }
             Resource::List("pulls") | Resource::List("issues") => {
                 tags.push(format!("list:{repo}/pulls"));
@@ -159,9 +185,10 @@ impl Resource {
         let number = |s: &str| s.parse::<u64>().ok();
         match rest {
             [] => Resource::Repository,
-            ["pulls" | "issues", n, ..] if number(n).is_some() => {
-                Resource::Number(number(n).unwrap_or_default())
-            }
+            ["pulls" | "issues", n, rest @ ..] if number(n).is_some() => Resource::Number {
+                n: number(n).unwrap_or_default(),
+                sub: (!rest.is_empty()).then(|| join(rest)),
+            },
             [kind] if LISTS.contains(kind) => Resource::List(
                 LISTS
                     .iter()
@@ -171,7 +198,19 @@ impl Resource {
             ),
             ["actions", "runs"] => Resource::List("runs"),
             ["check-runs"] => Resource::List("check-runs"),
-            ["commits" | "statuses", reference, ..] => Resource::Commit(decode(reference)),
+            ["statuses", reference] => Resource::Commit {
+                reference: decode(reference),
+                part: CommitPart::Statuses,
+            },
+            ["commits", reference, rest @ ..] => Resource::Commit {
+                reference: decode(reference),
+                part: match rest {
+                    [] => CommitPart::Object,
+                    ["status" | "statuses"] => CommitPart::Statuses,
+                    ["check-runs" | "check-suites"] => CommitPart::Checks,
+                    _ => CommitPart::Other,
+                },
+            },
             ["branches", name @ ..] if !name.is_empty() => Resource::Branch(join(name)),
             ["git", "ref" | "refs", "heads", name @ ..] if !name.is_empty() => {
                 Resource::Branch(join(name))
@@ -188,19 +227,39 @@ impl Resource {
     fn tags(&self, repo: &str) -> Vec<String> {
         match self {
             Resource::Repository | Resource::Other => vec![format!("other:{repo}")],
-            Resource::Number(n) => vec![format!("num:{repo}#{n}")],
+            Resource::Number { n, sub } => vec![
+                match sub {
+                    None => format!("num:{repo}#{n}"),
+                    Some(sub) => format!("num:{repo}#{n}/{sub}"),
+                },
+                format!("nums:{repo}#{n}"),
+            ],
             Resource::List(kind) => vec![format!("list:{repo}/{kind}")],
-            Resource::Commit(r) if is_sha(r) => vec![
-                format!("sha:{repo}@{}", r.to_ascii_lowercase()),
-                format!("checks:{repo}"),
-            ],
-            // A branch or tag name (or a short SHA): what it points at
-            // moves with pushes.
-            Resource::Commit(r) => vec![
-                format!("ref:{repo}:{r}"),
-                format!("refs:{repo}"),
-                format!("checks:{repo}"),
-            ],
+            Resource::Commit { reference, part } => {
+                let mut tags = Vec::with_capacity(3);
+                if is_sha(reference) {
+                    let sha = reference.to_ascii_lowercase();
+                    tags.push(match part {
+                        CommitPart::Object => format!("sha:{repo}@{sha}"),
+                        CommitPart::Statuses => format!("statuses:{repo}@{sha}"),
+                        CommitPart::Checks => format!("checks:{repo}@{sha}"),
+                        CommitPart::Other => format!("other:{repo}"),
+                    });
+                } else {
+                    // A branch or tag name (or a short SHA): what it
+                    // points at moves with pushes; the events of its
+                    // head name the branch.
+                    tags.push(format!("ref:{repo}:{reference}"));
+                    tags.push(format!("refs:{repo}"));
+                    if *part == CommitPart::Other {
+                        tags.push(format!("other:{repo}"));
+                    }
+                }
+                if matches!(part, CommitPart::Statuses | CommitPart::Checks) {
+                    tags.push(format!("checks:{repo}"));
+                }
+                tags
+            }
             Resource::Branch(b) => vec![format!("ref:{repo}:{b}"), format!("refs:{repo}")],
             Resource::CheckRun(id) => vec![format!("check-run:{repo}/{id}")],
             Resource::CheckSuite(id) => vec![format!("check-suite:{repo}/{id}")],
@@ -231,14 +290,34 @@ mod tests {
     #[test]
     fn repository_paths_name_their_object() {
         assert_eq!(repo("/repos/o/r"), Resource::Repository);
-        assert_eq!(repo("/repos/o/r/pulls/7"), Resource::Number(7));
-        assert_eq!(repo("/repos/o/r/pulls/7/commits"), Resource::Number(7));
-        assert_eq!(repo("/repos/o/r/issues/7/comments"), Resource::Number(7));
+        let number = |n, sub: Option<&str>| Resource::Number {
+            n,
+            sub: sub.map(str::to_owned),
+        };
+        assert_eq!(repo("/repos/o/r/pulls/7"), number(7, None));
+        assert_eq!(
+            repo("/repos/o/r/pulls/7/commits"),
+            number(7, Some("commits"))
+        );
+        assert_eq!(
+            repo("/repos/o/r/issues/7/comments"),
+            number(7, Some("comments"))
+        );
         assert_eq!(repo("/repos/o/r/pulls"), Resource::List("pulls"));
         assert_eq!(repo("/repos/o/r/actions/runs"), Resource::List("runs"));
         assert_eq!(
             repo("/repos/o/r/commits/main/status"),
-            Resource::Commit("main".into())
+            Resource::Commit {
+                reference: "main".into(),
+                part: CommitPart::Statuses
+            }
+        );
+        assert_eq!(
+            repo("/repos/o/r/commits/abc/check-runs"),
+            Resource::Commit {
+                reference: "abc".into(),
+                part: CommitPart::Checks
+            }
         );
         assert_eq!(
             repo("/repos/o/r/branches/feature/x"),
@@ -293,17 +372,28 @@ mod tests {
         }
         assert_eq!(Endpoint::of("/user").tags(), vec![GLOBAL.to_owned()]);
         let sha = "a".repeat(40);
+        let tags = |p: &str| Endpoint::of(p).tags();
         assert!(
-            Endpoint::of(&format!("/repos/o/r/commits/{sha}/status"))
-                .tags()
-                .contains(&format!("sha:o/r@{sha}"))
+            tags(&format!("/repos/o/r/commits/{sha}/status"))
+                .contains(&format!("statuses:o/r@{sha}"))
         );
+        assert!(
+            tags(&format!("/repos/o/r/commits/{sha}/check-runs"))
+                .contains(&format!("checks:o/r@{sha}"))
+        );
+        assert!(tags(&format!("/repos/o/r/commits/{sha}")).contains(&format!("sha:o/r@{sha}")));
+        // A pull's sub-resources are apart from the pull, and all under
+        // its number.
+        let commits = tags("/repos/o/r/pulls/3/commits");
+        assert!(commits.contains(&"num:o/r#3/commits".to_owned()));
+        assert!(commits.contains(&"nums:o/r#3".to_owned()));
+        assert!(!commits.contains(&"num:o/r#3".to_owned()));
     }
 
     #[test]
     fn a_comment_invalidates_its_issue_and_the_lists_that_show_it() {
         let t = Endpoint::of("/repos/o/r/issues/3/comments").written();
-        assert!(t.contains(&"num:o/r#3".to_owned()));
+        assert!(t.contains(&"nums:o/r#3".to_owned()));
         assert!(t.contains(&"list:o/r/issues".to_owned()));
         let merge = Endpoint::of("/repos/o/r/pulls/3/merge").written();
         assert!(merge.contains(&"refs:o/r".to_owned()), "{merge:?}");

@@ -205,11 +205,21 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
         | "pull_request_review_thread" => {
             if let Some(n) = number("/pull_request/number") {
                 let tag = format!("num:{repo}#{n}");
-                tags.push(tag.clone());
                 if event == "pull_request" {
+                    // Anything of it may have changed (commits on
+                    // `synchronize`, labels, reviewers, state).
+                    tags.push(format!("nums:{repo}#{n}"));
                     out.expectations
-                        .push((tag, Expectation::of_object(v.get("pull_request"))));
+                        .push((tag.clone(), Expectation::of_object(v.get("pull_request"))));
+                } else {
+                    // A review or review comment: the pull, its reviews
+                    // and comments, not its commits or files.
+                    for sub in ["reviews", "comments", "requested_reviewers"] {
+                        tags.push(format!("{tag}/{sub}"));
+                    }
+                    push_timeline(tags, &tag);
                 }
+                tags.push(tag);
             }
             tags.push(format!("list:{repo}/pulls"));
             tags.push(format!("list:{repo}/issues"));
@@ -228,18 +238,22 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
         "issues" | "issue_comment" => {
             if let Some(n) = number("/issue/number") {
                 let tag = format!("num:{repo}#{n}");
-                tags.push(tag.clone());
                 if event == "issues" {
+                    tags.push(format!("nums:{repo}#{n}"));
                     out.expectations
-                        .push((tag, Expectation::of_object(v.get("issue"))));
+                        .push((tag.clone(), Expectation::of_object(v.get("issue"))));
+                } else {
+                    tags.push(format!("{tag}/comments"));
+                    push_timeline(tags, &tag);
                 }
+                tags.push(tag);
             }
             tags.push(format!("list:{repo}/issues"));
             tags.push(format!("list:{repo}/pulls"));
         }
         "status" => {
             if let Some(sha) = str_at(v, "/sha") {
-                tags.push(format!("sha:{repo}@{}", sha.to_ascii_lowercase()));
+                tags.push(format!("statuses:{repo}@{}", sha.to_ascii_lowercase()));
             }
             for b in v
                 .get("branches")
@@ -265,7 +279,13 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
                 tags.push(format!("check-suite:{repo}/{suite}"));
             }
             if let Some(sha) = str_at(v, &format!("/{object}/head_sha")) {
-                tags.push(format!("sha:{repo}@{}", sha.to_ascii_lowercase()));
+                tags.push(format!("checks:{repo}@{}", sha.to_ascii_lowercase()));
+            }
+            // Check endpoints named by branch rather than by commit.
+            let branch = str_at(v, "/check_suite/head_branch")
+                .or_else(|| str_at(v, "/check_run/check_suite/head_branch"));
+            if let Some(b) = branch {
+                tags.push(format!("ref:{repo}:{b}"));
             }
             tags.push(format!("list:{repo}/check-runs"));
         }
@@ -277,7 +297,13 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
             let sha =
                 str_at(v, "/workflow_run/head_sha").or_else(|| str_at(v, "/workflow_job/head_sha"));
             if let Some(sha) = sha {
-                tags.push(format!("sha:{repo}@{}", sha.to_ascii_lowercase()));
+                // A workflow's jobs are check runs of its commit.
+                tags.push(format!("checks:{repo}@{}", sha.to_ascii_lowercase()));
+            }
+            let branch = str_at(v, "/workflow_run/head_branch")
+                .or_else(|| str_at(v, "/workflow_job/head_branch"));
+            if let Some(b) = branch {
+                tags.push(format!("ref:{repo}:{b}"));
             }
             tags.push(format!("list:{repo}/runs"));
         }
@@ -298,6 +324,13 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
         _ => tags.push(format!("repo:{repo}")),
     }
     out
+}
+
+/// The tags of an issue's or pull's history, which every change of it
+/// extends.
+fn push_timeline(tags: &mut Vec<String>, item: &str) {
+    tags.push(format!("{item}/events"));
+    tags.push(format!("{item}/timeline"));
 }
 
 /// `repo:` tags of the repositories an installation event lists.

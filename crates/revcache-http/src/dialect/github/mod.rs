@@ -31,7 +31,7 @@ use http::{HeaderMap, HeaderName, Method, StatusCode, request};
 use revcache_core::{Entry, Invalidation, KeyClass, Partition, Tag, Version};
 use serde_json::Value;
 
-pub use self::endpoint::{Endpoint, Resource};
+pub use self::endpoint::{CommitPart, Endpoint, Resource};
 use self::event::Webhooks;
 use self::expectation::Expectations;
 use self::installation::Installations;
@@ -125,7 +125,8 @@ impl GithubDialect {
 }
 
 /// Tags a response body adds: the items of a list, the commit an answer
-/// about a ref shows, the checks of a commit.
+/// about a ref shows (so events about that commit reach it), the checks
+/// of a commit.
 fn body_tags(repo: &str, resource: &Resource, body: &Value, tags: &mut Vec<String>) {
     let mut push = |t: String| {
         if !tags.contains(&t) {
@@ -140,33 +141,49 @@ fn body_tags(repo: &str, resource: &Resource, body: &Value, tags: &mut Vec<Strin
                 }
             }
         }
-        Resource::Commit(_) | Resource::Branch(_) => {
-            let sha = ["/sha", "/commit/sha", "/object/sha"]
-                .iter()
-                .find_map(|p| body.pointer(p).and_then(Value::as_str));
-            if let Some(sha) = sha {
-                push(format!("sha:{repo}@{}", sha.to_ascii_lowercase()));
-            }
-            for run in body
-                .get("check_runs")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(id) = run.get("id").and_then(Value::as_u64) {
-                    push(format!("check-run:{repo}/{id}"));
+        Resource::Commit { part, .. } => {
+            let lower = |v: &Value| v.as_str().map(str::to_ascii_lowercase);
+            match part {
+                CommitPart::Object => {
+                    if let Some(sha) = body.get("sha").and_then(lower) {
+                        push(format!("sha:{repo}@{sha}"));
+                    }
                 }
-                if let Some(id) = run.pointer("/check_suite/id").and_then(Value::as_u64) {
-                    push(format!("check-suite:{repo}/{id}"));
+                CommitPart::Statuses => {
+                    if let Some(sha) = body.get("sha").and_then(lower) {
+                        push(format!("statuses:{repo}@{sha}"));
+                    }
                 }
+                CommitPart::Checks => {
+                    for (list, kind) in
+                        [("check_runs", "check-run"), ("check_suites", "check-suite")]
+                    {
+                        for item in body
+                            .get(list)
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            if let Some(sha) = item.get("head_sha").and_then(lower) {
+                                push(format!("checks:{repo}@{sha}"));
+                            }
+                            if let Some(id) = item.get("id").and_then(Value::as_u64) {
+                                push(format!("{kind}:{repo}/{id}"));
+                            }
+                            if let Some(id) =
+                                item.pointer("/check_suite/id").and_then(Value::as_u64)
+                            {
+                                push(format!("check-suite:{repo}/{id}"));
+                            }
+                        }
+                    }
+                }
+                CommitPart::Other => {}
             }
         }
         Resource::CheckRun(_) => {
             if let Some(id) = body.pointer("/check_suite/id").and_then(Value::as_u64) {
                 push(format!("check-suite:{repo}/{id}"));
-            }
-            if let Some(sha) = body.get("head_sha").and_then(Value::as_str) {
-                push(format!("sha:{repo}@{}", sha.to_ascii_lowercase()));
             }
         }
         _ => {}
@@ -196,9 +213,9 @@ impl Dialect for GithubDialect {
         match Endpoint::of(req.uri.path()) {
             Endpoint::Repo { resource, .. } => match resource {
                 Resource::Repository => "repository",
-                Resource::Number(_) => "item",
+                Resource::Number { .. } => "item",
                 Resource::List(_) => "list",
-                Resource::Commit(_) => "commit",
+                Resource::Commit { .. } => "commit",
                 Resource::Branch(_) => "branch",
                 Resource::CheckRun(_) | Resource::CheckSuite(_) => "check",
                 Resource::WorkflowRun(_) => "run",
