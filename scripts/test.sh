@@ -27,6 +27,29 @@ apt_install() {
 # the TLS listener; Apache with
 # mod_dav, litmus and cadaver are the WebDAV real-server suite.
 apt_install procps apache2 litmus cadaver curl
+# Real GitHub clients for tests/github_clients.rs: PyGithub in a venv and
+# @octokit/rest in a node_modules, both under target/github-clients, at the
+# versions pinned in crates/revcache-http/tests/clients/. Reinstalled only
+# when the pins change.
+# Only when missing: node and npm may come from elsewhere than Debian.
+python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3 python3-venv python3-pip
+{ command -v node && command -v npm; } >/dev/null 2>&1 || apt_install nodejs npm
+clients=crates/revcache-http/tests/clients
+installed=target/github-clients
+mkdir -p "$installed/node"
+if ! cmp -s "$clients/requirements.txt" "$installed/venv/requirements.txt" 2>/dev/null; then
+  echo "== installing PyGithub"
+  rm -rf "$installed/venv"
+  python3 -m venv "$installed/venv"
+  "$installed/venv/bin/pip" install --quiet --disable-pip-version-check -r "$clients/requirements.txt"
+  cp "$clients/requirements.txt" "$installed/venv/requirements.txt"
+fi
+if ! cmp -s "$clients/package.json" "$installed/node/package.json" 2>/dev/null \
+  || [ ! -e "$installed/node/node_modules/@octokit/rest/package.json" ]; then
+  echo "== installing @octokit/rest"
+  cp "$clients/package.json" "$installed/node/package.json"
+  (cd "$installed/node" && npm install --silent --no-audit --no-fund --no-package-lock)
+fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

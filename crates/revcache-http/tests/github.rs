@@ -40,7 +40,7 @@ async fn setup(
     tweak: impl FnOnce(&mut revcache_http::Settings),
 ) -> Github {
     let pki = Pki::new();
-    let leaf = pki.leaf("github", &["localhost"], false);
+    let leaf = pki.leaf("github", &["localhost", "127.0.0.1"], false);
     let config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -63,7 +63,8 @@ async fn setup(
     let mut with_newline = SECRET.to_vec();
     with_newline.push(b'\n');
     std::fs::write(&secret_file, with_newline).unwrap();
-    let upstream = format!("https://localhost:{}", gh.addr.port());
+    // The origin the fake writes into its answers.
+    let upstream = gh.url();
     let ca = pki.ca_file();
     let rc = Revcache::start_with(&upstream, move |s| {
         s.routes[0].name = "github".into();
@@ -82,6 +83,18 @@ async fn setup(
     })
     .await;
     gh.set_webhook(Some(&rc.admin_url("/events/github")), SECRET);
+    // Each repository's webhook is created, and GitHub pings it: from
+    // then on revcache knows webhooks cover it.
+    for repo in ["octo/app", "octo/secret"] {
+        let ping = format!(
+            r#"{{"zen":"Keep it logically awesome.","hook_id":1,"repository":{{"full_name":"{repo}"}}}}"#
+        );
+        let signature = gh.sign(ping.as_bytes());
+        assert_eq!(
+            gh.send_raw_webhook("ping", &ping, Some(&signature)).await,
+            200
+        );
+    }
     Github {
         gh,
         rc,
@@ -860,7 +873,7 @@ async fn every_page_of_a_list_is_invalidated_with_its_collection() {
     // Clients that follow it come back through revcache.
     let next = format!("<http://{}/repos/octo/app/issues?", g.rc.addr);
     assert!(link.contains(&next), "{link}");
-    assert!(!link.contains("localhost"), "{link}");
+    assert!(!link.contains(&g.gh.url()), "{link}");
     assert!(g.alice(page2).await.is_hit());
     g.gh.open_issue("octo/app", "Newest").await;
     assert!(!g.alice(page2).await.is_hit());
@@ -989,4 +1002,130 @@ async fn events_invalidate_only_what_they_change() {
         !g.alice(&commits).await.is_hit(),
         "a push changes the commits"
     );
+}
+
+#[tokio::test]
+async fn with_exact_repository_summaries_any_event_of_the_repository_invalidates_all_of_it() {
+    for (mode, invalidated) in [("lag", false), ("exact", true)] {
+        let g = setup(TRUST, |s| {
+            s.routes[0]
+                .options
+                .insert("repository_summaries".into(), mode.into());
+        })
+        .await;
+        let n =
+            g.gh.open_pull("octo/app", "feature", "main", "Embeds its repository")
+                .await;
+        let path = format!("/repos/octo/app/pulls/{n}");
+        g.alice(&path).await;
+        // A new issue changes the repository's open_issues_count, which
+        // the pull embeds in `base.repo`.
+        g.gh.open_issue("octo/app", "Elsewhere").await;
+        let got = g.alice(&path).await;
+        assert_eq!(!got.is_hit(), invalidated, "{mode}: {}", got.cache_status());
+    }
+}
+
+#[tokio::test]
+async fn a_repository_no_webhook_has_named_is_never_trusted() {
+    let g = setup(TRUST, |_| {}).await;
+    g.gh.add_repo("octo", "quiet", false);
+    let path = "/repos/octo/quiet";
+    g.alice(path).await;
+    let got = g.alice(path).await;
+    assert!(
+        got.cache_status().contains("fwd-status=304"),
+        "revalidated: {}",
+        got.cache_status()
+    );
+    // An organization's webhook covers all of its repositories.
+    let body = r#"{"zen":"Half measures are as bad as nothing at all.","hook_id":2,"organization":{"login":"Octo"}}"#;
+    let sig = g.gh.sign(body.as_bytes());
+    assert_eq!(g.gh.send_raw_webhook("ping", body, Some(&sig)).await, 200);
+    g.alice(path).await;
+    assert!(
+        g.alice(path)
+            .await
+            .cache_status()
+            .contains("detail=trusted")
+    );
+}
+
+#[tokio::test]
+async fn signed_webhooks_need_no_admin_token() {
+    let g = setup(TRUST, |s| {
+        s.admin_token = Some("admin-secret".into());
+    })
+    .await;
+    let n = g.gh.open_issue("octo/app", "Bug").await;
+    assert!(delivered(&g.gh, "issues"), "{:?}", g.gh.deliveries());
+    // The signature is what authenticates: an unsigned one is still refused.
+    let body = format!(
+        r#"{{"action":"closed","issue":{{"number":{n}}},"repository":{{"full_name":"octo/app"}}}}"#
+    );
+    assert_eq!(g.gh.send_raw_webhook("issues", &body, None).await, 401);
+    // Every other admin endpoint still wants the token.
+    let purge = Client::default().get(&g.rc.admin_url("/inspect")).await;
+    assert_eq!(purge.status, 401);
+}
+
+#[tokio::test]
+async fn urls_point_at_the_configured_public_url() {
+    let g = setup(TRUST, |s| {
+        s.routes[0]
+            .options
+            .insert("public_url".into(), "https://github-cache.example".into());
+    })
+    .await;
+    for i in 0..3 {
+        g.gh.open_issue("octo/app", &format!("Issue {i}")).await;
+    }
+    let got = g.alice("/repos/octo/app/issues?per_page=1").await;
+    let link = got.header("link").unwrap();
+    assert!(
+        link.contains("<https://github-cache.example/repos/octo/app/issues?"),
+        "{link}"
+    );
+    let first = &json(&got)[0];
+    assert!(
+        first["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://github-cache.example/repos/octo/app/issues/"),
+        "{first}"
+    );
+    // Other origins GitHub names stay as they are.
+    assert!(
+        !got.text().contains("github-cache.example/octo"),
+        "html_url untouched"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_with_unrecognized_credentials_never_holds_back_anonymous_callers() {
+    let g = setup(None, |_| {}).await;
+    let path = "/repos/octo/app";
+    assert_eq!(Client::default().get(&g.rc.url(path)).await.status, 200);
+    g.rc.proxy.fills_idle().await;
+    // A token with a cookie is not partition material on this route.
+    g.gh.trip_secondary_limit(60);
+    let auth = format!("token {}", g.bob);
+    let limited = Client::default()
+        .get_with(
+            &g.rc.url("/repos/octo/app/pulls"),
+            &[("authorization", &auth), ("cookie", "s=1")],
+        )
+        .await;
+    assert_eq!(
+        limited.status,
+        403,
+        "GitHub's own answer: {}",
+        limited.cache_status()
+    );
+    g.gh.clear_secondary_limit();
+    // Anonymous callers are not held back by what that caller got.
+    let anonymous = Client::default()
+        .get(&g.rc.url("/repos/octo/app/pulls"))
+        .await;
+    assert_eq!(anonymous.status, 200, "{}", anonymous.cache_status());
 }

@@ -213,6 +213,13 @@ pub trait Dialect: Send + Sync {
         false
     }
 
+    /// The origin (`https://cache.example`) those URLs are rewritten to;
+    /// `None`: the scheme and `Host` each client used (behind a proxy that
+    /// terminates TLS, configure it).
+    fn public_origin(&self) -> Option<&str> {
+        None
+    }
+
     /// Rate-limit buckets the dialect tracks, for `/metrics`.
     fn rate_limits(&self) -> Vec<RateLimitRow> {
         Vec::new()
@@ -223,6 +230,14 @@ pub trait Dialect: Send + Sync {
     /// what it invalidates.
     fn on_event(&self, _event: &Event<'_>, _now: SystemTime) -> Result<EventEffect, EventError> {
         Err(EventError::NoFeed(self.name().into()))
+    }
+
+    /// Whether `on_event` authenticates every event by itself (a webhook
+    /// signature under a configured secret): the admin listener then lets
+    /// its events in without the bearer token a sender such as GitHub
+    /// cannot send.
+    fn verifies_events(&self) -> bool {
+        false
     }
 
     /// How a webhook POST's body holds this dialect's events.

@@ -92,9 +92,10 @@ impl ResponseDirectives {
     /// RFC to the letter: `no-cache, must-revalidate` on personal data is
     /// common).
     pub fn allows_sharing_authenticated(&self, sharing: super::Sharing) -> bool {
-        self.public
-            || self.s_maxage.is_some()
-            || (sharing == super::Sharing::Rfc9111 && self.must_revalidate)
+        !self.private
+            && (self.public
+                || self.s_maxage.is_some()
+                || (sharing == super::Sharing::Rfc9111 && self.must_revalidate))
     }
 }
 

@@ -35,6 +35,11 @@ enum Kind {
     Upstream(IdleTimeout<Incoming>),
     Channel(TapReceiver),
     File(FileStream),
+    /// Bytes already read from `rest`, then the rest of it.
+    Prefixed {
+        prefix: Option<Bytes>,
+        rest: Box<ProxyBody>,
+    },
 }
 
 /// A body file of the disk tier, read in chunks as the client takes them.
@@ -104,6 +109,18 @@ impl ProxyBody {
             sent: Some(sent),
         }
     }
+
+    /// `prefix` (already read from `rest`, and counted there), then what
+    /// is left of `rest`.
+    pub fn prefixed(prefix: Bytes, rest: ProxyBody) -> Self {
+        ProxyBody {
+            kind: Kind::Prefixed {
+                prefix: Some(prefix),
+                rest: Box::new(rest),
+            },
+            sent: None,
+        }
+    }
 }
 
 impl Body for ProxyBody {
@@ -123,6 +140,10 @@ impl Body for ProxyBody {
                 .poll_recv(cx)
                 .map(|o| o.map(|r| r.map(Frame::data))),
             Kind::File(f) => f.poll_chunk(cx),
+            Kind::Prefixed { prefix, rest } => match prefix.take() {
+                Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
+                None => Pin::new(&mut **rest).poll_frame(cx),
+            },
         };
         if let (Poll::Ready(Some(Ok(frame))), Some(sent)) = (&polled, &this.sent)
             && let Some(data) = frame.data_ref()
@@ -139,6 +160,7 @@ impl Body for ProxyBody {
             Kind::Upstream(b) => b.inner.is_end_stream(),
             Kind::Channel(_) => false,
             Kind::File(f) => f.remaining == 0,
+            Kind::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -149,6 +171,16 @@ impl Body for ProxyBody {
             Kind::Upstream(b) => b.inner.size_hint(),
             Kind::Channel(_) => SizeHint::default(),
             Kind::File(f) => SizeHint::with_exact(f.remaining),
+            Kind::Prefixed { prefix, rest } => {
+                let before = prefix.as_ref().map_or(0, |p| p.len() as u64);
+                let rest = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + before);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + before);
+                }
+                hint
+            }
         }
     }
 }

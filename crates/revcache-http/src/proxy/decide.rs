@@ -59,7 +59,10 @@ impl Decision {
                 // Asking would spend what the caller has left of the
                 // upstream's rate limit: what is stored answers, unless
                 // the client itself insists.
-                if !client_insists && ex.route.dialect.hold(ex.partition, now).is_some() {
+                if !client_insists
+                    && let Some(subject) = ex.rate_subject()
+                    && ex.route.dialect.hold(subject, now).is_some()
+                {
                     return Decision::RateLimited;
                 }
                 Decision::Revalidate { fwd }

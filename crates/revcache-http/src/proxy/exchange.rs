@@ -51,6 +51,14 @@ impl Exchange {
             .unwrap_or_else(|| addressed_host(&self.parts))
     }
 
+    /// Whose upstream rate limit the request counts against: its
+    /// partition (`Some(None)`: anonymous), or `None` when it carries
+    /// credentials that are not partition material, which are nobody's
+    /// to account (or hold back) for.
+    pub fn rate_subject(&self) -> Option<Option<Partition>> {
+        (!self.has_credentials || self.partition.is_some()).then_some(self.partition)
+    }
+
     pub fn target(&self) -> &str {
         match &self.redacted_target {
             Some(t) => t,

@@ -94,9 +94,11 @@ impl Proxy {
             .route_upstream(&ex.route.name, class, status.as_u16());
         let (mut rparts, rbody) = res.into_parts();
         hop_by_hop::strip(&mut rparts.headers);
-        ex.route
-            .dialect
-            .answered(ex.partition, status, &rparts.headers, response_time);
+        if let Some(subject) = ex.rate_subject() {
+            ex.route
+                .dialect
+                .answered(subject, status, &rparts.headers, response_time);
+        }
 
         // A 304 to the leader's conditional request is about its entry.
         let leader = match (status == StatusCode::NOT_MODIFIED, &stale, leader) {
@@ -150,7 +152,7 @@ impl Proxy {
                     Storability::Shared => ex.public_key().clone(),
                     _ => ex.own_key().clone(),
                 };
-                let (freshness, timing) = stored_freshness(
+                let (mut freshness, timing) = stored_freshness(
                     status,
                     &rparts.headers,
                     &res_cc,
@@ -158,6 +160,12 @@ impl Proxy {
                     response_time,
                     ex.route.sharing,
                 );
+                // Stored for the caller alone (a dialect's partition, even
+                // an anonymous caller's): never an answer for a caller
+                // with credentials, whatever `public` said.
+                if storable != Storability::Shared {
+                    freshness.shareable = false;
+                }
                 let mut stored = rparts.headers;
                 stored.remove(AGE);
                 stored.remove(cache_status::NAME);
@@ -225,7 +233,8 @@ impl Proxy {
         now: std::time::SystemTime,
     ) -> Option<Response<ProxyBody>> {
         if let Some(entry) = stale
-            && ex.route.dialect.hold(ex.partition, now).is_some()
+            && let Some(subject) = ex.rate_subject()
+            && ex.route.dialect.hold(subject, now).is_some()
         {
             let cs = CacheStatus::fwd(Fwd::Stale)
                 .fwd_status(status.as_u16())

@@ -245,10 +245,11 @@ impl Proxy {
             .route
             .dialect
             .rewrites_links()
-            .then(|| links::Rewrite::of(&ex));
+            .then(|| links::Rewrite::of(&ex))
+            .flatten();
         let res = self.answer(ex, body, exceeded, kind, now).await;
         match links {
-            Some(rewrite) => rewrite.apply(res),
+            Some(rewrite) => rewrite.apply(res).await,
             None => res,
         }
     }
@@ -408,9 +409,8 @@ impl Proxy {
         }
         let fwd = candidate.fwd();
         if let Some(hold) = ex
-            .route
-            .dialect
-            .hold(ex.partition, self.cache.clock().now())
+            .rate_subject()
+            .and_then(|subject| ex.route.dialect.hold(subject, self.cache.clock().now()))
             && hold.closed
         {
             if let Some(leader) = leader {

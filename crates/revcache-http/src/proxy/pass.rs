@@ -58,12 +58,14 @@ impl Proxy {
         };
         self.metrics.upstream(reason, res.status().as_u16());
         self.metrics.outcome(outcome);
-        ex.route.dialect.answered(
-            ex.partition,
-            res.status(),
-            res.headers(),
-            self.cache.clock().now(),
-        );
+        if let Some(subject) = ex.rate_subject() {
+            ex.route.dialect.answered(
+                subject,
+                res.status(),
+                res.headers(),
+                self.cache.clock().now(),
+            );
+        }
         let (mut parts, body) = res.into_parts();
         forward::client_response_headers(&mut parts.headers, ex.parts.version);
         let answered = (parts.status, parts.headers.clone());

@@ -64,7 +64,9 @@ impl Proxy {
             return Box::pin(self.fetch(ex, RequestBody::empty(), None, refetch)).await;
         }
         // A confirmed entry cost the upstream's rate limit nothing.
-        ex.route.dialect.saved(ex.partition);
+        if let Some(subject) = ex.rate_subject() {
+            ex.route.dialect.saved(subject);
+        }
         let merged = merge::merge_304(&stored, &headers);
         let cc = ResponseDirectives::parse(&merged);
         let entry = refreshed(

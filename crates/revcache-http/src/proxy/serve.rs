@@ -63,7 +63,9 @@ impl Proxy {
     /// counter, the background refresh of a stale-while-revalidate, the
     /// dialect's count of requests that cost the upstream nothing.
     fn served(self: &Arc<Self>, ex: &Exchange, serving: &Serving<'_>) {
-        ex.route.dialect.saved(ex.partition);
+        if let Some(subject) = ex.rate_subject() {
+            ex.route.dialect.saved(subject);
+        }
         match serving.decision {
             Decision::Fresh {
                 detail: Some(detail),

@@ -185,9 +185,11 @@ impl Resource {
         let number = |s: &str| s.parse::<u64>().ok();
         match rest {
             [] => Resource::Repository,
+            // A sub-resource is named by its first segment: a single
+            // review is one of the `reviews`.
             ["pulls" | "issues", n, rest @ ..] if number(n).is_some() => Resource::Number {
                 n: number(n).unwrap_or_default(),
-                sub: (!rest.is_empty()).then(|| join(rest)),
+                sub: rest.first().map(|s| decode(s)),
             },
             [kind] if LISTS.contains(kind) => Resource::List(
                 LISTS
@@ -248,10 +250,15 @@ impl Resource {
                 } else {
                     // A branch or tag name (or a short SHA): what it
                     // points at moves with pushes; the events of its
-                    // head name the branch.
+                    // head name the branch. `HEAD`, `main~1` or a tag
+                    // name no event names, and statuses or checks read by
+                    // ref may show a commit no event names by that ref:
+                    // every event of the repository reaches them.
                     tags.push(format!("ref:{repo}:{reference}"));
                     tags.push(format!("refs:{repo}"));
-                    if *part == CommitPart::Other {
+                    let plain = !reference.eq_ignore_ascii_case("HEAD")
+                        && !reference.contains(['~', '^', '@', ':']);
+                    if *part != CommitPart::Object || !plain {
                         tags.push(format!("other:{repo}"));
                     }
                 }

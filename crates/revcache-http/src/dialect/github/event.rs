@@ -56,6 +56,12 @@ pub struct Parsed {
     pub installation_changed: Option<u64>,
     /// A redelivery of an event already applied.
     pub duplicate: bool,
+    /// The repository the event names (`owner/name`, lower case).
+    pub repo: Option<String>,
+    /// What the webhook that sent it covers: its repository (`o/r`),
+    /// every repository of its organization (`o/*`), or the
+    /// repositories an installation event lists.
+    pub covers: Vec<String>,
 }
 
 impl Webhooks {
@@ -76,9 +82,11 @@ impl Webhooks {
         if !value.is_object() {
             return Err(EventError::Json("the payload is not a JSON object".into()));
         }
-        if let Some(id) = header(headers, "x-github-delivery")
-            && !self.first_delivery(id)
-        {
+        // A delivery is known by its id, and by its signature: a body
+        // replayed under a fresh id is the same delivery.
+        let signature = header(headers, "x-hub-signature-256").unwrap_or_default();
+        let id = header(headers, "x-github-delivery").unwrap_or_default();
+        if !self.first_delivery(id, signature) {
             return Ok(Parsed {
                 kind: "duplicate".into(),
                 duplicate: true,
@@ -105,19 +113,26 @@ impl Webhooks {
         })
     }
 
-    /// Records a delivery id; false when it was seen before.
-    fn first_delivery(&self, id: &str) -> bool {
+    /// Records a delivery's id and signature; false when either was seen
+    /// before.
+    fn first_delivery(&self, id: &str, signature: &str) -> bool {
         let mut seen = self.seen.lock();
-        if seen.ids.contains(id) {
+        let id = (!id.is_empty()).then(|| format!("id:{id}"));
+        let sig = format!("sig:{signature}");
+        if id.as_ref().is_some_and(|id| seen.ids.contains(id.as_str()))
+            || seen.ids.contains(sig.as_str())
+        {
             return false;
         }
-        if seen.order.len() >= DELIVERIES
-            && let Some(old) = seen.order.pop_front()
-        {
-            seen.ids.remove(&old);
+        for key in id.into_iter().chain([sig]) {
+            if seen.order.len() >= DELIVERIES
+                && let Some(old) = seen.order.pop_front()
+            {
+                seen.ids.remove(&old);
+            }
+            seen.ids.insert(key.clone().into());
+            seen.order.push_back(key.into());
         }
-        seen.ids.insert(id.into());
-        seen.order.push_back(id.into());
         true
     }
 }
@@ -163,6 +178,15 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
     };
     let repo = str_at(v, "/repository/full_name").map(str::to_ascii_lowercase);
     let installation = v.pointer("/installation/id").and_then(Value::as_u64);
+    out.covers.extend(repo.clone());
+    if let Some(org) = str_at(v, "/organization/login") {
+        out.covers.push(format!("{}/*", org.to_ascii_lowercase()));
+    }
+    out.covers.extend(
+        installation_repos(v)
+            .into_iter()
+            .filter_map(|t| t.strip_prefix("repo:").map(str::to_owned)),
+    );
     let Some(repo) = repo else {
         match event {
             "ping" => {}
@@ -178,6 +202,7 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
         }
         return out;
     };
+    out.repo = Some(repo.clone());
     let tags = &mut out.tags;
     // Repository paths not understood here see every event.
     tags.push(format!("other:{repo}"));
@@ -319,6 +344,11 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
             tags.push(format!("repo:{repo}"));
             tags.extend(installation_repos(v));
         }
+        // A repository renamed or moved: its entries under the old name
+        // are not named by this event; everything goes.
+        "repository" if matches!(action, Some("renamed" | "transferred")) => {
+            out.route_wide = true;
+        }
         // Visibility, membership, teams, labels, settings, and every
         // event not understood: all of the repository.
         _ => tags.push(format!("repo:{repo}")),
@@ -406,6 +436,11 @@ mod tests {
             .receive(&signed(b"k", "issues", "d-1", body), body)
             .unwrap();
         assert!(again.duplicate && again.tags.is_empty());
+        // A captured delivery replayed under a fresh id.
+        let replayed = hooks
+            .receive(&signed(b"k", "issues", "d-2", body), body)
+            .unwrap();
+        assert!(replayed.duplicate);
     }
 
     #[test]

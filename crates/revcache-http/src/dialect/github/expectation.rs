@@ -3,18 +3,21 @@
 //! show of the object it names (its `updated_at`, or the SHA a branch
 //! points at); a response fetched afterwards that shows less is older than
 //! the event. Such a response is served to the caller that fetched it, but
-//! its entry is marked outdated: it is revalidated (a 304 is free) on every
-//! request, never trusted, until a fetch shows the announced state.
+//! its version is marked outdated for its target: an entry of that version
+//! is revalidated (a 304 is free) on every request, never trusted. Once
+//! GitHub shows the event, the ETag changes and the new version is not
+//! marked; a mark is never cleared by another fetch (another variant of
+//! the same target may still hold the old version).
 //!
-//! Both tables are bounded. An expectation lapses after `EXPECTATION_TTL`
-//! (the API has caught up long before); an outdated mark lasts until its
-//! entry is fetched again (or, past 65,536 marks, they start over).
+//! Both tables are bounded. An expectation and a mark lapse after
+//! `EXPECTATION_TTL` (GitHub has caught up long before: a version it still
+//! confirms then is current); past 65,536 marks, they start over.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
-use revcache_core::{Partition, Version};
+use revcache_core::Partition;
 use serde_json::Value;
 
 /// How long an event's expectation is checked.
@@ -77,6 +80,9 @@ impl Expectation {
     }
 }
 
+/// An ETag found outdated, and when.
+type Mark = (Box<str>, SystemTime);
+
 /// Expectations by tag, and the entries found older than one.
 #[derive(Default)]
 pub struct Expectations {
@@ -87,8 +93,10 @@ pub struct Expectations {
 struct State {
     /// Tag name → what the API must show, and since when.
     expected: HashMap<String, (Expectation, SystemTime)>,
-    /// (partition, target) → the version found outdated.
-    outdated: HashMap<(Partition, Box<str>), Version>,
+    /// (partition, target) → the ETags found outdated, and when. GitHub's
+    /// ETags are weak (not `Version`s) but name a representation well
+    /// enough for this.
+    outdated: HashMap<(Partition, Box<str>), Vec<Mark>>,
 }
 
 impl Expectations {
@@ -105,14 +113,14 @@ impl Expectations {
     }
 
     /// Checks a response about to be stored for `target` in `partition`
-    /// against the expectations of its `tags`; marks it outdated (or
-    /// clears an earlier mark). Returns whether it is outdated.
+    /// against the expectations of its `tags`, and marks its version
+    /// outdated when it shows less. Returns whether it is outdated.
     pub fn check(
         &self,
         partition: Partition,
         target: &str,
         tags: &[String],
-        version: Option<&Version>,
+        etag: &str,
         body: &[u8],
         now: SystemTime,
     ) -> bool {
@@ -129,27 +137,34 @@ impl Expectations {
                 // A body that cannot be compared is not trusted.
                 Err(_) => true,
             };
-        let key = (partition, Box::from(target));
-        match (outdated, version) {
-            (true, Some(v)) => {
-                if state.outdated.len() >= CAPACITY {
-                    // 65,536 entries outdated at once: the marks start
-                    // over (an entry that loses its mark may be trusted
-                    // again before it is refetched; the bound keeps a
-                    // flood of lagging objects from growing memory).
-                    state.outdated.clear();
-                }
-                state.outdated.insert(key, v.clone());
+        if outdated {
+            if state.outdated.len() >= CAPACITY {
+                // 65,536 targets outdated at once: the marks start over
+                // (an entry that loses its mark may be trusted again
+                // before it is refetched; the bound keeps a flood of
+                // lagging objects from growing memory).
+                state.outdated.clear();
             }
-            _ => {
-                state.outdated.remove(&key);
+            let marks = state
+                .outdated
+                .entry((partition, Box::from(target)))
+                .or_default();
+            marks.retain(|(_, at)| now.duration_since(*at).unwrap_or_default() < EXPECTATION_TTL);
+            if !marks.iter().any(|(m, _)| &**m == etag) {
+                marks.push((etag.into(), now));
             }
         }
         outdated
     }
 
-    /// Whether the entry for `target` at `version` was found outdated.
-    pub fn is_outdated(&self, partition: Partition, target: &str, version: &Version) -> bool {
+    /// Whether an entry for `target` with `etag` was found outdated.
+    pub fn is_outdated(
+        &self,
+        partition: Partition,
+        target: &str,
+        etag: &str,
+        now: SystemTime,
+    ) -> bool {
         let state = self.state.lock();
         if state.outdated.is_empty() {
             return false;
@@ -157,7 +172,11 @@ impl Expectations {
         state
             .outdated
             .get(&(partition, Box::from(target)))
-            .is_some_and(|v| v == version)
+            .is_some_and(|marks| {
+                marks.iter().any(|(m, at)| {
+                    &**m == etag && now.duration_since(*at).unwrap_or_default() < EXPECTATION_TTL
+                })
+            })
     }
 }
 
@@ -179,29 +198,28 @@ mod tests {
             )),
             now,
         );
-        let v1 = Version::from_etag("W/\"1\"");
+        let v1 = "W/\"1\"";
         let old = json!({"updated_at": "2026-01-01T00:00:00Z", "head": {"sha": "aa"}}).to_string();
         assert!(x.check(
             Partition::Public,
             "/p/1",
             std::slice::from_ref(&tag),
-            Some(&v1),
+            v1,
             old.as_bytes(),
             now
         ));
-        assert!(x.is_outdated(Partition::Public, "/p/1", &v1));
-        let v2 = Version::from_etag("W/\"2\"");
+        assert!(x.is_outdated(Partition::Public, "/p/1", v1, now));
+        let v2 = "W/\"2\"";
         let new = json!({"updated_at": "2026-01-02T00:00:00Z", "head": {"sha": "bb"}}).to_string();
-        assert!(!x.check(
-            Partition::Public,
-            "/p/1",
-            &[tag],
-            Some(&v2),
-            new.as_bytes(),
-            now
-        ));
-        assert!(!x.is_outdated(Partition::Public, "/p/1", &v1));
-        assert!(!x.is_outdated(Partition::Public, "/p/1", &v2));
+        assert!(!x.check(Partition::Public, "/p/1", &[tag], v2, new.as_bytes(), now));
+        assert!(!x.is_outdated(Partition::Public, "/p/1", v2, now));
+        // Another variant may still hold the old version: still marked.
+        assert!(x.is_outdated(Partition::Public, "/p/1", v1, now));
+        let later = now + EXPECTATION_TTL;
+        assert!(
+            !x.is_outdated(Partition::Public, "/p/1", v1, later),
+            "lapsed"
+        );
     }
 
     #[test]
@@ -219,15 +237,8 @@ mod tests {
         let then = SystemTime::now();
         x.expect("t".into(), Expectation::sha("beef"), then);
         let later = then + EXPECTATION_TTL + Duration::from_secs(1);
-        let v = Version::from_etag("\"x\"");
+        let v = "\"x\"";
         let body = br#"{"sha":"cafe"}"#;
-        assert!(!x.check(
-            Partition::Public,
-            "/b",
-            &["t".into()],
-            Some(&v),
-            body,
-            later
-        ));
+        assert!(!x.check(Partition::Public, "/b", &["t".into()], v, body, later));
     }
 }

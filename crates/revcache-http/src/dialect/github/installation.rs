@@ -70,6 +70,13 @@ impl Installations {
         let Some(token) = v.get("token").and_then(Value::as_str) else {
             return;
         };
+        // A grant of selected repositories that does not list them has no
+        // scope to compare: its token stays its own partition.
+        if v.get("repository_selection").and_then(Value::as_str) == Some("selected")
+            && v.get("repositories").and_then(Value::as_array).is_none()
+        {
+            return;
+        }
         let expires = v
             .get("expires_at")
             .and_then(Value::as_str)
@@ -142,6 +149,12 @@ impl Installations {
             .retain(|_, g| g.installation != installation);
     }
 
+    /// Forgets every token served from `partition` (GitHub refused one of
+    /// them: a revoked token must not keep reading what the others fetch).
+    pub fn forget_partition(&self, partition: Partition) {
+        self.tokens.lock().retain(|_, g| g.partition != partition);
+    }
+
     /// Forgets one token (revoked with `DELETE /installation/token`).
     pub fn forget_token(&self, headers: &HeaderMap) {
         if let Some(token) = headers
@@ -161,6 +174,9 @@ fn rfc3339_to_http(t: &str) -> Option<String> {
     let (date, time) = t.split_once('T')?;
     let mut d = date.split('-').map(|p| p.parse::<u64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if !(1..=9999).contains(&y) || !(1..=31).contains(&day) {
+        return None;
+    }
     let time = time.split('.').next()?;
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -251,5 +267,13 @@ mod tests {
             Some("Sun, 29 Nov 2026 06:00:00 GMT")
         );
         assert_eq!(rfc3339_to_http("2026-11-29 06:00"), None);
+        for absurd in [
+            "0000-01-01T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-99999999999999999T00:00:00Z",
+            "99999-01-01T00:00:00Z",
+        ] {
+            assert_eq!(rfc3339_to_http(absurd), None, "{absurd}");
+        }
     }
 }

@@ -53,16 +53,35 @@ pub struct GithubDialect {
     route: u32,
     feed: Option<Feed>,
     webhooks: Option<Webhooks>,
+    /// Where clients reach revcache, for the URLs in answers.
+    public_url: Option<String>,
+    /// Every event of a repository invalidates all of it, so the
+    /// repository summaries GitHub embeds never lag.
+    exact_summaries: bool,
     limits: RateLimits,
+    /// Repositories (`o/r`) and organizations (`o/*`) a verified delivery
+    /// has named: only their entries may be trusted, for only their
+    /// changes arrive as webhooks.
+    covered: parking_lot::Mutex<std::collections::HashSet<String>>,
     installations: Installations,
     expectations: Expectations,
 }
 
 impl GithubDialect {
-    pub const OPTIONS: &'static [OptionSpec] = &[OptionSpec {
-        key: "rate_limit_reserve",
-        help: "remaining core rate-limit units below which stored entries answer instead of revalidating (default 50)",
-    }];
+    pub const OPTIONS: &'static [OptionSpec] = &[
+        OptionSpec {
+            key: "rate_limit_reserve",
+            help: "remaining core rate-limit units below which stored entries answer instead of revalidating (default 50)",
+        },
+        OptionSpec {
+            key: "public_url",
+            help: "the origin clients reach revcache at (https://github-cache.example), which GitHub's URLs in answers are rewritten to; default: the scheme and Host each client used",
+        },
+        OptionSpec {
+            key: "repository_summaries",
+            help: "\"lag\" (default): the repository GitHub embeds in pulls and statuses may lag until the entry is invalidated or its trust runs out; \"exact\": every event of a repository invalidates all of it",
+        },
+    ];
 
     pub fn new(cx: &DialectContext<'_>) -> Result<Self, OptionError> {
         let reserve = match cx.options.get("rate_limit_reserve") {
@@ -73,6 +92,40 @@ impl GithubDialect {
                     format!("{v:?} is not a whole number of requests"),
                 )
             })?,
+        };
+        let exact_summaries = match cx.options.get("repository_summaries").map(|v| v.trim()) {
+            None | Some("lag") => false,
+            Some("exact") => true,
+            Some(other) => {
+                return Err(OptionError::option(
+                    "repository_summaries",
+                    format!("{other:?} is not \"lag\" or \"exact\""),
+                ));
+            }
+        };
+        let public_url = match cx.options.get("public_url") {
+            None => None,
+            Some(v) => {
+                let uri: http::Uri = v.trim().parse().map_err(|e| {
+                    OptionError::option("public_url", format!("{v:?} is not a URL: {e}"))
+                })?;
+                match (uri.scheme_str(), uri.authority()) {
+                    (Some("http" | "https"), Some(authority))
+                        if uri.path() == "/" || uri.path().is_empty() =>
+                    {
+                        Some(format!(
+                            "{}://{authority}",
+                            uri.scheme_str().unwrap_or("https")
+                        ))
+                    }
+                    _ => {
+                        return Err(OptionError::option(
+                            "public_url",
+                            format!("{v:?} must be an http:// or https:// origin without a path"),
+                        ));
+                    }
+                }
+            }
         };
         let events_error = |key: &str, message: String| OptionError {
             section: "events",
@@ -113,10 +166,34 @@ impl GithubDialect {
                 .events
                 .map(|e| Feed::new(e.trust, e.heartbeat, true, cx.now)),
             webhooks,
+            public_url,
+            exact_summaries,
             limits: RateLimits::new(reserve),
+            covered: Default::default(),
             installations: Installations::new(cx.partition_key.clone()),
             expectations: Expectations::default(),
         })
+    }
+
+    /// Repositories and organizations webhooks are known to cover, at
+    /// most this many (past it, nothing new is trusted: it is revalidated).
+    const COVERED: usize = 65_536;
+
+    fn cover(&self, names: &[String]) {
+        let mut covered = self.covered.lock();
+        for name in names {
+            if covered.len() < Self::COVERED {
+                covered.insert(name.clone());
+            }
+        }
+    }
+
+    fn covers(&self, repo: &str) -> bool {
+        let covered = self.covered.lock();
+        covered.contains(repo)
+            || repo
+                .split_once('/')
+                .is_some_and(|(owner, _)| covered.contains(&format!("{owner}/*")))
     }
 
     fn tag(&self, name: impl Into<std::sync::Arc<str>>) -> Tag {
@@ -256,9 +333,12 @@ impl Dialect for GithubDialect {
             }
             self.expectations.check(
                 partition,
-                req.uri.path(),
+                req.uri.path_and_query().map_or("/", |p| p.as_str()),
                 &tags,
-                version.as_ref(),
+                headers
+                    .get(ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default(),
                 body,
                 received,
             );
@@ -288,14 +368,20 @@ impl Dialect for GithubDialect {
             reuse: Reuse::Revalidate,
             detail: None,
         });
-        // Only what webhooks cover may be trusted.
-        if Endpoint::of(entry.key.path()).repo().is_none() {
+        // Only what webhooks cover may be trusted: a repository a verified
+        // delivery has named (or its organization's).
+        let Some(repo) = Endpoint::of(entry.key.path()).repo().map(str::to_owned) else {
+            return revalidate;
+        };
+        if !self.covers(&repo) {
             return revalidate;
         }
-        if self
-            .expectations
-            .is_outdated(entry.key.partition(), entry.key.path(), &entry.version)
-        {
+        if self.expectations.is_outdated(
+            entry.key.partition(),
+            entry.key.target(),
+            entry.headers.get_str("etag").unwrap_or_default(),
+            now,
+        ) {
             return revalidate;
         }
         match &self.feed {
@@ -364,6 +450,14 @@ impl Dialect for GithubDialect {
         headers: &HeaderMap,
         now: SystemTime,
     ) {
+        if status == StatusCode::UNAUTHORIZED
+            && let Some(p) = partition
+        {
+            // A token of an installation's partition that GitHub refuses
+            // (revoked): no token reads that partition until one is
+            // minted again.
+            self.installations.forget_partition(p);
+        }
         self.limits.answered(partition, status, headers, now);
     }
 
@@ -379,9 +473,20 @@ impl Dialect for GithubDialect {
         self.limits.rows()
     }
 
-    /// GitHub's `Link: <https://api.github.com/...?page=2>` pagination.
+    /// GitHub's `Link: <https://api.github.com/...?page=2>` pagination, and
+    /// the `"url"` of every object, which clients such as PyGithub follow.
     fn rewrites_links(&self) -> bool {
         true
+    }
+
+    fn public_origin(&self) -> Option<&str> {
+        self.public_url.as_deref()
+    }
+
+    /// Bodies are asked for without content coding, so the URLs in them
+    /// can be pointed back at revcache (`rewrites_links`).
+    fn normalize_request(&self, req: &mut request::Parts) {
+        req.headers.remove(http::header::ACCEPT_ENCODING);
     }
 
     fn on_event(&self, event: &Event<'_>, now: SystemTime) -> Result<EventEffect, EventError> {
@@ -391,14 +496,22 @@ impl Dialect for GithubDialect {
             ));
         };
         let parsed = webhooks.receive(event.headers, event.body)?;
+        self.cover(&parsed.covers);
         if let Some(installation) = parsed.installation_changed {
             self.installations.forget_installation(installation);
         }
         for (tag, expectation) in parsed.expectations {
             self.expectations.expect(tag, expectation, now);
         }
-        let mut invalidations: Vec<Invalidation> = parsed
-            .tags
+        let mut tags = parsed.tags;
+        if self.exact_summaries
+            && let Some(repo) = &parsed.repo
+            && !parsed.duplicate
+            && parsed.kind != "ping"
+        {
+            tags.push(format!("repo:{repo}"));
+        }
+        let mut invalidations: Vec<Invalidation> = tags
             .into_iter()
             .map(|t| Invalidation::Tag(self.tag(t)))
             .collect();
@@ -411,6 +524,12 @@ impl Dialect for GithubDialect {
             invalidations,
             gap: false,
         })
+    }
+
+    /// Every delivery's `X-Hub-Signature-256` is checked under the
+    /// route's secret (required when the route has events).
+    fn verifies_events(&self) -> bool {
+        self.webhooks.is_some()
     }
 
     /// A delivery's signature covers its whole body.

@@ -82,6 +82,11 @@ impl RateLimits {
         headers: &HeaderMap,
         now: SystemTime,
     ) {
+        // A token GitHub did not accept is nobody's limit (and a flood of
+        // made-up tokens must not fill the table).
+        if status == StatusCode::UNAUTHORIZED {
+            return;
+        }
         let remaining = number(headers, "x-ratelimit-remaining");
         let retry_after = number(headers, "retry-after");
         let limited = matches!(
@@ -93,13 +98,11 @@ impl RateLimits {
         }
         let mut callers = self.callers.lock();
         if callers.len() >= PARTITIONS && !callers.contains_key(&partition) {
-            let now_secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            callers.retain(|_, c| {
-                c.closed_until.is_some_and(|t| t > now)
-                    || c.buckets.values().any(|b| b.reset > now_secs)
-            });
-            if callers.len() >= PARTITIONS {
-                return;
+            // Full: one caller goes, so the table never grows and a new
+            // caller is always tracked (an evicted one is tracked again
+            // from its next answer).
+            if let Some(victim) = callers.keys().next().copied() {
+                callers.remove(&victim);
             }
         }
         let caller = callers.entry(partition).or_default();
@@ -116,10 +119,14 @@ impl RateLimits {
             bucket.used = number(headers, "x-ratelimit-used").unwrap_or(bucket.used);
             bucket.reset = reset.unwrap_or(bucket.reset);
         }
+        let core = headers
+            .get("x-ratelimit-resource")
+            .is_none_or(|v| v.as_bytes() == b"core");
         if limited {
-            // A secondary limit says when to come back; an exhausted
-            // primary limit, when it resets.
-            let until = match (retry_after, remaining, reset) {
+            // A secondary limit (any resource) says when to come back; an
+            // exhausted primary limit of `core`, when it resets (search or
+            // GraphQL running out holds back nothing else).
+            let until = match (retry_after, remaining.filter(|_| core), reset) {
                 (Some(secs), _, _) => Some(after(now, secs)),
                 (None, Some(0), Some(reset)) => {
                     Some(epoch(reset).min(after(now, MAX_WAIT.as_secs())))
@@ -272,6 +279,34 @@ mod tests {
         let hold = limits.hold(None, now).unwrap();
         assert!(hold.closed);
         assert_eq!(hold.until, now + MAX_WAIT);
+    }
+
+    #[test]
+    fn refused_tokens_and_other_resources_running_out_hold_nothing_back() {
+        let limits = RateLimits::new(10);
+        let now = epoch(1_000);
+        let p = Some(Partition::Credential([2; 16]));
+        limits.answered(
+            p,
+            StatusCode::UNAUTHORIZED,
+            &headers(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "2000"),
+            ]),
+            now,
+        );
+        assert!(limits.rows().is_empty(), "a refused token is not tracked");
+        limits.answered(
+            p,
+            StatusCode::FORBIDDEN,
+            &headers(&[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "2000"),
+                ("x-ratelimit-resource", "search"),
+            ]),
+            now,
+        );
+        assert_eq!(limits.hold(p, now), None, "search ran out, core did not");
     }
 
     #[test]
