@@ -23,13 +23,12 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use fake_github::{FakeGithub, Options};
 use revcache_http::{DialectName, EventSettings, UpstreamTls};
 use serde_json::Value;
-use support::tls::{Pki, provider};
+use support::tls::{Pki, server_config};
 use support::{Client, Revcache, metric, temp_dir};
 
 const SECRET: &[u8] = b"webhook s3cret";
@@ -150,14 +149,8 @@ impl Drop for World {
 async fn setup() -> World {
     let pki = Pki::new();
     let leaf = pki.leaf("github", &["localhost", "127.0.0.1"], false);
-    let config = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.cert.clone()], leaf.key.clone_key())
-        .unwrap();
     let gh = FakeGithub::start(Options {
-        tls: Some(Arc::new(config)),
+        tls: Some(server_config(&leaf)),
         ..Options::default()
     })
     .await;

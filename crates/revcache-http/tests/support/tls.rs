@@ -169,3 +169,15 @@ pub async fn tls_origin(leaf: &Leaf, client_ca: Option<&Pki>, alpn: Alpn) -> Tls
         _stop: stop,
     }
 }
+
+/// A server config for `leaf` (TLS 1.2 and 1.3, no client certificates).
+pub fn server_config(leaf: &Leaf) -> Arc<rustls::ServerConfig> {
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf.cert.clone()], leaf.key.clone_key())
+            .unwrap(),
+    )
+}
