@@ -22,6 +22,7 @@ mod ledger;
 mod memory_tier;
 mod packed_time;
 mod partition;
+pub mod record;
 mod single_flight;
 mod stored_headers;
 mod sync;

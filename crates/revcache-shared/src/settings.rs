@@ -1,0 +1,72 @@
+//! What the shared tier is configured with (`[shared]`).
+
+use std::time::Duration;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct SharedSettings {
+    /// `redis://host:port/db` or `rediss://…` (TLS). The password, when
+    /// the URL has one, is never logged.
+    pub url: String,
+    /// Prefix of every key revcache writes, so several caches (or other
+    /// programs) can share one Redis.
+    pub key_prefix: String,
+    /// Larger bodies stay node-local.
+    pub max_entry_bytes: u64,
+    /// How long any one command may take before the node gives up on it
+    /// and serves without the shared tier.
+    pub timeout: Duration,
+    /// How long a node's claim to fetch a key holds (it is released when
+    /// the fetch is stored; this covers a node that died).
+    pub lock_ttl: Duration,
+    /// The longest an entry stays in Redis.
+    pub max_ttl: Duration,
+}
+
+impl SharedSettings {
+    pub fn for_url(url: impl Into<String>) -> Self {
+        SharedSettings {
+            url: url.into(),
+            key_prefix: "revcache".into(),
+            max_entry_bytes: 1 << 20,
+            timeout: Duration::from_millis(500),
+            lock_ttl: Duration::from_secs(10),
+            max_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+
+    /// The URL without its password, for messages.
+    pub fn url_for_logs(&self) -> String {
+        match (self.url.find("://"), self.url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://…@{}", &self.url[..scheme], &self.url[at + 1..])
+            }
+            _ => self.url.clone(),
+        }
+    }
+}
+
+/// The URL's password never shows.
+impl std::fmt::Debug for SharedSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedSettings")
+            .field("url", &self.url_for_logs())
+            .field("key_prefix", &self.key_prefix)
+            .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("timeout", &self.timeout)
+            .field("lock_ttl", &self.lock_ttl)
+            .field("max_ttl", &self.max_ttl)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        let s = SharedSettings::for_url("redis://:hunter2@redis.example:6379/0");
+        assert_eq!(s.url_for_logs(), "redis://…@redis.example:6379/0");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

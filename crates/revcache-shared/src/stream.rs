@@ -1,0 +1,213 @@
+//! Reading the invalidation stream: every node applies what the others
+//! published, from the last id it saw.
+//!
+//! The reader has its own connection (a blocking `XREAD` would hold up
+//! the commands of the request path). When it cannot read, it tells the
+//! node (`StreamEvent::Lost`: suspend trust, invalidations may be missed)
+//! and retries with backoff; when it reads again it reports a gap
+//! (`StreamEvent::Resumed`: trust starts over), and whether its last id
+//! was trimmed away meanwhile does not matter: everything it cached before
+//! is revalidated before it is trusted again.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use redis::Value;
+use revcache_core::Invalidation;
+
+use crate::codec;
+use crate::tier::SharedTier;
+
+/// What the reader tells the node.
+pub enum StreamEvent {
+    /// Invalidations another node published.
+    Invalidations(Vec<Invalidation>),
+    /// The stream cannot be read: invalidations may be missed from now.
+    Lost,
+    /// It can be read again, after a time it could not.
+    Resumed,
+}
+
+/// Where the reader's events go.
+pub type Applier = Arc<dyn Fn(StreamEvent) + Send + Sync>;
+
+/// How long one `XREAD` blocks.
+const BLOCK: Duration = Duration::from_millis(1000);
+
+impl SharedTier {
+    /// Reads the stream until the process ends.
+    pub fn spawn_reader(self: &Arc<Self>, apply: Applier) -> tokio::task::JoinHandle<()> {
+        let tier = self.clone();
+        tokio::spawn(async move { tier.read(apply).await })
+    }
+
+    async fn read(self: Arc<Self>, apply: Applier) {
+        let mut last: Option<String> = None;
+        let mut lost = false;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let conn = tokio::time::timeout(
+                self.settings.timeout,
+                self.client.get_multiplexed_async_connection(),
+            )
+            .await;
+            let mut conn = match conn {
+                Ok(Ok(c)) => c,
+                _ => {
+                    if !lost {
+                        lost = true;
+                        apply(StreamEvent::Lost);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            if last.is_none() {
+                // Start from what is there now (earlier invalidations were
+                // of entries this node never had).
+                match self.last_id(&mut conn).await {
+                    Ok(id) => last = Some(id.unwrap_or_else(|| "0-0".into())),
+                    Err(e) => {
+                        self.failed("stream", &e);
+                        if !lost {
+                            lost = true;
+                            apply(StreamEvent::Lost);
+                        }
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    }
+                }
+            }
+            loop {
+                let from = last.clone().unwrap_or_else(|| "0-0".into());
+                let read = tokio::time::timeout(
+                    BLOCK + self.settings.timeout,
+                    redis::cmd("XREAD")
+                        .arg("BLOCK")
+                        .arg(BLOCK.as_millis() as u64)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .arg("STREAMS")
+                        .arg(self.names.stream())
+                        .arg(&from)
+                        .query_async::<Value>(&mut conn),
+                )
+                .await;
+                let value = match read {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(e)) => {
+                        self.failed("stream", &e);
+                        break;
+                    }
+                    Err(_) => break,
+                };
+                self.succeeded();
+                pause = Duration::from_millis(100);
+                if lost {
+                    lost = false;
+                    self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+                    apply(StreamEvent::Resumed);
+                }
+                for (id, fields) in entries(&value) {
+                    last = Some(id);
+                    let node = field(&fields, "node");
+                    if node.as_deref() == Some(self.node.as_str()) {
+                        continue;
+                    }
+                    match field(&fields, "invalidations")
+                        .as_deref()
+                        .and_then(codec::decode_invalidations)
+                    {
+                        Some(invs) => {
+                            self.stats.applied.fetch_add(1, Ordering::Relaxed);
+                            apply(StreamEvent::Invalidations(invs));
+                        }
+                        None => {
+                            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            if !lost {
+                lost = true;
+                apply(StreamEvent::Lost);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    /// The id of the stream's newest entry.
+    async fn last_id(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> redis::RedisResult<Option<String>> {
+        let v: Value = redis::cmd("XREVRANGE")
+            .arg(self.names.stream())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(conn)
+            .await?;
+        Ok(match v {
+            Value::Array(items) => items.first().and_then(|e| match e {
+                Value::Array(parts) => parts.first().and_then(text),
+                _ => None,
+            }),
+            _ => None,
+        })
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The (id, fields) of an `XREAD` answer for one stream (RESP2 arrays or
+/// RESP3 maps).
+fn entries(v: &Value) -> Vec<(String, Vec<(String, String)>)> {
+    let streams: Vec<&Value> = match v {
+        Value::Array(items) => items.iter().collect(),
+        Value::Map(pairs) => pairs.iter().map(|(_, v)| v).collect(),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let list = match stream {
+            Value::Array(parts) if parts.len() == 2 => &parts[1],
+            other => other,
+        };
+        let Value::Array(items) = list else {
+            continue;
+        };
+        for item in items {
+            let Value::Array(parts) = item else {
+                continue;
+            };
+            let (Some(id), Some(Value::Array(kv))) = (parts.first().and_then(text), parts.get(1))
+            else {
+                continue;
+            };
+            let fields = kv
+                .chunks(2)
+                .filter_map(|p| Some((text(p.first()?)?, text(p.get(1)?)?)))
+                .collect();
+            out.push((id, fields));
+        }
+    }
+    out
+}
+
+fn field(fields: &[(String, String)], name: &str) -> Option<String> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+}
