@@ -89,6 +89,28 @@ impl PartitionKey {
         }
     }
 
+    /// Loads the key from `path` (`partition.key_file`: one key shared by
+    /// the nodes of a shared tier), creating it when absent. Refuses a
+    /// file others can read.
+    pub fn load_or_create_file(path: &Path) -> Result<Self, PartitionKeyError> {
+        match fs::File::open(path) {
+            Ok(mut file) => read_key(path, &mut file),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key(path),
+            Err(source) => Err(PartitionKeyError::Read {
+                path: path.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// A keyed hash that names this key without revealing it: nodes
+    /// compare it to tell whether they share one.
+    pub fn fingerprint(&self) -> String {
+        let mut hasher = blake3::Hasher::new_keyed(&self.key);
+        hasher.update(b"revcache partition key fingerprint");
+        hasher.finalize().to_hex()[..32].to_owned()
+    }
+
     /// The partition of a credential. `material` is every credential part
     /// of a request (Authorization value, configured cookies and headers).
     pub fn partition(&self, material: &[&[u8]]) -> Partition {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use revcache_core::{Cache, Invalidation, PurgeError};
+use revcache_shared::SharedTier;
 
 use crate::credential;
 use crate::events::{Event, EventEffect, EventError};
@@ -19,6 +20,8 @@ pub struct Invalidator {
     metrics: Arc<Metrics>,
     /// For the credential query parameters targets are keyed without.
     active: Arc<ArcSwap<ActiveConfig>>,
+    /// The other nodes, told of every invalidation made here.
+    shared: Option<Arc<SharedTier>>,
 }
 
 impl Invalidator {
@@ -26,11 +29,13 @@ impl Invalidator {
         cache: Arc<Cache>,
         metrics: Arc<Metrics>,
         active: Arc<ArcSwap<ActiveConfig>>,
+        shared: Option<Arc<SharedTier>>,
     ) -> Self {
         Invalidator {
             cache,
             metrics,
             active,
+            shared,
         }
     }
 
@@ -47,6 +52,17 @@ impl Invalidator {
             return Ok(0);
         }
         let invalidations: Vec<_> = invalidations.into_iter().map(|i| self.keyed(i)).collect();
+        // The other nodes first: their entries (and the shared ones) go
+        // before this caller is told the invalidation is done.
+        if source != InvalidationSource::Shared
+            && let Some(shared) = &self.shared
+            && !shared.invalidate(&invalidations).await
+        {
+            // The others may go on serving what this invalidated: no
+            // node trusts anything until the stream is read again.
+            tracing::warn!("an invalidation could not be shared; trust suspended on this node");
+            self.suspend_trust();
+        }
         let cache = self.cache.clone();
         let result = tokio::task::spawn_blocking(move || cache.purge(&invalidations))
             .await
@@ -60,6 +76,26 @@ impl Invalidator {
         };
         self.metrics.invalidation(source, n);
         result
+    }
+
+    /// Stops every route's trust (the shared stream cannot be read, or an
+    /// invalidation could not be shared): entries are revalidated.
+    pub fn suspend_trust(&self) {
+        for route in self.active.load().router.routes() {
+            if let Some(feed) = route.dialect.feed() {
+                feed.suspend();
+            }
+        }
+    }
+
+    /// Lets trust start over, from `now`, after a suspension.
+    pub fn resume_trust(&self) {
+        let now = self.cache.clock().now();
+        for route in self.active.load().router.routes() {
+            if let Some(feed) = route.dialect.feed() {
+                feed.resume(now);
+            }
+        }
     }
 
     /// A target as keys name it: credential query parameters redacted.

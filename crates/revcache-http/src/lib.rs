@@ -29,6 +29,7 @@ pub use proxy::Proxy;
 pub use proxy::egress::without_credentials;
 pub use reload::{ReloadError, ReloadReport, Reloader, SettingsSource};
 pub use request_target::normalize_path;
+pub use revcache_shared::SharedSettings;
 pub use route::{RouteError, Router};
 pub use server::{Server, ServerError};
 pub use settings::{

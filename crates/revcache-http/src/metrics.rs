@@ -21,6 +21,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
 use revcache_core::Cache;
 
+use revcache_shared::SharedTier;
+
 use crate::dialect::RateLimitRow;
 use crate::policy::NotStored;
 use crate::proxy::ActiveConfig;
@@ -118,6 +120,8 @@ pub enum InvalidationSource {
     Admin,
     Write,
     Event,
+    /// Published by another node of the shared tier.
+    Shared,
 }
 
 impl InvalidationSource {
@@ -126,6 +130,7 @@ impl InvalidationSource {
             InvalidationSource::Admin => "admin",
             InvalidationSource::Write => "write",
             InvalidationSource::Event => "event",
+            InvalidationSource::Shared => "shared",
         }
     }
 }
@@ -291,7 +296,12 @@ pub struct ListenerMetrics {
 }
 
 impl Metrics {
-    pub fn new(cache: Arc<Cache>, flights: Flights, active: Arc<ArcSwap<ActiveConfig>>) -> Self {
+    pub fn new(
+        cache: Arc<Cache>,
+        flights: Flights,
+        active: Arc<ArcSwap<ActiveConfig>>,
+        shared: Option<Arc<SharedTier>>,
+    ) -> Self {
         let mut registry = Registry::with_prefix("revcache");
         let requests = Family::<Labels1, Counter>::default();
         registry.register("requests", "Client requests by outcome", requests.clone());
@@ -409,6 +419,7 @@ impl Metrics {
             cache,
             flights,
             active,
+            shared,
         }));
         Metrics {
             registry,
@@ -573,6 +584,7 @@ struct TierCollector {
     cache: Arc<Cache>,
     flights: Flights,
     active: Arc<ArcSwap<ActiveConfig>>,
+    shared: Option<Arc<SharedTier>>,
 }
 
 impl std::fmt::Debug for TierCollector {
@@ -756,6 +768,7 @@ impl Collector for TierCollector {
             }
         }
         self.encode_rate_limits(&mut encoder)?;
+        self.encode_shared(&mut encoder)?;
         let waiting = ConstGauge::new(self.flights.waiting() as i64);
         let m = encoder.encode_descriptor(
             "single_flight_waiters",
@@ -777,6 +790,81 @@ impl Collector for TierCollector {
 }
 
 impl TierCollector {
+    /// The shared tier (L3): health, lookups, stores, stream, errors.
+    fn encode_shared(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let s = shared.stats();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        let healthy = ConstGauge::new(i64::from(shared.healthy()));
+        let m = encoder.encode_descriptor(
+            "shared_healthy",
+            "1 while the shared tier (Redis) answers; 0 while this node serves without it",
+            None,
+            healthy.metric_type(),
+        )?;
+        healthy.encode(m)?;
+        let lookups = ConstCounter::new(load(&s.hits));
+        let mut m = encoder.encode_descriptor(
+            "shared_lookups",
+            "Lookups in the shared tier (L3), by whether it held the key",
+            None,
+            lookups.metric_type(),
+        )?;
+        lookups.encode(m.encode_family(&[("result", "hit")])?)?;
+        ConstCounter::new(load(&s.misses)).encode(m.encode_family(&[("result", "miss")])?)?;
+        let counters: [(&str, &str, u64); 9] = [
+            ("shared_stored", "Entries this node shared", load(&s.stored)),
+            (
+                "shared_stores_outdated",
+                "Entries not shared because an invalidation reached them first",
+                load(&s.outdated),
+            ),
+            (
+                "shared_errors",
+                "Shared-tier commands that failed or timed out (served without it)",
+                load(&s.errors),
+            ),
+            (
+                "shared_malformed",
+                "Values and stream messages in Redis that are not revcache's: ignored",
+                load(&s.malformed),
+            ),
+            (
+                "shared_published",
+                "Invalidations this node published to the others",
+                load(&s.published),
+            ),
+            (
+                "shared_applied",
+                "Invalidations of other nodes applied here",
+                load(&s.applied),
+            ),
+            (
+                "shared_lock_waits",
+                "Fetches that waited for another node's",
+                load(&s.lock_waits),
+            ),
+            (
+                "shared_gaps",
+                "Times the invalidation stream could be read again after it could not (trust started over)",
+                load(&s.gaps),
+            ),
+            (
+                "shared_read_bytes",
+                "Bytes of entries read from the shared tier",
+                load(&s.bytes_read),
+            ),
+        ];
+        for (name, help, v) in counters {
+            let c = ConstCounter::new(v);
+            let m = encoder.encode_descriptor(name, help, None, c.metric_type())?;
+            c.encode(m)?;
+        }
+        Ok(())
+    }
+
     /// The upstream rate limits dialects track, per route, partition
     /// (its hash prefix) and resource.
     fn encode_rate_limits(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -14,6 +14,7 @@ use hyper_util::server::conn::auto;
 use revcache_core::PartitionKeyError;
 use revcache_core::data_dir::{self, DataDirError, Opened};
 use revcache_core::{Cache, CacheConfig, Clock, DiskError, PartitionKey};
+use revcache_shared::{SharedTier, StreamEvent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -51,6 +52,8 @@ pub enum ServerError {
     AdminUnprotected(SocketAddr),
     #[error(transparent)]
     ListenerTls(#[from] crate::listener_tls::ListenerTlsError),
+    #[error(transparent)]
+    Shared(#[from] revcache_shared::SharedError),
 }
 
 pub struct Server {
@@ -104,7 +107,11 @@ impl Server {
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
-        let key = match PartitionKey::load_or_create(&settings.data_dir) {
+        let key = match &settings.partition.key_file {
+            Some(file) => Ok(PartitionKey::load_or_create_file(file)?),
+            None => PartitionKey::load_or_create(&settings.data_dir),
+        };
+        let key = match key {
             Ok(key) => key,
             Err(e) if e.is_disk_fault() => {
                 tracing::warn!(
@@ -119,7 +126,14 @@ impl Server {
             Some(t) => Some(ListenerTls::load(&t.cert_file, &t.key_file)?),
             None => None,
         };
-        let proxy = Proxy::new(&settings, key, Arc::new(cache))?;
+        let shared = match &settings.shared {
+            Some(s) => Some(SharedTier::connect(s.clone(), &key.fingerprint()).await?),
+            None => None,
+        };
+        let proxy = Proxy::new(&settings, key, Arc::new(cache), shared.clone())?;
+        if let Some(shared) = &shared {
+            shared.spawn_reader(stream_applier(&proxy));
+        }
         let bind = |what, addr| async move {
             TcpListener::bind(addr)
                 .await
@@ -372,4 +386,35 @@ fn open_cache(settings: &Settings, clock: Clock) -> Result<Cache, ServerError> {
         );
     }
     Ok(cache)
+}
+
+/// What the shared tier's stream reader does on this node: applies the
+/// other nodes' invalidations to this node's tiers, and suspends trust
+/// while it cannot read them (it starts over once it can).
+fn stream_applier(proxy: &Arc<Proxy>) -> revcache_shared::Applier {
+    let invalidator = Arc::downgrade(proxy.invalidator());
+    Arc::new(move |event| {
+        let Some(invalidator) = invalidator.upgrade() else {
+            return;
+        };
+        match event {
+            StreamEvent::Invalidations(invalidations) => {
+                tokio::spawn(async move {
+                    let _ = invalidator
+                        .invalidate(invalidations, crate::metrics::InvalidationSource::Shared)
+                        .await;
+                });
+            }
+            StreamEvent::Lost => {
+                tracing::warn!("the shared tier's invalidations cannot be read; trust suspended");
+                invalidator.suspend_trust();
+            }
+            StreamEvent::Resumed => {
+                tracing::info!(
+                    "the shared tier's invalidations can be read again; trust starts over"
+                );
+                invalidator.resume_trust();
+            }
+        }
+    })
 }

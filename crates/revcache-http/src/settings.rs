@@ -33,6 +33,8 @@ pub struct Settings {
     /// A TLS listener beside the plain one, when configured.
     pub tls: Option<ListenerTlsSettings>,
     pub admin: AdminSettings,
+    /// The shared tier (L3) on Redis/Valkey (`[shared]`).
+    pub shared: Option<revcache_shared::SharedSettings>,
 }
 
 /// Who may use the admin API besides `admin_token`'s holder, and how many
@@ -74,6 +76,7 @@ impl std::fmt::Debug for Settings {
             .field("forwarding", &self.forwarding)
             .field("tls", &self.tls)
             .field("admin", &self.admin)
+            .field("shared", &self.shared)
             .finish()
     }
 }
@@ -386,6 +389,9 @@ pub struct PartitionSettings {
     /// Headers whose names look like credentials but are not (exceptions
     /// to `credential::looks_like_credential`).
     pub not_credentials: Vec<http::HeaderName>,
+    /// The partition key's file, instead of `partition.key` in the data
+    /// dir: every node of a shared tier needs the same key.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for PartitionSettings {
@@ -395,6 +401,7 @@ impl Default for PartitionSettings {
             headers: Vec::new(),
             query_params: vec!["access_token".into(), "private_token".into()],
             not_credentials: Vec::new(),
+            key_file: None,
         }
     }
 }
@@ -466,6 +473,7 @@ impl Settings {
             forwarding: ForwardingSettings::default(),
             tls: None,
             admin: AdminSettings::default(),
+            shared: None,
         }
     }
 }

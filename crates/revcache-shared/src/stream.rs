@@ -47,9 +47,14 @@ impl SharedTier {
         let mut lost = false;
         let mut pause = Duration::from_millis(100);
         loop {
+            // Its answers may take as long as an `XREAD` blocks.
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(self.settings.timeout))
+                .set_response_timeout(Some(BLOCK + self.settings.timeout));
             let conn = tokio::time::timeout(
                 self.settings.timeout,
-                self.client.get_multiplexed_async_connection(),
+                self.client
+                    .get_multiplexed_async_connection_with_config(&config),
             )
             .await;
             let mut conn = match conn {

@@ -166,11 +166,17 @@ impl SharedTier {
         }
     }
 
+    /// Runs one command under the timeout. While the tier is unhealthy no
+    /// command is sent (the request path must not wait for a Redis that is
+    /// away): the stream reader, which keeps trying, says when it is back.
     async fn timed<T>(
         &self,
         what: &str,
         f: impl Future<Output = redis::RedisResult<T>>,
     ) -> Option<T> {
+        if !self.healthy() {
+            return None;
+        }
         match tokio::time::timeout(self.settings.timeout, f).await {
             Ok(Ok(v)) => {
                 self.succeeded();

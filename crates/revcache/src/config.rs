@@ -39,8 +39,22 @@ pub struct ConfigFile {
     #[serde(default)]
     forwarding: ForwardingConfig,
     tls: Option<ListenerTlsConfig>,
+    shared: Option<SharedConfig>,
     #[serde(default)]
     routes: Vec<RouteConfig>,
+}
+
+/// `[shared]`: the shared tier on Redis/Valkey.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct SharedConfig {
+    /// One server for now (Redis Cluster is not supported yet).
+    urls: Vec<String>,
+    key_prefix: Option<String>,
+    max_entry_bytes: Option<Quantity>,
+    timeout: Option<Quantity>,
+    lock_ttl: Option<Quantity>,
+    max_ttl: Option<Quantity>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -105,6 +119,7 @@ struct PartitionConfig {
     query_params: Option<Vec<String>>,
     #[serde(default)]
     not_credentials: Vec<String>,
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -348,7 +363,12 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
         cookies: file.partition.cookies.clone(),
         headers,
         not_credentials,
+        key_file: file.partition.key_file.clone(),
         ..PartitionSettings::default()
+    };
+    let shared = match &file.shared {
+        None => None,
+        Some(c) => Some(shared_settings(c)?),
     };
     if let Some(params) = &file.partition.query_params {
         for (i, p) in params.iter().enumerate() {
@@ -410,6 +430,7 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             partition,
             forwarding,
             admin,
+            shared,
         },
         log_format: args
             .log_format
@@ -743,6 +764,40 @@ fn count(key: &str, value: Option<i64>, default: usize) -> anyhow::Result<usize>
         Some(n) if n >= 1 && n <= i64::from(u32::MAX) => Ok(n as usize),
         Some(n) => bail!("{key}: {n} must be between 1 and {}", u32::MAX),
     }
+}
+
+fn shared_settings(c: &SharedConfig) -> anyhow::Result<revcache_http::SharedSettings> {
+    let url = match c.urls.as_slice() {
+        [url] => url.clone(),
+        [] => bail!("shared.urls: name the Redis or Valkey server (redis://host:6379)"),
+        _ => bail!(
+            "shared.urls: one server only for now; Redis Cluster (several URLs) is not supported yet"
+        ),
+    };
+    if url.starts_with("rediss://") {
+        bail!(
+            "shared.urls[0]: rediss:// (TLS to Redis) is not supported yet; use redis:// on a trusted network"
+        );
+    }
+    if !url.starts_with("redis://") {
+        bail!("shared.urls[0]: must start with redis://");
+    }
+    let mut s = revcache_http::SharedSettings::for_url(url);
+    if let Some(p) = &c.key_prefix {
+        if p.is_empty() || p.contains(char::is_whitespace) {
+            bail!("shared.key_prefix: {p:?} must be non-empty, without spaces");
+        }
+        s.key_prefix = p.clone();
+    }
+    s.max_entry_bytes = size_opt(
+        "shared.max_entry_bytes",
+        &c.max_entry_bytes,
+        s.max_entry_bytes,
+    )?;
+    s.timeout = duration_opt("shared.timeout", &c.timeout, s.timeout)?;
+    s.lock_ttl = duration_opt("shared.lock_ttl", &c.lock_ttl, s.lock_ttl)?;
+    s.max_ttl = duration_opt("shared.max_ttl", &c.max_ttl, s.max_ttl)?;
+    Ok(s)
 }
 
 fn size_opt(key: &str, value: &Option<Quantity>, default: u64) -> anyhow::Result<u64> {

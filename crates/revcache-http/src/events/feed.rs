@@ -19,6 +19,9 @@ pub struct Feed {
     trust: Option<Duration>,
     heartbeat: Option<Duration>,
     connected: AtomicBool,
+    /// Trust is off whatever else holds (the shared tier's stream cannot
+    /// be read: another node's invalidations may be missed).
+    suspended: AtomicBool,
     /// Microseconds since the Unix epoch.
     healthy_since: AtomicU64,
     /// Microseconds since the Unix epoch.
@@ -47,13 +50,15 @@ impl Feed {
             trust,
             heartbeat,
             connected: AtomicBool::new(connected),
+            suspended: AtomicBool::new(false),
             healthy_since: AtomicU64::new(micros(now)),
             last_event: AtomicU64::new(micros(now)),
         }
     }
 
     pub fn healthy(&self, now: SystemTime) -> bool {
-        self.connected.load(Ordering::Acquire)
+        !self.suspended.load(Ordering::Acquire)
+            && self.connected.load(Ordering::Acquire)
             && self.heartbeat.is_none_or(|h| {
                 micros(now).saturating_sub(self.last_event.load(Ordering::Acquire))
                     <= u64::try_from(h.as_micros()).unwrap_or(u64::MAX)
@@ -77,6 +82,18 @@ impl Feed {
         self.healthy_since.fetch_max(micros(now), Ordering::AcqRel);
         self.last_event.fetch_max(micros(now), Ordering::AcqRel);
         self.connected.store(true, Ordering::Release);
+    }
+
+    /// Suspends trust until `resume`.
+    pub fn suspend(&self) {
+        self.suspended.store(true, Ordering::Release);
+    }
+
+    /// Ends a suspension: trust starts over at `now` (what was fetched
+    /// before may have missed invalidations).
+    pub fn resume(&self, now: SystemTime) {
+        self.healthy_since.fetch_max(micros(now), Ordering::AcqRel);
+        self.suspended.store(false, Ordering::Release);
     }
 
     pub fn disconnected(&self) {
@@ -166,6 +183,19 @@ mod tests {
         let feed = Feed::new(None, None, true, now);
         assert!(!feed.trusts(now, now));
         assert!(feed.healthy_since(now).is_some());
+    }
+
+    #[test]
+    fn a_suspended_feed_trusts_nothing_and_starts_over_when_resumed() {
+        let t0 = SystemTime::now();
+        let feed = Feed::new(Some(Duration::from_secs(600)), None, true, t0);
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(feed.trusts(t0, t1));
+        feed.suspend();
+        assert!(!feed.trusts(t0, t1));
+        feed.resume(t1);
+        assert!(!feed.trusts(t0, t1), "fetched before the suspension ended");
+        assert!(feed.trusts(t1, t1));
     }
 
     #[test]

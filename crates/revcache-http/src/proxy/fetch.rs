@@ -65,12 +65,19 @@ impl Proxy {
         };
         self.metrics.forwarded(fwd);
         let ticket = self.cache.begin_fill();
+        // The shared sequence this fill starts from: its entry is shared
+        // only if no node invalidated what it shows since.
+        let shared_ticket = match (&self.shared, &leader) {
+            (Some(shared), Some(_)) => shared.ticket().await,
+            _ => None,
+        };
         let request_time = self.cache.clock().now();
         let req =
             forward::upstream_request(&ex.route, &ex.parts, ex.host(), ex.client, body, conditions);
         let res = match ex.route.upstream.send(req, exceeded).await {
             Ok(res) => res,
             Err(e) => {
+                self.release_shared_lock(ex);
                 if let Some(leader) = leader {
                     leader.finish(FlightOutcome::Failed(e.clone()));
                 }
@@ -181,6 +188,15 @@ impl Proxy {
                     ticket,
                     max_bytes: ex.config.limits.max_cacheable_body_bytes,
                     read_timeout: ex.route.upstream.read_timeout(),
+                    share: match (&self.shared, shared_ticket) {
+                        (Some(tier), Some(ticket)) => Some(fill::Share {
+                            tier: tier.clone(),
+                            ticket,
+                            ttl: shared_ttl(ex, &freshness),
+                            lock: ex.own_key().clone(),
+                        }),
+                        _ => None,
+                    },
                 };
                 cs = cs
                     .stored(true)
@@ -189,6 +205,7 @@ impl Proxy {
                 ProxyBody::channel(rx, self.metrics.bytes_counter(false))
             }
             Err(why) => {
+                self.release_shared_lock(ex);
                 if let Some(why) = why {
                     self.metrics.not_stored(why);
                     cs = cs.detail(why.as_str());
@@ -220,6 +237,15 @@ impl Proxy {
         *res.status_mut() = status;
         *res.headers_mut() = client_headers;
         res
+    }
+
+    /// Lets the other nodes stop waiting for a fetch of `ex` this node
+    /// will not share.
+    fn release_shared_lock(&self, ex: &Exchange) {
+        if let Some(shared) = &self.shared {
+            let (shared, key) = (shared.clone(), ex.own_key().clone());
+            tokio::spawn(async move { shared.unlock(&key).await });
+        }
     }
 
     /// A stored entry in place of an upstream failure: when the upstream's
@@ -302,4 +328,20 @@ impl Proxy {
             s => Ok((s, variant)),
         }
     }
+}
+
+/// How long a shared entry may be of use to another node: its freshness,
+/// its stale windows and the route's trust, and a minute more.
+fn shared_ttl(ex: &Exchange, freshness: &revcache_core::Freshness) -> std::time::Duration {
+    let stale = freshness
+        .stale_while_revalidate
+        .unwrap_or_default()
+        .max(freshness.stale_if_error.unwrap_or_default());
+    let trust = ex
+        .route
+        .dialect
+        .feed()
+        .and_then(|f| f.trust())
+        .unwrap_or_default();
+    freshness.lifetime + stale + trust + std::time::Duration::from_secs(60)
 }

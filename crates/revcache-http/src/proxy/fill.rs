@@ -22,6 +22,7 @@ use revcache_core::Variant;
 use revcache_core::{
     Cache, Entry, EntryTiming, FillTicket, Freshness, PrimaryKey, StoreOutcome, Version,
 };
+use revcache_shared::SharedTier;
 
 use super::body::IdleTimeout;
 use super::flight::{FlightOutcome, Leader};
@@ -42,6 +43,17 @@ pub struct FillPlan {
     pub ticket: FillTicket,
     pub max_bytes: u64,
     pub read_timeout: Duration,
+    /// Where the stored entry is shared with the other nodes.
+    pub share: Option<Share>,
+}
+
+/// A fill's place in the shared tier: the sequence it started from, how
+/// long its entry may be of use, and the cross-node fetch lock it holds.
+pub struct Share {
+    pub tier: Arc<SharedTier>,
+    pub ticket: u64,
+    pub ttl: Duration,
+    pub lock: PrimaryKey,
 }
 
 /// Bytes a fill that no longer keeps its body lets queue for its client
@@ -118,8 +130,16 @@ pub fn spawn(
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let guard = FillGuard(fills.clone());
     let budget = fills.budget.clone();
+    let unlock = plan
+        .share
+        .as_ref()
+        .map(|s| (s.tier.clone(), s.lock.clone()));
     tokio::spawn(async move {
         run(cache, plan, body, leader, tx, budget).await;
+        // Stored and shared, or given up: the other nodes stop waiting.
+        if let Some((tier, key)) = unlock {
+            tier.unlock(&key).await;
+        }
         drop(guard);
     });
     rx
@@ -230,15 +250,19 @@ async fn run(
     );
     // Waiters of an outdated fill may have arrived after the invalidation:
     // they fetch again rather than get the outdated response.
-    let shared = match cache.store(entry, plan.ticket) {
-        StoreOutcome::Stored(e) => FlightOutcome::Entry(e),
+    let (outcome, stored) = match cache.store(entry, plan.ticket) {
+        StoreOutcome::Stored(e) => (FlightOutcome::Entry(e.clone()), Some(e)),
         StoreOutcome::Outdated(e) => {
             tracing::debug!(key = ?e.key, "fill overtaken by an invalidation; not stored");
-            FlightOutcome::NotShared
+            (FlightOutcome::NotShared, None)
         }
     };
     if let Some(leader) = leader.take() {
-        leader.finish(shared);
+        leader.finish(outcome);
+    }
+    // The other nodes' turn, after this node's waiters.
+    if let (Some(e), Some(share)) = (stored, &plan.share) {
+        share.tier.store(&e, share.ticket, share.ttl).await;
     }
 }
 

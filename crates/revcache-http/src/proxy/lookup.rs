@@ -1,6 +1,7 @@
 //! Lookup: the stored entry that may answer a request, from memory (by
-//! borrowed keys, on the hit path) or from the disk tier (under the single
-//! flight, so a burst costs one read).
+//! borrowed keys, on the hit path), from the disk tier (under the single
+//! flight, so a burst costs one read) or from the shared tier (promoted to
+//! memory, unless an invalidation reached it meanwhile).
 //!
 //! A caller with a partition looks in its own partition first, then in the
 //! public one. An entry answers only when its Vary-selected headers match
@@ -50,6 +51,46 @@ impl Proxy {
                 .ok()
                 .flatten()?;
         self.usable_variant(ex, &found)
+    }
+
+    /// Looks `ex` up in the shared tier (L3) and promotes what may answer
+    /// it to this node's memory, unless an invalidation reached it while
+    /// it was read.
+    pub(super) async fn find_shared(&self, ex: &Exchange) -> Option<Arc<Entry>> {
+        let shared = self.shared.as_ref()?;
+        let ticket = self.cache.begin_fill();
+        let mut found = shared.lookup(ex.own_key()).await;
+        if found.is_empty() && ex.partition.is_some() {
+            found = shared.lookup(ex.public_key()).await;
+        }
+        self.promote_shared(ex, found, ticket)
+    }
+
+    /// When another node holds the fetch lock of `ex`'s key, waits for
+    /// what it shares (until `collapsed_wait_timeout`); `None` when this
+    /// node fetches (it then holds the lock), or the other gave up.
+    pub(super) async fn wait_for_other_node(&self, ex: &Exchange) -> Option<Arc<Entry>> {
+        let shared = self.shared.as_ref()?;
+        if ex.parts.method != http::Method::GET || shared.lock(ex.own_key()).await {
+            return None;
+        }
+        let ticket = self.cache.begin_fill();
+        let deadline = tokio::time::Instant::now() + ex.config.limits.collapsed_wait_timeout;
+        let found = shared.wait_for(ex.own_key(), deadline).await;
+        self.promote_shared(ex, found, ticket)
+    }
+
+    fn promote_shared(
+        &self,
+        ex: &Exchange,
+        found: Vec<Entry>,
+        ticket: revcache_core::FillTicket,
+    ) -> Option<Arc<Entry>> {
+        let entry = found.into_iter().rev().find(|e| self.may_answer(ex, e))?;
+        match self.cache.store(entry, ticket) {
+            revcache_core::StoreOutcome::Stored(e) => Some(e),
+            revcache_core::StoreOutcome::Outdated(_) => None,
+        }
     }
 
     /// The newest of `variants` that may answer `ex`.

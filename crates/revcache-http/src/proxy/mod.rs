@@ -43,6 +43,7 @@ use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use revcache_core::{Cache, PartitionKey, PrimaryKey};
+use revcache_shared::SharedTier;
 
 use self::admission::{Admitted, Kind};
 use self::body::{ProxyBody, RequestBody};
@@ -70,6 +71,8 @@ pub struct Proxy {
     /// when: their requests skip the flight, which could only make them
     /// wait for a response nobody else may use.
     uncacheable: quick_cache::sync::Cache<PrimaryKey, SystemTime>,
+    /// The shared tier (L3), when nodes share one cache.
+    shared: Option<Arc<SharedTier>>,
 }
 
 /// How long a key whose response could not be stored skips the flight.
@@ -119,16 +122,23 @@ impl Proxy {
         settings: &Settings,
         partition_key: PartitionKey,
         cache: Arc<Cache>,
+        shared: Option<Arc<SharedTier>>,
     ) -> Result<Arc<Self>, RouteError> {
         let flights = Flights::default();
         let active = Arc::new(ArcSwap::from_pointee(
             ActiveConfig::build(settings, None, cache.clock().now(), &partition_key)?.0,
         ));
-        let metrics = Arc::new(Metrics::new(cache.clone(), flights.clone(), active.clone()));
+        let metrics = Arc::new(Metrics::new(
+            cache.clone(),
+            flights.clone(),
+            active.clone(),
+            shared.clone(),
+        ));
         let invalidator = Arc::new(Invalidator::new(
             cache.clone(),
             metrics.clone(),
             active.clone(),
+            shared.clone(),
         ));
         Ok(Arc::new(Proxy {
             invalidator,
@@ -139,7 +149,13 @@ impl Proxy {
             flights,
             metrics,
             partition_key,
+            shared,
         }))
+    }
+
+    /// The shared tier, when configured.
+    pub fn shared(&self) -> Option<&Arc<SharedTier>> {
+        self.shared.as_ref()
     }
 
     /// The config requests now start under.
@@ -371,7 +387,10 @@ impl Proxy {
             // promoted in memory.
             let found = match self.find(&ex).0 {
                 Some(e) => Some(e),
-                None => self.find_on_disk(&ex).await,
+                None => match self.find_on_disk(&ex).await {
+                    Some(e) => Some(e),
+                    None => self.find_shared(&ex).await,
+                },
             };
             if found.is_some() {
                 candidate = Candidate::decided(found, true, &ex, self.cache.clock().now());
@@ -385,6 +404,18 @@ impl Proxy {
             // A HEAD cannot fill a GET entry: one of the waiters leads.
             leader.finish(FlightOutcome::Retry);
             return self.upstream(&ex, body, exceeded, candidate, None).await;
+        }
+        // One flight across nodes: when another node is fetching this key,
+        // wait (until the same deadline as a local waiter) for what it
+        // shares.
+        if candidate.entry.is_none()
+            && let Some(entry) = self.wait_for_other_node(&ex).await
+        {
+            candidate = Candidate::decided(Some(entry), true, &ex, self.cache.clock().now());
+            if let Some(serving) = candidate.serving() {
+                leader.finish(FlightOutcome::Entry(serving.entry.clone()));
+                return self.serve_decided(&ex, serving).await;
+            }
         }
         self.upstream(&ex, body, exceeded, candidate, Some(leader))
             .await

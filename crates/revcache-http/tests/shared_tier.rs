@@ -1,0 +1,305 @@
+//! The shared tier: three revcache nodes and one real `redis-server`
+//! (started by each test on a free loopback port) act as one cache.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use revcache_http::{DialectName, EventSettings, SharedSettings};
+use support::{Client, Origin, Reply, Revcache, metric, temp_dir};
+
+/// A `redis-server` of its own, stopped when dropped.
+struct Redis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis { port, child: None };
+        redis.run();
+        redis
+    }
+
+    fn run(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        self.child = Some(child);
+        // Ready when it accepts connections.
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The partition key every node of a test shares.
+fn shared_key_file() -> PathBuf {
+    let dir = temp_dir("shared-key");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("partition.key")
+}
+
+async fn node(
+    origin: &str,
+    redis: &Redis,
+    key_file: &std::path::Path,
+    tweak: impl FnOnce(&mut revcache_http::Settings),
+) -> Revcache {
+    let (url, key_file) = (redis.url(), key_file.to_owned());
+    Revcache::start_with(origin, move |s| {
+        s.shared = Some(SharedSettings::for_url(url));
+        s.partition.key_file = Some(key_file);
+        s.limits.collapsed_wait_timeout = Duration::from_secs(5);
+        tweak(s);
+    })
+    .await
+}
+
+async fn three_nodes(origin: &str, redis: &Redis) -> Vec<Revcache> {
+    let key = shared_key_file();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(node(origin, redis, &key, |_| {}).await);
+    }
+    nodes
+}
+
+async fn metrics(rc: &Revcache) -> String {
+    Client::default()
+        .get(&rc.admin_url("/metrics"))
+        .await
+        .text()
+}
+
+/// Waits until `rc`'s metric reaches `at_least` (what another node does
+/// arrives through Redis in its own time).
+async fn eventually(rc: &Revcache, name: &str, at_least: f64) {
+    for _ in 0..500 {
+        if metric(&metrics(rc).await, name) >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{name} never reached {at_least}:\n{}", metrics(rc).await);
+}
+
+fn cacheable(body: &'static str) -> Reply {
+    Reply::ok(body)
+        .header("cache-control", "max-age=600")
+        .header("etag", "\"v1\"")
+}
+
+#[tokio::test]
+async fn a_fill_on_one_node_is_a_hit_on_the_others() {
+    let redis = Redis::start();
+    let origin = Origin::start(|_, _| cacheable("shared body")).await;
+    let nodes = three_nodes(&origin.url(), &redis).await;
+    let first = Client::default().get(&nodes[0].url("/doc")).await;
+    assert_eq!(first.text(), "shared body");
+    nodes[0].proxy.fills_idle().await;
+    for other in &nodes[1..] {
+        let got = Client::default().get(&other.url("/doc")).await;
+        assert_eq!(got.text(), "shared body");
+        assert!(
+            got.cache_status().starts_with("revcache; hit"),
+            "{}",
+            got.cache_status()
+        );
+        // Promoted: the next one is a memory hit.
+        assert!(Client::default().get(&other.url("/doc")).await.is_hit());
+    }
+    assert_eq!(origin.requests(), 1);
+    assert!(
+        metric(
+            &metrics(&nodes[1]).await,
+            "revcache_shared_lookups_total{result=\"hit\"}"
+        ) >= 1.0
+    );
+}
+
+#[tokio::test]
+async fn a_purge_on_one_node_reaches_every_node() {
+    let redis = Redis::start();
+    let origin = Origin::start(|_, n| cacheable(if n == 0 { "old" } else { "new" })).await;
+    let nodes = three_nodes(&origin.url(), &redis).await;
+    Client::default().get(&nodes[0].url("/page")).await;
+    nodes[0].proxy.fills_idle().await;
+    for n in &nodes {
+        assert_eq!(Client::default().get(&n.url("/page")).await.text(), "old");
+    }
+    let purged = Client::default()
+        .send("POST", &nodes[1].admin_url("/purge?url=/page"), &[], "")
+        .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    for n in [&nodes[0], &nodes[2]] {
+        eventually(n, "revcache_invalidations_total{source=\"shared\"}", 1.0).await;
+    }
+    for n in &nodes {
+        let got = Client::default().get(&n.url("/page")).await;
+        assert_eq!(got.text(), "new", "{}", got.cache_status());
+        n.proxy.fills_idle().await;
+    }
+    assert_eq!(origin.requests(), 2, "one refetch for all three nodes");
+}
+
+#[tokio::test]
+async fn concurrent_misses_across_three_nodes_cost_one_upstream_request() {
+    let redis = Redis::start();
+    let origin =
+        Origin::start(|_, _| cacheable("slow body").delay(Duration::from_millis(300))).await;
+    let nodes = three_nodes(&origin.url(), &redis).await;
+    let urls: Vec<String> = (0..100).map(|i| nodes[i % 3].url("/burst")).collect();
+    let tasks: Vec<_> = urls
+        .into_iter()
+        .map(|url| tokio::spawn(async move { Client::default().get(&url).await }))
+        .collect();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.text(), "slow body");
+    }
+    assert_eq!(origin.requests(), 1);
+}
+
+#[tokio::test]
+async fn an_event_posted_to_one_node_invalidates_on_all() {
+    let redis = Redis::start();
+    let origin = Origin::start(|_, n| {
+        Reply::ok(if n == 0 { "v1" } else { "v2" })
+            .header("etag", if n == 0 { "\"1\"" } else { "\"2\"" })
+    })
+    .await;
+    let key = shared_key_file();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(
+            node(&origin.url(), &redis, &key, |s| {
+                s.routes[0].name = "dav".into();
+                s.routes[0].dialect = DialectName::Webdav;
+                s.routes[0].events = Some(EventSettings {
+                    trust: Some(Duration::from_secs(600)),
+                    heartbeat: None,
+                    command: None,
+                    secret_file: None,
+                });
+            })
+            .await,
+        );
+    }
+    Client::default().get(&nodes[0].url("/a.txt")).await;
+    nodes[0].proxy.fills_idle().await;
+    for n in &nodes {
+        let got = Client::default().get(&n.url("/a.txt")).await;
+        assert_eq!(got.text(), "v1");
+    }
+    let posted = Client::default()
+        .send(
+            "POST",
+            &nodes[2].admin_url("/events/dav"),
+            &[("content-type", "application/json")],
+            r#"{"paths": ["/a.txt"], "recursive": false}"#,
+        )
+        .await;
+    assert_eq!(posted.status, 200, "{}", posted.text());
+    for n in [&nodes[0], &nodes[1]] {
+        eventually(n, "revcache_invalidations_total{source=\"shared\"}", 1.0).await;
+        let got = Client::default().get(&n.url("/a.txt")).await;
+        assert_eq!(got.text(), "v2", "{}", got.cache_status());
+        n.proxy.fills_idle().await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_with_another_partition_key_refuses_to_join() {
+    let redis = Redis::start();
+    let origin = Origin::start(|_, _| cacheable("x")).await;
+    let first = node(&origin.url(), &redis, &shared_key_file(), |_| {}).await;
+    let mut settings = revcache_http::Settings::for_upstream(origin.url().parse().unwrap());
+    settings.listen = "127.0.0.1:0".parse().unwrap();
+    settings.admin_listen = "127.0.0.1:0".parse().unwrap();
+    settings.data_dir = temp_dir("other-key");
+    settings.shared = Some(SharedSettings::for_url(redis.url()));
+    settings.partition.key_file = Some(shared_key_file());
+    let refused = revcache_http::Server::bind(settings).await;
+    let Err(e) = refused else {
+        panic!("a node with another partition key joined");
+    };
+    assert!(e.to_string().contains("partition key differs"), "{e}");
+    drop(first);
+}
+
+#[tokio::test]
+async fn redis_going_away_costs_no_client_errors_and_suspends_trust() {
+    let mut redis = Redis::start();
+    let origin =
+        Origin::start(|seen, _| cacheable(if seen.target == "/a" { "a" } else { "b" })).await;
+    let nodes = three_nodes(&origin.url(), &redis).await;
+    for n in &nodes {
+        assert_eq!(Client::default().get(&n.url("/a")).await.status, 200);
+    }
+    redis.kill();
+    for round in 0..3 {
+        for n in &nodes {
+            for path in ["/a", "/b"] {
+                let got = Client::default()
+                    .get(&n.url(&format!("{path}?r={round}")))
+                    .await;
+                assert_eq!(got.status, 200, "{}", got.text());
+            }
+        }
+    }
+    for n in &nodes {
+        let m = metrics(n).await;
+        assert_eq!(metric(&m, "revcache_shared_healthy"), 0.0);
+        // Once a command failed, none is sent until Redis is back: a
+        // request never waits out a timeout per command.
+        assert!(metric(&m, "revcache_shared_errors_total") <= 3.0, "{m}");
+    }
+    // It comes back: the nodes share again.
+    redis.run();
+    for n in &nodes {
+        eventually(n, "revcache_shared_healthy", 1.0).await;
+    }
+}
