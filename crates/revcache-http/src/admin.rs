@@ -132,9 +132,14 @@ impl Admin {
                         serde_json::json!({"state": "disabled", "reason": reason})
                     }
                 };
+                // A node without Redis still serves (from its own tiers):
+                // ready, and the shared tier's state says why it shares
+                // nothing.
+                let shared = self.proxy.shared().map(|s| s.healthy());
                 json(
                     status,
-                    &serde_json::json!({"status": text, "disk_tier": disk, "event_feeds_healthy": feeds}),
+                    &serde_json::json!({"status": text, "disk_tier": disk,
+                        "event_feeds_healthy": feeds, "shared_tier_healthy": shared}),
                 )
             }
             (&Method::GET, "/stats") => {
@@ -153,6 +158,17 @@ impl Admin {
                             "corrupt_dropped": d.corrupt_dropped, "open_seconds": d.load_time.as_secs_f64(),
                             "errors": d.errors, "tombstones": d.tombstones, "disabled": d.disabled,
                         })),
+                        "l3": self.proxy.shared().map(|t| {
+                            let s = t.stats();
+                            let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                            serde_json::json!({
+                                "healthy": t.healthy(), "hits": n(&s.hits), "misses": n(&s.misses),
+                                "stored": n(&s.stored), "stores_outdated": n(&s.outdated),
+                                "errors": n(&s.errors), "malformed": n(&s.malformed),
+                                "published": n(&s.published), "applied": n(&s.applied),
+                                "lock_waits": n(&s.lock_waits), "gaps": n(&s.gaps),
+                            })
+                        }),
                     }),
                 )
             }
