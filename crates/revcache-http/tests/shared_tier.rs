@@ -303,3 +303,90 @@ async fn redis_going_away_costs_no_client_errors_and_suspends_trust() {
         eventually(n, "revcache_shared_healthy", 1.0).await;
     }
 }
+
+#[tokio::test]
+async fn between_racing_fills_the_newer_representation_wins_everywhere() {
+    let redis = Redis::start();
+    let origin = Origin::start(|_, n| {
+        let (body, age) = if n == 0 { ("new", 0) } else { ("old", 3600) };
+        cacheable(body).header("date", support::http_date_in(-age))
+    })
+    .await;
+    let nodes = three_nodes(&origin.url(), &redis).await;
+    assert_eq!(
+        Client::default().get(&nodes[0].url("/race")).await.text(),
+        "new"
+    );
+    nodes[0].proxy.fills_idle().await;
+    // A slower fill of the same key answers with an older representation.
+    let late = Client::default()
+        .get_with(&nodes[1].url("/race"), &[("cache-control", "no-cache")])
+        .await;
+    assert_eq!(late.text(), "old", "its own client gets what it fetched");
+    nodes[1].proxy.fills_idle().await;
+    let got = Client::default().get(&nodes[2].url("/race")).await;
+    assert_eq!(got.text(), "new", "{}", got.cache_status());
+    assert_eq!(origin.requests(), 2);
+}
+
+#[tokio::test]
+async fn while_the_stream_cannot_be_read_nothing_is_trusted() {
+    let mut redis = Redis::start();
+    let origin = Origin::start(|_, _| Reply::ok("doc").header("etag", "\"1\"")).await;
+    let key = shared_key_file();
+    let dav = |s: &mut revcache_http::Settings| {
+        s.routes[0].name = "dav".into();
+        s.routes[0].dialect = DialectName::Webdav;
+        s.routes[0].events = Some(EventSettings {
+            trust: Some(Duration::from_secs(600)),
+            heartbeat: None,
+            command: None,
+            secret_file: None,
+        });
+    };
+    let n = node(&origin.url(), &redis, &key, dav).await;
+    eventually(&n, "revcache_shared_healthy", 1.0).await;
+    Client::default().get(&n.url("/a.txt")).await;
+    n.proxy.fills_idle().await;
+    let trusted = Client::default().get(&n.url("/a.txt")).await;
+    assert!(
+        trusted.cache_status().contains("detail=trusted"),
+        "{}",
+        trusted.cache_status()
+    );
+    redis.kill();
+    // The reader notices within one blocking read.
+    for _ in 0..500 {
+        let got = Client::default().get(&n.url("/a.txt")).await;
+        if !got.cache_status().contains("detail=trusted") {
+            assert!(
+                got.cache_status().contains("fwd=stale"),
+                "{}",
+                got.cache_status()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let suspended = Client::default().get(&n.url("/a.txt")).await;
+    assert!(
+        !suspended.cache_status().contains("detail=trusted"),
+        "{}",
+        suspended.cache_status()
+    );
+    // Back: trust starts over (one revalidation, then trusted).
+    redis.run();
+    eventually(&n, "revcache_shared_gaps_total", 1.0).await;
+    let again = Client::default().get(&n.url("/a.txt")).await;
+    assert!(
+        !again.cache_status().contains("detail=trusted"),
+        "fetched before the gap"
+    );
+    n.proxy.fills_idle().await;
+    let trusted = Client::default().get(&n.url("/a.txt")).await;
+    assert!(
+        trusted.cache_status().contains("detail=trusted"),
+        "{}",
+        trusted.cache_status()
+    );
+}

@@ -60,6 +60,11 @@ impl Names {
             hex(&record::entry_key(key, variant))
         )
     }
+    /// The upstream `Date` of the entry stored under `entry` (its name).
+    pub fn entry_date(&self, entry: &str) -> String {
+        format!("{entry}:date")
+    }
+
     /// The entries of every variant of a key.
     pub fn variants(&self, key: &PrimaryKey) -> String {
         format!("{}:v:{}", self.prefix, hex(&record::key_bytes(key)))

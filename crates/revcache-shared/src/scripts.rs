@@ -1,8 +1,9 @@
 //! The Lua scripts that make the shared tier's updates atomic in Redis.
 //!
 //! - `STORE` writes an entry only if nothing it shows (its target, its
-//!   tags, a prefix of its target) was invalidated since its fill's ticket,
-//!   and indexes it by variant, target, route and tag.
+//!   tags, a prefix of its target) was invalidated since its fill's ticket
+//!   and no newer one (by the upstream's `Date`) is stored for its key and
+//!   variant, and indexes it by variant, target, route and tag.
 //! - `PUBLISH` bumps the sequence and the slots of what an invalidation
 //!   reaches, deletes the entries it reaches (through the indexes),
 //!   appends it to the stream, and keeps the prefix history short (a store
@@ -22,9 +23,9 @@ pub static STORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 -- KEYS: 1 slots, 2 prefixes, 3 prefix floor, 4 entry, 5 variants,
---       6 route members, 7 routes, 8.. index sets (target, tags)
+--       6 route members, 7 routes, 8 entry date, 9.. index sets (target, tags)
 -- ARGV: 1 ticket, 2 ttl, 3 index ttl, 4 value, 5 route, 6 target,
---       7 slot count, 8.. slots
+--       7 slot count, 8.. slots, then the entry's date (seconds)
 local ticket = tonumber(ARGV[1])
 local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
 if ticket < floor then return 0 end
@@ -43,13 +44,18 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf'))
     if (r == '*' or r == ARGV[5]) and string.sub(target, 1, #p) == p then return 0 end
   end
 end
+-- Racing fills of one variant: the newer representation wins.
+local date = tonumber(ARGV[8 + n])
+local stored = tonumber(redis.call('GET', KEYS[8]) or '-1')
+if stored > date and redis.call('EXISTS', KEYS[4]) == 1 then return 2 end
 redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[2])
+redis.call('SET', KEYS[8], date, 'EX', ARGV[2])
 redis.call('SADD', KEYS[5], KEYS[4])
 redis.call('EXPIRE', KEYS[5], ARGV[3])
 redis.call('SADD', KEYS[6], target .. '\0' .. KEYS[4])
 redis.call('EXPIRE', KEYS[6], ARGV[3])
 redis.call('SADD', KEYS[7], ARGV[5])
-for i = 8, #KEYS do
+for i = 9, #KEYS do
   redis.call('SADD', KEYS[i], KEYS[4])
   redis.call('EXPIRE', KEYS[i], ARGV[3])
 end

@@ -42,6 +42,8 @@ pub struct SharedStats {
     pub stored: AtomicU64,
     /// Stores refused because an invalidation reached them first.
     pub outdated: AtomicU64,
+    /// Stores refused because a newer representation was stored.
+    pub kept_newer: AtomicU64,
     pub errors: AtomicU64,
     /// Values or messages in Redis that are not revcache's: ignored.
     pub malformed: AtomicU64,
@@ -272,6 +274,7 @@ impl SharedTier {
             .key(self.names.variants(key))
             .key(self.names.by_route(key.route()))
             .key(self.names.routes())
+            .key(self.names.entry_date(&entry_name))
             .key(self.names.by_target(key.target()));
         for tag in &entry.tags {
             invocation.key(self.names.by_tag(tag));
@@ -287,6 +290,15 @@ impl SharedTier {
         for s in &slots {
             invocation.arg(s);
         }
+        let date = entry
+            .headers
+            .get_str("date")
+            .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+            .unwrap_or(entry.timing().response_time);
+        invocation.arg(
+            date.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        );
         let mut conn = self.conn.clone();
         let stored: Option<i64> = self
             .timed("store", invocation.invoke_async(&mut conn))
@@ -297,6 +309,9 @@ impl SharedTier {
                 self.stats
                     .bytes_written
                     .fetch_add(value.len() as u64, Ordering::Relaxed);
+            }
+            Some(2) => {
+                self.stats.kept_newer.fetch_add(1, Ordering::Relaxed);
             }
             Some(_) => {
                 self.stats.outdated.fetch_add(1, Ordering::Relaxed);
