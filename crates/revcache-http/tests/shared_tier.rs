@@ -125,6 +125,18 @@ async fn eventually(rc: &Revcache, name: &str, at_least: f64) {
     panic!("{name} never reached {at_least}:\n{}", metrics(rc).await);
 }
 
+/// A `webdav` route named `dav` whose events are trusted for ten minutes.
+fn trusted_webdav(s: &mut revcache_http::Settings) {
+    s.routes[0].name = "dav".into();
+    s.routes[0].dialect = DialectName::Webdav;
+    s.routes[0].events = Some(EventSettings {
+        trust: Some(Duration::from_secs(600)),
+        heartbeat: None,
+        command: None,
+        secret_file: None,
+    });
+}
+
 fn cacheable(body: &'static str) -> Reply {
     Reply::ok(body)
         .header("cache-control", "max-age=600")
@@ -214,19 +226,7 @@ async fn an_event_posted_to_one_node_invalidates_on_all() {
     let key = shared_key_file();
     let mut nodes = Vec::new();
     for _ in 0..3 {
-        nodes.push(
-            node(&origin.url(), &redis, &key, |s| {
-                s.routes[0].name = "dav".into();
-                s.routes[0].dialect = DialectName::Webdav;
-                s.routes[0].events = Some(EventSettings {
-                    trust: Some(Duration::from_secs(600)),
-                    heartbeat: None,
-                    command: None,
-                    secret_file: None,
-                });
-            })
-            .await,
-        );
+        nodes.push(node(&origin.url(), &redis, &key, trusted_webdav).await);
     }
     Client::default().get(&nodes[0].url("/a.txt")).await;
     nodes[0].proxy.fills_idle().await;
@@ -334,17 +334,7 @@ async fn while_the_stream_cannot_be_read_nothing_is_trusted() {
     let mut redis = Redis::start();
     let origin = Origin::start(|_, _| Reply::ok("doc").header("etag", "\"1\"")).await;
     let key = shared_key_file();
-    let dav = |s: &mut revcache_http::Settings| {
-        s.routes[0].name = "dav".into();
-        s.routes[0].dialect = DialectName::Webdav;
-        s.routes[0].events = Some(EventSettings {
-            trust: Some(Duration::from_secs(600)),
-            heartbeat: None,
-            command: None,
-            secret_file: None,
-        });
-    };
-    let n = node(&origin.url(), &redis, &key, dav).await;
+    let n = node(&origin.url(), &redis, &key, trusted_webdav).await;
     eventually(&n, "revcache_shared_healthy", 1.0).await;
     Client::default().get(&n.url("/a.txt")).await;
     n.proxy.fills_idle().await;
