@@ -998,6 +998,22 @@ mod tests {
                 "routes[0].options.reserve",
             ),
             (
+                "upstream = \"http://x\"\n[shared]\nurls = []",
+                "shared.urls",
+            ),
+            (
+                "upstream = \"http://x\"\n[shared]\nurls = [\"redis://a\", \"redis://b\"]",
+                "shared.urls",
+            ),
+            (
+                "upstream = \"http://x\"\n[shared]\nurls = [\"rediss://a\"]",
+                "shared.urls[0]",
+            ),
+            (
+                "upstream = \"http://x\"\n[shared]\nurls = [\"redis://a\"]\ntimeout = \"soon\"",
+                "shared.timeout",
+            ),
+            (
                 "[[routes]]\nupstream = \"http://x\"\npath_prefix = \"api\"",
                 "routes[0].path_prefix",
             ),
