@@ -630,3 +630,74 @@ fn sighup_reloads_routes_refuses_a_bad_config_and_renews_the_listener_certificat
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Waits until `path` holds `n` lines (the child writes them).
+fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n {
+            return text.lines().map(str::to_owned).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has no {n} lines: {text}",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigusr1_reopens_the_access_log_after_logrotate_moved_it() {
+    let upstream = origin();
+    let dir = temp_dir("access-log");
+    let (listen, admin) = (free_port(), free_port());
+    let config = dir.join("revcache.toml");
+    let log = dir.join("access.log");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"http://{upstream}\"\nlisten = \"{listen}\"\ndata_dir = \"{0}/data\"\n[admin]\nlisten = \"{admin}\"\n[access_log]\npath = \"{1}\"\nformat = \"json\"\n",
+            dir.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let rc = Running {
+        child: revcache()
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        listen,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(admin).is_err() {
+        assert!(Instant::now() < deadline, "revcache did not start");
+        thread::sleep(Duration::from_millis(50));
+    }
+    get(listen, "/first?access_token=s3cret");
+    let first = wait_for_lines(&log, 1);
+    assert!(
+        first[0].contains("\"target\":\"/first?access_token=REDACTED\""),
+        "{first:?}"
+    );
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    send_signal(&rc.child, "USR1");
+    // The reopen happens before the next line is written, whenever the
+    // signal arrives: ask until a line lands in the new file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log.exists() {
+        assert!(Instant::now() < deadline, "the access log was not reopened");
+        get(listen, "/second");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let second = wait_for_lines(&log, 1);
+    assert!(second[0].contains("\"target\":\"/second\""), "{second:?}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("/first"), "{old}");
+    drop(rc);
+    let _ = std::fs::remove_dir_all(dir);
+}
