@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod logging;
 mod maintenance;
+mod manual;
 
 use std::process::ExitCode;
 
@@ -20,6 +21,8 @@ fn main() -> ExitCode {
         Command::Sweep(args) => maintenance::sweep(args),
         Command::Inspect(args) => maintenance::inspect(args),
         Command::Check(args) => check(args),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
