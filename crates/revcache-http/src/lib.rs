@@ -25,7 +25,9 @@ mod server;
 mod settings;
 
 pub use access_log::AccessLog;
-pub use inspect::{Row as InspectRow, rows as inspect_rows};
+pub use inspect::{
+    Row as InspectRow, rows as inspect_rows, rows_reporting as inspect_rows_reporting,
+};
 pub use listener_tls::{ListenerTls, ListenerTlsError};
 pub use proxy::Proxy;
 pub use proxy::egress::without_credentials;

@@ -6,6 +6,7 @@ mod config;
 mod logging;
 mod maintenance;
 mod manual;
+mod progress;
 
 use std::process::ExitCode;
 
