@@ -26,8 +26,9 @@ apt_install() {
 # `kill` (procps) sends SIGTERM in the binary's shutdown tests; curl talks to
 # the TLS listener; Apache with
 # mod_dav, litmus and cadaver are the WebDAV real-server suite; redis-server
-# is the shared tier of the multi-node tests.
-apt_install procps apache2 litmus cadaver curl redis-server
+# is the shared tier of the multi-node tests; systemd-analyze (systemd)
+# checks dist/revcache.service.
+apt_install procps apache2 litmus cadaver curl redis-server systemd
 # Real GitHub clients for tests/github_clients.rs: PyGithub in a venv and
 # @octokit/rest in a node_modules, both under target/github-clients, at the
 # versions pinned in crates/revcache-http/tests/clients/. Reinstalled only

@@ -53,6 +53,17 @@ fn memory_row(e: &Entry, now: SystemTime) -> Row {
 
 /// Rows of every tier; blocking (reads the disk tier).
 pub fn rows(cache: &Cache, url: Option<&str>, tag: Option<&str>) -> Result<Vec<Row>, DiskError> {
+    rows_reporting(cache, url, tag, &mut |_, _| {})
+}
+
+/// As [`rows`], calling `progress(read, total)` while it reads the disk
+/// tier's entries.
+pub fn rows_reporting(
+    cache: &Cache,
+    url: Option<&str>,
+    tag: Option<&str>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Vec<Row>, DiskError> {
     let now = cache.clock().now();
     let mut rows: Vec<Row> = cache
         .memory_entries(url, tag)
@@ -65,7 +76,7 @@ pub fn rows(cache: &Cache, url: Option<&str>, tag: Option<&str>) -> Result<Vec<R
             .enumerate()
             .map(|(i, r)| ((r.key.clone(), r.partition.clone(), r.version.clone()), i))
             .collect();
-        for d in disk.inspect(url, tag)? {
+        for d in disk.inspect_reporting(url, tag, progress)? {
             let row = Row {
                 tier: "l2".into(),
                 key: key_text(&d.key),

@@ -4,6 +4,7 @@
 //! Embedding: build [`Settings`], then [`Server::bind`] and
 //! [`Server::run`] with a shutdown future.
 
+mod access_log;
 mod admin;
 mod admin_access;
 mod credential;
@@ -23,7 +24,10 @@ mod route;
 mod server;
 mod settings;
 
-pub use inspect::{Row as InspectRow, rows as inspect_rows};
+pub use access_log::AccessLog;
+pub use inspect::{
+    Row as InspectRow, rows as inspect_rows, rows_reporting as inspect_rows_reporting,
+};
 pub use listener_tls::{ListenerTls, ListenerTlsError};
 pub use proxy::Proxy;
 pub use proxy::egress::without_credentials;
@@ -33,9 +37,10 @@ pub use revcache_shared::SharedSettings;
 pub use route::{RouteError, Router};
 pub use server::{Server, ServerError};
 pub use settings::{
-    AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
-    ForwardingSettings, Limits, ListenerTlsSettings, PartitionSettings, ProxySetting,
-    RouteSettings, Settings, Sharing, UpstreamHttp2, UpstreamTls,
+    AccessLogDestination, AccessLogFormat, AccessLogSettings, AdminSettings, CacheSettings,
+    DialectName, DiskSettings, EncodedSlashes, EventSettings, ForwardingSettings, Limits,
+    ListenerTlsSettings, PartitionSettings, ProxySetting, RouteSettings, Settings, Sharing,
+    UpstreamHttp2, UpstreamTls,
 };
 
 /// What the webdav dialect parses and bounds, for programs (and tests)

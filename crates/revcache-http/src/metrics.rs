@@ -23,6 +23,7 @@ use revcache_core::Cache;
 
 use revcache_shared::SharedTier;
 
+use crate::access_log::AccessLogCounters;
 use crate::dialect::RateLimitRow;
 use crate::policy::NotStored;
 use crate::proxy::ActiveConfig;
@@ -301,8 +302,19 @@ impl Metrics {
         flights: Flights,
         active: Arc<ArcSwap<ActiveConfig>>,
         shared: Option<Arc<SharedTier>>,
+        access_log: AccessLogCounters,
     ) -> Self {
         let mut registry = Registry::with_prefix("revcache");
+        registry.register(
+            "access_log_dropped",
+            "Access-log lines dropped because the writer fell behind",
+            access_log.dropped,
+        );
+        registry.register(
+            "access_log_write_errors",
+            "Access-log writes and flushes the destination refused",
+            access_log.write_errors,
+        );
         let requests = Family::<Labels1, Counter>::default();
         registry.register("requests", "Client requests by outcome", requests.clone());
         let outcomes = Outcome::ALL

@@ -7,8 +7,9 @@
 //! and forwarding settings, admin tokens and allowed hosts, and the TLS
 //! listener's certificate (re-read even when its paths did not change, so
 //! renewed files take effect). Kept: the caches, the disk tier, the
-//! partition key. Settings bound at start (listen addresses, the data dir,
-//! the cache and disk tiers, connection caps and timeouts of the listeners)
+//! partition key. The access log's file is reopened (logrotate). Settings
+//! bound at start (listen addresses, the data dir, the cache and disk
+//! tiers, connection caps and timeouts of the listeners, `access_log`)
 //! need a restart; a reload that changes them applies the rest and names
 //! them in its report. A route a reload removes stops serving at once; its
 //! entries are swept like any idle entries.
@@ -91,6 +92,10 @@ impl Reloader {
     /// in force when the new ones are refused. Logged and counted either way.
     pub async fn reload(self: &Arc<Self>) -> Result<ReloadReport, ReloadError> {
         let mut current = self.current.lock().await;
+        // logrotate sends SIGHUP: the log is reopened whatever the config.
+        if let Some(log) = self.proxy.access_log() {
+            log.reopen();
+        }
         let this = self.clone();
         let prepared = tokio::task::spawn_blocking(move || this.prepare())
             .await
@@ -151,7 +156,8 @@ impl Reloader {
 /// The keys whose change needs a restart.
 fn restart_required(old: &Settings, new: &Settings, tls_running: bool) -> Vec<&'static str> {
     let (ol, nl) = (&old.limits, &new.limits);
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 12] = [
+        ("access_log", old.access_log != new.access_log),
         ("listen", old.listen != new.listen),
         ("admin.listen", old.admin_listen != new.admin_listen),
         ("data_dir", old.data_dir != new.data_dir),

@@ -18,6 +18,7 @@ use revcache_shared::{SharedTier, StreamEvent};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::access_log::AccessLog;
 use crate::admin::Admin;
 use crate::admin_access::AdminAccess;
 use crate::events::command::CommandFeeds;
@@ -54,6 +55,8 @@ pub enum ServerError {
     ListenerTls(#[from] crate::listener_tls::ListenerTlsError),
     #[error(transparent)]
     Shared(#[from] revcache_shared::SharedError),
+    #[error(transparent)]
+    AccessLog(#[from] crate::access_log::AccessLogError),
 }
 
 pub struct Server {
@@ -130,7 +133,11 @@ impl Server {
             Some(s) => Some(SharedTier::connect(s.clone(), &key.fingerprint()).await?),
             None => None,
         };
-        let proxy = Proxy::new(&settings, key, Arc::new(cache), shared.clone())?;
+        let access_log = match &settings.access_log {
+            Some(log) => Some(AccessLog::open(log)?),
+            None => None,
+        };
+        let proxy = Proxy::new(&settings, key, Arc::new(cache), shared.clone(), access_log)?;
         if let Some(shared) = &shared {
             shared.spawn_reader(stream_applier(&proxy));
         }
@@ -180,6 +187,11 @@ impl Server {
     /// Reloads the config (what SIGHUP does in the binary).
     pub fn reloader(&self) -> Arc<Reloader> {
         self.reloader.clone()
+    }
+
+    /// The access log, to reopen on SIGUSR1 (logrotate), when configured.
+    pub fn access_log(&self) -> Option<Arc<AccessLog>> {
+        self.proxy.access_log().cloned()
     }
 
     /// The TLS listener's address, when there is one.

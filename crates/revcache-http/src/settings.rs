@@ -35,6 +35,43 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The shared tier (L3) on Redis/Valkey (`[shared]`).
     pub shared: Option<revcache_shared::SharedSettings>,
+    /// One line per proxied request (`[access_log]`); off when `None`.
+    pub access_log: Option<AccessLogSettings>,
+}
+
+/// Where the access log goes and how its lines read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    pub destination: AccessLogDestination,
+    pub format: AccessLogFormat,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogDestination {
+    Stdout,
+    /// Appended to; reopened on reload and SIGUSR1 (logrotate).
+    File(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// Apache/nginx "combined", then revcache's own fields as `key="value"`.
+    #[default]
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
+impl AccessLogFormat {
+    pub const KNOWN: &'static [&'static str] = &["combined", "json"];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "combined" => Some(AccessLogFormat::Combined),
+            "json" => Some(AccessLogFormat::Json),
+            _ => None,
+        }
+    }
 }
 
 /// Who may use the admin API besides `admin_token`'s holder, and how many
@@ -77,6 +114,7 @@ impl std::fmt::Debug for Settings {
             .field("tls", &self.tls)
             .field("admin", &self.admin)
             .field("shared", &self.shared)
+            .field("access_log", &self.access_log)
             .finish()
     }
 }
@@ -474,6 +512,7 @@ impl Settings {
             tls: None,
             admin: AdminSettings::default(),
             shared: None,
+            access_log: None,
         }
     }
 }

@@ -8,7 +8,20 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// A version-aware caching reverse proxy for code-review servers, WebDAV
 /// repositories and any HTTP API.
 #[derive(Parser, Debug)]
-#[command(name = "revcache", version, about, long_about = None, propagate_version = true)]
+#[command(
+    name = "revcache",
+    version,
+    about,
+    long_about = None,
+    propagate_version = true,
+    after_long_help = "\
+Signals (serve): SIGHUP reloads the config and reopens the access log;
+SIGUSR1 reopens the access log; SIGTERM and SIGINT stop accepting, finish
+in-flight requests within limits.shutdown_grace, and exit.
+
+The configuration file, Cache-Status values, the admin API and metrics are
+described in README.md; ready-made configs are in examples/."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -39,6 +52,29 @@ what the cache did; GET /metrics on the admin listener for totals.")]
     /// that the TLS files it names load. Exits 0 when revcache would start
     /// with it, 1 with the reason otherwise (run it before a reload).
     Check(CheckArgs),
+
+    /// Print a shell completion script, e.g.
+    /// `revcache completions bash > /usr/share/bash-completion/completions/revcache`.
+    Completions(CompletionsArgs),
+
+    /// Print the man page revcache(1), or write it and one page per command
+    /// into a directory (`--dir /usr/share/man/man1`).
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Write revcache.1 and revcache-<command>.1 into DIR instead of
+    /// printing revcache.1.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use revcache_http::{
-    AdminSettings, CacheSettings, DialectName, DiskSettings, EncodedSlashes, EventSettings,
-    ForwardingSettings, Limits, ListenerTlsSettings, PartitionSettings, ProxySetting,
-    RouteSettings, Settings, Sharing, UpstreamHttp2, UpstreamTls,
+    AccessLogDestination, AccessLogFormat, AccessLogSettings, AdminSettings, CacheSettings,
+    DialectName, DiskSettings, EncodedSlashes, EventSettings, ForwardingSettings, Limits,
+    ListenerTlsSettings, PartitionSettings, ProxySetting, RouteSettings, Settings, Sharing,
+    UpstreamHttp2, UpstreamTls,
 };
 use serde::Deserialize;
 
@@ -40,6 +41,7 @@ pub struct ConfigFile {
     forwarding: ForwardingConfig,
     tls: Option<ListenerTlsConfig>,
     shared: Option<SharedConfig>,
+    access_log: Option<AccessLogConfig>,
     #[serde(default)]
     routes: Vec<RouteConfig>,
 }
@@ -55,6 +57,13 @@ struct SharedConfig {
     timeout: Option<Quantity>,
     lock_ttl: Option<Quantity>,
     max_ttl: Option<Quantity>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct AccessLogConfig {
+    path: Option<String>,
+    format: Option<String>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -396,6 +405,7 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
     }
 
     let disk = disk_settings(&file.disk, args)?;
+    let access_log = file.access_log.as_ref().map(access_log).transpose()?;
     let routes = match routes(
         args.upstream.as_deref().or(file.upstream.as_deref()),
         &file.routes,
@@ -431,6 +441,7 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             forwarding,
             admin,
             shared,
+            access_log,
         },
         log_format: args
             .log_format
@@ -725,6 +736,30 @@ fn read_token(key: &str, path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
+fn access_log(c: &AccessLogConfig) -> anyhow::Result<AccessLogSettings> {
+    let destination = match c.path.as_deref() {
+        None => bail!(
+            "access_log.path: required in [access_log]; a file path, or \"stdout\" (remove the table to turn the access log off)"
+        ),
+        Some("") => bail!("access_log.path: must not be empty"),
+        Some("stdout") => AccessLogDestination::Stdout,
+        Some(path) => AccessLogDestination::File(PathBuf::from(path)),
+    };
+    let format = match c.format.as_deref() {
+        None => AccessLogFormat::default(),
+        Some(name) => AccessLogFormat::parse(name).ok_or_else(|| {
+            anyhow!(
+                "access_log.format: {name:?} is not a format; use one of {}",
+                AccessLogFormat::KNOWN.join(", ")
+            )
+        })?,
+    };
+    Ok(AccessLogSettings {
+        destination,
+        format,
+    })
+}
+
 fn admin_settings(a: &AdminConfig) -> anyhow::Result<AdminSettings> {
     let defaults = AdminSettings::default();
     for (i, h) in a.allowed_hosts.iter().enumerate() {
@@ -959,6 +994,33 @@ mod tests {
         assert_eq!(s.disk.max_idle, Duration::from_secs(7 * 86400));
         assert!(s.disk.enabled);
         assert!(s.disk.required);
+        assert_eq!(s.access_log, None, "the access log is off by default");
+    }
+
+    #[test]
+    fn access_log_takes_a_path_or_stdout_and_a_format() {
+        let r = resolve_text(
+            "upstream = \"http://x\"\n[access_log]\npath = \"/var/log/revcache/access.log\"",
+        )
+        .unwrap();
+        assert_eq!(
+            r.settings.access_log,
+            Some(AccessLogSettings {
+                destination: AccessLogDestination::File("/var/log/revcache/access.log".into()),
+                format: AccessLogFormat::Combined,
+            })
+        );
+        let r = resolve_text(
+            "upstream = \"http://x\"\n[access_log]\npath = \"stdout\"\nformat = \"json\"",
+        )
+        .unwrap();
+        assert_eq!(
+            r.settings.access_log,
+            Some(AccessLogSettings {
+                destination: AccessLogDestination::Stdout,
+                format: AccessLogFormat::Json,
+            })
+        );
     }
 
     #[test]
@@ -1026,6 +1088,14 @@ mod tests {
                 "routes[0].encoded_slashes",
             ),
             ("upstream = \"http://x\"\nlisten = \"localhost\"", "listen"),
+            (
+                "upstream = \"http://x\"\n[access_log]\nformat = \"json\"",
+                "access_log.path",
+            ),
+            (
+                "upstream = \"http://x\"\n[access_log]\npath = \"stdout\"\nformat = \"common\"",
+                "access_log.format",
+            ),
             (
                 "upstream = \"http://x\"\n[partition]\nheaders = [\"bad header\"]",
                 "partition.headers[0]",

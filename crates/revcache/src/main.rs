@@ -5,6 +5,8 @@ mod cli;
 mod config;
 mod logging;
 mod maintenance;
+mod manual;
+mod progress;
 
 use std::process::ExitCode;
 
@@ -20,6 +22,8 @@ fn main() -> ExitCode {
         Command::Sweep(args) => maintenance::sweep(args),
         Command::Inspect(args) => maintenance::inspect(args),
         Command::Check(args) => check(args),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -79,6 +83,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let server =
             revcache_http::Server::bind_reloadable(resolved.settings, Box::new(source)).await?;
         tokio::spawn(reload_on_sighup(server.reloader()));
+        if let Some(log) = server.access_log() {
+            tokio::spawn(reopen_on_sigusr1(log));
+        }
         server.run(shutdown_signal()).await?;
         anyhow::Ok(())
     })
@@ -95,6 +102,20 @@ async fn reload_on_sighup(reloader: std::sync::Arc<revcache_http::Reloader>) {
     while hup.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading the config");
         let _ = reloader.reload().await;
+    }
+}
+
+/// Reopens the access log on every SIGUSR1 (logrotate's `postrotate`),
+/// without reloading the config.
+async fn reopen_on_sigusr1(log: std::sync::Arc<revcache_http::AccessLog>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        tracing::warn!("cannot install the SIGUSR1 handler; reopen the access log with SIGHUP");
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        tracing::info!("SIGUSR1: reopening the access log");
+        log.reopen();
     }
 }
 

@@ -12,10 +12,11 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use revcache_core::{Cache, CacheConfig, DiskError};
-use revcache_http::{InspectRow as Row, inspect_rows};
+use revcache_http::{InspectRow as Row, inspect_rows_reporting};
 
 use crate::cli::{InspectArgs, MaintenanceArgs, ServeArgs};
 use crate::config::{self, Purpose, Resolved};
+use crate::progress::{Progress, count};
 
 fn resolve(args: &MaintenanceArgs) -> anyhow::Result<Resolved> {
     let file = match &args.config {
@@ -52,21 +53,45 @@ fn open_local(r: &Resolved) -> anyhow::Result<Option<Cache>> {
 
 pub fn sweep(args: MaintenanceArgs) -> anyhow::Result<()> {
     let r = resolve(&args)?;
+    let mut progress = Progress::on_terminal();
     match open_local(&r)? {
         Some(cache) => {
             let disk = cache.disk().ok_or_else(|| anyhow!("no disk tier"))?;
-            let report = disk.sweep_all()?;
+            // Step by step rather than `sweep_all`, to show each step.
+            let (mut idle, mut over_budget) = (0, 0);
+            loop {
+                let step = disk.sweep()?;
+                idle += step.idle;
+                over_budget += step.over_budget;
+                progress.show(|| {
+                    format!(
+                        "sweep: {} idle and {} over-budget entries removed, {} left",
+                        count(idle),
+                        count(over_budget),
+                        count(disk.stats().entries)
+                    )
+                });
+                if !step.more {
+                    break;
+                }
+            }
+            progress.finish();
             let s = disk.stats();
             println!(
-                "swept {} idle and {} over-budget entries; {} entries, {} bytes remain",
-                report.idle,
-                report.over_budget,
+                "swept {idle} idle and {over_budget} over-budget entries; {} entries, {} bytes remain",
                 s.entries,
                 s.row_bytes + s.file_bytes
             );
         }
         None => {
-            let body = admin(&r, Method::POST, "/sweep")?;
+            let body = admin(
+                &r,
+                Method::POST,
+                "/sweep",
+                &mut progress,
+                "sweep: the running instance is sweeping",
+            )?;
+            progress.finish();
             let v: serde_json::Value = serde_json::from_str(&body)?;
             println!(
                 "swept {} idle and {} over-budget entries (by the running instance)",
@@ -79,8 +104,23 @@ pub fn sweep(args: MaintenanceArgs) -> anyhow::Result<()> {
 
 pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     let r = resolve(&args.common)?;
+    let mut progress = Progress::on_terminal();
     let rows: Vec<Row> = match open_local(&r)? {
-        Some(cache) => inspect_rows(&cache, args.url.as_deref(), args.tag.as_deref())?,
+        Some(cache) => inspect_rows_reporting(
+            &cache,
+            args.url.as_deref(),
+            args.tag.as_deref(),
+            &mut |read, total| {
+                progress.show(|| {
+                    format!(
+                        "inspect: {} of {} disk entries read ({}%)",
+                        count(read),
+                        count(total),
+                        (read * 100).checked_div(total).unwrap_or(100)
+                    )
+                })
+            },
+        )?,
         None => {
             let mut query = Vec::new();
             if let Some(u) = &args.url {
@@ -94,7 +134,11 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             let mut path = format!("/inspect?{}", query.join("&"));
             let mut rows = Vec::new();
             loop {
-                let body = admin(&r, Method::GET, &path)?;
+                let waiting = format!(
+                    "inspect: {} entries from the running instance, asking for more",
+                    count(rows.len() as u64)
+                );
+                let body = admin(&r, Method::GET, &path, &mut progress, &waiting)?;
                 let v: serde_json::Value = serde_json::from_str(&body)?;
                 let page: Vec<Row> = serde_json::from_value(v["entries"].clone())?;
                 rows.extend(page);
@@ -106,6 +150,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             rows
         }
     };
+    progress.finish();
     if args.json {
         for row in &rows {
             println!("{}", serde_json::to_string(row)?);
@@ -149,14 +194,35 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One request to the running instance's admin API. The maintenance
-/// commands are synchronous: the request runs on a runtime of its own.
-fn admin(r: &Resolved, method: Method, path: &str) -> anyhow::Result<String> {
+/// One request to the running instance's admin API, showing `waiting`
+/// and the seconds it has taken while it runs. The maintenance commands
+/// are synchronous: the request runs on a runtime of its own.
+fn admin(
+    r: &Resolved,
+    method: Method,
+    path: &str,
+    progress: &mut Progress,
+    waiting: &str,
+) -> anyhow::Result<String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(admin_request(r, method, path))
+        .block_on(async {
+            let request = admin_request(r, method, path);
+            tokio::pin!(request);
+            let asked = std::time::Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    answer = &mut request => return answer,
+                    _ = tick.tick() => {
+                        let secs = asked.elapsed().as_secs();
+                        progress.show(|| format!("{waiting}… {secs}s"));
+                    }
+                }
+            }
+        })
 }
 
 /// [`admin`]'s request, over hyper's HTTP/1 client on one connection.

@@ -291,6 +291,19 @@ fn send_signal(child: &Child, signal: &str) {
     assert!(ok);
 }
 
+/// What `revcache ARGS` shows on a terminal: run under `script` (util-linux),
+/// which gives it a pseudo-terminal and copies what it writes there.
+fn on_a_terminal(args: &str) -> String {
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_revcache"));
+    let o = Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script (util-linux) runs a command on a pseudo-terminal");
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 #[test]
 fn inspect_and_sweep_work_on_a_stopped_data_dir() {
     let upstream = origin();
@@ -316,6 +329,17 @@ fn inspect_and_sweep_work_on_a_stopped_data_dir() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(text.contains("/one") && text.contains("/two?x=1"), "{text}");
     assert!(text.contains("2 entries"), "{text}");
+    assert_eq!(stderr(&o), "", "no progress line when stderr is a pipe");
+    let on_terminal = on_a_terminal(&format!("inspect --config {}", config.display()));
+    assert!(
+        on_terminal.contains("\rinspect: 0 of 2 disk entries read (0%)\x1b[K"),
+        "{on_terminal:?}"
+    );
+    assert!(
+        on_terminal.contains("\r\x1b[K"),
+        "the line is cleared: {on_terminal:?}"
+    );
+    assert!(on_terminal.contains("2 entries"), "{on_terminal:?}");
     let o = run(&[
         "inspect",
         "--config",
@@ -333,6 +357,12 @@ fn inspect_and_sweep_work_on_a_stopped_data_dir() {
     assert!(o.status.success(), "{}", stderr(&o));
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(text.contains("swept 2 idle"), "{text}");
+    assert_eq!(stderr(&o), "", "no progress line when stderr is a pipe");
+    let on_terminal = on_a_terminal(&format!("sweep --config {}", config.display()));
+    assert!(
+        on_terminal.contains("\rsweep: 0 idle and 0 over-budget entries removed, 0 left"),
+        "{on_terminal:?}"
+    );
     let o = run(&["inspect", "--data-dir", data.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 entries"));
     let _ = std::fs::remove_dir_all(dir);
@@ -628,5 +658,79 @@ fn sighup_reloads_routes_refuses_a_bad_config_and_renews_the_listener_certificat
         logs.contains("config reload refused") && logs.contains("routes[0].upstream"),
         "{logs}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Waits until `path` holds `n` lines (the child writes them).
+fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n {
+            return text.lines().map(str::to_owned).collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} has no {n} lines: {text}",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigusr1_reopens_the_access_log_after_logrotate_moved_it() {
+    let upstream = origin();
+    let dir = temp_dir("access-log");
+    let (listen, admin) = (free_port(), free_port());
+    let config = dir.join("revcache.toml");
+    let log = dir.join("access.log");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream = \"http://{upstream}\"\nlisten = \"{listen}\"\ndata_dir = \"{0}/data\"\n[admin]\nlisten = \"{admin}\"\n[access_log]\npath = \"{1}\"\nformat = \"json\"\n",
+            dir.display(),
+            log.display()
+        ),
+    )
+    .unwrap();
+    let rc = Running {
+        child: revcache()
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        listen,
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(admin).is_err() {
+        assert!(Instant::now() < deadline, "revcache did not start");
+        thread::sleep(Duration::from_millis(50));
+    }
+    get(listen, "/first?access_token=s3cret");
+    let first = wait_for_lines(&log, 1);
+    assert!(
+        first[0].contains("\"target\":\"/first?access_token=REDACTED\""),
+        "{first:?}"
+    );
+    let rotated = dir.join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    send_signal(&rc.child, "USR1");
+    // The signal is handled at some point after `kill` returns: ask until
+    // a line lands in the new file.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let second = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().next() {
+            break vec![line.to_owned()];
+        }
+        assert!(Instant::now() < deadline, "the access log was not reopened");
+        get(listen, "/second");
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(second[0].contains("\"target\":\"/second\""), "{second:?}");
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("/first"), "{old}");
+    drop(rc);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -522,6 +522,17 @@ impl DiskTier {
         target: Option<&str>,
         tag: Option<&str>,
     ) -> Result<Vec<InspectRow>, DiskError> {
+        self.inspect_reporting(target, tag, &mut |_, _| {})
+    }
+
+    /// As [`DiskTier::inspect`], calling `progress(read, total)` as it
+    /// reads the entries it found (a maintenance command's progress line).
+    pub fn inspect_reporting(
+        &self,
+        target: Option<&str>,
+        tag: Option<&str>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Vec<InspectRow>, DiskError> {
         let db = self.shared.db()?;
         let txn = db.begin_read()?;
         let entries = txn.open_table(ENTRIES)?;
@@ -543,7 +554,9 @@ impl DiskTier {
         }
         let now = self.shared.config.clock.now();
         let mut rows = Vec::new();
-        for k in keys {
+        let total = keys.len() as u64;
+        for (read, k) in keys.into_iter().enumerate() {
+            progress(read as u64, total);
             let Some(v) = entries.get(k.as_slice())? else {
                 continue;
             };
@@ -567,6 +580,7 @@ impl DiskTier {
                 key,
             });
         }
+        progress(total, total);
         Ok(rows)
     }
 }

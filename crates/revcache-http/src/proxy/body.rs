@@ -40,6 +40,11 @@ enum Kind {
         prefix: Option<Bytes>,
         rest: Box<ProxyBody>,
     },
+    /// A body whose access-log line is written when it ends or is dropped.
+    Logged {
+        body: Box<ProxyBody>,
+        line: crate::access_log::Pending,
+    },
 }
 
 /// A body file of the disk tier, read in chunks as the client takes them.
@@ -123,6 +128,20 @@ impl ProxyBody {
     }
 }
 
+impl ProxyBody {
+    /// `body`, counting what it sends into `line`, which is queued for
+    /// the access log when the body ends or is dropped.
+    pub(crate) fn logged(body: ProxyBody, line: crate::access_log::Pending) -> Self {
+        ProxyBody {
+            kind: Kind::Logged {
+                body: Box::new(body),
+                line,
+            },
+            sent: None,
+        }
+    }
+}
+
 impl Body for ProxyBody {
     type Data = Bytes;
     type Error = BodyError;
@@ -144,6 +163,15 @@ impl Body for ProxyBody {
                 Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
                 None => Pin::new(&mut **rest).poll_frame(cx),
             },
+            Kind::Logged { body, line } => {
+                let polled = Pin::new(&mut **body).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(frame))) = &polled
+                    && let Some(data) = frame.data_ref()
+                {
+                    line.sent(data.len());
+                }
+                polled
+            }
         };
         if let (Poll::Ready(Some(Ok(frame))), Some(sent)) = (&polled, &this.sent)
             && let Some(data) = frame.data_ref()
@@ -161,6 +189,7 @@ impl Body for ProxyBody {
             Kind::Channel(_) => false,
             Kind::File(f) => f.remaining == 0,
             Kind::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+            Kind::Logged { body, .. } => body.is_end_stream(),
         }
     }
 
@@ -181,6 +210,7 @@ impl Body for ProxyBody {
                 }
                 hint
             }
+            Kind::Logged { body, .. } => body.size_hint(),
         }
     }
 }

@@ -52,6 +52,7 @@ use self::decide::Candidate;
 use self::exchange::Exchange;
 use self::fetch::Fetch;
 use self::flight::{FlightOutcome, Flights, Leader, Role};
+use crate::access_log::{self, AccessLog};
 use crate::credential;
 use crate::invalidator::Invalidator;
 use crate::metrics::{Metrics, Outcome, UpstreamReason};
@@ -73,6 +74,8 @@ pub struct Proxy {
     uncacheable: quick_cache::sync::Cache<PrimaryKey, SystemTime>,
     /// The shared tier (L3), when nodes share one cache.
     shared: Option<Arc<SharedTier>>,
+    /// One line per request, when configured.
+    access_log: Option<Arc<AccessLog>>,
 }
 
 /// How long a key whose response could not be stored skips the flight.
@@ -123,6 +126,7 @@ impl Proxy {
         partition_key: PartitionKey,
         cache: Arc<Cache>,
         shared: Option<Arc<SharedTier>>,
+        access_log: Option<Arc<AccessLog>>,
     ) -> Result<Arc<Self>, RouteError> {
         let flights = Flights::default();
         let active = Arc::new(ArcSwap::from_pointee(
@@ -133,6 +137,10 @@ impl Proxy {
             flights.clone(),
             active.clone(),
             shared.clone(),
+            access_log
+                .as_ref()
+                .map(|log| log.counters().clone())
+                .unwrap_or_default(),
         ));
         let invalidator = Arc::new(Invalidator::new(
             cache.clone(),
@@ -150,12 +158,18 @@ impl Proxy {
             metrics,
             partition_key,
             shared,
+            access_log,
         }))
     }
 
     /// The shared tier, when configured.
     pub fn shared(&self) -> Option<&Arc<SharedTier>> {
         self.shared.as_ref()
+    }
+
+    /// The access log, when one is configured.
+    pub fn access_log(&self) -> Option<&Arc<AccessLog>> {
+        self.access_log.as_ref()
     }
 
     /// The config requests now start under.
@@ -204,6 +218,9 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
+        if let Some(log) = &self.access_log {
+            return Box::pin(self.logged(req, client, log.clone())).await;
+        }
         // The request line is kept for the log only when debug is on: the
         // hit path does not pay for a log line nobody reads.
         if !tracing::enabled!(tracing::Level::DEBUG) {
@@ -231,6 +248,25 @@ impl Proxy {
         res
     }
 
+    /// Serves one client request and writes its access-log line once its
+    /// response body has gone out.
+    async fn logged(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        log: Arc<AccessLog>,
+    ) -> Response<ProxyBody> {
+        let line = access_log::RequestLine::of(
+            &req,
+            client.ip(),
+            self.cache.clock().now(),
+            &self.active.load().partition.query_params,
+        );
+        let (res, note) = access_log::noted(self.dispatch(req, client)).await;
+        let pending = log.begin(line, note, &res);
+        res.map(|body| ProxyBody::logged(body, pending))
+    }
+
     /// admit → lookup → decide → serve | flight | forward.
     async fn dispatch(
         self: &Arc<Self>,
@@ -249,6 +285,7 @@ impl Proxy {
             Ok(a) => a,
             Err(rejection) => return self.reject(rejection),
         };
+        access_log::note_route(&ex.route);
         if let Kind::ReadBody { max, body: unread } = kind {
             match Box::pin(admission::read_body(&mut ex, unread, max)).await {
                 Ok((read_kind, read)) => (kind, body) = (read_kind, read),

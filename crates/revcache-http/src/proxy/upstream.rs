@@ -183,7 +183,9 @@ impl Upstream {
         }
         let h2 = self.learned.load(Ordering::Acquire) == HTTP2;
         let client = if h2 { &self.h2 } else { &self.client };
+        let asked = std::time::Instant::now();
         let sent = tokio::time::timeout(self.read_timeout, client.request(req)).await;
+        crate::access_log::note_upstream(asked.elapsed());
         let too_large = || exceeded.as_ref().is_some_and(|e| e.load(Ordering::SeqCst));
         match sent {
             Err(_) => Err(UpstreamError::ReadTimeout(self.read_timeout)),
