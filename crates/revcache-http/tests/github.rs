@@ -1122,3 +1122,45 @@ async fn a_caller_with_unrecognized_credentials_never_holds_back_anonymous_calle
         .await;
     assert_eq!(anonymous.status, 200, "{}", anonymous.cache_status());
 }
+
+#[tokio::test]
+async fn workflow_job_invalidates_its_run() {
+    let g = setup(TRUST, |_| {}).await;
+    let n = g.gh.open_pull("octo/app", "feature", "main", "CI").await;
+    let sha = g.gh.head_sha("octo/app", n);
+    let id = g.gh.workflow_run("octo/app", &sha, "queued").await;
+    let path = format!("/repos/octo/app/actions/runs/{id}");
+    g.alice(&path).await;
+    assert!(g.alice(&path).await.is_hit());
+    let body = format!(
+        r#"{{"action":"in_progress","workflow_job":{{"id":1,"run_id":{id},"head_sha":"{sha}","head_branch":"feature"}},"repository":{{"full_name":"octo/app"}}}}"#
+    );
+    let sig = g.gh.sign(body.as_bytes());
+    assert_eq!(
+        g.gh.send_raw_webhook("workflow_job", &body, Some(&sig))
+            .await,
+        200
+    );
+    assert!(!g.alice(&path).await.is_hit());
+}
+
+#[tokio::test]
+async fn a_head_never_states_a_length_its_get_would_not_have() {
+    let g = setup(TRUST, |_| {}).await;
+    let path = "/repos/octo/app";
+    let get = g.alice(path).await;
+    let auth = format!("token {}", g.alice);
+    let head = Client::default()
+        .send("HEAD", &g.rc.url(path), &[("authorization", &auth)], "")
+        .await;
+    assert_eq!(head.status, 200);
+    // The body a GET gets is rewritten (its URLs point here), so its
+    // length is not the stored one: a HEAD states the GET's or none.
+    let get_length = get.body.len().to_string();
+    assert!(
+        head.header("content-length")
+            .is_none_or(|l| l == get_length),
+        "{:?} vs {get_length}",
+        head.headers
+    );
+}
