@@ -9,10 +9,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fake_github::{FakeGithub, Options};
-use revcache_http::{DialectName, EventSettings, UpstreamTls};
 use serde_json::Value;
 use support::tls::{Pki, server_config};
-use support::{Client, Got, Revcache, metric, temp_dir};
+use support::{Client, Got, Revcache, github_route, metric, temp_dir};
 
 const SECRET: &[u8] = b"webhook s3cret";
 const TRUST: Option<Duration> = Some(Duration::from_secs(300));
@@ -60,18 +59,7 @@ async fn setup(
     let upstream = gh.url();
     let ca = pki.ca_file();
     let rc = Revcache::start_with(&upstream, move |s| {
-        s.routes[0].name = "github".into();
-        s.routes[0].dialect = DialectName::Github;
-        s.routes[0].tls = UpstreamTls {
-            ca_file: Some(ca),
-            ..UpstreamTls::default()
-        };
-        s.routes[0].events = Some(EventSettings {
-            trust,
-            heartbeat: None,
-            command: None,
-            secret_file: Some(secret_file),
-        });
+        github_route(s, ca, trust, secret_file);
         tweak(s);
     })
     .await;

@@ -26,10 +26,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use fake_github::{FakeGithub, Options};
-use revcache_http::{DialectName, EventSettings, UpstreamTls};
 use serde_json::Value;
 use support::tls::{Pki, server_config};
-use support::{Client, Revcache, metric, temp_dir};
+use support::{Client, Revcache, github_route, metric, temp_dir};
 
 const SECRET: &[u8] = b"webhook s3cret";
 const REPO: &str = "octo/app";
@@ -164,18 +163,7 @@ async fn setup() -> World {
     let upstream = gh.url();
     let ca = pki.ca_file();
     let rc = Revcache::start_with(&upstream, move |s| {
-        s.routes[0].name = "github".into();
-        s.routes[0].dialect = DialectName::Github;
-        s.routes[0].tls = UpstreamTls {
-            ca_file: Some(ca),
-            ..UpstreamTls::default()
-        };
-        s.routes[0].events = Some(EventSettings {
-            trust: Some(Duration::from_secs(300)),
-            heartbeat: None,
-            command: None,
-            secret_file: Some(secret_file),
-        });
+        github_route(s, ca, Some(Duration::from_secs(300)), secret_file);
     })
     .await;
     gh.set_webhook(Some(&rc.admin_url("/events/github")), SECRET);

@@ -509,3 +509,20 @@ pub async fn connect_proxy(hosts: &[(&str, &str)]) -> (SocketAddr, Arc<Mutex<Vec
     });
     (addr, heads)
 }
+
+/// Route 0 as a `github` route (`github`) to an https upstream signed by
+/// `ca`, taking webhooks signed with the secret in `secret_file`.
+pub fn github_route(s: &mut Settings, ca: PathBuf, trust: Option<Duration>, secret_file: PathBuf) {
+    s.routes[0].name = "github".into();
+    s.routes[0].dialect = revcache_http::DialectName::Github;
+    s.routes[0].tls = revcache_http::UpstreamTls {
+        ca_file: Some(ca),
+        ..Default::default()
+    };
+    s.routes[0].events = Some(revcache_http::EventSettings {
+        trust,
+        heartbeat: None,
+        command: None,
+        secret_file: Some(secret_file),
+    });
+}

@@ -59,7 +59,7 @@ pub struct Parsed {
     /// The repository the event names (`owner/name`, lower case).
     pub repo: Option<String>,
     /// What the webhook that sent it covers: its repository (`o/r`),
-    /// every repository of its organization (`o/*`), or the
+    /// every repository of its organization (`o/`), or the
     /// repositories an installation event lists.
     pub covers: Vec<String>,
 }
@@ -180,7 +180,7 @@ pub fn parse(event: &str, v: &Value) -> Parsed {
     let installation = v.pointer("/installation/id").and_then(Value::as_u64);
     out.covers.extend(repo.clone());
     if let Some(org) = str_at(v, "/organization/login") {
-        out.covers.push(format!("{}/*", org.to_ascii_lowercase()));
+        out.covers.push(format!("{}/", org.to_ascii_lowercase()));
     }
     out.covers.extend(
         installation_repos(v)

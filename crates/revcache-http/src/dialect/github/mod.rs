@@ -59,7 +59,7 @@ pub struct GithubDialect {
     /// repository summaries GitHub embeds never lag.
     exact_summaries: bool,
     limits: RateLimits,
-    /// Repositories (`o/r`) and organizations (`o/*`) a verified delivery
+    /// Repositories (`o/r`) and organizations (`o/`) a verified delivery
     /// has named: only their entries may be trusted, for only their
     /// changes arrive as webhooks.
     covered: parking_lot::Mutex<std::collections::HashSet<String>>,
@@ -192,8 +192,8 @@ impl GithubDialect {
         let covered = self.covered.lock();
         covered.contains(repo)
             || repo
-                .split_once('/')
-                .is_some_and(|(owner, _)| covered.contains(&format!("{owner}/*")))
+                .find('/')
+                .is_some_and(|slash| covered.contains(&repo[..=slash]))
     }
 
     fn tag(&self, name: impl Into<std::sync::Arc<str>>) -> Tag {
@@ -370,10 +370,11 @@ impl Dialect for GithubDialect {
         });
         // Only what webhooks cover may be trusted: a repository a verified
         // delivery has named (or its organization's).
-        let Some(repo) = Endpoint::of(entry.key.path()).repo().map(str::to_owned) else {
+        let endpoint = Endpoint::of(entry.key.path());
+        let Some(repo) = endpoint.repo() else {
             return revalidate;
         };
-        if !self.covers(&repo) {
+        if !self.covers(repo) {
             return revalidate;
         }
         if self.expectations.is_outdated(
