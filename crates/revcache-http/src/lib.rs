@@ -39,8 +39,8 @@ pub use server::{Server, ServerError};
 pub use settings::{
     AccessLogDestination, AccessLogFormat, AccessLogSettings, AdminSettings, CacheSettings,
     DialectName, DiskSettings, EncodedSlashes, EventSettings, ForwardingSettings, Limits,
-    ListenerTlsSettings, PartitionSettings, ProxySetting, RouteSettings, Settings, Sharing,
-    UpstreamHttp2, UpstreamTls,
+    ListenerTlsSettings, PartitionSettings, ProxySetting, RangeMiss, RouteSettings, Settings,
+    Sharing, UpstreamHttp2, UpstreamTls,
 };
 
 /// What the webdav dialect parses and bounds, for programs (and tests)

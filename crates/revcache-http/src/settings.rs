@@ -360,14 +360,37 @@ impl Default for Limits {
 pub struct CacheSettings {
     /// Byte budget of the memory tier.
     pub memory_limit: u64,
+    pub range_miss: RangeMiss,
+    /// Targeted cache-control fields revcache obeys (RFC 9213), most
+    /// specific first: the first with a valid value replaces
+    /// `Cache-Control` for storing and freshness.
+    pub targeted_cache_control: Vec<http::HeaderName>,
+    /// Whether clients receive the targeted fields (RFC 9213 leaves them
+    /// in place: a field can target several caches on the way).
+    pub forward_targeted_cache_control: bool,
 }
 
 impl Default for CacheSettings {
     fn default() -> Self {
         CacheSettings {
             memory_limit: 256 << 20,
+            range_miss: RangeMiss::default(),
+            targeted_cache_control: vec![http::HeaderName::from_static("cdn-cache-control")],
+            forward_targeted_cache_control: true,
         }
     }
+}
+
+/// What a Range miss does (`cache.range_miss`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RangeMiss {
+    /// Fetch the whole representation once (stored when it may be, up to
+    /// `limits.max_cacheable_body_bytes`) and answer the range from it.
+    #[default]
+    FetchWhole,
+    /// Forward the range request as it is; only stored entries answer
+    /// ranges.
+    Forward,
 }
 
 /// The disk tier (L2) in the data dir.

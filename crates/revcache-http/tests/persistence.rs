@@ -2,7 +2,6 @@
 
 mod support;
 
-use std::time::Duration;
 
 use bytes::Bytes;
 use support::{Client, Origin, Reply, Revcache, temp_dir};
@@ -162,16 +161,11 @@ async fn a_disk_hit_is_served_even_when_memory_cannot_keep_the_entry() {
     .await;
     let c = Client::default();
     assert_eq!(c.get(&rc.url("/big")).await.body, body);
-    let mut on_disk = 0.0;
-    for _ in 0..200 {
-        let metrics = c.get(&rc.admin_url("/metrics")).await.text();
-        on_disk = support::metric(&metrics, "revcache_tier_entries{tier=\"l2\"}");
-        if on_disk >= 1.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(on_disk, 1.0, "the disk tier stored the entry");
+    assert_eq!(
+        support::disk_entries_reach(&c, &rc, 1.0).await,
+        1.0,
+        "the disk tier stored the entry"
+    );
     for _ in 0..3 {
         let got = c.get(&rc.url("/big")).await;
         assert!(got.is_hit(), "{}", got.cache_status());

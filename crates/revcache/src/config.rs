@@ -12,8 +12,8 @@ use anyhow::{Context, anyhow, bail};
 use revcache_http::{
     AccessLogDestination, AccessLogFormat, AccessLogSettings, AdminSettings, CacheSettings,
     DialectName, DiskSettings, EncodedSlashes, EventSettings, ForwardingSettings, Limits,
-    ListenerTlsSettings, PartitionSettings, ProxySetting, RouteSettings, Settings, Sharing,
-    UpstreamHttp2, UpstreamTls,
+    ListenerTlsSettings, PartitionSettings, ProxySetting, RangeMiss, RouteSettings, Settings,
+    Sharing, UpstreamHttp2, UpstreamTls,
 };
 use serde::Deserialize;
 
@@ -87,6 +87,10 @@ struct AdminConfig {
 #[serde(deny_unknown_fields)]
 struct CacheConfig {
     memory_limit: Option<Quantity>,
+    /// `"fetch-whole"` (default) or `"forward"`.
+    range_miss: Option<String>,
+    targeted_cache_control: Option<Vec<String>>,
+    forward_targeted_cache_control: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -435,7 +439,7 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
             data_dir,
             routes,
             limits,
-            cache: CacheSettings { memory_limit },
+            cache: cache_settings(&file.cache, memory_limit)?,
             disk,
             partition,
             forwarding,
@@ -452,6 +456,30 @@ pub fn resolve(file: ConfigFile, args: &ServeArgs, purpose: Purpose) -> anyhow::
 }
 
 /// Header names of a config list, each error naming its index.
+fn cache_settings(c: &CacheConfig, memory_limit: u64) -> anyhow::Result<CacheSettings> {
+    let defaults = CacheSettings::default();
+    let range_miss = match c.range_miss.as_deref() {
+        None => defaults.range_miss,
+        Some("fetch-whole") => RangeMiss::FetchWhole,
+        Some("forward") => RangeMiss::Forward,
+        Some(other) => {
+            bail!("cache.range_miss: {other:?} is neither \"fetch-whole\" nor \"forward\"")
+        }
+    };
+    let targeted_cache_control = match &c.targeted_cache_control {
+        Some(names) => header_names("cache.targeted_cache_control", names)?,
+        None => defaults.targeted_cache_control,
+    };
+    Ok(CacheSettings {
+        memory_limit,
+        range_miss,
+        targeted_cache_control,
+        forward_targeted_cache_control: c
+            .forward_targeted_cache_control
+            .unwrap_or(defaults.forward_targeted_cache_control),
+    })
+}
+
 fn header_names(key: &str, names: &[String]) -> anyhow::Result<Vec<http::HeaderName>> {
     names
         .iter()
@@ -995,6 +1023,41 @@ mod tests {
         assert!(s.disk.enabled);
         assert!(s.disk.required);
         assert_eq!(s.access_log, None, "the access log is off by default");
+    }
+
+    #[test]
+    fn range_and_targeted_cache_control_settings_resolve() {
+        let r = resolve_text(
+            "upstream = \"http://x\"\n[cache]\nrange_miss = \"forward\"\n\
+             targeted_cache_control = [\"Revcache-Cache-Control\", \"CDN-Cache-Control\"]\n\
+             forward_targeted_cache_control = false",
+        )
+        .unwrap();
+        let c = &r.settings.cache;
+        assert_eq!(c.range_miss, RangeMiss::Forward);
+        assert_eq!(
+            c.targeted_cache_control,
+            ["revcache-cache-control", "cdn-cache-control"]
+        );
+        assert!(!c.forward_targeted_cache_control);
+        let defaults = resolve_text("upstream = \"http://x\"")
+            .unwrap()
+            .settings
+            .cache;
+        assert_eq!(defaults.range_miss, RangeMiss::FetchWhole);
+        assert_eq!(defaults.targeted_cache_control, ["cdn-cache-control"]);
+        assert!(defaults.forward_targeted_cache_control);
+        let bad = resolve_text("upstream = \"http://x\"\n[cache]\nrange_miss = \"slice\"");
+        assert!(bad.err().unwrap().to_string().contains("cache.range_miss"));
+        let bad = resolve_text(
+            "upstream = \"http://x\"\n[cache]\ntargeted_cache_control = [\"bad name\"]",
+        );
+        assert!(
+            bad.err()
+                .unwrap()
+                .to_string()
+                .contains("cache.targeted_cache_control[0]")
+        );
     }
 
     #[test]

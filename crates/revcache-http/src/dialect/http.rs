@@ -1,6 +1,6 @@
 //! The `http` dialect: plain RFC 9111, no knowledge of the upstream.
 
-use http::header::{CONTENT_LOCATION, ETAG, LOCATION, RANGE};
+use http::header::{CONTENT_LOCATION, ETAG, LOCATION};
 use http::{HeaderMap, Method, StatusCode, Uri, request};
 use revcache_core::{Invalidation, KeyClass, Version};
 
@@ -18,19 +18,11 @@ impl Dialect for HttpDialect {
 
     fn classify(&self, req: &request::Parts) -> Classification {
         match req.method {
-            Method::GET | Method::HEAD => {
-                // Range requests are forwarded as they are (`Upgrade` is
-                // hop-by-hop: removed before any dialect sees the request).
-                if req.headers.contains_key(RANGE) {
-                    Classification::Pass {
-                        reason: Fwd::Bypass,
-                    }
-                } else {
-                    Classification::Cacheable {
-                        class: KeyClass::Get,
-                    }
-                }
-            }
+            // Ranges are answered by the proxy (see `proxy/range.rs`);
+            // `Upgrade` is hop-by-hop, removed before any dialect sees it.
+            Method::GET | Method::HEAD => Classification::Cacheable {
+                class: KeyClass::Get,
+            },
             Method::OPTIONS | Method::TRACE | Method::CONNECT => Classification::Pass {
                 reason: Fwd::Method,
             },

@@ -1,4 +1,5 @@
-//! Parsing `Cache-Control` (RFC 9111 §5.2).
+//! Parsing `Cache-Control` (RFC 9111 §5.2), and the targeted fields that
+//! take its place for a cache they name (RFC 9213, `CDN-Cache-Control`).
 //!
 //! Directive names are case-insensitive; unknown directives are ignored;
 //! values may be tokens or quoted strings; a directive that appears twice
@@ -6,8 +7,8 @@
 //! non-negative integer is kept as [`Delta::Invalid`], which makes a
 //! response stale rather than fresh.
 
-use http::HeaderMap;
 use http::header::CACHE_CONTROL;
+use http::{HeaderMap, HeaderName};
 
 /// A delta-seconds directive value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +88,17 @@ impl ResponseDirectives {
         d
     }
 
+    /// The directives a cache whose target list is `targets` (most
+    /// specific first) keeps and serves the response by (RFC 9213 §2.2):
+    /// those of the first targeted field present with a valid value, and
+    /// then `Cache-Control` is ignored; `Cache-Control`'s when there is none.
+    pub fn for_cache(headers: &HeaderMap, targets: &[HeaderName]) -> Self {
+        targets
+            .iter()
+            .find_map(|name| targeted(headers, name))
+            .unwrap_or_else(|| Self::parse(headers))
+    }
+
     /// Whether the response may be shared with other credentials
     /// (RFC 9111 §3.5; `must-revalidate` only when the route follows the
     /// RFC to the letter: `no-cache, must-revalidate` on personal data is
@@ -114,6 +126,49 @@ impl RequestDirectives {
         });
         d
     }
+}
+
+/// The directives of the targeted field `name`: `None` when it is absent
+/// or not a valid Structured Field Dictionary (RFC 9213 §2.1; an invalid
+/// field is ignored as a whole). Its lines are one dictionary. Directive
+/// semantics are `Cache-Control`'s: delta-seconds are Integers (anything
+/// else is invalid, hence stale), flags are `true` (`?0` is absent), and
+/// the qualified forms of `private` and `no-cache` count unqualified.
+fn targeted(headers: &HeaderMap, name: &HeaderName) -> Option<ResponseDirectives> {
+    let mut lines = headers.get_all(name).iter();
+    let mut joined = lines.next()?.as_bytes().to_vec();
+    for line in lines {
+        joined.extend_from_slice(b", ");
+        joined.extend_from_slice(line.as_bytes());
+    }
+    let dictionary: sfv::Dictionary = sfv::Parser::new(&joined).parse_dictionary().ok()?;
+    let mut d = ResponseDirectives::default();
+    for (key, member) in &dictionary {
+        let item = match member {
+            sfv::ListEntry::Item(item) => Some(&item.bare_item),
+            sfv::ListEntry::InnerList(_) => None,
+        };
+        let set = item.is_none_or(|i| i.as_boolean() != Some(false));
+        let delta = || match item.and_then(|i| i.as_integer()).map(i64::from) {
+            Some(n) if n >= 0 => Delta::Seconds((n as u64).min(DELTA_MAX)),
+            _ => Delta::Invalid,
+        };
+        match key.as_str() {
+            "max-age" => d.max_age = Some(delta()),
+            "s-maxage" => d.s_maxage = Some(delta()),
+            "stale-while-revalidate" => d.stale_while_revalidate = Some(delta()),
+            "stale-if-error" => d.stale_if_error = Some(delta()),
+            "no-cache" => d.no_cache = set,
+            "no-store" => d.no_store = set,
+            "private" => d.private = set,
+            "public" => d.public = set,
+            "must-revalidate" => d.must_revalidate = set,
+            "proxy-revalidate" => d.proxy_revalidate = set,
+            "must-understand" => d.must_understand = set,
+            _ => {}
+        }
+    }
+    Some(d)
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T) {
@@ -223,5 +278,94 @@ mod tests {
         let d = RequestDirectives::parse(&headers(&["max-stale, only-if-cached"]));
         assert_eq!(d.max_stale, Some(None));
         assert!(d.only_if_cached);
+    }
+
+    fn with(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    fn cdn() -> Vec<HeaderName> {
+        vec![
+            HeaderName::from_static("revcache-cache-control"),
+            HeaderName::from_static("cdn-cache-control"),
+        ]
+    }
+
+    #[test]
+    fn a_valid_targeted_field_replaces_cache_control() {
+        let h = with(&[
+            ("cache-control", "no-store"),
+            ("cdn-cache-control", "max-age=60, stale-if-error=30"),
+        ]);
+        let d = ResponseDirectives::for_cache(&h, &cdn());
+        assert!(!d.no_store);
+        assert_eq!(d.max_age, Some(Delta::Seconds(60)));
+        assert_eq!(d.stale_if_error, Some(Delta::Seconds(30)));
+    }
+
+    #[test]
+    fn the_most_specific_valid_field_wins() {
+        let h = with(&[
+            ("cdn-cache-control", "max-age=60"),
+            ("revcache-cache-control", "no-store"),
+        ]);
+        assert!(ResponseDirectives::for_cache(&h, &cdn()).no_store);
+        let h = with(&[
+            ("cdn-cache-control", "max-age=60"),
+            ("revcache-cache-control", "max-age=\"x"),
+        ]);
+        let d = ResponseDirectives::for_cache(&h, &cdn());
+        assert_eq!(
+            d.max_age,
+            Some(Delta::Seconds(60)),
+            "the invalid one is skipped"
+        );
+    }
+
+    #[test]
+    fn an_invalid_targeted_field_is_ignored_as_a_whole() {
+        for invalid in [
+            "max-age=60, Max-Age=5",
+            "max-age=60,,",
+            "no-store;",
+            "max-age=\"60",
+        ] {
+            let h = with(&[
+                ("cache-control", "max-age=5"),
+                ("cdn-cache-control", invalid),
+            ]);
+            let d = ResponseDirectives::for_cache(&h, &cdn());
+            assert_eq!(d.max_age, Some(Delta::Seconds(5)), "{invalid}");
+            assert!(!d.no_store, "{invalid}");
+        }
+    }
+
+    #[test]
+    fn targeted_values_follow_structured_field_types() {
+        let h = with(&[("cdn-cache-control", "max-age=1.5, s-maxage=-1, no-cache=?0")]);
+        let d = ResponseDirectives::for_cache(&h, &cdn());
+        assert_eq!(d.max_age, Some(Delta::Invalid));
+        assert_eq!(d.s_maxage, Some(Delta::Invalid));
+        assert!(!d.no_cache);
+        let h = with(&[
+            ("cdn-cache-control", "private=\"set-cookie\""),
+            ("cdn-cache-control", "max-age=99999999999"),
+        ]);
+        let d = ResponseDirectives::for_cache(&h, &cdn());
+        assert!(d.private, "the qualified form counts, lines combine");
+        assert_eq!(d.max_age, Some(Delta::Seconds(DELTA_MAX)));
+    }
+
+    #[test]
+    fn without_targets_only_cache_control_counts() {
+        let h = with(&[
+            ("cache-control", "max-age=5"),
+            ("cdn-cache-control", "no-store"),
+        ]);
+        assert!(!ResponseDirectives::for_cache(&h, &[]).no_store);
     }
 }

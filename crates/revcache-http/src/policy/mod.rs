@@ -10,6 +10,7 @@ pub mod conditional;
 pub mod freshness;
 pub mod hop_by_hop;
 pub mod merge;
+pub mod range;
 pub mod storability;
 pub mod vary;
 

@@ -21,6 +21,7 @@ use super::ActiveConfig;
 use super::body::RequestBody;
 use super::cache_status::Fwd;
 use super::exchange::{Exchange, addressed_host, host_without_port};
+use super::range;
 use crate::credential;
 use crate::dialect::Classification;
 use crate::policy::RequestDirectives;
@@ -127,6 +128,13 @@ pub fn admit(
         return Err(reject(StatusCode::BAD_REQUEST, e.to_string()));
     }
     route.dialect.normalize_request(&mut parts);
+    // A single byte range is answered from the whole representation: the
+    // dialect, the key and the upstream see a request for all of it.
+    let (range, range_pass) = match range::take(&mut parts) {
+        range::Taken::None => (None, false),
+        range::Taken::One(r) => (Some(r), false),
+        range::Taken::Pass => (None, true),
+    };
     // hyper derives the exact size hint from Content-Length.
     if let Some(declared) = body.size_hint().exact()
         && declared > limits.max_request_body_bytes
@@ -169,6 +177,11 @@ pub fn admit(
         .map(String::into_boxed_str);
     let (kind, class) = match (unread, classification) {
         (Some((max, body)), _) => (Kind::ReadBody { max, body }, KeyClass::Get),
+        // Several ranges go upstream as they are: never stored, and never
+        // answered from an entry.
+        (None, Classification::Cacheable { .. }) if range_pass => {
+            (Kind::Pass(Fwd::Bypass), KeyClass::Get)
+        }
         (None, classification) => kind_of(classification),
     };
     // A dialect may serve a credential from a group's partition.
@@ -188,6 +201,7 @@ pub fn admit(
         redacted_target,
         key_host,
         partition,
+        range,
         keys: std::sync::OnceLock::new(),
     };
     Ok(Admitted {

@@ -40,6 +40,13 @@ enum Kind {
         prefix: Option<Bytes>,
         rest: Box<ProxyBody>,
     },
+    /// `remaining` bytes of `body` after the first `skip` (a byte range
+    /// of a body that cannot be cut where it is).
+    Slice {
+        body: Box<ProxyBody>,
+        skip: u64,
+        remaining: u64,
+    },
     /// A body whose access-log line is written when it ends or is dropped.
     Logged {
         body: Box<ProxyBody>,
@@ -50,8 +57,16 @@ enum Kind {
 /// A body file of the disk tier, read in chunks as the client takes them.
 pub struct FileStream {
     file: tokio::fs::File,
+    /// Where reading starts, until the file has been positioned there.
+    seek: Option<Seek>,
     remaining: u64,
     buf: bytes::BytesMut,
+}
+
+#[derive(Clone, Copy)]
+enum Seek {
+    To(u64),
+    Started,
 }
 
 const FILE_CHUNK: usize = 64 << 10;
@@ -65,10 +80,9 @@ impl ProxyBody {
     }
 
     pub fn full(bytes: Bytes, sent: Counter) -> Self {
-        sent.inc_by(bytes.len() as u64);
         ProxyBody {
             kind: Kind::Full(Some(bytes)),
-            sent: None,
+            sent: Some(sent),
         }
     }
 
@@ -101,6 +115,7 @@ impl ProxyBody {
         Ok(ProxyBody {
             kind: Kind::File(FileStream {
                 file: f,
+                seek: None,
                 remaining: file.len,
                 buf: bytes::BytesMut::new(),
             }),
@@ -129,6 +144,38 @@ impl ProxyBody {
 }
 
 impl ProxyBody {
+    /// `len` bytes of this body from `start` on (a byte range; the caller
+    /// checked both against the body's length). A body in memory or in a
+    /// file is cut where it is; a streamed one reads and drops what comes
+    /// before `start`. Only the bytes sent are counted.
+    pub fn slice(mut self, start: u64, len: u64) -> Self {
+        match &mut self.kind {
+            Kind::Full(Some(b)) => {
+                let from = (start as usize).min(b.len());
+                let to = (start.saturating_add(len) as usize).min(b.len());
+                *b = b.slice(from..to);
+                self
+            }
+            Kind::File(f) => {
+                f.remaining = len.min(f.remaining.saturating_sub(start));
+                f.seek = Some(Seek::To(start));
+                self
+            }
+            Kind::Empty | Kind::Full(None) => self,
+            _ => {
+                let sent = self.sent.take();
+                ProxyBody {
+                    kind: Kind::Slice {
+                        body: Box::new(self),
+                        skip: start,
+                        remaining: len,
+                    },
+                    sent,
+                }
+            }
+        }
+    }
+
     /// `body`, counting what it sends into `line`, which is queued for
     /// the access log when the body ends or is dropped.
     pub(crate) fn logged(body: ProxyBody, line: crate::access_log::Pending) -> Self {
@@ -163,6 +210,11 @@ impl Body for ProxyBody {
                 Some(p) => Poll::Ready(Some(Ok(Frame::data(p)))),
                 None => Pin::new(&mut **rest).poll_frame(cx),
             },
+            Kind::Slice {
+                body,
+                skip,
+                remaining,
+            } => poll_slice(body, skip, remaining, cx),
             Kind::Logged { body, line } => {
                 let polled = Pin::new(&mut **body).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(frame))) = &polled
@@ -189,6 +241,7 @@ impl Body for ProxyBody {
             Kind::Channel(_) => false,
             Kind::File(f) => f.remaining == 0,
             Kind::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+            Kind::Slice { remaining, .. } => *remaining == 0,
             Kind::Logged { body, .. } => body.is_end_stream(),
         }
     }
@@ -210,8 +263,53 @@ impl Body for ProxyBody {
                 }
                 hint
             }
+            Kind::Slice { remaining, .. } => SizeHint::with_exact(*remaining),
             Kind::Logged { body, .. } => body.size_hint(),
         }
+    }
+}
+
+/// The next bytes of a slice: what `body` yields past the first `skip`
+/// bytes, until `remaining` have gone out. A body that ends first was
+/// shorter than it said: an error, so the client sees a truncated answer
+/// as one.
+fn poll_slice(
+    body: &mut ProxyBody,
+    skip: &mut u64,
+    remaining: &mut u64,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+    loop {
+        if *remaining == 0 {
+            return Poll::Ready(None);
+        }
+        let frame = match Pin::new(&mut *body).poll_frame(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                let e = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "body ended before the requested range",
+                );
+                return Poll::Ready(Some(Err(Box::new(e))));
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let len = data.len() as u64;
+        if *skip >= len {
+            *skip -= len;
+            continue;
+        }
+        let _ = data.split_to(*skip as usize);
+        *skip = 0;
+        if data.len() as u64 > *remaining {
+            data.truncate(*remaining as usize);
+        }
+        *remaining -= data.len() as u64;
+        return Poll::Ready(Some(Ok(Frame::data(data))));
     }
 }
 
@@ -220,9 +318,23 @@ impl FileStream {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        use tokio::io::AsyncRead;
+        use tokio::io::{AsyncRead, AsyncSeek};
         if self.remaining == 0 {
             return Poll::Ready(None);
+        }
+        if let Some(seek) = self.seek {
+            if let Seek::To(start) = seek {
+                if let Err(e) = Pin::new(&mut self.file).start_seek(std::io::SeekFrom::Start(start))
+                {
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                self.seek = Some(Seek::Started);
+            }
+            match Pin::new(&mut self.file).poll_complete(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(Box::new(e)))),
+                Poll::Ready(Ok(_)) => self.seek = None,
+            }
         }
         let want = (self.remaining as usize).min(FILE_CHUNK);
         self.buf.resize(want, 0);

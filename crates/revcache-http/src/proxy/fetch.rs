@@ -138,7 +138,7 @@ impl Proxy {
         } else {
             Outcome::Miss
         };
-        let res_cc = ResponseDirectives::parse(&rparts.headers);
+        let res_cc = ResponseDirectives::for_cache(&rparts.headers, &ex.config.targeted);
         let decision = match leader {
             Some(_) => self.storability(
                 ex,
@@ -218,6 +218,16 @@ impl Proxy {
                         let until = self.cache.clock().now() + HIT_FOR_PASS;
                         self.uncacheable.insert(ex.own_key().clone(), until);
                     }
+                }
+                if ex.range.is_some() && status == StatusCode::OK {
+                    // The whole will not be kept: the upstream answers the
+                    // client's range itself (and, remembered as
+                    // uncacheable above, does so at once next time).
+                    drop(rbody);
+                    return self
+                        .forward_plain(ex, RequestBody::empty(), None, reason, fwd, outcome)
+                        .await
+                        .0;
                 }
                 ProxyBody::upstream(
                     rbody,

@@ -26,6 +26,7 @@ pub mod forward;
 mod links;
 mod lookup;
 mod pass;
+pub mod range;
 pub mod request_headers;
 mod respond;
 mod revalidate;
@@ -57,7 +58,7 @@ use crate::credential;
 use crate::invalidator::Invalidator;
 use crate::metrics::{Metrics, Outcome, UpstreamReason};
 use crate::route::{RouteChanges, RouteError, Router};
-use crate::settings::{Limits, PartitionSettings, Settings};
+use crate::settings::{Limits, PartitionSettings, RangeMiss, Settings};
 
 pub struct Proxy {
     cache: Arc<Cache>,
@@ -89,6 +90,11 @@ pub struct ActiveConfig {
     pub router: Router,
     pub limits: Limits,
     pub partition: PartitionSettings,
+    pub range_miss: RangeMiss,
+    /// `cache.targeted_cache_control`.
+    pub targeted: Vec<http::HeaderName>,
+    /// The targeted fields removed from answers to clients, if any.
+    pub strip_targeted: bool,
     sanitizer: request_headers::Sanitizer,
 }
 
@@ -113,6 +119,9 @@ impl ActiveConfig {
                 router,
                 limits: settings.limits.clone(),
                 partition: settings.partition.clone(),
+                range_miss: settings.cache.range_miss,
+                targeted: settings.cache.targeted_cache_control.clone(),
+                strip_targeted: !settings.cache.forward_targeted_cache_control,
                 sanitizer: request_headers::Sanitizer::new(&settings.forwarding),
             },
             changes,
@@ -300,9 +309,20 @@ impl Proxy {
             .rewrites_links()
             .then(|| links::Rewrite::of(&ex))
             .flatten();
+        let range = ex.range.clone();
+        let strip = ex.config.strip_targeted.then(|| ex.config.clone());
         let res = self.answer(ex, body, exceeded, kind, now).await;
-        match links {
+        let mut res = match links {
             Some(rewrite) => rewrite.apply(res).await,
+            None => res,
+        };
+        if let Some(config) = strip {
+            for name in &config.targeted {
+                res.headers_mut().remove(name);
+            }
+        }
+        match range {
+            Some(range) => range.answer(res),
             None => res,
         }
     }
@@ -487,7 +507,15 @@ impl Proxy {
             return self.held_back(hold, fwd);
         }
         let (reason, outcome) = candidate.upstream_reason();
-        if ex.parts.method == http::Method::HEAD {
+        // A range that will not be answered from a stored whole goes
+        // upstream as the client asked it.
+        if ex.parts.method == http::Method::HEAD
+            || (ex.range.is_some()
+                && (leader.is_none() || ex.config.range_miss == RangeMiss::Forward))
+        {
+            if let Some(leader) = leader {
+                leader.finish(FlightOutcome::Retry);
+            }
             return self
                 .forward_plain(ex, body, exceeded, reason, fwd, outcome)
                 .await

@@ -29,7 +29,7 @@ impl Proxy {
         fwd: Fwd,
         outcome: Outcome,
     ) -> (Response<ProxyBody>, Option<(StatusCode, HeaderMap)>) {
-        let req = forward::upstream_request(
+        let mut req = forward::upstream_request(
             &ex.route,
             &ex.parts,
             ex.host(),
@@ -37,6 +37,9 @@ impl Proxy {
             body,
             Conditions::Client,
         );
+        if let Some(range) = &ex.range {
+            range.restore(req.headers_mut());
+        }
         self.relay(ex, req, exceeded, reason, fwd, outcome).await
     }
 

@@ -68,7 +68,7 @@ impl Proxy {
             ex.route.dialect.saved(subject);
         }
         let merged = merge::merge_304(&stored, &headers);
-        let cc = ResponseDirectives::parse(&merged);
+        let cc = ResponseDirectives::for_cache(&merged, &ex.config.targeted);
         let entry = refreshed(
             &stale,
             merged,

@@ -413,6 +413,21 @@ impl Client {
     }
 }
 
+/// Waits (up to two seconds) until revcache's disk tier holds `n`
+/// entries, as its metrics say; returns how many it holds.
+pub async fn disk_entries_reach(c: &Client, rc: &Revcache, n: f64) -> f64 {
+    let mut on_disk = 0.0;
+    for _ in 0..200 {
+        let metrics = c.get(&rc.admin_url("/metrics")).await.text();
+        on_disk = metric(&metrics, "revcache_tier_entries{tier=\"l2\"}");
+        if on_disk >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    on_disk
+}
+
 /// Reads a counter or gauge from the Prometheus text, summing matching lines.
 pub fn metric(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
