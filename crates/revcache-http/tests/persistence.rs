@@ -2,7 +2,6 @@
 
 mod support;
 
-
 use bytes::Bytes;
 use support::{Client, Origin, Reply, Revcache, temp_dir};
 

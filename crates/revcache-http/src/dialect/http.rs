@@ -4,11 +4,44 @@ use http::header::{CONTENT_LOCATION, ETAG, LOCATION};
 use http::{HeaderMap, Method, StatusCode, Uri, request};
 use revcache_core::{Invalidation, KeyClass, Version};
 
+use super::registry::{DialectOptions, OptionError, OptionSpec};
 use super::{Classification, Dialect, Facts, Fwd};
 
 /// Scoped to its route: what its writes invalidate is of that route only.
 pub struct HttpDialect {
     pub route: u32,
+    /// `store_post_responses`: see [`Dialect::stores_post_responses`].
+    store_post: bool,
+}
+
+impl HttpDialect {
+    pub const OPTIONS: &'static [OptionSpec] = &[OptionSpec {
+        key: "store_post_responses",
+        help: "\"true\": a POST response with explicit freshness and a Content-Location equal to its target answers later GETs of it (RFC 9110 §9.3.3)",
+    }];
+
+    /// The dialect with its defaults (what other dialects delegate to).
+    pub fn new(route: u32) -> Self {
+        HttpDialect {
+            route,
+            store_post: false,
+        }
+    }
+
+    /// The dialect of a route with `[routes.options]`.
+    pub fn with_options(route: u32, options: &DialectOptions) -> Result<Self, OptionError> {
+        let store_post = match options.get("store_post_responses").map(String::as_str) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(OptionError::option(
+                    "store_post_responses",
+                    format!("{other:?} is neither \"true\" nor \"false\""),
+                ));
+            }
+        };
+        Ok(HttpDialect { route, store_post })
+    }
 }
 
 impl Dialect for HttpDialect {
@@ -28,6 +61,10 @@ impl Dialect for HttpDialect {
             },
             _ => Classification::Write,
         }
+    }
+
+    fn stores_post_responses(&self) -> bool {
+        self.store_post
     }
 
     fn facts(
@@ -82,7 +119,7 @@ impl Dialect for HttpDialect {
 
 /// The path and query of `reference` if it points at the request's origin,
 /// normalised as request targets are keyed (`None` if it cannot be).
-fn same_origin_target(reference: &str, host: Option<&str>) -> Option<String> {
+pub(crate) fn same_origin_target(reference: &str, host: Option<&str>) -> Option<String> {
     let target = origin_target(reference, host)?;
     crate::request_target::normalize_target(&target).ok()
 }
@@ -101,6 +138,27 @@ fn origin_target(reference: &str, host: Option<&str>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn store_post_responses_is_true_or_false() {
+        let opts = |v: &str| [("store_post_responses".to_owned(), v.to_owned())].into();
+        assert!(
+            HttpDialect::with_options(1, &opts("true"))
+                .unwrap()
+                .stores_post_responses()
+        );
+        assert!(
+            !HttpDialect::with_options(1, &opts("false"))
+                .unwrap()
+                .stores_post_responses()
+        );
+        assert!(!HttpDialect::new(1).stores_post_responses());
+        let e = HttpDialect::with_options(1, &opts("yes")).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "options.store_post_responses: \"yes\" is neither \"true\" nor \"false\""
+        );
+    }
+
     use http::Request;
 
     use super::*;
@@ -118,7 +176,7 @@ mod tests {
             CONTENT_LOCATION,
             "http://elsewhere.example/x".parse().unwrap(),
         );
-        let inv = HttpDialect { route: 3 }.on_write(&parts, StatusCode::CREATED, &h, None);
+        let inv = HttpDialect::new(3).on_write(&parts, StatusCode::CREATED, &h, None);
         assert_eq!(
             inv,
             vec![

@@ -10,7 +10,7 @@
 
 pub mod gerrit;
 pub mod github;
-mod http;
+pub(crate) mod http;
 pub mod registry;
 pub mod webdav;
 
@@ -166,6 +166,14 @@ pub trait Dialect: Send + Sync {
         headers: &HeaderMap,
         body: Option<&[u8]>,
     ) -> Vec<Invalidation>;
+
+    /// Whether a POST response with explicit freshness and a
+    /// `Content-Location` equal to its target is stored as the answer to
+    /// later GETs of that target (RFC 9110 §9.3.3; opt-in: an API whose
+    /// POSTs return what a GET would is rare).
+    fn stores_post_responses(&self) -> bool {
+        false
+    }
 
     /// At most how many bytes of a write's response `on_write` reads (a
     /// token the upstream mints); `None` streams it untouched.

@@ -76,8 +76,8 @@ pub static DIALECTS: [DialectSpec; 4] = [
     DialectSpec {
         name: DialectName::Http,
         has_events: false,
-        options: &[],
-        build: |cx| Ok(Arc::new(HttpDialect { route: cx.route })),
+        options: HttpDialect::OPTIONS,
+        build: |cx| Ok(Arc::new(HttpDialect::with_options(cx.route, cx.options)?)),
     },
     DialectSpec {
         name: DialectName::Gerrit,
@@ -159,7 +159,7 @@ mod tests {
                 help: "",
             },
         ],
-        build: |cx| Ok(Arc::new(HttpDialect { route: cx.route })),
+        build: |cx| Ok(Arc::new(HttpDialect::new(cx.route))),
     };
 
     fn options(pairs: &[(&str, &str)]) -> DialectOptions {

@@ -33,6 +33,15 @@ use crate::policy::{
     stored_freshness, vary,
 };
 
+/// An upstream answer about to be stored.
+pub struct Answer<'a> {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub directives: &'a ResponseDirectives,
+    pub request_time: std::time::SystemTime,
+    pub response_time: std::time::SystemTime,
+}
+
 /// What a fetch starts from.
 pub struct Fetch {
     /// The stored entry it revalidates, if any.
@@ -155,52 +164,22 @@ impl Proxy {
         let mut cs = CacheStatus::fwd(fwd).fwd_status(status.as_u16());
         let body = match decision {
             Ok((storable, variant)) => {
-                let key = match storable {
-                    Storability::Shared => ex.public_key().clone(),
-                    _ => ex.own_key().clone(),
+                let share = match (&self.shared, shared_ticket) {
+                    (Some(tier), Some(ticket)) => Some((tier.clone(), ticket)),
+                    _ => None,
                 };
-                let (mut freshness, timing) = stored_freshness(
+                let answer = Answer {
                     status,
-                    &rparts.headers,
-                    &res_cc,
+                    headers: rparts.headers,
+                    directives: &res_cc,
                     request_time,
                     response_time,
-                    ex.route.sharing,
-                );
-                // Stored for the caller alone (a dialect's partition, even
-                // an anonymous caller's): never an answer for a caller
-                // with credentials, whatever `public` said.
-                if storable != Storability::Shared {
-                    freshness.shareable = false;
-                }
-                let mut stored = rparts.headers;
-                stored.remove(AGE);
-                stored.remove(cache_status::NAME);
-                let plan = FillPlan {
-                    key,
-                    variant,
-                    dialect: ex.route.dialect.clone(),
-                    request: clone_parts(&ex.parts),
-                    status,
-                    headers: stored,
-                    timing,
-                    freshness: freshness.clone(),
-                    ticket,
-                    max_bytes: ex.config.limits.max_cacheable_body_bytes,
-                    read_timeout: ex.route.upstream.read_timeout(),
-                    share: match (&self.shared, shared_ticket) {
-                        (Some(tier), Some(ticket)) => Some(fill::Share {
-                            tier: tier.clone(),
-                            ticket,
-                            ttl: shared_ttl(ex, &freshness),
-                            lock: ex.own_key().clone(),
-                        }),
-                        _ => None,
-                    },
                 };
-                cs = cs
-                    .stored(true)
-                    .ttl(freshness.lifetime.as_secs() as i64 - timing.initial_age.as_secs() as i64);
+                let plan = self.fill_plan(ex, storable, variant, answer, ticket, share);
+                cs = cs.stored(true).ttl(
+                    plan.freshness.lifetime.as_secs() as i64
+                        - plan.timing.initial_age.as_secs() as i64,
+                );
                 let rx = fill::spawn(self.cache.clone(), &self.fills, plan, rbody, leader);
                 ProxyBody::channel(rx, self.metrics.bytes_counter(false))
             }
@@ -247,6 +226,60 @@ impl Proxy {
         *res.status_mut() = status;
         *res.headers_mut() = client_headers;
         res
+    }
+
+    /// The plan of a fill storing `answer` for `ex`, under the key its
+    /// storability names; `share` is the shared tier and the sequence the
+    /// fill started from, when the entry goes there too.
+    pub(super) fn fill_plan(
+        &self,
+        ex: &Exchange,
+        storable: Storability,
+        variant: Variant,
+        answer: Answer<'_>,
+        ticket: revcache_core::FillTicket,
+        share: Option<(Arc<revcache_shared::SharedTier>, u64)>,
+    ) -> FillPlan {
+        let key = match storable {
+            Storability::Shared => ex.public_key().clone(),
+            _ => ex.own_key().clone(),
+        };
+        let (mut freshness, timing) = stored_freshness(
+            answer.status,
+            &answer.headers,
+            answer.directives,
+            answer.request_time,
+            answer.response_time,
+            ex.route.sharing,
+        );
+        // Stored for the caller alone (a dialect's partition, even an
+        // anonymous caller's): never an answer for a caller with
+        // credentials, whatever `public` said.
+        if storable != Storability::Shared {
+            freshness.shareable = false;
+        }
+        let mut stored = answer.headers;
+        stored.remove(AGE);
+        stored.remove(cache_status::NAME);
+        FillPlan {
+            key,
+            variant,
+            dialect: ex.route.dialect.clone(),
+            request: clone_parts(&ex.parts),
+            status: answer.status,
+            headers: stored,
+            timing,
+            share: share.map(|(tier, ticket)| fill::Share {
+                tier,
+                ticket,
+                ttl: shared_ttl(ex, &freshness),
+                lock: ex.own_key().clone(),
+            }),
+            freshness,
+            ticket,
+            max_bytes: ex.config.limits.max_cacheable_body_bytes,
+            read_timeout: ex.route.upstream.read_timeout(),
+        }
     }
 
     /// Lets the other nodes stop waiting for a fetch of `ex` this node

@@ -26,6 +26,7 @@ pub mod forward;
 mod links;
 mod lookup;
 mod pass;
+mod post;
 pub mod range;
 pub mod request_headers;
 mod respond;

@@ -93,6 +93,9 @@ impl Proxy {
         body: RequestBody,
         exceeded: Option<Arc<AtomicBool>>,
     ) -> Response<ProxyBody> {
+        if ex.parts.method == http::Method::POST && ex.route.dialect.stores_post_responses() {
+            return self.post_and_store(ex, body, exceeded).await;
+        }
         let (res, answered) = self
             .forward_plain(
                 &ex,

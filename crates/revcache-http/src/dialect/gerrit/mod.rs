@@ -111,7 +111,7 @@ impl Dialect for GerritDialect {
     }
 
     fn classify(&self, req: &request::Parts) -> Classification {
-        HttpDialect { route: self.route }.classify(req)
+        HttpDialect::new(self.route).classify(req)
     }
 
     fn endpoint_class(&self, req: &request::Parts) -> &'static str {
@@ -154,8 +154,9 @@ impl Dialect for GerritDialect {
                 .map(Version::from_etag)
         };
         match Self::endpoint(req) {
-            Endpoint::Other => HttpDialect { route: self.route }
-                .facts(req, partition, _status, headers, body, received),
+            Endpoint::Other => {
+                HttpDialect::new(self.route).facts(req, partition, _status, headers, body, received)
+            }
             Endpoint::Change { id, sub } => {
                 let mut tags;
                 let mut version = None;
@@ -284,7 +285,7 @@ impl Dialect for GerritDialect {
         headers: &HeaderMap,
         _body: Option<&[u8]>,
     ) -> Vec<Invalidation> {
-        let mut out = HttpDialect { route: self.route }.on_write(req, status, headers, None);
+        let mut out = HttpDialect::new(self.route).on_write(req, status, headers, None);
         if let Some(id) = endpoint::written_change(req.uri.path()) {
             out.extend(ref_tags(self.route, &id).into_iter().map(Invalidation::Tag));
             out.push(Invalidation::Tag(Tag::new(self.route, ANY)));

@@ -282,7 +282,7 @@ impl Dialect for GithubDialect {
             Endpoint::RateLimit => Classification::Pass {
                 reason: Fwd::Bypass,
             },
-            _ => HttpDialect { route: self.route }.classify(req),
+            _ => HttpDialect::new(self.route).classify(req),
         }
     }
 
@@ -413,7 +413,7 @@ impl Dialect for GithubDialect {
             self.installations.forget_token(&req.headers);
             return Vec::new();
         }
-        let mut out = HttpDialect { route: self.route }.on_write(req, status, headers, None);
+        let mut out = HttpDialect::new(self.route).on_write(req, status, headers, None);
         out.extend(
             endpoint
                 .written()

@@ -87,7 +87,7 @@ impl Dialect for WebdavDialect {
 
     fn classify(&self, req: &request::Parts) -> Classification {
         match req.method.as_str() {
-            "GET" | "HEAD" => HttpDialect { route: self.route }.classify(req),
+            "GET" | "HEAD" => HttpDialect::new(self.route).classify(req),
             "PROPFIND" if depth(req).is_some() => Classification::NeedsBody {
                 max: xml::MAX_PROPFIND_BODY,
             },
