@@ -105,6 +105,36 @@ async fn s_maxage_beats_max_age() {
 }
 
 #[tokio::test]
+async fn an_invalid_age_makes_the_response_stale() {
+    let (hit, requests) = support::second_get_hits(|| {
+        Reply::ok("x")
+            .header("cache-control", "max-age=600")
+            .header("age", "ten")
+    })
+    .await;
+    assert!(!hit);
+    assert_eq!(requests, 2);
+}
+
+#[tokio::test]
+async fn age_with_several_values_uses_the_first() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("x")
+            .header("cache-control", "max-age=600")
+            .header("age", "100, 9999")
+            .header("age", "99999")
+    })
+    .await;
+    let rc = Revcache::start(&origin.url()).await;
+    let c = Client::default();
+    c.get(&rc.url("/a")).await;
+    let hit = c.get(&rc.url("/a")).await;
+    assert!(hit.is_hit(), "{}", hit.cache_status());
+    let age: u64 = hit.header("age").unwrap().parse().unwrap();
+    assert!((100..=102).contains(&age), "age {age}");
+}
+
+#[tokio::test]
 async fn invalid_max_age_is_stale_not_fresh() {
     let origin = Origin::start(|_, _| {
         Reply::ok("x")

@@ -32,10 +32,11 @@ pub fn http_date(headers: &HeaderMap, name: http::HeaderName) -> Option<SystemTi
 }
 
 /// The `Age` header as delta-seconds (RFC 9111 §5.1): of a list (one
-/// line or several) only the first member counts, and a first member that
-/// is not a non-negative integer is ignored, as the RFC says ("a cache
-/// SHOULD ignore the field"). A number too large to hold is the largest
-/// age.
+/// line or several) only the first member counts. A first member that is
+/// not a non-negative integer counts as the largest age, so the response
+/// is stale: RFC 9111 lets a cache ignore such a field, but an age nobody
+/// can read is not evidence of freshness ("invalid means stale", as for
+/// `max-age`). A number too large to hold is the largest age too.
 pub fn age_header(headers: &HeaderMap) -> Option<u64> {
     let first = headers.get(AGE)?;
     let member = first
@@ -45,7 +46,7 @@ pub fn age_header(headers: &HeaderMap) -> Option<u64> {
         .unwrap_or_default()
         .trim_ascii();
     if member.is_empty() || !member.iter().all(u8::is_ascii_digit) {
-        return None;
+        return Some(DELTA_MAX);
     }
     let digits = std::str::from_utf8(member).unwrap_or("");
     Some(digits.parse::<u64>().unwrap_or(DELTA_MAX).min(DELTA_MAX))
@@ -251,7 +252,7 @@ mod tests {
     }
 
     #[test]
-    fn age_uses_the_first_member_of_a_list_and_ignores_an_invalid_one() {
+    fn age_uses_the_first_member_of_a_list_and_an_invalid_one_is_the_largest_age() {
         let first = |values: &[&str]| {
             let mut h = HeaderMap::new();
             for v in values {
@@ -265,7 +266,7 @@ mod tests {
         assert_eq!(first(&["7, 100"]), Some(7));
         assert_eq!(first(&["7", "100"]), Some(7));
         for invalid in ["-1", "1.5", "seven", "", "0x10", "+3", "soon, 7"] {
-            assert_eq!(first(&[invalid]), None, "{invalid:?}");
+            assert_eq!(first(&[invalid]), Some(DELTA_MAX), "{invalid:?}");
         }
         assert_eq!(first(&["99999999999999999999"]), Some(DELTA_MAX));
         let listed = entry_for(
@@ -345,7 +346,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_age_is_ignored() {
+    fn malformed_age_makes_the_response_stale() {
         for bad in ["-5", "abc", "1.5", " ", "x, 100"] {
             let e = entry_for(
                 200,
@@ -356,7 +357,7 @@ mod tests {
                 ]),
                 T0,
             );
-            assert_eq!(reuse_at(&e, T0 + 5), Reuse::Fresh, "Age: {bad}");
+            assert_eq!(reuse_at(&e, T0 + 5), Reuse::Revalidate, "Age: {bad}");
         }
         let e = entry_for(
             200,

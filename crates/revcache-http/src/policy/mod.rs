@@ -10,6 +10,8 @@ pub mod conditional;
 pub mod freshness;
 pub mod hop_by_hop;
 pub mod merge;
+#[cfg(test)]
+mod oracle;
 pub mod range;
 pub mod storability;
 pub mod vary;

@@ -413,6 +413,17 @@ impl Client {
     }
 }
 
+/// Whether a second GET of one path is a hit when the origin always
+/// answers `reply`, and how many requests the origin got for both.
+pub async fn second_get_hits(reply: impl Fn() -> Reply + Send + Sync + 'static) -> (bool, usize) {
+    let origin = Origin::start(move |_, _| reply()).await;
+    let rc = Revcache::start(&origin.url()).await;
+    let c = Client::default();
+    c.get(&rc.url("/a")).await;
+    let hit = c.get(&rc.url("/a")).await.is_hit();
+    (hit, origin.requests())
+}
+
 /// Waits (up to two seconds) until revcache's disk tier holds `n`
 /// entries, as its metrics say; returns how many it holds.
 pub async fn disk_entries_reach(c: &Client, rc: &Revcache, n: f64) -> f64 {
