@@ -11,6 +11,7 @@ mod credential;
 mod dialect;
 mod events;
 mod inspect;
+mod interim;
 mod invalidator;
 mod listener;
 mod listener_tls;

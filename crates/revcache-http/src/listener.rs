@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
+use crate::interim::InterimIo;
 use crate::listener_tls::{ClientTls, ListenerTls};
 use crate::metrics::ListenerMetrics;
 use crate::proxy::body::{BodyError, ProxyBody};
@@ -205,15 +206,30 @@ impl<H: Handler> Connection<H> {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new());
+        let (io, interim) = InterimIo::new(
+            io,
+            self.metrics.interim_relayed.clone(),
+            self.metrics.interim_dropped.clone(),
+        );
         let service = service_fn({
             let (handler, activity) = (self.handler.clone(), activity.clone());
             move |mut req: Request<Incoming>| {
                 if over_tls {
                     req.extensions_mut().insert(ClientTls);
                 }
+                // Only HTTP/1.1 clients may be sent 1xx this way.
+                let armed = (req.version() == http::Version::HTTP_11).then(|| {
+                    let (relay, armed) = interim.arm();
+                    req.extensions_mut().insert(relay);
+                    armed
+                });
                 let (handler, guard) = (handler.clone(), activity.begin());
                 async move {
                     let res = handler.serve(req, peer).await;
+                    // The final response goes to hyper: no interim after it.
+                    if let Some(armed) = armed {
+                        armed.finish();
+                    }
                     Ok::<_, Infallible>(res.map(|body| Tracked {
                         body,
                         _guard: guard,

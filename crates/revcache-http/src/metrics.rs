@@ -264,6 +264,7 @@ pub struct Metrics {
     open_connections: Family<Labels1, Gauge>,
     accept_errors: Family<Labels1, Counter>,
     connection_timeouts: Family<[(&'static str, &'static str); 2], Counter>,
+    interim_responses: Family<[(&'static str, &'static str); 2], Counter>,
     reloads: Family<Labels1, Counter>,
 }
 
@@ -294,6 +295,9 @@ pub struct ListenerMetrics {
     pub accept_errors: Counter,
     pub header_timeouts: Counter,
     pub idle_timeouts: Counter,
+    /// Interim (1xx) responses relayed to clients, and given up.
+    pub interim_relayed: Counter,
+    pub interim_dropped: Counter,
 }
 
 impl Metrics {
@@ -421,6 +425,12 @@ impl Metrics {
             "Connections closed by a timeout, per listener and kind (request_header, idle)",
             connection_timeouts.clone(),
         );
+        let interim_responses = Family::default();
+        registry.register(
+            "interim_responses",
+            "Upstream 1xx responses (103 Early Hints …) relayed to HTTP/1.1 clients or given up (dropped: the connection was not between responses)",
+            interim_responses.clone(),
+        );
         let reloads = Family::default();
         registry.register(
             "config_reloads",
@@ -452,6 +462,7 @@ impl Metrics {
             open_connections,
             accept_errors,
             connection_timeouts,
+            interim_responses,
             reloads,
         }
     }
@@ -471,6 +482,12 @@ impl Metrics {
             idle_timeouts: self
                 .connection_timeouts
                 .get_or_create_owned(&[("listener", name), ("kind", "idle")]),
+            interim_relayed: self
+                .interim_responses
+                .get_or_create_owned(&[("listener", name), ("outcome", "relayed")]),
+            interim_dropped: self
+                .interim_responses
+                .get_or_create_owned(&[("listener", name), ("outcome", "dropped")]),
         }
     }
 

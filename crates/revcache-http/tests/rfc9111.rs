@@ -842,47 +842,16 @@ async fn a_304_for_another_representation_is_refetched_and_the_refetch_is_stored
 
 #[tokio::test]
 async fn an_interim_103_is_never_stored_and_its_headers_never_reach_the_final_response() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    // An origin that sends Early Hints before its final response, as raw
-    // HTTP/1.1 (the test origin's server cannot send a 1xx).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let origin = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let counted = requests.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = stream.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        counted.fetch_add(1, Ordering::SeqCst);
-                        let reply = "HTTP/1.1 103 Early Hints\r\n\
-                            Link: </style.css>; rel=preload\r\n\
-                            Cache-Control: no-store\r\n\r\n\
-                            HTTP/1.1 200 OK\r\n\
-                            Cache-Control: max-age=60\r\n\
-                            Content-Length: 5\r\n\r\nhello";
-                        if stream.write_all(reply.as_bytes()).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    // An origin that sends Early Hints before its final response.
+    let (origin, requests) = support::raw_origin(
+        b"HTTP/1.1 103 Early Hints\r\n\
+          Link: </style.css>; rel=preload\r\n\
+          Cache-Control: no-store\r\n\r\n\
+          HTTP/1.1 200 OK\r\n\
+          Cache-Control: max-age=60\r\n\
+          Content-Length: 5\r\n\r\nhello",
+    )
+    .await;
     let rc = Revcache::start(&origin).await;
     let c = Client::default();
     let first = c.get(&rc.url("/hinted")).await;
@@ -897,5 +866,5 @@ async fn an_interim_103_is_never_stored_and_its_headers_never_reach_the_final_re
         Some("max-age=60"),
         "the final response's headers only"
     );
-    assert_eq!(requests.load(Ordering::SeqCst), 1);
+    assert_eq!(requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

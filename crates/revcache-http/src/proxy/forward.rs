@@ -111,6 +111,12 @@ pub fn upstream_request(
     *req.headers_mut() = headers;
     // Upstream connections are HTTP/1.1 whatever the client spoke.
     *req.version_mut() = Version::HTTP_11;
+    // The upstream's 1xx go to an HTTP/1.1 client as they come.
+    if let Some(interim) = parts.extensions.get::<crate::interim::Interim>().cloned() {
+        hyper::ext::on_informational(&mut req, move |res| {
+            interim.relay(res.status(), res.headers());
+        });
+    }
     req
 }
 

@@ -413,6 +413,43 @@ impl Client {
     }
 }
 
+/// A raw origin that answers every request head with `answer` (bytes as
+/// they go on the wire: interim responses, say, which the scripted origin
+/// cannot send); returns its URL and how many requests it got.
+pub async fn raw_origin(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        if s.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, count)
+}
+
 /// Whether a second GET of one path is a hit when the origin always
 /// answers `reply`, and how many requests the origin got for both.
 pub async fn second_get_hits(reply: impl Fn() -> Reply + Send + Sync + 'static) -> (bool, usize) {
