@@ -147,9 +147,18 @@ impl Admin {
             }
             (&Method::GET, "/stats") => json(StatusCode::OK, &crate::stats::stats(&self.proxy)),
             (&Method::GET, "/stats/history") => {
-                match history_since(req.uri().query().unwrap_or("")) {
-                    Ok(since) => json(StatusCode::OK, &self.history.json(since)),
-                    Err(message) => bad_request(message),
+                let since = match history_since(req.uri().query().unwrap_or("")) {
+                    Ok(since) => since,
+                    Err(message) => return bad_request(message),
+                };
+                // Up to 900 samples to format: off the runtime's threads.
+                let history = self.history.clone();
+                match tokio::task::spawn_blocking(move || history.json(since)).await {
+                    Ok(body) => json(StatusCode::OK, &body),
+                    Err(e) => json(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &serde_json::json!({"error": e.to_string()}),
+                    ),
                 }
             }
             (&Method::POST, "/sweep") => self.sweep().await,

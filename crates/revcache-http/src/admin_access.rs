@@ -57,7 +57,9 @@ pub enum Refusal {
         "Host {0:?} does not name this admin listener; use its address or localhost, or add the name to admin.allowed_hosts"
     )]
     ForeignHost(String),
-    #[error("cross-site request refused ({0} present); the admin API is not for browsers")]
+    #[error(
+        "cross-site request refused ({0} present); a browser may only open the dashboard (GET /) and let it read"
+    )]
     CrossSite(&'static str),
     #[error(
         "POST with Content-Type {0:?} refused; send application/json, or no body and no Content-Type"
