@@ -53,6 +53,22 @@ if ! cmp -s "$clients/package.json" "$installed/node/package.json" 2>/dev/null \
   (cd "$installed/node" && npm install --silent --no-audit --no-fund --no-package-lock)
 fi
 
+# The dashboard's browser test (crates/revcache/tests/dashboard.rs): Debian's
+# chromium, driven headless by playwright-core (pinned in
+# crates/revcache/tests/browser/package.json; it downloads no browser of its
+# own) from target/dashboard-browser/node. Reinstalled only when the pin
+# changes.
+apt_install chromium
+browser=crates/revcache/tests/browser
+driver=target/dashboard-browser
+mkdir -p "$driver/node"
+if ! cmp -s "$browser/package.json" "$driver/node/package.json" 2>/dev/null \
+  || [ ! -e "$driver/node/node_modules/playwright-core/package.json" ]; then
+  echo "== installing playwright-core"
+  cp "$browser/package.json" "$driver/node/package.json"
+  (cd "$driver/node" && npm install --silent --no-audit --no-fund --no-package-lock)
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -1,6 +1,7 @@
-//! The admin API, on its own listener (loopback by default): metrics,
-//! health, readiness, purges, stats and event ingestion. Who may call it
-//! is [`crate::admin_access`]'s decision, made before any endpoint runs.
+//! The admin API, on its own listener (loopback by default): the
+//! dashboard, metrics, health, readiness, purges, stats and their history,
+//! and event ingestion. Who may call it is [`crate::admin_access`]'s
+//! decision, made before any endpoint runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +23,7 @@ use crate::metrics::InvalidationSource;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use crate::reload::Reloader;
+use crate::stats_history::StatsHistory;
 
 /// Largest event batch accepted in one POST.
 /// GitHub delivers payloads of up to 25 MB.
@@ -36,6 +38,8 @@ pub struct Admin {
     access: Arc<ArcSwap<AdminAccess>>,
     reloader: Arc<Reloader>,
     ready: Arc<AtomicBool>,
+    /// What `/stats/history` answers; the server's sampler fills it.
+    history: Arc<StatsHistory>,
     /// `disk.required`: not ready while the disk tier is disabled.
     disk_required: bool,
 }
@@ -46,12 +50,14 @@ impl Admin {
         access: Arc<ArcSwap<AdminAccess>>,
         reloader: Arc<Reloader>,
         ready: Arc<AtomicBool>,
+        history: Arc<StatsHistory>,
     ) -> Self {
         Admin {
             proxy,
             access,
             reloader,
             ready,
+            history,
             disk_required: false,
         }
     }
@@ -87,6 +93,9 @@ impl Admin {
             return res;
         }
         let path = req.uri().path();
+        if let Some(res) = crate::dashboard::respond(req.method(), path) {
+            return res;
+        }
         match (req.method(), path) {
             (&Method::GET, "/metrics") => {
                 let mut res = Response::new(ProxyBody::text(self.proxy.metrics().encode()));
@@ -125,13 +134,7 @@ impl Admin {
                 } else {
                     (StatusCode::OK, "ready")
                 };
-                let disk = match state {
-                    DiskState::Off => serde_json::json!({"state": "off"}),
-                    DiskState::Enabled => serde_json::json!({"state": "enabled"}),
-                    DiskState::Disabled { reason } => {
-                        serde_json::json!({"state": "disabled", "reason": reason})
-                    }
-                };
+                let disk = crate::stats::disk_tier(state);
                 // A node without Redis still serves (from its own tiers):
                 // ready, and the shared tier's state says why it shares
                 // nothing.
@@ -142,42 +145,28 @@ impl Admin {
                         "event_feeds_healthy": feeds, "shared_tier_healthy": shared}),
                 )
             }
-            (&Method::GET, "/stats") => {
-                let s = self.proxy.cache().stats();
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({
-                        "l0": {"entries": s.identity_entries},
-                        "l1": {"keys": s.memory_keys, "bytes": s.memory_bytes,
-                               "capacity_bytes": s.memory_capacity, "evictions": s.memory_evictions},
-                        "tags": s.tags,
-                        "l2": s.disk.map(|d| serde_json::json!({
-                            "entries": d.entries, "index_bytes": d.row_bytes, "file_bytes": d.file_bytes,
-                            "files": d.files, "sweeps": d.sweeps, "swept_idle": d.swept_idle,
-                            "swept_over_budget": d.swept_over_budget, "orphans_removed": d.orphans_removed,
-                            "corrupt_dropped": d.corrupt_dropped, "open_seconds": d.load_time.as_secs_f64(),
-                            "errors": d.errors, "tombstones": d.tombstones, "disabled": d.disabled,
-                        })),
-                        "l3": self.proxy.shared().map(|t| {
-                            let s = t.stats();
-                            let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-                            serde_json::json!({
-                                "healthy": t.healthy(), "hits": n(&s.hits), "misses": n(&s.misses),
-                                "stored": n(&s.stored), "stores_outdated": n(&s.outdated),
-                                "errors": n(&s.errors), "malformed": n(&s.malformed),
-                                "published": n(&s.published), "applied": n(&s.applied),
-                                "lock_waits": n(&s.lock_waits), "gaps": n(&s.gaps),
-                            })
-                        }),
-                    }),
-                )
+            (&Method::GET, "/stats") => json(StatusCode::OK, &crate::stats::stats(&self.proxy)),
+            (&Method::GET, "/stats/history") => {
+                let since = match history_since(req.uri().query().unwrap_or("")) {
+                    Ok(since) => since,
+                    Err(message) => return bad_request(message),
+                };
+                // Up to 900 samples to format: off the runtime's threads.
+                let history = self.history.clone();
+                match tokio::task::spawn_blocking(move || history.json(since)).await {
+                    Ok(body) => json(StatusCode::OK, &body),
+                    Err(e) => json(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &serde_json::json!({"error": e.to_string()}),
+                    ),
+                }
             }
             (&Method::POST, "/sweep") => self.sweep().await,
             (&Method::POST, "/reload") => self.reload().await,
             (&Method::GET, "/inspect") => self.inspect(req.uri().query().unwrap_or("")).await,
             (&Method::POST, "/purge") => self.purge(req.uri().query().unwrap_or("")).await,
             (_, "/purge" | "/sweep" | "/reload") => method_not_allowed("POST"),
-            (_, "/metrics" | "/healthz" | "/readyz" | "/stats" | "/inspect") => {
+            (_, "/metrics" | "/healthz" | "/readyz" | "/stats" | "/stats/history" | "/inspect") => {
                 method_not_allowed("GET")
             }
             (&Method::POST, p) if p.starts_with("/events/") => {
@@ -187,7 +176,7 @@ impl Admin {
             (_, p) if p.starts_with("/events/") => method_not_allowed("POST"),
             _ => json(
                 StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": "not found; endpoints: /metrics /healthz /readyz /stats /inspect /purge /sweep /reload /events/<route>"}),
+                &serde_json::json!({"error": "not found; endpoints: / (the dashboard) /metrics /healthz /readyz /stats /stats/history /inspect /purge /sweep /reload /events/<route>"}),
             ),
         }
     }
@@ -524,6 +513,29 @@ const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~')
     .remove(b'/');
+
+/// `since=N` of `/stats/history`: the `next` of the previous answer.
+fn history_since(query: &str) -> Result<Option<u64>, String> {
+    let mut since = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("since", n)) => match n.parse::<u64>() {
+                Ok(n) => since = Some(n),
+                Err(_) => {
+                    return Err(format!(
+                        "stats/history: since must be a sample number (the `next` of the previous answer), got {n:?}"
+                    ));
+                }
+            },
+            _ => {
+                return Err(format!(
+                    "stats/history: unknown parameter {pair:?}; use since=N"
+                ));
+            }
+        }
+    }
+    Ok(since)
+}
 
 /// Percent-encodes a query parameter value.
 fn query_value(s: &str) -> String {

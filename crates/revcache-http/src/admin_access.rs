@@ -7,6 +7,12 @@
 //! (CSRF); and bearer tokens, one for everything and optional ones scoped
 //! to `/events` and to `/purge` + `/inspect`.
 //!
+//! The dashboard is the one page allowed in: its files (which hold no
+//! data) are served without a token and may be opened from a link, and
+//! the reads its script makes from the listener's own origin
+//! (`Sec-Fetch-Site: same-origin`, GET) pass the same-site check; they
+//! still need the token.
+//!
 //! It never reads a body; token comparisons take the same time whatever
 //! the first wrong byte.
 
@@ -24,6 +30,9 @@ pub enum Scope {
     Events,
     /// `/purge` and `/inspect`.
     Purge,
+    /// The dashboard's files: no token (they hold no data; a browser
+    /// opening the page cannot send one).
+    Page,
     /// Everything else: the admin token only.
     Admin,
 }
@@ -33,6 +42,7 @@ impl Scope {
         match path {
             p if p.starts_with("/events/") => Scope::Events,
             "/purge" | "/inspect" => Scope::Purge,
+            p if crate::dashboard::serves(p) => Scope::Page,
             _ => Scope::Admin,
         }
     }
@@ -47,7 +57,9 @@ pub enum Refusal {
         "Host {0:?} does not name this admin listener; use its address or localhost, or add the name to admin.allowed_hosts"
     )]
     ForeignHost(String),
-    #[error("cross-site request refused ({0} present); the admin API is not for browsers")]
+    #[error(
+        "cross-site request refused ({0} present); a browser may only open the dashboard (GET /) and let it read"
+    )]
     CrossSite(&'static str),
     #[error(
         "POST with Content-Type {0:?} refused; send application/json, or no body and no Content-Type"
@@ -95,10 +107,11 @@ impl AdminAccess {
     ) -> Result<(), Refusal> {
         self.check_host(req)?;
         check_same_site(req)?;
-        if signed_events && Scope::of(req.uri().path()) == Scope::Events {
-            return Ok(());
+        match Scope::of(req.uri().path()) {
+            Scope::Page => Ok(()),
+            Scope::Events if signed_events => Ok(()),
+            _ => self.check_token(req),
         }
-        self.check_token(req)
     }
 
     fn check_host<B>(&self, req: &Request<B>) -> Result<(), Refusal> {
@@ -138,7 +151,7 @@ impl AdminAccess {
         let scoped = match Scope::of(req.uri().path()) {
             Scope::Events => self.events_token.as_ref(),
             Scope::Purge => self.purge_token.as_ref(),
-            Scope::Admin => None,
+            Scope::Admin | Scope::Page => None,
         };
         let accepted: Vec<&String> = self.token.iter().chain(scoped).collect();
         if accepted.is_empty() {
@@ -164,17 +177,30 @@ impl AdminAccess {
 }
 
 /// Refuses what a browser sends on behalf of a page, and POST bodies a
-/// page can send without a CORS preflight (forms, `text/plain`).
+/// page can send without a CORS preflight (forms, `text/plain`). Lets
+/// through a browser opening the dashboard, and the dashboard's reads.
 fn check_same_site<B: http_body::Body>(req: &Request<B>) -> Result<(), Refusal> {
     let headers = req.headers();
+    let fetch = |name: &str| headers.get(name).map(|v| v.as_bytes());
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    // A page of this very origin (the Host check made sure the origin is
+    // this listener): the dashboard. Browsers set Sec-Fetch-*, a page
+    // cannot.
+    let own_page = reads && fetch("sec-fetch-site") == Some(b"same-origin");
+    // Opening the dashboard from a link: a top-level navigation, which a
+    // page cannot read, to the one path that holds no data.
+    let opens_dashboard = reads
+        && req.uri().path() == "/"
+        && fetch("sec-fetch-mode") == Some(b"navigate")
+        && fetch("sec-fetch-dest") == Some(b"document");
+    if own_page || opens_dashboard {
+        return Ok(());
+    }
     if headers.contains_key(ORIGIN) {
         return Err(Refusal::CrossSite("Origin"));
     }
     // `none`: the operator typed the URL.
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() != b"none")
-    {
+    if fetch("sec-fetch-site").is_some_and(|v| v != b"none") {
         return Err(Refusal::CrossSite("Sec-Fetch-Site"));
     }
     if req.method() != Method::POST {

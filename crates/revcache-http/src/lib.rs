@@ -1,5 +1,6 @@
 //! revcache's HTTP side: the RFC 9111 policy, the caching proxy service,
-//! dialects, the admin API and the server that runs them.
+//! dialects, the admin API with its dashboard, and the server that runs
+//! them.
 //!
 //! Embedding: build [`Settings`], then [`Server::bind`] and
 //! [`Server::run`] with a shutdown future.
@@ -8,6 +9,7 @@ mod access_log;
 mod admin;
 mod admin_access;
 mod credential;
+mod dashboard;
 mod dialect;
 mod events;
 mod inspect;
@@ -24,6 +26,8 @@ mod request_target;
 mod route;
 mod server;
 mod settings;
+mod stats;
+mod stats_history;
 
 pub use access_log::AccessLog;
 pub use inspect::{

@@ -10,6 +10,7 @@
 //! not a fixed string (route names) is escaped, since the text encoder
 //! writes label values as given.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -48,7 +49,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 12] = [
+    pub const ALL: [Outcome; 12] = [
         Outcome::Hit,
         Outcome::Collapsed,
         Outcome::StaleWhileRevalidate,
@@ -242,6 +243,7 @@ pub fn label_value(value: &str) -> String {
 }
 
 type Labels1 = [(&'static str, &'static str); 1];
+type RouteLabels1 = [(&'static str, String); 1];
 type RouteLabels2 = [(&'static str, String); 2];
 type RouteLabels3 = [(&'static str, String); 3];
 
@@ -256,7 +258,12 @@ pub struct Metrics {
     bytes_upstream: Counter,
     invalidations: Family<Labels1, Counter>,
     invalidated_entries: Family<Labels1, Counter>,
+    route_requests: Family<RouteLabels1, Counter>,
     route_upstream: Family<RouteLabels3, Counter>,
+    /// Each route's counters by name, kept across reloads (a rebuilt
+    /// route counts on where the old one stopped). Grows only when a
+    /// route first counts.
+    routes: ArcSwap<HashMap<String, Arc<RouteCounters>>>,
     events: Family<RouteLabels2, Counter>,
     event_errors: Family<[(&'static str, String); 1], Counter>,
     tag_invalidations: Family<RouteLabels2, Counter>,
@@ -285,6 +292,103 @@ impl DialectHits {
             "rate-limited" => self.rate_limited.inc(),
             _ => self.other.inc(),
         };
+    }
+}
+
+/// One route's traffic, as `/metrics` exposes it: client requests the
+/// route admitted (`revcache_route_requests_total`) and requests it sent
+/// upstream by endpoint class and status
+/// (`revcache_route_upstream_requests_total`). The dashboard reads these
+/// same counters, so its numbers are the exposition's.
+#[derive(Debug)]
+pub struct RouteCounters {
+    requests: Counter,
+    family: Family<RouteLabels3, Counter>,
+    /// The route name as a label value.
+    label: String,
+    /// The series this route has counted, resolved once each: counting
+    /// one allocates nothing and takes no lock.
+    upstream: ArcSwap<Vec<UpstreamCount>>,
+}
+
+#[derive(Clone, Debug)]
+struct UpstreamCount {
+    class: &'static str,
+    status: u16,
+    counter: Counter,
+}
+
+/// What a route has counted so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteTotals {
+    pub requests: u64,
+    pub upstream: u64,
+    /// Upstream answers 304 Not Modified.
+    pub not_modified: u64,
+    /// Upstream requests by endpoint class, in the order first counted.
+    pub by_class: Vec<(&'static str, u64)>,
+}
+
+impl RouteCounters {
+    /// A client request the route admitted.
+    pub fn request(&self) {
+        self.requests.inc();
+    }
+
+    /// A request sent upstream, by the dialect's endpoint class and the
+    /// upstream's status.
+    pub fn upstream(&self, class: &'static str, status: u16) {
+        let find = |counts: &[UpstreamCount]| {
+            counts
+                .iter()
+                .find(|c| c.class == class && c.status == status)
+                .map(|c| c.counter.clone())
+        };
+        if let Some(counter) = find(&self.upstream.load()) {
+            counter.inc();
+            return;
+        }
+        let counter = self.family.get_or_create_owned(&[
+            ("route", self.label.clone()),
+            ("class", class.to_owned()),
+            ("status", status.to_string()),
+        ]);
+        // The family hands every caller the same counter for these labels.
+        self.upstream.rcu(|counts| {
+            let mut counts = Vec::clone(counts);
+            if find(&counts).is_none() {
+                counts.push(UpstreamCount {
+                    class,
+                    status,
+                    counter: counter.clone(),
+                });
+            }
+            counts
+        });
+        counter.inc();
+    }
+
+    pub fn totals(&self) -> RouteTotals {
+        let mut totals = RouteTotals {
+            requests: self.requests.get(),
+            ..RouteTotals::default()
+        };
+        for c in self.upstream.load().iter() {
+            let n = c.counter.get();
+            totals.upstream += n;
+            if c.status == 304 {
+                totals.not_modified += n;
+            }
+            match totals
+                .by_class
+                .iter_mut()
+                .find(|(class, _)| *class == c.class)
+            {
+                Some((_, sum)) => *sum += n,
+                None => totals.by_class.push((c.class, n)),
+            }
+        }
+        totals
     }
 }
 
@@ -377,6 +481,12 @@ impl Metrics {
             "Entries removed by invalidations, by source",
             invalidated_entries.clone(),
         );
+        let route_requests = Family::default();
+        registry.register(
+            "route_requests",
+            "Client requests per route (every request a route admitted)",
+            route_requests.clone(),
+        );
         let route_upstream = Family::default();
         registry.register(
             "route_upstream_requests",
@@ -454,7 +564,9 @@ impl Metrics {
             bytes_upstream,
             invalidations,
             invalidated_entries,
+            route_requests,
             route_upstream,
+            routes: ArcSwap::default(),
             events,
             event_errors,
             tag_invalidations,
@@ -491,14 +603,45 @@ impl Metrics {
         }
     }
 
-    pub fn route_upstream(&self, route: &str, class: &'static str, status: u16) {
-        self.route_upstream
-            .get_or_create(&[
-                ("route", label_value(route)),
-                ("class", class.to_owned()),
-                ("status", status.to_string()),
-            ])
-            .inc();
+    /// The counters of the route called `route`, made on first use and
+    /// the same for every later call (see [`crate::route::Route::counters`]).
+    pub fn route(&self, route: &str) -> Arc<RouteCounters> {
+        if let Some(c) = self.routes.load().get(route) {
+            return c.clone();
+        }
+        let label = label_value(route);
+        let made = Arc::new(RouteCounters {
+            requests: self
+                .route_requests
+                .get_or_create_owned(&[("route", label.clone())]),
+            family: self.route_upstream.clone(),
+            label,
+            upstream: ArcSwap::default(),
+        });
+        // Two first uses at once: the one that lands first is kept.
+        self.routes.rcu(|routes| {
+            let mut routes = HashMap::clone(routes);
+            routes
+                .entry(route.to_owned())
+                .or_insert_with(|| made.clone());
+            routes
+        });
+        self.routes.load().get(route).cloned().unwrap_or(made)
+    }
+
+    /// The counters of every route that has counted, by name (routes a
+    /// reload removed included).
+    pub fn routes(&self) -> Arc<HashMap<String, Arc<RouteCounters>>> {
+        self.routes.load_full()
+    }
+
+    /// Client requests so far, by outcome, in [`Outcome::ALL`] order.
+    pub fn outcome_totals(&self) -> [u64; Outcome::ALL.len()] {
+        let mut totals = [0; Outcome::ALL.len()];
+        for (total, counter) in totals.iter_mut().zip(&self.outcomes) {
+            *total = counter.get();
+        }
+        totals
     }
 
     pub fn event(&self, route: &str, kind: &str) {

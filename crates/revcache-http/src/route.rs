@@ -12,7 +12,7 @@ use revcache_core::PartitionKey;
 
 use crate::dialect::Dialect;
 use crate::dialect::registry::DialectContext;
-use crate::metrics::{DialectHits, Metrics};
+use crate::metrics::{DialectHits, Metrics, RouteCounters};
 use crate::proxy::upstream::Upstream;
 use crate::settings::{EncodedSlashes, Limits, RouteSettings};
 
@@ -44,6 +44,8 @@ pub struct Route {
     built_from: (RouteSettings, UpstreamLimits),
     /// Its dialect-hit counters, resolved on the first such hit.
     dialect_hits: OnceLock<DialectHits>,
+    /// Its request counters, resolved on its first request.
+    counters: OnceLock<Arc<RouteCounters>>,
 }
 
 impl Route {
@@ -52,6 +54,12 @@ impl Route {
         self.dialect_hits
             .get_or_init(|| metrics.dialect_hits(&self.name))
             .count(reason);
+    }
+
+    /// The route's request counters (client requests, upstream requests
+    /// by endpoint class).
+    pub fn counters(&self, metrics: &Metrics) -> &RouteCounters {
+        self.counters.get_or_init(|| metrics.route(&self.name))
     }
 }
 
@@ -216,6 +224,7 @@ impl Router {
                 })?,
                 built_from: (r.clone(), upstream_limits.clone()),
                 dialect_hits: OnceLock::new(),
+                counters: OnceLock::new(),
             }));
         }
         if let Some(previous) = previous {

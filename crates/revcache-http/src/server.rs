@@ -29,6 +29,7 @@ use crate::proxy::body::ProxyBody;
 use crate::reload::{Reloader, SettingsSource};
 use crate::route::RouteError;
 use crate::settings::Settings;
+use crate::stats_history::StatsHistory;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -69,6 +70,7 @@ pub struct Server {
     ready: Arc<AtomicBool>,
     feeds: Arc<CommandFeeds>,
     reloader: Arc<Reloader>,
+    history: Arc<StatsHistory>,
     settings: Settings,
 }
 
@@ -167,9 +169,16 @@ impl Server {
             source,
             settings.clone(),
         ));
+        let history = Arc::new(StatsHistory::default());
         let admin = Arc::new(
-            Admin::new(proxy.clone(), access, reloader.clone(), ready.clone())
-                .disk_required(settings.disk.enabled && settings.disk.required),
+            Admin::new(
+                proxy.clone(),
+                access,
+                reloader.clone(),
+                ready.clone(),
+                history.clone(),
+            )
+            .disk_required(settings.disk.enabled && settings.disk.required),
         );
         Ok(Server {
             proxy,
@@ -180,6 +189,7 @@ impl Server {
             ready,
             feeds,
             reloader,
+            history,
             settings,
         })
     }
@@ -281,8 +291,10 @@ impl Server {
         if let Some(tls) = tls {
             accepting.push(tokio::spawn(tls.run(watch_phase)));
         }
+        let sampler = self.history.spawn_sampler(self.proxy.clone());
         tracing::info!(listen = %local, admin = %admin_addr, "revcache serving");
         shutdown.await;
+        sampler.abort();
         self.ready.store(false, Ordering::SeqCst);
         self.feeds.stop();
         let _ = phase.send(Phase::Draining);

@@ -104,6 +104,78 @@ async fn cross_site_requests_and_form_posts_are_refused() {
 }
 
 #[tokio::test]
+async fn the_dashboard_opens_without_the_token_and_only_its_own_reads_pass() {
+    let origin = Origin::start(cacheable()).await;
+    let rc = Revcache::start_with(&origin.url(), |s| {
+        s.admin_token = Some("admin-t".into());
+    })
+    .await;
+    let c = Client::default();
+    let token = [("authorization", "Bearer admin-t")];
+    // The page and its files hold no data: served without the token, also
+    // to a link followed from another site.
+    let page = c.get(&rc.admin_url("/")).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert_eq!(page.header("cache-control"), Some("no-store"));
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"));
+    let linked = [
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-mode", "navigate"),
+        ("sec-fetch-dest", "document"),
+    ];
+    assert_eq!(c.get_with(&rc.admin_url("/"), &linked).await.status, 200);
+    let script = c.get(&rc.admin_url("/dashboard/dashboard.js")).await;
+    assert_eq!(script.status, 200);
+    assert_eq!(
+        script.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    // What it shows needs the token.
+    for path in ["/stats", "/stats/history", "/metrics"] {
+        assert_eq!(c.get(&rc.admin_url(path)).await.status, 401, "{path}");
+    }
+    // The page's own reads (same origin) pass with the token...
+    let own = [token[0], ("sec-fetch-site", "same-origin")];
+    for path in ["/stats", "/stats/history?since=0"] {
+        let res = c.get_with(&rc.admin_url(path), &own).await;
+        assert_eq!(res.status, 200, "{path}: {}", res.text());
+    }
+    // ...but not writes, and no other site's page reads or frames.
+    let purge = c
+        .send("POST", &rc.admin_url("/purge?url=/a"), &own, "")
+        .await;
+    assert_eq!(purge.status, 403, "{}", purge.text());
+    for headers in [
+        vec![token[0], ("sec-fetch-site", "cross-site")],
+        vec![token[0], ("sec-fetch-site", "same-site")],
+        vec![token[0], ("origin", "https://attacker.example")],
+        vec![token[0], linked[0], linked[1], ("sec-fetch-dest", "iframe")],
+    ] {
+        let res = c.get_with(&rc.admin_url("/stats"), &headers).await;
+        assert_eq!(res.status, 403, "{headers:?}");
+    }
+    let framed = [linked[0], linked[1], ("sec-fetch-dest", "iframe")];
+    assert_eq!(c.get_with(&rc.admin_url("/"), &framed).await.status, 403);
+    // A link to anything else is still refused.
+    let linked_metrics = c
+        .get_with(
+            &rc.admin_url("/metrics"),
+            &[token[0], linked[0], linked[1], linked[2]],
+        )
+        .await;
+    assert_eq!(linked_metrics.status, 403);
+    let bad = c
+        .get_with(&rc.admin_url("/stats/history?since=x"), &token)
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+}
+
+#[tokio::test]
 async fn scoped_tokens_open_only_their_endpoints() {
     let origin = Origin::start(cacheable()).await;
     let rc = Revcache::start_with(&origin.url(), |s| {

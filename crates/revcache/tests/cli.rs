@@ -1,13 +1,15 @@
 //! The `revcache` binary as a user runs it: help, flag and config errors,
 //! serving, JSON logs and graceful shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
+
+mod support;
 
 fn revcache() -> Command {
     Command::new(env!("CARGO_BIN_EXE_revcache"))
@@ -121,34 +123,13 @@ fn invalid_config_values_name_the_key() {
 
 /// A tiny HTTP/1.1 origin: `/slow` answers after 800 ms, the rest at once.
 fn origin() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut first = String::new();
-                reader.read_line(&mut first).unwrap_or(0);
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
-                    }
-                }
-                if first.contains("/slow") {
-                    thread::sleep(Duration::from_millis(800));
-                }
-                let body = "from origin";
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nCache-Control: max-age=60\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
+    support::origin(|head| {
+        if head.first().is_some_and(|l| l.contains("/slow")) {
+            thread::sleep(Duration::from_millis(800));
         }
-    });
-    addr
+        "HTTP/1.1 200 OK\r\nContent-Length: 11\r\nCache-Control: max-age=60\r\n\r\nfrom origin"
+            .into()
+    })
 }
 
 fn get(addr: SocketAddr, path: &str) -> String {

@@ -121,6 +121,11 @@ impl Feed {
     pub fn trust(&self) -> Option<Duration> {
         self.trust
     }
+
+    /// When the last event arrived (or the feed last connected).
+    pub fn last_event(&self) -> SystemTime {
+        instant(self.last_event.load(Ordering::Acquire))
+    }
 }
 
 #[cfg(test)]

@@ -106,8 +106,9 @@ impl Proxy {
         let status = res.status();
         self.metrics.upstream(reason, status.as_u16());
         let class = ex.route.dialect.endpoint_class(&ex.parts);
-        self.metrics
-            .route_upstream(&ex.route.name, class, status.as_u16());
+        ex.route
+            .counters(&self.metrics)
+            .upstream(class, status.as_u16());
         let (mut rparts, rbody) = res.into_parts();
         hop_by_hop::strip(&mut rparts.headers);
         if let Some(subject) = ex.rate_subject() {

@@ -296,6 +296,7 @@ impl Proxy {
             Err(rejection) => return self.reject(rejection),
         };
         access_log::note_route(&ex.route);
+        ex.route.counters(&self.metrics).request();
         if let Kind::ReadBody { max, body: unread } = kind {
             match Box::pin(admission::read_body(&mut ex, unread, max)).await {
                 Ok((read_kind, read)) => (kind, body) = (read_kind, read),

@@ -60,6 +60,10 @@ impl Proxy {
             Err(e) => return (self.upstream_failed(&e, CacheStatus::fwd(fwd)), None),
         };
         self.metrics.upstream(reason, res.status().as_u16());
+        let class = ex.route.dialect.endpoint_class(&ex.parts);
+        ex.route
+            .counters(&self.metrics)
+            .upstream(class, res.status().as_u16());
         self.metrics.outcome(outcome);
         if let Some(subject) = ex.rate_subject() {
             ex.route.dialect.answered(
