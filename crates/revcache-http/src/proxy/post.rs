@@ -51,6 +51,10 @@ impl Proxy {
         let status = res.status();
         self.metrics
             .upstream(UpstreamReason::Method, status.as_u16());
+        let class = ex.route.dialect.endpoint_class(&ex.parts);
+        ex.route
+            .counters(&self.metrics)
+            .upstream(class, status.as_u16());
         self.metrics.outcome(Outcome::Method);
         let (mut parts, rbody) = res.into_parts();
         hop_by_hop::strip(&mut parts.headers);
