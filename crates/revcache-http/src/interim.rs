@@ -2,10 +2,12 @@
 //! (RFC 9110 §15.2: a proxy forwards them), such as 103 Early Hints.
 //!
 //! hyper's server cannot send a 1xx, so revcache writes it on the
-//! connection itself: each client connection's IO is an [`InterimIo`],
-//! and an HTTP/1.1 request being served carries an [`Interim`] in its
-//! extensions. The upstream request gets a hyper `on_informational`
-//! callback that hands each 1xx to it (`forward::upstream_request`).
+//! connection itself: each client connection's IO is an [`InterimIo`].
+//! An HTTP/1.1 request is served under a [`Serving`] guard, and its
+//! exchange holds the connection's [`InterimConnection`]: when it goes
+//! upstream, `forward::upstream_request` arms it and gives the upstream
+//! request a hyper `on_informational` callback that hands each 1xx to the
+//! armed [`Interim`]. A hit arms nothing and allocates nothing for this.
 //!
 //! An interim may only go out between responses: while the request that
 //! asked for it is being served (its final response not yet returned to
@@ -38,8 +40,9 @@ struct Shared {
     /// A request that may receive interims is being served. Set and
     /// cleared by the connection's task (under `state` when clearing).
     armed: AtomicBool,
-    /// Which request that is.
+    /// Which upstream request armed it (each arming takes the next).
     request: AtomicU64,
+    next: AtomicU64,
     /// Nothing written since the last completed flush.
     quiet: AtomicBool,
     /// Interims queued for a request whose final response hyper is about
@@ -63,26 +66,26 @@ pub struct InterimIo<T> {
     shared: Arc<Shared>,
 }
 
-/// A connection's side of the interims: arms one request at a time.
+/// A connection's side of the interims: the request being served arms
+/// it when it goes upstream.
 #[derive(Clone)]
 pub struct InterimConnection {
     shared: Arc<Shared>,
-    next: Arc<AtomicU64>,
 }
 
-/// A request's way to relay 1xx to its client (in its extensions).
+/// An upstream request's way to relay 1xx to its client.
 #[derive(Clone)]
 pub struct Interim {
     shared: Arc<Shared>,
     request: u64,
 }
 
-/// Disarms the request: [`Armed::finish`] when its final response goes
-/// to hyper (what was queued is written ahead of it), dropped unfinished
-/// when the request is abandoned (what was queued is discarded).
-pub struct Armed {
+/// Held while a request's service runs: [`Serving::finish`] when its
+/// final response goes to hyper (what was queued is written ahead of it),
+/// dropped unfinished when the request is abandoned (what was queued is
+/// discarded). Either way nothing is relayed after it.
+pub struct Serving {
     shared: Arc<Shared>,
-    request: u64,
     finished: bool,
 }
 
@@ -92,6 +95,7 @@ impl<T> InterimIo<T> {
         let shared = Arc::new(Shared {
             armed: AtomicBool::new(false),
             request: AtomicU64::new(0),
+            next: AtomicU64::new(1),
             quiet: AtomicBool::new(true),
             leftover: AtomicBool::new(false),
             state: Mutex::new(Pending::default()),
@@ -100,33 +104,35 @@ impl<T> InterimIo<T> {
         });
         let connection = InterimConnection {
             shared: shared.clone(),
-            next: Arc::new(AtomicU64::new(1)),
         };
         (InterimIo { inner, shared }, connection)
     }
 }
 
 impl InterimConnection {
-    /// Arms the request about to be served; the guard disarms it.
-    pub fn arm(&self) -> (Interim, Armed) {
-        let request = self.next.fetch_add(1, Ordering::Relaxed);
+    /// The guard of a request whose service starts now.
+    pub fn serving(&self) -> Serving {
+        Serving {
+            shared: self.shared.clone(),
+            finished: false,
+        }
+    }
+
+    /// Arms the connection for an upstream request of the request being
+    /// served: its 1xx may go to the client until the service ends (or
+    /// another upstream request arms it).
+    pub fn arm(&self) -> Interim {
+        let request = self.shared.next.fetch_add(1, Ordering::Relaxed);
         self.shared.request.store(request, Ordering::SeqCst);
         self.shared.armed.store(true, Ordering::SeqCst);
-        (
-            Interim {
-                shared: self.shared.clone(),
-                request,
-            },
-            Armed {
-                shared: self.shared.clone(),
-                request,
-                finished: false,
-            },
-        )
+        Interim {
+            shared: self.shared.clone(),
+            request,
+        }
     }
 }
 
-impl Armed {
+impl Serving {
     /// The final response is returned to hyper: no interim after it, and
     /// those queued go out before it.
     pub fn finish(mut self) {
@@ -134,12 +140,13 @@ impl Armed {
     }
 }
 
-impl Drop for Armed {
+impl Drop for Serving {
     fn drop(&mut self) {
-        let mut pending = self.shared.state.lock();
-        if self.shared.request.load(Ordering::SeqCst) != self.request {
+        // A hit armed nothing: one load.
+        if !self.shared.armed.load(Ordering::SeqCst) {
             return;
         }
+        let mut pending = self.shared.state.lock();
         self.shared.armed.store(false, Ordering::SeqCst);
         if pending.bytes.is_empty() {
             return;
@@ -338,7 +345,8 @@ mod tests {
     #[tokio::test]
     async fn an_interim_goes_out_before_the_final_response_without_hop_by_hop_fields() {
         let (mut io, conn) = io();
-        let (interim, armed) = conn.arm();
+        let armed = conn.serving();
+        let interim = conn.arm();
         interim.relay(StatusCode::from_u16(103).unwrap(), &early_hints());
         // The final response is returned before the connection flushed.
         armed.finish();
@@ -354,7 +362,8 @@ mod tests {
     async fn nothing_is_relayed_while_a_write_is_unflushed_or_after_the_response() {
         let (mut io, conn) = io();
         io.write_all(b"previous response tail").await.unwrap();
-        let (interim, armed) = conn.arm();
+        let armed = conn.serving();
+        let interim = conn.arm();
         interim.relay(StatusCode::from_u16(103).unwrap(), &early_hints());
         io.flush().await.unwrap();
         interim.relay(StatusCode::from_u16(102).unwrap(), &HeaderMap::new());
@@ -372,7 +381,8 @@ mod tests {
     #[tokio::test]
     async fn what_an_abandoned_request_queued_is_discarded() {
         let (mut io, conn) = io();
-        let (interim, armed) = conn.arm();
+        let armed = conn.serving();
+        let interim = conn.arm();
         interim.relay(StatusCode::from_u16(103).unwrap(), &early_hints());
         drop(armed);
         io.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
@@ -381,13 +391,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_relay_for_an_earlier_request_is_dropped_and_100_is_never_relayed() {
+    async fn a_relay_for_an_earlier_upstream_request_is_dropped_and_100_is_never_relayed() {
         let (mut io, conn) = io();
-        let (old, armed) = conn.arm();
-        drop(armed);
-        let (_current, _armed) = conn.arm();
+        let serving = conn.serving();
+        let old = conn.arm();
+        drop(serving);
+        let _serving = conn.serving();
+        let current = conn.arm();
         old.relay(StatusCode::from_u16(103).unwrap(), &early_hints());
-        _current.relay(StatusCode::CONTINUE, &HeaderMap::new());
+        current.relay(StatusCode::CONTINUE, &HeaderMap::new());
         io.flush().await.unwrap();
         assert!(io.inner.is_empty());
     }

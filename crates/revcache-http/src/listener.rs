@@ -27,17 +27,19 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
-use crate::interim::InterimIo;
+use crate::interim::{InterimConnection, InterimIo};
 use crate::listener_tls::{ClientTls, ListenerTls};
 use crate::metrics::ListenerMetrics;
 use crate::proxy::body::{BodyError, ProxyBody};
 
 /// What answers a listener's requests.
 pub(crate) trait Handler: Clone + Send + Sync + 'static {
+    /// `interims`: how an HTTP/1.1 request's upstream 1xx reach its client.
     fn serve(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        interims: Option<InterimConnection>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
 }
 
@@ -206,7 +208,7 @@ impl<H: Handler> Connection<H> {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Arc::new(Activity::new());
-        let (io, interim) = InterimIo::new(
+        let (io, interims) = InterimIo::new(
             io,
             self.metrics.interim_relayed.clone(),
             self.metrics.interim_dropped.clone(),
@@ -218,17 +220,15 @@ impl<H: Handler> Connection<H> {
                     req.extensions_mut().insert(ClientTls);
                 }
                 // Only HTTP/1.1 clients may be sent 1xx this way.
-                let armed = (req.version() == http::Version::HTTP_11).then(|| {
-                    let (relay, armed) = interim.arm();
-                    req.extensions_mut().insert(relay);
-                    armed
-                });
+                let h11 = req.version() == http::Version::HTTP_11;
+                let serving = h11.then(|| interims.serving());
+                let relay = h11.then(|| interims.clone());
                 let (handler, guard) = (handler.clone(), activity.begin());
                 async move {
-                    let res = handler.serve(req, peer).await;
+                    let res = handler.serve(req, peer, relay).await;
                     // The final response goes to hyper: no interim after it.
-                    if let Some(armed) = armed {
-                        armed.finish();
+                    if let Some(serving) = serving {
+                        serving.finish();
                     }
                     Ok::<_, Infallible>(res.map(|body| Tracked {
                         body,

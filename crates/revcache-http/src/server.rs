@@ -339,9 +339,10 @@ impl Handler for ProxyHandler {
         &self,
         req: http::Request<hyper::body::Incoming>,
         peer: SocketAddr,
+        interims: Option<crate::interim::InterimConnection>,
     ) -> impl Future<Output = http::Response<ProxyBody>> + Send {
         let proxy = self.0.clone();
-        async move { proxy.handle(req, peer).await }
+        async move { proxy.serve_client(req, peer, interims).await }
     }
 }
 
@@ -353,6 +354,7 @@ impl Handler for AdminHandler {
         &self,
         req: http::Request<hyper::body::Incoming>,
         _peer: SocketAddr,
+        _interims: Option<crate::interim::InterimConnection>,
     ) -> impl Future<Output = http::Response<ProxyBody>> + Send {
         let admin = self.0.clone();
         async move { admin.handle(req).await }

@@ -201,6 +201,7 @@ pub fn admit(
         redacted_target,
         key_host,
         partition,
+        interims: None,
         range,
         keys: std::sync::OnceLock::new(),
     };

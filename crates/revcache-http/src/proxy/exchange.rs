@@ -36,6 +36,8 @@ pub struct Exchange {
     /// material and nothing else that identifies it (an unrecognized
     /// credential makes the caller use and store only shared entries).
     pub(super) partition: Option<Partition>,
+    /// Relays the upstream's 1xx to an HTTP/1.1 client (see `interim`).
+    pub(super) interims: Option<crate::interim::InterimConnection>,
     /// The client's byte range, taken off `parts` (see `range`).
     pub(super) range: Option<super::range::ClientRange>,
     /// (public key, own key), built only when needed: a hit looks up by
@@ -112,6 +114,7 @@ impl Exchange {
             redacted_target: self.redacted_target.clone(),
             key_host: self.key_host.clone(),
             partition: self.partition,
+            interims: None,
             range: None,
             keys: self.keys.clone(),
         }

@@ -81,8 +81,7 @@ impl Proxy {
             _ => None,
         };
         let request_time = self.cache.clock().now();
-        let req =
-            forward::upstream_request(&ex.route, &ex.parts, ex.host(), ex.client, body, conditions);
+        let req = forward::upstream_request(ex, body, conditions);
         let res = match ex.route.upstream.send(req, exceeded).await {
             Ok(res) => res,
             Err(e) => {

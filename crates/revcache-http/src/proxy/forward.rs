@@ -3,18 +3,16 @@
 //! must: hop-by-hop headers removed, `Via` and `Forwarded` added, Host set
 //! for the upstream.
 
-use std::net::SocketAddr;
-
 use http::header::{
     FORWARDED, HOST, HeaderName, HeaderValue, IF_MODIFIED_SINCE, IF_NONE_MATCH, VIA,
 };
-use http::{HeaderMap, Request, Uri, Version, request};
+use http::{HeaderMap, Request, Uri, Version};
 
 use super::body::RequestBody;
+use super::exchange::Exchange;
 use revcache_core::StoredHeaders;
 
 use crate::policy::hop_by_hop;
-use crate::route::Route;
 
 /// How the upstream request differs from the client's.
 pub enum Conditions<'a> {
@@ -37,13 +35,11 @@ pub fn via_value(version: Version) -> HeaderValue {
 }
 
 pub fn upstream_request(
-    route: &Route,
-    parts: &request::Parts,
-    host: &str,
-    client: SocketAddr,
+    ex: &Exchange,
     body: RequestBody,
     conditions: Conditions<'_>,
 ) -> Request<RequestBody> {
+    let (route, parts, host, client) = (&ex.route, &ex.parts, ex.host(), ex.client);
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()
         .scheme(route.scheme.clone())
@@ -112,7 +108,8 @@ pub fn upstream_request(
     // Upstream connections are HTTP/1.1 whatever the client spoke.
     *req.version_mut() = Version::HTTP_11;
     // The upstream's 1xx go to an HTTP/1.1 client as they come.
-    if let Some(interim) = parts.extensions.get::<crate::interim::Interim>().cloned() {
+    if let Some(interims) = &ex.interims {
+        let interim = interims.arm();
         hyper::ext::on_informational(&mut req, move |res| {
             interim.relay(res.status(), res.headers());
         });

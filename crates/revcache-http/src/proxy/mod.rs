@@ -56,6 +56,7 @@ use self::fetch::Fetch;
 use self::flight::{FlightOutcome, Flights, Leader, Role};
 use crate::access_log::{self, AccessLog};
 use crate::credential;
+use crate::interim::InterimConnection;
 use crate::invalidator::Invalidator;
 use crate::metrics::{Metrics, Outcome, UpstreamReason};
 use crate::route::{RouteChanges, RouteError, Router};
@@ -228,20 +229,31 @@ impl Proxy {
         req: Request<Incoming>,
         client: SocketAddr,
     ) -> Response<ProxyBody> {
+        self.serve_client(req, client, None).await
+    }
+
+    /// Serves one client request of a listener's connection; `interims`
+    /// relays the upstream's 1xx to an HTTP/1.1 client.
+    pub(crate) async fn serve_client(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        interims: Option<InterimConnection>,
+    ) -> Response<ProxyBody> {
         if let Some(log) = &self.access_log {
-            return Box::pin(self.logged(req, client, log.clone())).await;
+            return Box::pin(self.logged(req, client, interims, log.clone())).await;
         }
         // The request line is kept for the log only when debug is on: the
         // hit path does not pay for a log line nobody reads.
         if !tracing::enabled!(tracing::Level::DEBUG) {
-            return self.dispatch(req, client).await;
+            return self.dispatch(req, client, interims).await;
         }
         let started = Instant::now();
         let method = req.method().clone();
         let uri = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let uri = credential::redact_target(uri, &self.active.load().partition.query_params)
             .unwrap_or_else(|| uri.to_owned());
-        let res = self.dispatch(req, client).await;
+        let res = self.dispatch(req, client, interims).await;
         let status = res
             .headers()
             .get_all(cache_status::NAME)
@@ -264,6 +276,7 @@ impl Proxy {
         self: &Arc<Self>,
         req: Request<Incoming>,
         client: SocketAddr,
+        interims: Option<InterimConnection>,
         log: Arc<AccessLog>,
     ) -> Response<ProxyBody> {
         let line = access_log::RequestLine::of(
@@ -272,7 +285,7 @@ impl Proxy {
             self.cache.clock().now(),
             &self.active.load().partition.query_params,
         );
-        let (res, note) = access_log::noted(self.dispatch(req, client)).await;
+        let (res, note) = access_log::noted(self.dispatch(req, client, interims)).await;
         let pending = log.begin(line, note, &res);
         res.map(|body| ProxyBody::logged(body, pending))
     }
@@ -282,6 +295,7 @@ impl Proxy {
         self: &Arc<Self>,
         req: Request<Incoming>,
         client: SocketAddr,
+        interims: Option<InterimConnection>,
     ) -> Response<ProxyBody> {
         let config = self.active.load_full();
         let mut now = self.cache.clock().now();
@@ -295,6 +309,7 @@ impl Proxy {
             Ok(a) => a,
             Err(rejection) => return self.reject(rejection),
         };
+        ex.interims = interims;
         access_log::note_route(&ex.route);
         ex.route.counters(&self.metrics).request();
         if let Kind::ReadBody { max, body: unread } = kind {

@@ -29,14 +29,7 @@ impl Proxy {
         fwd: Fwd,
         outcome: Outcome,
     ) -> (Response<ProxyBody>, Option<(StatusCode, HeaderMap)>) {
-        let mut req = forward::upstream_request(
-            &ex.route,
-            &ex.parts,
-            ex.host(),
-            ex.client,
-            body,
-            Conditions::Client,
-        );
+        let mut req = forward::upstream_request(ex, body, Conditions::Client);
         if let Some(range) = &ex.range {
             range.restore(req.headers_mut());
         }

@@ -33,14 +33,7 @@ impl Proxy {
         body: RequestBody,
         exceeded: Option<Arc<AtomicBool>>,
     ) -> Response<ProxyBody> {
-        let req = forward::upstream_request(
-            &ex.route,
-            &ex.parts,
-            ex.host(),
-            ex.client,
-            body,
-            Conditions::Client,
-        );
+        let req = forward::upstream_request(&ex, body, Conditions::Client);
         self.metrics.forwarded(Fwd::Method);
         let request_time = self.cache.clock().now();
         let res = match ex.route.upstream.send(req, exceeded).await {

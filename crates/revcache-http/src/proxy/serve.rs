@@ -94,14 +94,8 @@ impl Proxy {
                 Err(e) => {
                     tracing::warn!(path = %file.path.display(), error = %e, "cached body file vanished; forwarding");
                     self.forget(entry.key.clone()).await;
-                    let req = forward::upstream_request(
-                        &ex.route,
-                        &ex.parts,
-                        ex.host(),
-                        ex.client,
-                        RequestBody::empty(),
-                        Conditions::Client,
-                    );
+                    let req =
+                        forward::upstream_request(ex, RequestBody::empty(), Conditions::Client);
                     let fwd = if ex.parts.method == http::Method::HEAD {
                         Fwd::Method
                     } else {
