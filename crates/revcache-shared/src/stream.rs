@@ -8,6 +8,14 @@
 //! (`StreamEvent::Resumed`: trust starts over), and whether its last id
 //! was trimmed away meanwhile does not matter: everything it cached before
 //! is revalidated before it is trusted again.
+//!
+//! A reader that stays connected but falls so far behind that the stream
+//! is trimmed past its position (about 100,000 invalidations) would miss
+//! what was trimmed. So it counts: whenever a batch leaves it caught up
+//! (its last id is the stream's `last-generated-id`), the stream's
+//! `entries-added` (Redis 7 and Valkey) must have grown by exactly what
+//! it read since it was last caught up; less read is a gap too (`Lost`
+//! then `Resumed`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -69,6 +77,10 @@ impl SharedTier {
                     continue;
                 }
             };
+            // (entries-added when last caught up, entries read since),
+            // counted from the first time this connection catches up:
+            // what was missed while disconnected is a gap anyway.
+            let mut counted: Option<(u64, u64)> = None;
             if last.is_none() {
                 // Start from what is there now (earlier invalidations were
                 // of entries this node never had).
@@ -115,7 +127,20 @@ impl SharedTier {
                     self.stats.gaps.fetch_add(1, Ordering::Relaxed);
                     apply(StreamEvent::Resumed);
                 }
-                for (id, fields) in entries(&value) {
+                let batch = entries(&value);
+                let mut trimmed = false;
+                if let Some(newest) = batch.last().map(|(id, _)| id.clone()) {
+                    if let Some((_, read)) = &mut counted {
+                        *read += batch.len() as u64;
+                    }
+                    if let Some((added, generated)) = self.position(&mut conn).await
+                        && generated == newest
+                    {
+                        trimmed = counted.is_some_and(|(base, read)| added != base + read);
+                        counted = Some((added, 0));
+                    }
+                }
+                for (id, fields) in batch {
                     last = Some(id);
                     let node = field(&fields, "node");
                     if node.as_deref() == Some(self.node.as_str()) {
@@ -134,6 +159,14 @@ impl SharedTier {
                         }
                     }
                 }
+                if trimmed {
+                    tracing::warn!(
+                        "the invalidation stream was trimmed past this node's position; trust starts over"
+                    );
+                    self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+                    apply(StreamEvent::Lost);
+                    apply(StreamEvent::Resumed);
+                }
             }
             if !lost {
                 lost = true;
@@ -142,6 +175,39 @@ impl SharedTier {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
+    }
+
+    /// The stream's `entries-added` and `last-generated-id`, when the
+    /// server tells them (Redis 7, Valkey).
+    async fn position(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Option<(u64, String)> {
+        let info: Value = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(self.names.stream())
+            .query_async(conn)
+            .await
+            .ok()?;
+        let pairs: Vec<(&Value, &Value)> = match &info {
+            Value::Array(items) => items
+                .chunks(2)
+                .filter_map(|p| Some((p.first()?, p.get(1)?)))
+                .collect(),
+            Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+            _ => return None,
+        };
+        let field = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| text(k).as_deref() == Some(name))
+                .map(|(_, v)| *v)
+        };
+        let added = match field("entries-added")? {
+            Value::Int(n) => u64::try_from(*n).ok()?,
+            other => text(other)?.parse().ok()?,
+        };
+        Some((added, text(field("last-generated-id")?)?))
     }
 
     /// The id of the stream's newest entry.

@@ -2,54 +2,15 @@
 //! invalidation overtook is stored nowhere, and between two fills of one
 //! variant the newer representation (by `Date`) stays.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use revcache_core::{
     Entry, EntryTiming, Freshness, Invalidation, KeyClass, Partition, PrimaryKey, Tag, Version,
 };
-use revcache_shared::{SharedSettings, SharedTier};
-
-struct Redis(u16, Child);
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/test.sh installs it)");
-        let redis = Redis(port, child);
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return redis;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("redis-server did not start");
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.1.kill();
-        let _ = self.1.wait();
-    }
-}
+use support::{Redis, tier};
 
 fn key() -> PrimaryKey {
     PrimaryKey::new(7, KeyClass::Get, "origin:80", "/doc", Partition::Public)
@@ -79,13 +40,6 @@ fn entry(body: &'static str, date: SystemTime) -> Entry {
             ..Freshness::default()
         },
     )
-}
-
-async fn tier(redis: &Redis) -> std::sync::Arc<SharedTier> {
-    let url = format!("redis://127.0.0.1:{}/", redis.0);
-    SharedTier::connect(SharedSettings::for_url(url), "fingerprint")
-        .await
-        .unwrap()
 }
 
 fn body(e: &Entry) -> String {
