@@ -15,32 +15,58 @@ use support::{Client, Origin, Reply, Revcache, metric, temp_dir};
 struct Redis {
     port: u16,
     child: Option<Child>,
+    /// TLS only (`--tls-port`): certificate, key and CA files.
+    tls: Option<[PathBuf; 3]>,
 }
 
 impl Redis {
     fn start() -> Redis {
+        Self::start_with(None)
+    }
+
+    fn start_with(tls: Option<[PathBuf; 3]>) -> Redis {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut redis = Redis { port, child: None };
+        let mut redis = Redis {
+            port,
+            child: None,
+            tls,
+        };
         redis.run();
         redis
     }
 
     fn run(&mut self) {
-        let child = Command::new("redis-server")
-            .args([
+        let port = self.port.to_string();
+        let mut args = vec!["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        let files: Vec<String> = self
+            .tls
+            .iter()
+            .flatten()
+            .map(|f| f.display().to_string())
+            .collect();
+        match &files[..] {
+            [cert, key, ca] => args.extend([
                 "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-ca-cert-file",
+                ca,
+                "--tls-auth-clients",
                 "no",
-            ])
+            ]),
+            _ => args.extend(["--port", &port]),
+        }
+        let child = Command::new("redis-server")
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -64,7 +90,12 @@ impl Redis {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 }
 
@@ -88,8 +119,11 @@ async fn node(
     tweak: impl FnOnce(&mut revcache_http::Settings),
 ) -> Revcache {
     let (url, key_file) = (redis.url(), key_file.to_owned());
+    let ca_file = redis.tls.as_ref().map(|[_, _, ca]| ca.clone());
     Revcache::start_with(origin, move |s| {
-        s.shared = Some(SharedSettings::for_url(url));
+        let mut shared = SharedSettings::for_url(url);
+        shared.ca_file = ca_file;
+        s.shared = Some(shared);
         s.partition.key_file = Some(key_file);
         s.limits.collapsed_wait_timeout = Duration::from_secs(5);
         tweak(s);
@@ -379,4 +413,35 @@ async fn while_the_stream_cannot_be_read_nothing_is_trusted() {
         "{}",
         trusted.cache_status()
     );
+}
+
+#[tokio::test]
+async fn nodes_share_through_redis_over_tls() {
+    let pki = support::tls::Pki::new();
+    let leaf = pki.leaf("redis", &["127.0.0.1"], false);
+    let redis = Redis::start_with(Some([leaf.cert_file, leaf.key_file, pki.ca_file()]));
+    let origin = Origin::start(|_, _| cacheable("over tls")).await;
+    let key = shared_key_file();
+    let first = node(&origin.url(), &redis, &key, |_| {}).await;
+    let second = node(&origin.url(), &redis, &key, |_| {}).await;
+    eventually(&first, "revcache_shared_healthy", 1.0).await;
+    assert_eq!(
+        Client::default().get(&first.url("/t")).await.text(),
+        "over tls"
+    );
+    first.proxy.fills_idle().await;
+    let got = Client::default().get(&second.url("/t")).await;
+    assert!(got.is_hit(), "{}", got.cache_status());
+    assert_eq!(origin.requests(), 1);
+    // A node that does not trust the server's CA never talks to it, and
+    // serves all the same.
+    let untrusting = Revcache::start_with(&origin.url(), |s| {
+        s.shared = Some(SharedSettings::for_url(redis.url()));
+        s.partition.key_file = Some(key.clone());
+    })
+    .await;
+    let got = Client::default().get(&untrusting.url("/t")).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "over tls"));
+    let m = metrics(&untrusting).await;
+    assert_eq!(metric(&m, "revcache_shared_healthy"), 0.0, "{m}");
 }

@@ -1,5 +1,6 @@
 //! What the shared tier is configured with (`[shared]`).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Clone, PartialEq, Eq)]
@@ -20,6 +21,11 @@ pub struct SharedSettings {
     pub lock_ttl: Duration,
     /// The longest an entry stays in Redis.
     pub max_ttl: Duration,
+    /// `rediss://`: the CAs (PEM) to trust instead of the system's.
+    pub ca_file: Option<PathBuf>,
+    /// `rediss://` with client certificates: chain and key (PEM).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 impl SharedSettings {
@@ -31,6 +37,9 @@ impl SharedSettings {
             timeout: Duration::from_millis(500),
             lock_ttl: Duration::from_secs(10),
             max_ttl: Duration::from_secs(24 * 3600),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 
@@ -55,6 +64,9 @@ impl std::fmt::Debug for SharedSettings {
             .field("timeout", &self.timeout)
             .field("lock_ttl", &self.lock_ttl)
             .field("max_ttl", &self.max_ttl)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
             .finish()
     }
 }

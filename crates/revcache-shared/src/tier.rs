@@ -67,6 +67,44 @@ pub struct SharedTier {
     pub(crate) stats: SharedStats,
 }
 
+/// The client for `settings.url`; `rediss://` with the configured CAs
+/// (else the system's) and client certificate, read now.
+fn client(settings: &SharedSettings) -> Result<redis::Client, SharedError> {
+    let error = |message: String| SharedError::Client {
+        url: settings.url_for_logs(),
+        message,
+    };
+    let tls_files = settings.ca_file.is_some() || settings.client_cert.is_some();
+    if !tls_files {
+        return redis::Client::open(settings.url.as_str()).map_err(|e| error(e.to_string()));
+    }
+    if !settings.url.starts_with("rediss://") {
+        return Err(error(
+            "ca_file, client_cert and client_key are for rediss:// URLs".into(),
+        ));
+    }
+    let read = |path: &std::path::PathBuf| {
+        std::fs::read(path).map_err(|e| error(format!("{}: {e}", path.display())))
+    };
+    let root_cert = settings.ca_file.as_ref().map(read).transpose()?;
+    let client_tls = match (&settings.client_cert, &settings.client_key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        (None, None) => None,
+        _ => return Err(error("client_cert and client_key go together".into())),
+    };
+    redis::Client::build_with_tls(
+        settings.url.as_str(),
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(|e| error(e.to_string()))
+}
+
 impl SharedTier {
     /// Connects (lazily: Redis may be down at start-up) and checks that
     /// the cache's partition key `fingerprint` (a keyed hash, never the
@@ -79,7 +117,7 @@ impl SharedTier {
             url: settings.url_for_logs(),
             message: e.to_string(),
         };
-        let client = redis::Client::open(settings.url.as_str()).map_err(client_error)?;
+        let client = client(&settings)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout))

@@ -57,6 +57,10 @@ struct SharedConfig {
     timeout: Option<Quantity>,
     lock_ttl: Option<Quantity>,
     max_ttl: Option<Quantity>,
+    /// `rediss://`: CAs to trust instead of the system's (PEM).
+    ca_file: Option<PathBuf>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -837,15 +841,20 @@ fn shared_settings(c: &SharedConfig) -> anyhow::Result<revcache_http::SharedSett
             "shared.urls: one server only for now; Redis Cluster (several URLs) is not supported yet"
         ),
     };
-    if url.starts_with("rediss://") {
-        bail!(
-            "shared.urls[0]: rediss:// (TLS to Redis) is not supported yet; use redis:// on a trusted network"
-        );
-    }
-    if !url.starts_with("redis://") {
-        bail!("shared.urls[0]: must start with redis://");
+    let tls = url.starts_with("rediss://");
+    if !tls && !url.starts_with("redis://") {
+        bail!("shared.urls[0]: must start with redis:// (or rediss:// for TLS)");
     }
     let mut s = revcache_http::SharedSettings::for_url(url);
+    if !tls && (c.ca_file.is_some() || c.client_cert.is_some() || c.client_key.is_some()) {
+        bail!("shared.ca_file, client_cert and client_key are for a rediss:// URL");
+    }
+    if c.client_cert.is_some() != c.client_key.is_some() {
+        bail!("shared.client_cert and shared.client_key go together");
+    }
+    s.ca_file = c.ca_file.clone();
+    s.client_cert = c.client_cert.clone();
+    s.client_key = c.client_key.clone();
     if let Some(p) = &c.key_prefix {
         if p.is_empty() || p.contains(char::is_whitespace) {
             bail!("shared.key_prefix: {p:?} must be non-empty, without spaces");
@@ -1131,8 +1140,16 @@ mod tests {
                 "shared.urls",
             ),
             (
-                "upstream = \"http://x\"\n[shared]\nurls = [\"rediss://a\"]",
+                "upstream = \"http://x\"\n[shared]\nurls = [\"http://a\"]",
                 "shared.urls[0]",
+            ),
+            (
+                "upstream = \"http://x\"\n[shared]\nurls = [\"redis://a\"]\nca_file = \"/ca.pem\"",
+                "shared.ca_file",
+            ),
+            (
+                "upstream = \"http://x\"\n[shared]\nurls = [\"rediss://a\"]\nclient_cert = \"/c.pem\"",
+                "shared.client_cert",
             ),
             (
                 "upstream = \"http://x\"\n[shared]\nurls = [\"redis://a\"]\ntimeout = \"soon\"",
