@@ -105,6 +105,134 @@ impl Drop for Redis {
     }
 }
 
+/// Three `redis-server`s in cluster mode, joined as three masters (no
+/// replicas) by `redis-cli --cluster create`; stopped when dropped.
+struct RedisCluster {
+    servers: Vec<Child>,
+    ports: Vec<u16>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    fn start() -> RedisCluster {
+        let dir = temp_dir("redis-cluster");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A port whose cluster bus port (+10,000) is free too.
+        let mut ports = Vec::new();
+        while ports.len() < 3 {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let port = l.local_addr().unwrap().port();
+            if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                ports.push(port);
+            }
+        }
+        let servers = ports
+            .iter()
+            .map(|port| {
+                let p = port.to_string();
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &p,
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        &format!("nodes-{p}.conf"),
+                        "--dir",
+                        dir.to_str().unwrap(),
+                    ])
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .expect("redis-server (scripts/test.sh installs it)")
+            })
+            .collect();
+        let cluster = RedisCluster {
+            servers,
+            ports,
+            dir,
+        };
+        for port in &cluster.ports {
+            wait_until(|| std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok());
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .status()
+            .expect("redis-cli (with redis-server)");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        for port in &cluster.ports {
+            wait_until(|| {
+                Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+            });
+        }
+        cluster
+    }
+}
+
+impl RedisCluster {
+    /// Empties every master.
+    fn flush(&self) {
+        for port in &self.ports {
+            let done = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "flushall"])
+                .stdout(Stdio::null())
+                .status()
+                .expect("redis-cli");
+            assert!(done.success());
+        }
+    }
+}
+
+impl Backend for RedisCluster {
+    fn settings(&self) -> SharedSettings {
+        let urls: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}/"))
+            .collect();
+        let mut shared = SharedSettings::for_url(urls[0].clone());
+        shared.cluster_nodes = urls;
+        shared
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for s in &mut self.servers {
+            let _ = s.kill();
+            let _ = s.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `ready` for up to ten seconds.
+fn wait_until(mut ready: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("not ready after ten seconds");
+}
+
 /// The partition key every node of a test shares.
 fn shared_key_file() -> PathBuf {
     let dir = temp_dir("shared-key");
@@ -112,17 +240,27 @@ fn shared_key_file() -> PathBuf {
     dir.join("partition.key")
 }
 
+/// Where the nodes of a test share: one server or a cluster.
+trait Backend {
+    fn settings(&self) -> SharedSettings;
+}
+
+impl Backend for Redis {
+    fn settings(&self) -> SharedSettings {
+        let mut shared = SharedSettings::for_url(self.url());
+        shared.ca_file = self.tls.as_ref().map(|[_, _, ca]| ca.clone());
+        shared
+    }
+}
+
 async fn node(
     origin: &str,
-    redis: &Redis,
+    redis: &impl Backend,
     key_file: &std::path::Path,
     tweak: impl FnOnce(&mut revcache_http::Settings),
 ) -> Revcache {
-    let (url, key_file) = (redis.url(), key_file.to_owned());
-    let ca_file = redis.tls.as_ref().map(|[_, _, ca]| ca.clone());
+    let (shared, key_file) = (redis.settings(), key_file.to_owned());
     Revcache::start_with(origin, move |s| {
-        let mut shared = SharedSettings::for_url(url);
-        shared.ca_file = ca_file;
         s.shared = Some(shared);
         s.partition.key_file = Some(key_file);
         s.limits.collapsed_wait_timeout = Duration::from_secs(5);
@@ -131,7 +269,7 @@ async fn node(
     .await
 }
 
-async fn three_nodes(origin: &str, redis: &Redis) -> Vec<Revcache> {
+async fn three_nodes(origin: &str, redis: &impl Backend) -> Vec<Revcache> {
     let key = shared_key_file();
     let mut nodes = Vec::new();
     for _ in 0..3 {
@@ -179,9 +317,35 @@ fn cacheable(body: &'static str) -> Reply {
 
 #[tokio::test]
 async fn a_fill_on_one_node_is_a_hit_on_the_others() {
-    let redis = Redis::start();
+    a_fill_is_a_hit_on_the_other_nodes(&Redis::start()).await;
+}
+
+#[tokio::test]
+async fn a_purge_on_one_node_reaches_every_node() {
+    a_purge_reaches_every_node(&Redis::start()).await;
+}
+
+#[tokio::test]
+async fn concurrent_misses_across_three_nodes_cost_one_upstream_request() {
+    concurrent_misses_cost_one_upstream_request(&Redis::start()).await;
+}
+
+/// The fill, purge and single-flight checks on a three-master Redis
+/// Cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_shares_fills_purges_and_flights() {
+    let cluster = RedisCluster::start();
+    a_fill_is_a_hit_on_the_other_nodes(&cluster).await;
+    // Each check's nodes have a partition key of their own.
+    cluster.flush();
+    a_purge_reaches_every_node(&cluster).await;
+    cluster.flush();
+    concurrent_misses_cost_one_upstream_request(&cluster).await;
+}
+
+async fn a_fill_is_a_hit_on_the_other_nodes(redis: &impl Backend) {
     let origin = Origin::start(|_, _| cacheable("shared body")).await;
-    let nodes = three_nodes(&origin.url(), &redis).await;
+    let nodes = three_nodes(&origin.url(), redis).await;
     let first = Client::default().get(&nodes[0].url("/doc")).await;
     assert_eq!(first.text(), "shared body");
     nodes[0].proxy.fills_idle().await;
@@ -205,11 +369,9 @@ async fn a_fill_on_one_node_is_a_hit_on_the_others() {
     );
 }
 
-#[tokio::test]
-async fn a_purge_on_one_node_reaches_every_node() {
-    let redis = Redis::start();
+async fn a_purge_reaches_every_node(redis: &impl Backend) {
     let origin = Origin::start(|_, n| cacheable(if n == 0 { "old" } else { "new" })).await;
-    let nodes = three_nodes(&origin.url(), &redis).await;
+    let nodes = three_nodes(&origin.url(), redis).await;
     Client::default().get(&nodes[0].url("/page")).await;
     nodes[0].proxy.fills_idle().await;
     for n in &nodes {
@@ -230,12 +392,10 @@ async fn a_purge_on_one_node_reaches_every_node() {
     assert_eq!(origin.requests(), 2, "one refetch for all three nodes");
 }
 
-#[tokio::test]
-async fn concurrent_misses_across_three_nodes_cost_one_upstream_request() {
-    let redis = Redis::start();
+async fn concurrent_misses_cost_one_upstream_request(redis: &impl Backend) {
     let origin =
         Origin::start(|_, _| cacheable("slow body").delay(Duration::from_millis(300))).await;
-    let nodes = three_nodes(&origin.url(), &redis).await;
+    let nodes = three_nodes(&origin.url(), redis).await;
     let urls: Vec<String> = (0..100).map(|i| nodes[i % 3].url("/burst")).collect();
     let tasks: Vec<_> = urls
         .into_iter()

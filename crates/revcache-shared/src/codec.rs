@@ -23,10 +23,21 @@ pub struct Names {
 }
 
 impl Names {
-    pub fn new(prefix: &str) -> Self {
+    /// In a Redis Cluster the prefix is a hash tag (`{revcache}`): every
+    /// key of one cache is in one hash slot, as its scripts need.
+    pub fn new(prefix: &str, cluster: bool) -> Self {
         Names {
-            prefix: prefix.to_owned(),
+            prefix: if cluster {
+                format!("{{{prefix}}}")
+            } else {
+                prefix.to_owned()
+            },
         }
+    }
+
+    /// What every key starts with.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn fingerprint(&self) -> String {
@@ -189,8 +200,31 @@ mod tests {
 
     #[test]
     fn key_names_hold_no_url() {
-        let names = Names::new("rc");
+        let names = Names::new("rc", false);
         let t = names.by_target("/private/report?token=REDACTED");
         assert!(t.starts_with("rc:u:") && !t.contains("private"));
+    }
+
+    #[test]
+    fn in_a_cluster_every_key_of_a_cache_has_its_hash_tag() {
+        let names = Names::new("rc", true);
+        let key = PrimaryKey::new(
+            1,
+            revcache_core::KeyClass::Get,
+            "h",
+            "/a",
+            revcache_core::Partition::Public,
+        );
+        for name in [
+            names.sequence(),
+            names.stream(),
+            names.slots(),
+            names.variants(&key),
+            names.lock(&key),
+            names.by_target("/a"),
+            names.by_route(1),
+        ] {
+            assert!(name.starts_with("{rc}:"), "{name}");
+        }
     }
 }

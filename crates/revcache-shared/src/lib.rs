@@ -26,6 +26,7 @@
 //! The client is redis-rs (see `DESIGN.md` at the crate root for why).
 
 mod codec;
+mod connection;
 mod scripts;
 mod settings;
 mod stream;

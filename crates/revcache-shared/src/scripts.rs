@@ -12,8 +12,8 @@
 //! - `UNLOCK` releases a fetch lock only if this node still holds it.
 //!
 //! The scripts touch keys they find in index sets, which is fine on one
-//! Redis or Valkey server; Redis Cluster would need every key of one cache
-//! in one hash slot.
+//! Redis or Valkey server, and in a Redis Cluster because every key of one
+//! cache carries the same hash tag (see `connection`).
 
 use std::sync::LazyLock;
 

@@ -8,6 +8,10 @@ pub struct SharedSettings {
     /// `redis://host:port/db` or `rediss://…` (TLS). The password, when
     /// the URL has one, is never logged.
     pub url: String,
+    /// Redis Cluster: the seed nodes' URLs (every key of the cache then
+    /// lives in one hash slot; see `connection`). Empty: `url` is one
+    /// server.
+    pub cluster_nodes: Vec<String>,
     /// Prefix of every key revcache writes, so several caches (or other
     /// programs) can share one Redis.
     pub key_prefix: String,
@@ -32,6 +36,7 @@ impl SharedSettings {
     pub fn for_url(url: impl Into<String>) -> Self {
         SharedSettings {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             key_prefix: "revcache".into(),
             max_entry_bytes: 1 << 20,
             timeout: Duration::from_millis(500),
@@ -59,6 +64,7 @@ impl std::fmt::Debug for SharedSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedSettings")
             .field("url", &self.url_for_logs())
+            .field("cluster_nodes", &self.cluster_nodes.len())
             .field("key_prefix", &self.key_prefix)
             .field("max_entry_bytes", &self.max_entry_bytes)
             .field("timeout", &self.timeout)

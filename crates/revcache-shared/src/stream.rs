@@ -25,6 +25,7 @@ use redis::Value;
 use revcache_core::Invalidation;
 
 use crate::codec;
+use crate::connection::Conn;
 use crate::tier::SharedTier;
 
 /// What the reader tells the node.
@@ -56,13 +57,10 @@ impl SharedTier {
         let mut pause = Duration::from_millis(100);
         loop {
             // Its answers may take as long as an `XREAD` blocks.
-            let config = redis::AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(self.settings.timeout))
-                .set_response_timeout(Some(BLOCK + self.settings.timeout));
             let conn = tokio::time::timeout(
                 self.settings.timeout,
-                self.client
-                    .get_multiplexed_async_connection_with_config(&config),
+                self.source
+                    .dedicated(self.settings.timeout, BLOCK + self.settings.timeout),
             )
             .await;
             let mut conn = match conn {
@@ -179,10 +177,7 @@ impl SharedTier {
 
     /// The stream's `entries-added` and `last-generated-id`, when the
     /// server tells them (Redis 7, Valkey).
-    async fn position(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) -> Option<(u64, String)> {
+    async fn position(&self, conn: &mut Conn) -> Option<(u64, String)> {
         let info: Value = redis::cmd("XINFO")
             .arg("STREAM")
             .arg(self.names.stream())
@@ -211,10 +206,7 @@ impl SharedTier {
     }
 
     /// The id of the stream's newest entry.
-    async fn last_id(
-        &self,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) -> redis::RedisResult<Option<String>> {
+    async fn last_id(&self, conn: &mut Conn) -> redis::RedisResult<Option<String>> {
         let v: Value = redis::cmd("XREVRANGE")
             .arg(self.names.stream())
             .arg("+")

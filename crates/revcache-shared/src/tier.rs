@@ -1,7 +1,8 @@
 //! The shared tier's operations: look up, store, invalidate, lock.
 //!
 //! Every command runs under the configured timeout on one multiplexed
-//! connection that reconnects by itself (redis-rs's `ConnectionManager`).
+//! connection that reconnects by itself (redis-rs's `ConnectionManager`,
+//! or its cluster connection; see `connection`).
 //! A failed command is counted, marks the tier unhealthy until the next
 //! success, and answers as if Redis held nothing: the node goes on with
 //! its own tiers and the upstream.
@@ -11,11 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Value};
 use revcache_core::{Entry, EntryBody, Invalidation, PrimaryKey, record};
 
 use crate::codec::{self, MAGIC, Names};
+use crate::connection::{Conn, Source};
 use crate::scripts;
 use crate::settings::SharedSettings;
 
@@ -59,50 +60,12 @@ pub struct SharedStats {
 pub struct SharedTier {
     pub(crate) settings: SharedSettings,
     pub(crate) names: Names,
-    pub(crate) client: redis::Client,
-    conn: ConnectionManager,
+    pub(crate) source: Source,
+    conn: Conn,
     /// This node, in stream messages and locks.
     pub(crate) node: String,
     healthy: AtomicBool,
     pub(crate) stats: SharedStats,
-}
-
-/// The client for `settings.url`; `rediss://` with the configured CAs
-/// (else the system's) and client certificate, read now.
-fn client(settings: &SharedSettings) -> Result<redis::Client, SharedError> {
-    let error = |message: String| SharedError::Client {
-        url: settings.url_for_logs(),
-        message,
-    };
-    let tls_files = settings.ca_file.is_some() || settings.client_cert.is_some();
-    if !tls_files {
-        return redis::Client::open(settings.url.as_str()).map_err(|e| error(e.to_string()));
-    }
-    if !settings.url.starts_with("rediss://") {
-        return Err(error(
-            "ca_file, client_cert and client_key are for rediss:// URLs".into(),
-        ));
-    }
-    let read = |path: &std::path::PathBuf| {
-        std::fs::read(path).map_err(|e| error(format!("{}: {e}", path.display())))
-    };
-    let root_cert = settings.ca_file.as_ref().map(read).transpose()?;
-    let client_tls = match (&settings.client_cert, &settings.client_key) {
-        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-            client_cert: read(cert)?,
-            client_key: read(key)?,
-        }),
-        (None, None) => None,
-        _ => return Err(error("client_cert and client_key go together".into())),
-    };
-    redis::Client::build_with_tls(
-        settings.url.as_str(),
-        redis::TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-    .map_err(|e| error(e.to_string()))
 }
 
 impl SharedTier {
@@ -113,18 +76,14 @@ impl SharedTier {
         settings: SharedSettings,
         fingerprint: &str,
     ) -> Result<Arc<SharedTier>, SharedError> {
-        let client_error = |e: redis::RedisError| SharedError::Client {
+        let client_error = |message: String| SharedError::Client {
             url: settings.url_for_logs(),
-            message: e.to_string(),
+            message,
         };
-        let client = client(&settings)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)
-            .map_err(client_error)?;
+        let source = Source::open(&settings).map_err(client_error)?;
+        let conn = source
+            .request_path(settings.timeout)
+            .map_err(|e| client_error(e.to_string()))?;
         let node = format!(
             "{:x}",
             u64::from_le_bytes(
@@ -135,9 +94,9 @@ impl SharedTier {
             )
         );
         let tier = Arc::new(SharedTier {
-            names: Names::new(&settings.key_prefix),
+            names: Names::new(&settings.key_prefix, !settings.cluster_nodes.is_empty()),
             settings,
-            client,
+            source,
             conn,
             node,
             healthy: AtomicBool::new(false),
@@ -395,7 +354,7 @@ impl SharedTier {
             .arg(&message)
             .arg(STREAM_LENGTH)
             .arg(PREFIXES_KEPT)
-            .arg(&self.settings.key_prefix)
+            .arg(self.names.prefix())
             .arg(items.len());
         for (kind, a, b) in &items {
             invocation.arg(kind).arg(a).arg(b);

@@ -50,8 +50,10 @@ pub struct ConfigFile {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct SharedConfig {
-    /// One server for now (Redis Cluster is not supported yet).
+    /// One server, or with `cluster = true` a Redis Cluster's seed nodes.
     urls: Vec<String>,
+    #[serde(default)]
+    cluster: bool,
     key_prefix: Option<String>,
     max_entry_bytes: Option<Quantity>,
     timeout: Option<Quantity>,
@@ -837,15 +839,24 @@ fn shared_settings(c: &SharedConfig) -> anyhow::Result<revcache_http::SharedSett
     let url = match c.urls.as_slice() {
         [url] => url.clone(),
         [] => bail!("shared.urls: name the Redis or Valkey server (redis://host:6379)"),
+        [url, ..] if c.cluster => url.clone(),
         _ => bail!(
-            "shared.urls: one server only for now; Redis Cluster (several URLs) is not supported yet"
+            "shared.urls: several URLs are the seed nodes of a Redis Cluster: set shared.cluster = true"
         ),
     };
     let tls = url.starts_with("rediss://");
-    if !tls && !url.starts_with("redis://") {
-        bail!("shared.urls[0]: must start with redis:// (or rediss:// for TLS)");
+    for (i, u) in c.urls.iter().enumerate() {
+        if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+            bail!("shared.urls[{i}]: must start with redis:// (or rediss:// for TLS)");
+        }
+        if u.starts_with("rediss://") != tls {
+            bail!("shared.urls[{i}]: every URL uses TLS (rediss://) or none does");
+        }
     }
     let mut s = revcache_http::SharedSettings::for_url(url);
+    if c.cluster {
+        s.cluster_nodes = c.urls.clone();
+    }
     if !tls && (c.ca_file.is_some() || c.client_cert.is_some() || c.client_key.is_some()) {
         bail!("shared.ca_file, client_cert and client_key are for a rediss:// URL");
     }
@@ -1142,6 +1153,10 @@ mod tests {
             (
                 "upstream = \"http://x\"\n[shared]\nurls = [\"http://a\"]",
                 "shared.urls[0]",
+            ),
+            (
+                "upstream = \"http://x\"\n[shared]\ncluster = true\nurls = [\"redis://a\", \"rediss://b\"]",
+                "shared.urls[1]",
             ),
             (
                 "upstream = \"http://x\"\n[shared]\nurls = [\"redis://a\"]\nca_file = \"/ca.pem\"",
