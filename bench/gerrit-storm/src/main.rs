@@ -10,7 +10,12 @@
 //! Gerrit's state when the request was sent: events are delivered before a
 //! mutation returns, so that is the state as of the last delivered event).
 //!
-//! Usage: revcache-bench-gerrit [a|b|c|d ...]   (default: all)
+//! With `--nodes`, the configurations are instead revcache with trusted
+//! events as one node, three independent nodes (each receiving every event)
+//! and three nodes sharing one Redis (each event delivered to one node in
+//! turn); the client spreads its requests over the nodes round-robin.
+//!
+//! Usage: revcache-bench-gerrit [--nodes] [a|b|c|d ...]   (default: all)
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -23,7 +28,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use revcache_http::{DialectName, EventSettings, Server, Settings};
+use revcache_bench_multi_node::{Nodes, RoundRobin, Topology};
+use revcache_http::{DialectName, EventSettings, Settings};
 use serde_json::Value;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -52,7 +58,8 @@ struct Tally {
 }
 
 struct Bench {
-    base: String,
+    /// Where requests go, in turn: Gerrit, or the revcache nodes.
+    bases: RoundRobin<String>,
     gerrit: Arc<FakeGerrit>,
     client: Client<HttpConnector, Empty<Bytes>>,
     tally: Mutex<Tally>,
@@ -88,7 +95,8 @@ impl Bench {
     async fn fetch(&self, user: &str, path: &str, query: Option<&str>) -> Option<Value> {
         let before_versions = self.gerrit.versions();
         let before_query = query.map(|q| self.gerrit.query_now(q));
-        let req = http::Request::get(format!("{}{path}", self.base))
+        let base = self.bases.pick();
+        let req = http::Request::get(format!("{base}{path}"))
             .header("authorization", auth(user))
             .body(Empty::new())
             .ok()?;
@@ -103,6 +111,10 @@ impl Bench {
         }
         let res = res.ok()?;
         let status = res.status();
+        let cache_status = res
+            .headers()
+            .get("cache-status")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         let body = res.into_body().collect().await.ok()?.to_bytes();
         let mut tally = self.tally.lock().unwrap();
         if !status.is_success() {
@@ -111,6 +123,7 @@ impl Bench {
         }
         let json: Value =
             serde_json::from_slice(body.strip_prefix(b")]}'").unwrap_or(&body)).ok()?;
+        let mut stale = false;
         let version = if let (Some(q), Some(start), Some(end)) = (query, before_query, after_query)
         {
             let got = listed(&json);
@@ -126,6 +139,7 @@ impl Bench {
             });
             if older || !(same(&start) || same(&end)) {
                 tally.stale += 1;
+                stale = true;
             }
             let _ = q;
             got.iter()
@@ -140,11 +154,15 @@ impl Bench {
                 .and_then(|m| self.gerrit.meta_seq_of(n, m));
             if matches!((have, want), (Some(h), Some(w)) if h < w) {
                 tally.stale += 1;
+                stale = true;
             }
             meta.to_owned()
         } else {
             digest(&body)
         };
+        if stale && tally.stale <= 5 {
+            eprintln!("stale: {base}{path} as {user}, cache-status {cache_status:?}");
+        }
         tally
             .seen
             .insert((path.to_owned(), user.to_owned(), version));
@@ -303,21 +321,13 @@ struct Row {
     seconds: f64,
 }
 
-async fn run(name: &str, config: Config) -> Row {
+async fn run(name: &str, config: Config, topology: Topology) -> Row {
     let gerrit = Arc::new(FakeGerrit::start().await);
-    let data_dir = std::env::temp_dir().join(format!(
-        "revcache-gerrit-storm-{}-{name}-{config:?}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut stop = None;
-    let base = if config == Config::Direct {
-        gerrit.url()
+    let mut nodes = None;
+    let bases = if config == Config::Direct {
+        vec![gerrit.url()]
     } else {
         let mut s = Settings::for_upstream(gerrit.url().parse().expect("url"));
-        s.listen = "127.0.0.1:0".parse().expect("addr");
-        s.admin_listen = "127.0.0.1:0".parse().expect("addr");
-        s.data_dir = data_dir.clone();
         s.cache.memory_limit = 512 << 20;
         s.routes[0].name = "gerrit".into();
         s.routes[0].dialect = DialectName::Gerrit;
@@ -329,20 +339,14 @@ async fn run(name: &str, config: Config) -> Row {
                 secret_file: None,
             });
         }
-        let server = Server::bind(s).await.expect("revcache starts");
-        let (addr, admin) = (server.local_addr(), server.admin_addr());
+        let started = Nodes::start(&s, topology, &format!("gerrit-{name}-{config:?}")).await;
         if config == Config::Trusted {
-            gerrit.set_event_sink(Some(format!("http://{admin}/events/gerrit")));
+            gerrit.set_event_sinks(started.event_groups("/events/gerrit"));
         }
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
-        stop = Some(tx);
-        format!("http://{addr}")
+        nodes.insert(started).proxies().to_vec()
     };
     let bench = Bench {
-        base,
+        bases: RoundRobin::new(bases),
         gerrit: gerrit.clone(),
         client: Client::builder(TokioExecutor::new()).build_http(),
         tally: Mutex::default(),
@@ -352,8 +356,7 @@ async fn run(name: &str, config: Config) -> Row {
     let seconds = started.elapsed().as_secs_f64();
     let served = gerrit.served();
     let tally = bench.tally.into_inner().unwrap();
-    drop(stop);
-    let _ = std::fs::remove_dir_all(&data_dir);
+    drop(nodes);
     Row {
         client_requests: tally.client_requests,
         upstream: served.total,
@@ -367,7 +370,20 @@ async fn run(name: &str, config: Config) -> Row {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let by_nodes = args.iter().any(|a| a == "--nodes");
+    args.retain(|a| a != "--nodes");
+    let configs: Vec<(Config, Topology)> = if by_nodes {
+        Topology::COMPARED
+            .into_iter()
+            .map(|t| (Config::Trusted, t))
+            .collect()
+    } else {
+        [Config::Direct, Config::NoEvents, Config::Trusted]
+            .into_iter()
+            .map(|c| (c, Topology::One))
+            .collect()
+    };
     let scenarios: Vec<&str> = if args.is_empty() {
         vec!["a", "b", "c", "d"]
     } else {
@@ -398,12 +414,17 @@ async fn main() {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for name in scenarios {
-        for config in [Config::Direct, Config::NoEvents, Config::Trusted] {
-            let r = run(name, config).await;
+        for &(config, topology) in &configs {
+            let r = run(name, config, topology).await;
+            let config_name = if by_nodes {
+                format!("{}, {}", config.name(), topology.name())
+            } else {
+                config.name().to_owned()
+            };
             println!(
                 "| {} | {} | {} | {} ({}) | {} | {:.2} | {} | {} | {:.1} |",
                 titles.get(name).copied().unwrap_or(name),
-                config.name(),
+                config_name,
                 r.client_requests,
                 r.upstream,
                 r.not_modified,

@@ -13,7 +13,13 @@
 //! `getcontentlength` in a listing or property read, older than the state
 //! when the request was sent (every write changes a resource's length).
 //!
-//! Usage: revcache-bench-webdav [OPS]   (default 20,000 per configuration)
+//! With `--nodes`, the configurations are instead the webdav dialect with
+//! trust as one node, three independent nodes (each notified of every
+//! external change) and three nodes sharing one Redis (each notification
+//! sent to one node in turn); the clients spread their requests, writes
+//! included, over the nodes round-robin.
+//!
+//! Usage: revcache-bench-webdav [--nodes] [OPS]   (default 20,000 per configuration)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,7 +32,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use revcache_http::{DialectName, EventSettings, Server, Settings};
+use revcache_bench_multi_node::{Nodes, RoundRobin, Topology, free_port, wait_until_listening};
+use revcache_http::{DialectName, EventSettings, Settings};
 
 const FOLDERS: usize = 500;
 const PER_FOLDER: usize = 20;
@@ -72,10 +79,7 @@ fn start_apache(tag: &str) -> Apache {
             .status();
         user = "User www-data\nGroup www-data\n".into();
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = free_port();
     let m = "/usr/lib/apache2/modules";
     let conf = format!(
         "ServerRoot {d}\nServerName localhost\nListen 127.0.0.1:{port}\n\
@@ -95,11 +99,7 @@ fn start_apache(tag: &str) -> Apache {
         .stdout(Stdio::null())
         .spawn()
         .expect("apache2 (apt-get install apache2)");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "apache did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until_listening(port, "apache2");
     Apache { child, port, dir }
 }
 
@@ -126,6 +126,11 @@ fn body(i: usize, version: u64) -> Bytes {
 
 struct Shared {
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Where reads and writes go, in turn: Apache, or the revcache nodes.
+    bases: RoundRobin<String>,
+    /// Where each external change is announced (the webdav dialect only).
+    notices: Option<RoundRobin<Vec<String>>>,
+    direct: String,
     /// Writes are serialized so a resource's version is never ambiguous.
     writing: tokio::sync::Mutex<()>,
     versions: Vec<AtomicU64>,
@@ -225,14 +230,7 @@ fn skewed(rng: &mut u64, n: usize) -> usize {
     ((n as f64) * u.powi(4)) as usize % n
 }
 
-async fn client(
-    s: Arc<Shared>,
-    base: String,
-    admin: Option<String>,
-    direct: String,
-    ops: usize,
-    seed: u64,
-) -> Vec<Duration> {
+async fn client(s: Arc<Shared>, ops: usize, seed: u64) -> Vec<Duration> {
     let mut rng = seed;
     let mut latencies = Vec::with_capacity(ops);
     for _ in 0..ops {
@@ -243,16 +241,22 @@ async fn client(
             let _writing = s.writing.lock().await;
             let v = s.version(i) + 1;
             s.send(
-                &format!("{direct}{}", path(i)),
+                &format!("{}{}", s.direct, path(i)),
                 "PUT",
                 &[("user-agent", EXTERNAL_AGENT)],
                 body(i, v),
             )
             .await;
-            if let Some(admin) = &admin {
+            for url in s
+                .notices
+                .as_ref()
+                .map(RoundRobin::pick)
+                .into_iter()
+                .flatten()
+            {
                 let notice = format!(r#"{{"paths": ["{}"]}}"#, path(i));
                 s.send(
-                    &format!("{admin}/events/dav"),
+                    url,
                     "POST",
                     &[("content-type", "application/json")],
                     Bytes::from(notice),
@@ -264,6 +268,7 @@ async fn client(
         }
         rng ^= op as u64;
         let kind = skewed(&mut rng, 1000) % 100;
+        let base = s.bases.pick();
         let started = Instant::now();
         match kind {
             0..30 => {
@@ -325,53 +330,47 @@ async fn client(
     latencies
 }
 
-async fn run(config: Config, ops: usize) -> Measured {
-    let apache = start_apache(&format!("{config:?}"));
+async fn run(config: Config, topology: Topology, ops: usize) -> Measured {
+    let tag = format!("{config:?}-{}", topology.nodes());
+    let apache = start_apache(&tag);
     let direct = format!("http://127.0.0.1:{}", apache.port);
-    let shared = Arc::new(Shared {
+    // The tree, written directly (not counted).
+    let seed = Shared {
         client: Client::builder(TokioExecutor::new()).build_http(),
+        bases: RoundRobin::new(vec![direct.clone()]),
+        notices: None,
+        direct: direct.clone(),
         writing: tokio::sync::Mutex::new(()),
         versions: (0..FOLDERS * PER_FOLDER)
             .map(|_| AtomicU64::new(0))
             .collect(),
         stale: AtomicU64::new(0),
         ops: AtomicUsize::new(0),
-    });
-    // The tree, written directly (not counted).
+    };
     for f in 0..FOLDERS {
-        shared
-            .send(
-                &format!("{direct}/f{f}/"),
-                "MKCOL",
-                &[("user-agent", EXTERNAL_AGENT)],
-                Bytes::new(),
-            )
-            .await;
+        seed.send(
+            &format!("{direct}/f{f}/"),
+            "MKCOL",
+            &[("user-agent", EXTERNAL_AGENT)],
+            Bytes::new(),
+        )
+        .await;
         for r in 0..PER_FOLDER {
             let i = f * PER_FOLDER + r;
-            shared
-                .send(
-                    &format!("{direct}{}", path(i)),
-                    "PUT",
-                    &[("user-agent", EXTERNAL_AGENT)],
-                    body(i, 0),
-                )
-                .await;
+            seed.send(
+                &format!("{direct}{}", path(i)),
+                "PUT",
+                &[("user-agent", EXTERNAL_AGENT)],
+                body(i, 0),
+            )
+            .await;
         }
     }
-    let data_dir = std::env::temp_dir().join(format!(
-        "revcache-bench-dav-data-{}-{config:?}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&data_dir);
-    let mut stop = None;
-    let (base, admin) = if config == Config::Direct {
-        (direct.clone(), None)
+    let mut nodes = None;
+    let shared = if config == Config::Direct {
+        seed
     } else {
         let mut s = Settings::for_upstream(direct.parse().expect("url"));
-        s.listen = "127.0.0.1:0".parse().expect("addr");
-        s.admin_listen = "127.0.0.1:0".parse().expect("addr");
-        s.data_dir = data_dir.clone();
         s.routes[0].name = "dav".into();
         if config == Config::Webdav {
             s.routes[0].dialect = DialectName::Webdav;
@@ -382,43 +381,29 @@ async fn run(config: Config, ops: usize) -> Measured {
                 secret_file: None,
             });
         }
-        let server = Server::bind(s).await.expect("revcache starts");
-        let (addr, admin) = (server.local_addr(), server.admin_addr());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async {
-            let _ = rx.await;
-        }));
-        stop = Some(tx);
-        (
-            format!("http://{addr}"),
-            (config == Config::Webdav).then(|| format!("http://{admin}")),
-        )
+        let started = nodes.insert(Nodes::start(&s, topology, &format!("dav-{tag}")).await);
+        Shared {
+            bases: RoundRobin::new(started.proxies().to_vec()),
+            notices: (config == Config::Webdav)
+                .then(|| RoundRobin::new(started.event_groups("/events/dav"))),
+            ..seed
+        }
     };
+    let shared = Arc::new(shared);
     // Warm-up: the same mix, not measured (steady state, not cold start).
     let warm: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            tokio::spawn(client(
-                shared.clone(),
-                base.clone(),
-                admin.clone(),
-                direct.clone(),
-                ops / CLIENTS,
-                0x5eed + c as u64,
-            ))
-        })
+        .map(|c| tokio::spawn(client(shared.clone(), ops / CLIENTS, 0x5eed + c as u64)))
         .collect();
     for t in warm {
         t.await.expect("warm-up client");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = upstream_requests(&apache.dir);
+    let measured = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|c| {
             tokio::spawn(client(
                 shared.clone(),
-                base.clone(),
-                admin.clone(),
-                direct.clone(),
                 ops / CLIENTS,
                 0x9e37_79b9 + c as u64,
             ))
@@ -428,12 +413,12 @@ async fn run(config: Config, ops: usize) -> Measured {
     for t in tasks {
         latencies.extend(t.await.expect("client"));
     }
+    let seconds = measured.elapsed().as_secs_f64();
     // Apache writes its log lines as requests finish.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = upstream_requests(&apache.dir);
     let (reads, writes) = (after.0 - before.0, after.1 - before.1);
-    drop(stop);
-    let _ = std::fs::remove_dir_all(&data_dir);
+    drop(nodes);
     latencies.sort();
     let pct = |p: f64| {
         latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64()
@@ -446,6 +431,7 @@ async fn run(config: Config, ops: usize) -> Measured {
         p50: pct(0.5),
         p99: pct(0.99),
         stale: shared.stale.load(Ordering::Relaxed),
+        per_second: latencies.len() as f64 / seconds,
     }
 }
 
@@ -455,21 +441,31 @@ struct Measured {
     p50: f64,
     p99: f64,
     stale: u64,
+    per_second: f64,
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let ops: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(20_000);
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let by_nodes = args.iter().any(|a| a == "--nodes");
+    args.retain(|a| a != "--nodes");
+    let ops: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(20_000);
+    let configs: Vec<(Config, Topology)> = if by_nodes {
+        std::iter::once((Config::Direct, Topology::One))
+            .chain(Topology::COMPARED.map(|t| (Config::Webdav, t)))
+            .collect()
+    } else {
+        [Config::Direct, Config::Http, Config::Webdav]
+            .map(|c| (c, Topology::One))
+            .into()
+    };
     println!(
-        "| configuration | upstream per 1,000 client requests (reads + writes) | vs direct | upstream reads per 1,000 | p50 ms | p99 ms | stale reads |"
+        "| configuration | upstream per 1,000 client requests (reads + writes) | vs direct | upstream reads per 1,000 | p50 ms | p99 ms | stale reads | client requests / s |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let mut direct_rate = 0.0;
-    for config in [Config::Direct, Config::Http, Config::Webdav] {
-        let m = run(config, ops).await;
+    for (config, topology) in configs {
+        let m = run(config, topology, ops).await;
         let rate = m.reads + m.writes;
         if config == Config::Direct {
             direct_rate = rate;
@@ -479,14 +475,19 @@ async fn main() {
             Config::Http => "revcache, http dialect",
             Config::Webdav => "revcache, webdav dialect with trust",
         };
+        let name = if by_nodes && config != Config::Direct {
+            format!("{name}, {}", topology.name())
+        } else {
+            name.to_owned()
+        };
         let factor = if rate > 0.0 {
             direct_rate / rate
         } else {
             f64::INFINITY
         };
         println!(
-            "| {name} | {rate:.1} | {factor:.1}× fewer | {:.1} | {:.2} | {:.2} | {} |",
-            m.reads, m.p50, m.p99, m.stale
+            "| {name} | {rate:.1} | {factor:.1}× fewer | {:.1} | {:.2} | {:.2} | {} | {:.0} |",
+            m.reads, m.p50, m.p99, m.stale, m.per_second
         );
     }
 }

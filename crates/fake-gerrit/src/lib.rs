@@ -8,7 +8,9 @@
 //!   `project:`, `branch:`, `status:`/`is:` terms joined by AND, pages with
 //!   `n`/`start` and marks `_more_changes`;
 //! - every mutation posts its stream-events JSON to the event sink (and
-//!   waits for the answer) after the change is updated, as Gerrit does.
+//!   waits for the answer) after the change is updated, as Gerrit does;
+//!   with several sinks, in turn (each event to every URL of the next
+//!   group), as a benchmark of several nodes needs.
 //!
 //! It counts the requests it serves, so tests and benchmarks can assert
 //! how many reached the upstream.
@@ -146,7 +148,8 @@ struct State {
 pub struct FakeGerrit {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    sink: Mutex<Option<String>>,
+    /// Groups of sink URLs, and how many events were sent.
+    sinks: Mutex<(Vec<Vec<String>>, usize)>,
     client: Client<HttpConnector, Full<Bytes>>,
     clock: AtomicU64,
     _stop: tokio::sync::oneshot::Sender<()>,
@@ -204,7 +207,7 @@ impl FakeGerrit {
         FakeGerrit {
             addr,
             state,
-            sink: Mutex::new(None),
+            sinks: Mutex::default(),
             client: Client::builder(TokioExecutor::new()).build_http(),
             clock: AtomicU64::new(1_700_000_000),
             _stop: stop,
@@ -217,7 +220,24 @@ impl FakeGerrit {
 
     /// Where events are POSTed (revcache's `/events/<route>`); `None` keeps them.
     pub fn set_event_sink(&self, url: Option<String>) {
-        *self.sink.lock().unwrap() = url;
+        self.set_event_sinks(url.into_iter().map(|u| vec![u]).collect());
+    }
+
+    /// Several sinks: each event goes to every URL of one group, the
+    /// groups taken in turn (no groups keeps the events).
+    pub fn set_event_sinks(&self, groups: Vec<Vec<String>>) {
+        *self.sinks.lock().unwrap() = (groups, 0);
+    }
+
+    /// The URLs of the next event.
+    fn next_sinks(&self) -> Vec<String> {
+        let mut sinks = self.sinks.lock().unwrap();
+        let (groups, sent) = &mut *sinks;
+        if groups.is_empty() {
+            return Vec::new();
+        }
+        *sent += 1;
+        groups[(*sent - 1) % groups.len()].clone()
     }
 
     pub fn served(&self) -> Served {
@@ -266,10 +286,18 @@ impl FakeGerrit {
     }
 
     async fn emit(&self, event: Value) {
-        let sink = self.sink.lock().unwrap().clone();
-        let Some(url) = sink else { return };
+        let urls = self.next_sinks();
+        if urls.is_empty() {
+            return;
+        }
         let mut event = event;
         event["eventCreatedOn"] = json!(self.clock.fetch_add(1, Ordering::Relaxed));
+        for url in urls {
+            self.post_event(url, &event).await;
+        }
+    }
+
+    async fn post_event(&self, url: String, event: &Value) {
         let req = Request::post(url)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(event.to_string())))
@@ -437,7 +465,7 @@ impl FakeGerrit {
 
     /// Posts `raw` to the sink as it is (for malformed-event tests).
     pub async fn emit_raw(&self, raw: &str) -> u16 {
-        let url = self.sink.lock().unwrap().clone().expect("no event sink");
+        let url = self.next_sinks().pop().expect("no event sink");
         let req = Request::post(url)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(raw.to_owned())))
