@@ -605,3 +605,34 @@ async fn nodes_share_through_redis_over_tls() {
     let m = metrics(&untrusting).await;
     assert_eq!(metric(&m, "revcache_shared_healthy"), 0.0, "{m}");
 }
+
+#[tokio::test]
+async fn a_purge_made_while_redis_was_away_reaches_the_other_nodes_when_it_returns() {
+    let mut redis = Redis::start();
+    let origin = Origin::start(|_, n| cacheable(if n == 0 { "old" } else { "new" })).await;
+    let nodes = three_nodes(&origin.url(), &redis).await;
+    Client::default().get(&nodes[0].url("/page")).await;
+    nodes[0].proxy.fills_idle().await;
+    for n in &nodes {
+        assert_eq!(Client::default().get(&n.url("/page")).await.text(), "old");
+    }
+    redis.kill();
+    let purged = Client::default()
+        .send("POST", &nodes[1].admin_url("/purge?url=/page"), &[], "")
+        .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    // Meanwhile the others still hold what they had: nothing can tell them.
+    assert_eq!(
+        Client::default().get(&nodes[0].url("/page")).await.text(),
+        "old"
+    );
+    redis.run();
+    for n in [&nodes[0], &nodes[2]] {
+        eventually(n, "revcache_invalidations_total{source=\"shared\"}", 1.0).await;
+    }
+    for n in &nodes {
+        let got = Client::default().get(&n.url("/page")).await;
+        assert_eq!(got.text(), "new", "{}", got.cache_status());
+        n.proxy.fills_idle().await;
+    }
+}

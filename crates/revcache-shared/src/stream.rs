@@ -125,6 +125,11 @@ impl SharedTier {
                     self.stats.gaps.fetch_add(1, Ordering::Relaxed);
                     apply(StreamEvent::Resumed);
                 }
+                // What this node invalidated while Redis was away reaches
+                // the others (tried again after each read until it does).
+                if self.has_unpublished() {
+                    self.publish_unpublished().await;
+                }
                 let batch = entries(&value);
                 let mut trimmed = false;
                 if let Some(newest) = batch.last().map(|(id, _)| id.clone()) {

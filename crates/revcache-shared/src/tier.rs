@@ -24,6 +24,8 @@ use crate::settings::SharedSettings;
 const STREAM_LENGTH: u64 = 100_000;
 /// Prefix invalidations remembered for checking stores.
 const PREFIXES_KEPT: u64 = 1_000;
+/// Unpublished invalidations a node keeps while Redis is away.
+const UNPUBLISHED_KEPT: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SharedError {
@@ -66,6 +68,9 @@ pub struct SharedTier {
     pub(crate) node: String,
     healthy: AtomicBool,
     pub(crate) stats: SharedStats,
+    /// Invalidations this node could not publish, oldest first: published
+    /// ahead of the next ones, and as soon as the stream can be read again.
+    unpublished: std::sync::Mutex<Vec<Invalidation>>,
 }
 
 impl SharedTier {
@@ -101,6 +106,7 @@ impl SharedTier {
             node,
             healthy: AtomicBool::new(false),
             stats: SharedStats::default(),
+            unpublished: std::sync::Mutex::new(Vec::new()),
         });
         tier.check_fingerprint(fingerprint).await?;
         Ok(tier)
@@ -319,8 +325,65 @@ impl SharedTier {
 
     /// Publishes `invalidations` to every node and removes the shared
     /// entries they reach; `false` when Redis could not be told (the
-    /// caller suspends trust: other nodes may still serve them).
+    /// caller suspends trust: other nodes may still serve them). What
+    /// could not be published is kept and published first next time, or
+    /// when the stream can be read again ([`SharedTier::publish_unpublished`]),
+    /// so the other nodes drop what it outdated once Redis is back.
     pub async fn invalidate(&self, invalidations: &[Invalidation]) -> bool {
+        let mut all = self.take_unpublished();
+        all.extend_from_slice(invalidations);
+        let published = self.publish(&all).await;
+        if !published {
+            self.keep_unpublished(all);
+        }
+        published
+    }
+
+    /// Publishes what could not be published before (after Redis came
+    /// back); `false` when it still cannot be.
+    pub async fn publish_unpublished(&self) -> bool {
+        let pending = self.take_unpublished();
+        if pending.is_empty() {
+            return true;
+        }
+        tracing::info!(
+            invalidations = pending.len(),
+            "publishing the invalidations made while Redis was away"
+        );
+        let published = self.publish(&pending).await;
+        if !published {
+            self.keep_unpublished(pending);
+        }
+        published
+    }
+
+    pub(crate) fn has_unpublished(&self) -> bool {
+        !self
+            .unpublished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    fn take_unpublished(&self) -> Vec<Invalidation> {
+        std::mem::take(&mut *self.unpublished.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Keeps `invalidations` ahead of any kept since. Beyond
+    /// `UNPUBLISHED_KEPT`, one invalidation of everything stands for them.
+    fn keep_unpublished(&self, mut invalidations: Vec<Invalidation>) {
+        let mut kept = self.unpublished.lock().unwrap_or_else(|e| e.into_inner());
+        invalidations.append(&mut kept);
+        if invalidations.len() > UNPUBLISHED_KEPT {
+            invalidations = vec![Invalidation::Prefix {
+                route: None,
+                prefix: String::new(),
+            }];
+        }
+        *kept = invalidations;
+    }
+
+    async fn publish(&self, invalidations: &[Invalidation]) -> bool {
         let mut items: Vec<(String, String, String)> = Vec::new();
         for inv in invalidations {
             match inv {
