@@ -369,6 +369,19 @@ async fn a_fill_is_a_hit_on_the_other_nodes(redis: &impl Backend) {
     );
 }
 
+/// After node 1 purged `/page`: nodes 0 and 2 apply the purge from the
+/// stream, and every node then serves the refetched "new".
+async fn every_node_serves_the_purged_page_anew(nodes: &[Revcache]) {
+    for n in [&nodes[0], &nodes[2]] {
+        eventually(n, "revcache_invalidations_total{source=\"shared\"}", 1.0).await;
+    }
+    for n in nodes {
+        let got = Client::default().get(&n.url("/page")).await;
+        assert_eq!(got.text(), "new", "{}", got.cache_status());
+        n.proxy.fills_idle().await;
+    }
+}
+
 async fn a_purge_reaches_every_node(redis: &impl Backend) {
     let origin = Origin::start(|_, n| cacheable(if n == 0 { "old" } else { "new" })).await;
     let nodes = three_nodes(&origin.url(), redis).await;
@@ -381,14 +394,7 @@ async fn a_purge_reaches_every_node(redis: &impl Backend) {
         .send("POST", &nodes[1].admin_url("/purge?url=/page"), &[], "")
         .await;
     assert_eq!(purged.status, 200, "{}", purged.text());
-    for n in [&nodes[0], &nodes[2]] {
-        eventually(n, "revcache_invalidations_total{source=\"shared\"}", 1.0).await;
-    }
-    for n in &nodes {
-        let got = Client::default().get(&n.url("/page")).await;
-        assert_eq!(got.text(), "new", "{}", got.cache_status());
-        n.proxy.fills_idle().await;
-    }
+    every_node_serves_the_purged_page_anew(&nodes).await;
     assert_eq!(origin.requests(), 2, "one refetch for all three nodes");
 }
 
@@ -627,12 +633,5 @@ async fn a_purge_made_while_redis_was_away_reaches_the_other_nodes_when_it_retur
         "old"
     );
     redis.run();
-    for n in [&nodes[0], &nodes[2]] {
-        eventually(n, "revcache_invalidations_total{source=\"shared\"}", 1.0).await;
-    }
-    for n in &nodes {
-        let got = Client::default().get(&n.url("/page")).await;
-        assert_eq!(got.text(), "new", "{}", got.cache_status());
-        n.proxy.fills_idle().await;
-    }
+    every_node_serves_the_purged_page_anew(&nodes).await;
 }
