@@ -39,7 +39,7 @@ pub use generation::{FillTicket, Generations};
 pub use identity_map::IdentityMap;
 pub use invalidation::Invalidation;
 pub use key::{KeyClass, KeyRef, PrimaryKey};
-pub use ledger::Ledger;
+pub use ledger::{Known, Ledger, LedgerRecord};
 pub use partition::{Partition, PartitionKey};
 pub use single_flight::{Join, LeaderGuard, SingleFlight, Waiter};
 pub use stored_headers::StoredHeaders;

@@ -986,7 +986,25 @@ impl TierCollector {
         )?;
         lookups.encode(m.encode_family(&[("result", "hit")])?)?;
         ConstCounter::new(load(&s.misses)).encode(m.encode_family(&[("result", "miss")])?)?;
-        let counters: [(&str, &str, u64); 9] = [
+        let lag = ConstGauge::new(load(&s.stream_lag_micros) as f64 / 1e6);
+        let m = encoder.encode_descriptor(
+            "shared_stream_lag_seconds",
+            "How old the newest stream message was when this node read it (another node's invalidations reach this one that much later)",
+            None,
+            lag.metric_type(),
+        )?;
+        lag.encode(m)?;
+        let ledger = ConstCounter::new(load(&s.ledger_published));
+        let mut m = encoder.encode_descriptor(
+            "shared_ledger_records",
+            "Ledger records (children a listing confirms) this node shared with the others, and theirs it applied",
+            None,
+            ledger.metric_type(),
+        )?;
+        ledger.encode(m.encode_family(&[("direction", "published")])?)?;
+        ConstCounter::new(load(&s.ledger_applied))
+            .encode(m.encode_family(&[("direction", "applied")])?)?;
+        let counters: [(&str, &str, u64); 10] = [
             ("shared_stored", "Entries this node shared", load(&s.stored)),
             (
                 "shared_stores_outdated",
@@ -1027,6 +1045,11 @@ impl TierCollector {
                 "shared_read_bytes",
                 "Bytes of entries read from the shared tier",
                 load(&s.bytes_read),
+            ),
+            (
+                "shared_written_bytes",
+                "Bytes of entries this node wrote to the shared tier",
+                load(&s.bytes_written),
             ),
         ];
         for (name, help, v) in counters {

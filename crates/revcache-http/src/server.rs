@@ -419,11 +419,30 @@ fn open_cache(settings: &Settings, clock: Clock) -> Result<Cache, ServerError> {
 /// while it cannot read them (it starts over once it can).
 fn stream_applier(proxy: &Arc<Proxy>) -> revcache_shared::Applier {
     let invalidator = Arc::downgrade(proxy.invalidator());
+    let weak_proxy = Arc::downgrade(proxy);
     Arc::new(move |event| {
         let Some(invalidator) = invalidator.upgrade() else {
             return;
         };
         match event {
+            StreamEvent::Ledger(records) => {
+                let Some(proxy) = weak_proxy.upgrade() else {
+                    return;
+                };
+                // Records of a route this node does not have are dropped.
+                let config = proxy.config();
+                for record in records {
+                    if let Some(ledger) = config
+                        .router
+                        .routes()
+                        .iter()
+                        .find(|r| r.id == record.scope)
+                        .and_then(|r| r.dialect.ledger())
+                    {
+                        ledger.record_shared(record);
+                    }
+                }
+            }
             StreamEvent::Invalidations(invalidations) => {
                 tokio::spawn(async move {
                     let _ = invalidator

@@ -76,6 +76,10 @@ pub fn stats(proxy: &Proxy) -> Value {
                 "errors": n(&s.errors), "malformed": n(&s.malformed),
                 "published": n(&s.published), "applied": n(&s.applied),
                 "lock_waits": n(&s.lock_waits), "gaps": n(&s.gaps),
+                "read_bytes": n(&s.bytes_read), "written_bytes": n(&s.bytes_written),
+                "ledger_published": n(&s.ledger_published),
+                "ledger_applied": n(&s.ledger_applied),
+                "stream_lag_seconds": n(&s.stream_lag_micros) as f64 / 1e6,
             })
         }),
     })

@@ -635,3 +635,64 @@ async fn a_purge_made_while_redis_was_away_reaches_the_other_nodes_when_it_retur
     redis.run();
     every_node_serves_the_purged_page_anew(&nodes).await;
 }
+
+/// A `webdav` route named `dav` without trusted events: a member is
+/// revalidated unless a listing confirms its version.
+fn untrusted_webdav(s: &mut revcache_http::Settings) {
+    s.routes[0].name = "dav".into();
+    s.routes[0].dialect = DialectName::Webdav;
+}
+
+#[tokio::test]
+async fn a_listing_fetched_by_one_node_confirms_a_member_on_another() {
+    let redis = Redis::start();
+    let listing = r#"<?xml version="1.0" encoding="utf-8"?>
+<D:multistatus xmlns:D="DAV:">
+  <D:response><D:href>/d/</D:href><D:propstat><D:prop><D:resourcetype><D:collection/></D:resourcetype></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>
+  <D:response><D:href>/d/a.txt</D:href><D:propstat><D:prop><D:getetag>"e1"</D:getetag></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>
+</D:multistatus>"#;
+    let origin = Origin::start(move |seen, _| {
+        if seen.method == "PROPFIND" {
+            Reply {
+                status: 207,
+                ..Reply::ok(listing)
+            }
+            .header("content-type", "application/xml; charset=utf-8")
+        } else {
+            Reply::ok("A").header("etag", "\"e1\"")
+        }
+    })
+    .await;
+    let key = shared_key_file();
+    let a = node(&origin.url(), &redis, &key, untrusted_webdav).await;
+    let b = node(&origin.url(), &redis, &key, untrusted_webdav).await;
+    // B has the member; without a listing it asks the upstream each time.
+    assert_eq!(Client::default().get(&b.url("/d/a.txt")).await.text(), "A");
+    b.proxy.fills_idle().await;
+    let before = origin.requests();
+    let got = Client::default().get(&b.url("/d/a.txt")).await;
+    assert_eq!(origin.requests(), before + 1, "{}", got.cache_status());
+    // A lists the collection (later than B stored the member).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let listed = Client::default()
+        .send("PROPFIND", &a.url("/d/"), &[("depth", "1")], "")
+        .await;
+    assert_eq!(listed.status, 207, "{}", listed.text());
+    a.proxy.fills_idle().await;
+    eventually(
+        &b,
+        "revcache_shared_ledger_records_total{direction=\"applied\"}",
+        1.0,
+    )
+    .await;
+    // A's listing confirms B's member: no upstream request.
+    let before = origin.requests();
+    let got = Client::default().get(&b.url("/d/a.txt")).await;
+    assert_eq!(got.text(), "A");
+    assert_eq!(origin.requests(), before, "{}", got.cache_status());
+    assert!(
+        got.cache_status().contains("detail=ledger"),
+        "{}",
+        got.cache_status()
+    );
+}

@@ -6,7 +6,11 @@
 //! holds a URL or a credential. Entry values start with a magic and the
 //! record format's version; anything else is ignored, never served.
 
-use revcache_core::{Invalidation, PrimaryKey, Tag, Variant, record};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use revcache_core::{
+    Invalidation, Known, LedgerRecord, Partition, PrimaryKey, Tag, Variant, record,
+};
 use serde_json::{Value, json};
 
 /// Entry values start with this (and the record's own version byte).
@@ -170,6 +174,76 @@ pub fn decode_invalidations(text: &str) -> Option<Vec<Invalidation>> {
         .collect()
 }
 
+/// Ledger records as one stream message: route, partition (`public` or
+/// the 32 hex digits of its keyed hash), child, version and when the
+/// listing was learned (microseconds since the Unix epoch).
+pub fn encode_ledger(records: &[LedgerRecord]) -> String {
+    let items: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            let partition = match r.known.partition {
+                Partition::Public => "public".to_owned(),
+                Partition::Credential(id) => id.iter().map(|b| format!("{b:02x}")).collect(),
+            };
+            let learned = r
+                .known
+                .learned_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+            json!([r.scope, partition, &*r.child, &*r.known.version, learned])
+        })
+        .collect();
+    Value::Array(items).to_string()
+}
+
+/// Clocks of nodes differ by less than this; a listing learned further in
+/// the future is refused (it would outrank every later one).
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
+
+/// The ledger records of a stream message; `None` when it is not one
+/// revcache wrote (it is counted and skipped).
+pub fn decode_ledger(text: &str) -> Option<Vec<LedgerRecord>> {
+    let latest = SystemTime::now() + CLOCK_SKEW;
+    let items: Vec<Value> = serde_json::from_str(text).ok()?;
+    items
+        .iter()
+        .map(|item| {
+            let Value::Array(fields) = item else {
+                return None;
+            };
+            let [scope, partition, child, version, learned] = fields.as_slice() else {
+                return None;
+            };
+            let partition = match partition.as_str()? {
+                "public" => Partition::Public,
+                hex => Partition::Credential(unhex16(hex)?),
+            };
+            Some(LedgerRecord {
+                scope: u32::try_from(scope.as_u64()?).ok()?,
+                child: child.as_str()?.into(),
+                known: Known {
+                    version: version.as_str()?.into(),
+                    learned_at: UNIX_EPOCH
+                        .checked_add(Duration::from_micros(learned.as_u64()?))
+                        .filter(|t| *t <= latest)?,
+                    partition,
+                },
+            })
+        })
+        .collect()
+}
+
+fn unhex16(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +269,45 @@ mod tests {
             r#"[{"kind":"tag","route":99999999999,"value":"x"}]"#,
         ] {
             assert_eq!(decode_invalidations(garbage), None, "{garbage}");
+        }
+    }
+
+    #[test]
+    fn ledger_records_survive_the_stream_and_garbage_is_refused() {
+        let learned = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_456);
+        let records = vec![
+            LedgerRecord {
+                scope: 3,
+                child: "/dav/a b.txt".into(),
+                known: Known {
+                    version: "\"e1\"".into(),
+                    learned_at: learned,
+                    partition: Partition::Public,
+                },
+            },
+            LedgerRecord {
+                scope: u32::MAX,
+                child: "4711".into(),
+                known: Known {
+                    version: "0123abcd".into(),
+                    learned_at: learned,
+                    partition: Partition::Credential([0xa5; 16]),
+                },
+            },
+        ];
+        assert_eq!(decode_ledger(&encode_ledger(&records)), Some(records));
+        for garbage in [
+            "",
+            "{}",
+            "[1]",
+            r#"[[1,"public","a","v"]]"#,
+            r#"[[1,"zz","a","v",5]]"#,
+            r#"[[1,"é0000000000000000000000000000000","a","v",5]]"#,
+            r#"[[1,"public","a","v",-5]]"#,
+            r#"[[4294967296,"public","a","v",5]]"#,
+            r#"[[1,"public","a","v",18446744073709551615]]"#,
+        ] {
+            assert_eq!(decode_ledger(garbage), None, "{garbage}");
         }
     }
 

@@ -16,7 +16,7 @@
 //! - **Invalidations reach every node** (`stream`): they are appended to a
 //!   Redis stream that every node reads from its last seen id. A node that
 //!   cannot read it suspends trust; when it reads again, trust starts over
-//!   (a gap).
+//!   (a gap). Ledger records (what a listing confirms) travel on it too.
 //! - **One flight across nodes** (`tier::SharedTier::lock`): the node that
 //!   fetches holds a lock key with an expiry; the others wait for its entry
 //!   until a deadline, then fetch on their own.

@@ -1,5 +1,5 @@
 //! Reading the invalidation stream: every node applies what the others
-//! published, from the last id it saw.
+//! published (invalidations, and ledger records), from the last id it saw.
 //!
 //! The reader has its own connection (a blocking `XREAD` would hold up
 //! the commands of the request path). When it cannot read, it tells the
@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::Value;
-use revcache_core::Invalidation;
+use revcache_core::{Invalidation, LedgerRecord};
 
 use crate::codec;
 use crate::connection::Conn;
@@ -32,6 +32,8 @@ use crate::tier::SharedTier;
 pub enum StreamEvent {
     /// Invalidations another node published.
     Invalidations(Vec<Invalidation>),
+    /// What another node's listings recorded in its ledgers.
+    Ledger(Vec<LedgerRecord>),
     /// The stream cannot be read: invalidations may be missed from now.
     Lost,
     /// It can be read again, after a time it could not.
@@ -133,6 +135,9 @@ impl SharedTier {
                 let batch = entries(&value);
                 let mut trimmed = false;
                 if let Some(newest) = batch.last().map(|(id, _)| id.clone()) {
+                    if let Some(lag) = lag_micros(&newest) {
+                        self.stats.stream_lag_micros.store(lag, Ordering::Relaxed);
+                    }
                     if let Some((_, read)) = &mut counted {
                         *read += batch.len() as u64;
                     }
@@ -149,13 +154,24 @@ impl SharedTier {
                     if node.as_deref() == Some(self.node.as_str()) {
                         continue;
                     }
-                    match field(&fields, "invalidations")
-                        .as_deref()
-                        .and_then(codec::decode_invalidations)
-                    {
-                        Some(invs) => {
+                    let event = if let Some(text) = field(&fields, "ledger") {
+                        codec::decode_ledger(&text).map(StreamEvent::Ledger)
+                    } else {
+                        field(&fields, "invalidations")
+                            .as_deref()
+                            .and_then(codec::decode_invalidations)
+                            .map(StreamEvent::Invalidations)
+                    };
+                    match event {
+                        Some(StreamEvent::Ledger(records)) => {
+                            self.stats
+                                .ledger_applied
+                                .fetch_add(records.len() as u64, Ordering::Relaxed);
+                            apply(StreamEvent::Ledger(records));
+                        }
+                        Some(event) => {
                             self.stats.applied.fetch_add(1, Ordering::Relaxed);
-                            apply(StreamEvent::Invalidations(invs));
+                            apply(event);
                         }
                         None => {
                             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -228,6 +244,17 @@ impl SharedTier {
             _ => None,
         })
     }
+}
+
+/// How long ago a stream id (`milliseconds-sequence`, Redis's clock) was
+/// made, by this node's clock.
+fn lag_micros(id: &str) -> Option<u64> {
+    let made: u64 = id.split_once('-')?.0.parse().ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_micros();
+    Some(u64::try_from(now.saturating_sub(u128::from(made) * 1000)).unwrap_or(u64::MAX))
 }
 
 fn text(v: &Value) -> Option<String> {

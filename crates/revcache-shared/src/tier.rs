@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use redis::{AsyncCommands, Value};
-use revcache_core::{Entry, EntryBody, Invalidation, PrimaryKey, record};
+use revcache_core::{Entry, EntryBody, Invalidation, LedgerRecord, PrimaryKey, record};
 
 use crate::codec::{self, MAGIC, Names};
 use crate::connection::{Conn, Source};
@@ -22,6 +22,8 @@ use crate::settings::SharedSettings;
 
 /// Stream entries kept (about); a node further behind sees a gap.
 const STREAM_LENGTH: u64 = 100_000;
+/// Ledger records per stream message.
+const LEDGER_CHUNK: usize = 1_000;
 /// Prefix invalidations remembered for checking stores.
 const PREFIXES_KEPT: u64 = 1_000;
 /// Unpublished invalidations a node keeps while Redis is away.
@@ -53,6 +55,12 @@ pub struct SharedStats {
     pub published: AtomicU64,
     /// Invalidations of other nodes applied here.
     pub applied: AtomicU64,
+    /// Ledger records this node shared, and the others' it applied.
+    pub ledger_published: AtomicU64,
+    pub ledger_applied: AtomicU64,
+    /// How old the newest message of the last batch read was, by its id's
+    /// time (microseconds).
+    pub stream_lag_micros: AtomicU64,
     pub lock_waits: AtomicU64,
     pub bytes_read: AtomicU64,
     pub bytes_written: AtomicU64,
@@ -430,6 +438,38 @@ impl SharedTier {
             self.stats.published.fetch_add(1, Ordering::Relaxed);
         }
         published.is_some()
+    }
+
+    /// Tells the other nodes what this node's listings recorded in its
+    /// ledgers. Not kept when Redis is away: a record the others miss
+    /// only costs them a request.
+    pub async fn publish_ledger(&self, records: &[LedgerRecord]) {
+        for chunk in records.chunks(LEDGER_CHUNK) {
+            let message = codec::encode_ledger(chunk);
+            let mut conn = self.conn.clone();
+            let added: Option<Value> = self
+                .timed(
+                    "ledger",
+                    redis::cmd("XADD")
+                        .arg(self.names.stream())
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(STREAM_LENGTH)
+                        .arg("*")
+                        .arg("node")
+                        .arg(&self.node)
+                        .arg("ledger")
+                        .arg(&message)
+                        .query_async(&mut conn),
+                )
+                .await;
+            if added.is_none() {
+                return;
+            }
+            self.stats
+                .ledger_published
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Claims the fetch of `key` for this node: `true` when no other node

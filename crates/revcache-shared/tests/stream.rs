@@ -26,6 +26,7 @@ async fn reader(redis: &Redis, hold: Arc<AtomicBool>) -> (Seen, Arc<revcache_sha
     drop(node.spawn_reader(Arc::new(move |event| {
         let name = match event {
             StreamEvent::Invalidations(_) => "inv",
+            StreamEvent::Ledger(_) => "ledger",
             StreamEvent::Lost => "lost",
             StreamEvent::Resumed => "resumed",
         };

@@ -18,7 +18,7 @@ use std::time::SystemTime;
 
 use ::http::request;
 use ::http::{HeaderMap, HeaderName, StatusCode};
-use revcache_core::{Entry, KeyClass, Partition, Tag, Version};
+use revcache_core::{Entry, KeyClass, Ledger, Partition, Tag, Version};
 
 pub use self::gerrit::GerritDialect;
 pub use self::github::GithubDialect;
@@ -260,6 +260,12 @@ pub trait Dialect: Send + Sync {
 
     /// The event feed whose health governs trust, if the route has one.
     fn feed(&self) -> Option<&Feed> {
+        None
+    }
+
+    /// The ledger the route's listings record children in, if it keeps
+    /// one (shared with the other nodes of a shared tier).
+    fn ledger(&self) -> Option<&Ledger> {
         None
     }
 

@@ -229,6 +229,11 @@ async fn run(
             headers.insert(DATE, v);
         }
     }
+    // What the listing records in the ledger reaches the other nodes too.
+    let ledger = plan.share.as_ref().and(plan.dialect.ledger());
+    if let Some(ledger) = ledger {
+        ledger.share();
+    }
     let facts = plan.dialect.facts(
         &plan.request,
         plan.key.partition(),
@@ -263,6 +268,12 @@ async fn run(
     // The other nodes' turn, after this node's waiters.
     if let (Some(e), Some(share)) = (stored, &plan.share) {
         share.tier.store(&e, share.ticket, share.ttl).await;
+    }
+    if let (Some(ledger), Some(share)) = (ledger, &plan.share) {
+        let records = ledger.take_unshared();
+        if !records.is_empty() {
+            share.tier.publish_ledger(&records).await;
+        }
     }
 }
 

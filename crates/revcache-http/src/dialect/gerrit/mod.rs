@@ -313,6 +313,10 @@ impl Dialect for GerritDialect {
         self.feed.as_ref()
     }
 
+    fn ledger(&self) -> Option<&Ledger> {
+        Some(&self.ledger)
+    }
+
     /// Gerrit's web session and its XSRF token.
     fn partition_cookies(&self) -> &'static [&'static str] {
         &["GerritAccount", "XSRF_TOKEN"]

@@ -243,6 +243,10 @@ impl Dialect for WebdavDialect {
         Some(&self.feed)
     }
 
+    fn ledger(&self) -> Option<&Ledger> {
+        Some(&self.ledger)
+    }
+
     fn cookies_identify(&self) -> bool {
         true
     }
