@@ -696,3 +696,96 @@ async fn a_listing_fetched_by_one_node_confirms_a_member_on_another() {
         got.cache_status()
     );
 }
+
+/// Lines of `path` (a file commands append to).
+fn lines(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+async fn feed_healthy(rc: &Revcache) -> bool {
+    metric(
+        &metrics(rc).await,
+        "revcache_event_feed_healthy{route=\"dav\"}",
+    ) == 1.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_feed_runs_on_one_node_and_another_takes_over_when_it_dies() {
+    let redis = Redis::start();
+    let origin = Origin::start(|_, _| Reply::ok("A").header("etag", "\"e1\"")).await;
+    let dir = temp_dir("command-lease");
+    std::fs::create_dir_all(&dir).unwrap();
+    let runs = dir.join("runs");
+    let key = shared_key_file();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        // Each node's command says which node runs it, then stays up.
+        let command = format!(
+            "echo {i} >> {runs}; echo '{{\"paths\": [\"/none\"], \"recursive\": false}}'; exec sleep 600",
+            runs = runs.display()
+        );
+        nodes.push(Some(
+            node(&origin.url(), &redis, &key, move |s| {
+                trusted_webdav(s);
+                s.routes[0].events.as_mut().unwrap().command = Some(command);
+            })
+            .await,
+        ));
+    }
+    let live = |nodes: &Vec<Option<Revcache>>| nodes.iter().flatten().count();
+    // Every node trusts the feed: the holder's own, the others' followed.
+    for _ in 0..500 {
+        let mut all = true;
+        for n in nodes.iter().flatten() {
+            all &= feed_healthy(n).await;
+        }
+        if all {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for n in nodes.iter().flatten() {
+        assert!(feed_healthy(n).await, "{}", metrics(n).await);
+    }
+    // The others kept trying to take the lease meanwhile; one ran it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let first = lines(&runs);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let holder: usize = first[0].parse().unwrap();
+    // A follower trusts what it fetched since the holder's feed connected.
+    let follower = nodes[(holder + 1) % 3].as_ref().unwrap();
+    Client::default().get(&follower.url("/a.txt")).await;
+    follower.proxy.fills_idle().await;
+    let again = Client::default().get(&follower.url("/a.txt")).await;
+    assert!(
+        again.cache_status().contains("trusted"),
+        "{}",
+        again.cache_status()
+    );
+    // The holder dies: within seconds another node runs the command.
+    drop(nodes[holder].take());
+    assert_eq!(live(&nodes), 2);
+    for _ in 0..800 {
+        if lines(&runs).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let after = lines(&runs);
+    assert_eq!(after.len(), 2, "not taken over: {after:?}");
+    assert_ne!(after[1], first[0], "{after:?}");
+    for n in nodes.iter().flatten() {
+        for _ in 0..500 {
+            if feed_healthy(n).await {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(feed_healthy(n).await, "{}", metrics(n).await);
+    }
+    assert_eq!(lines(&runs).len(), 2, "only one node took over");
+}

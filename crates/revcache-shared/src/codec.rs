@@ -87,6 +87,14 @@ impl Names {
     pub fn lock(&self, key: &PrimaryKey) -> String {
         format!("{}:l:{}", self.prefix, hex(&record::key_bytes(key)))
     }
+    /// Who holds the lease `name` (a route's command feed), and the
+    /// state its holder reports.
+    pub fn lease(&self, name: &str) -> String {
+        format!("{}:lease:{}", self.prefix, hex(name.as_bytes()))
+    }
+    pub fn lease_state(&self, name: &str) -> String {
+        format!("{}:lease:{}:state", self.prefix, hex(name.as_bytes()))
+    }
     pub fn by_tag(&self, tag: &Tag) -> String {
         format!(
             "{}:t:{}:{}",

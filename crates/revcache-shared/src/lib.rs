@@ -20,6 +20,8 @@
 //! - **One flight across nodes** (`tier::SharedTier::lock`): the node that
 //!   fetches holds a lock key with an expiry; the others wait for its entry
 //!   until a deadline, then fetch on their own.
+//! - **Leases** (`lease`): a route's command feed runs on one node at a
+//!   time; the others follow the health its holder reports.
 //! - **Redis away**: every command has a timeout; errors are counted and
 //!   the node serves from its own tiers and the upstream.
 //!
@@ -27,6 +29,7 @@
 
 mod codec;
 mod connection;
+mod lease;
 mod scripts;
 mod settings;
 mod stream;

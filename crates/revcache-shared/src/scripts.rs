@@ -10,6 +10,8 @@
 //!   older than what it forgot is refused).
 //! - `LOOKUP` reads every variant of a key in one round trip.
 //! - `UNLOCK` releases a fetch lock only if this node still holds it.
+//! - `LEASE` takes or renews a lease (with the state its holder reports)
+//!   unless another node holds it; `RELEASE` gives it up.
 //!
 //! The scripts touch keys they find in index sets, which is fine on one
 //! Redis or Valkey server, and in a Redis Cluster because every key of one
@@ -133,6 +135,28 @@ pub static UNLOCK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"#,
+    )
+});
+
+pub static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+-- KEYS: 1 lease, 2 state; ARGV: 1 node, 2 ttl (ms), 3 state
+local v = redis.call('GET', KEYS[1])
+if v and v ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+return 1
+"#,
+    )
+});
+
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1], KEYS[2]) end
 return 0
 "#,
     )

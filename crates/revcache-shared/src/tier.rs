@@ -150,6 +150,11 @@ impl SharedTier {
         }
     }
 
+    /// The request path's connection.
+    pub(crate) fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
     pub fn stats(&self) -> &SharedStats {
         &self.stats
     }
@@ -182,7 +187,7 @@ impl SharedTier {
     /// Runs one command under the timeout. While the tier is unhealthy no
     /// command is sent (the request path must not wait for a Redis that is
     /// away): the stream reader, which keeps trying, says when it is back.
-    async fn timed<T>(
+    pub(crate) async fn timed<T>(
         &self,
         what: &str,
         f: impl Future<Output = redis::RedisResult<T>>,

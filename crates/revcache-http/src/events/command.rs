@@ -6,6 +6,12 @@
 //! with exponential backoff (1 s doubling to 60 s, reset after a run of a
 //! minute or more). A line longer than 4 MiB is skipped as it streams,
 //! never buffered whole.
+//!
+//! With a shared tier the command runs on one node at a time, the holder
+//! of the route's lease in Redis; the other nodes follow the health it
+//! reports and take the lease over when it is not renewed (its holder
+//! died, or lost Redis). While Redis cannot be reached nobody holds it,
+//! and nobody trusts the feed.
 
 use std::pin::Pin;
 use std::process::Stdio;
@@ -75,17 +81,78 @@ impl CommandFeeds {
     }
 }
 
-/// Runs the feed until the task is dropped.
+/// How long a command feed's lease lasts unrenewed: a dead holder's feed
+/// is taken over within about this.
+const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How often the holder renews it and the others try to take it.
+const LEASE_RENEW: Duration = Duration::from_secs(1);
+
+/// Runs the feed until the task is dropped. With a shared tier, only the
+/// node holding the route's lease runs the command; the others follow the
+/// health it reports (its events reach them as invalidations).
 pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
     let Some(feed) = route.dialect.feed() else {
         return;
     };
+    let Some(tier) = proxy.shared().cloned() else {
+        return run_command(&proxy, &route, &command, feed).await;
+    };
+    let lease = format!("feed:{}", route.name);
+    let now = || proxy.cache().clock().now();
+    loop {
+        // Taken, the feed is down until this node's command says something.
+        if tier.hold_lease(&lease, LEASE_TTL, "down").await != Some(true) {
+            feed.follow(tier.lease_state(&lease).await.as_deref(), now());
+            tokio::time::sleep(LEASE_RENEW).await;
+            continue;
+        }
+        tracing::info!(route = %route.name, "this node runs the event feed command (lease taken)");
+        // Trust starts over with this node's own command.
+        feed.disconnected();
+        tokio::select! {
+            () = run_command(&proxy, &route, &command, feed) => {}
+            () = keep_lease(&tier, &lease, feed, &now) => {
+                tracing::warn!(route = %route.name, "event feed lease lost; command stopped");
+            }
+        }
+        feed.disconnected();
+    }
+}
+
+/// Renews the lease with the feed's health until it is lost: another node
+/// took it, or it could not be renewed before it expired.
+async fn keep_lease(
+    tier: &revcache_shared::SharedTier,
+    lease: &str,
+    feed: &crate::events::Feed,
+    now: &impl Fn() -> std::time::SystemTime,
+) {
+    let mut renewed = Instant::now();
+    loop {
+        tokio::time::sleep(LEASE_RENEW).await;
+        match tier.hold_lease(lease, LEASE_TTL, &feed.report(now())).await {
+            Some(true) => renewed = Instant::now(),
+            Some(false) => return,
+            None if renewed.elapsed() + LEASE_RENEW >= LEASE_TTL => return,
+            None => {}
+        }
+    }
+}
+
+/// Runs the command, restarting it with backoff, until the future is
+/// dropped (which kills it).
+async fn run_command(
+    proxy: &Arc<Proxy>,
+    route: &Arc<Route>,
+    command: &str,
+    feed: &crate::events::Feed,
+) {
     let mut backoff = Duration::from_secs(1);
     loop {
         let started = Instant::now();
         match Command::new("sh")
             .arg("-c")
-            .arg(&command)
+            .arg(command)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -120,7 +187,7 @@ pub async fn run(proxy: Arc<Proxy>, route: Arc<Route>, command: String) {
                                     batch.iter().map(|l| Event::line(l)).collect();
                                 // Rejections are counted and logged inside;
                                 // a bad line never stops the feed.
-                                let _ = proxy.invalidator().ingest(&route, &events).await;
+                                let _ = proxy.invalidator().ingest(route, &events).await;
                                 match end {
                                     None => {}
                                     Some(Ok(())) => break,

@@ -100,6 +100,33 @@ impl Feed {
         self.connected.store(false, Ordering::Release);
     }
 
+    /// The feed's health as its lease holder reports it to the other
+    /// nodes of a shared tier: `healthy <since, µs>` or `down`.
+    pub fn report(&self, now: SystemTime) -> String {
+        match self.healthy_since(now) {
+            Some(since) => format!("healthy {}", micros(since)),
+            None => "down".to_owned(),
+        }
+    }
+
+    /// Follows the health the lease holder of the feed reports (`None`:
+    /// nobody holds it): a node that does not run the feed itself trusts
+    /// what the holder's feed covers, from when it last became healthy.
+    pub fn follow(&self, report: Option<&str>, now: SystemTime) {
+        let since = report
+            .and_then(|r| r.strip_prefix("healthy "))
+            .and_then(|m| m.parse::<u64>().ok())
+            .filter(|m| *m <= micros(now).saturating_add(60_000_000));
+        match since {
+            Some(since) => {
+                self.healthy_since.fetch_max(since, Ordering::AcqRel);
+                self.last_event.fetch_max(micros(now), Ordering::AcqRel);
+                self.connected.store(true, Ordering::Release);
+            }
+            None => self.disconnected(),
+        }
+    }
+
     /// Since when the feed has been healthy without a gap, if it is now.
     pub fn healthy_since(&self, now: SystemTime) -> Option<SystemTime> {
         self.healthy(now)
@@ -131,6 +158,38 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_follower_trusts_what_the_holders_feed_covers_and_nothing_when_it_is_down() {
+        let t0 = SystemTime::now();
+        let trust = Some(Duration::from_secs(60));
+        let holder = Feed::new(trust, None, false, t0);
+        let follower = Feed::new(trust, None, false, t0);
+        let t1 = t0 + Duration::from_secs(1);
+        holder.connected(t1);
+        follower.follow(Some(&holder.report(t1)), t1);
+        let t2 = t1 + Duration::from_secs(1);
+        assert!(follower.trusts(t2, t2));
+        assert!(
+            !follower.trusts(t0, t2),
+            "fetched before the holder connected"
+        );
+        // The holder's gap moves the follower's trust on.
+        let t3 = t2 + Duration::from_secs(1);
+        holder.gap(t3);
+        follower.follow(Some(&holder.report(t3)), t3);
+        assert!(!follower.trusts(t2, t3));
+        for down in [
+            None,
+            Some("down"),
+            Some("healthy x"),
+            Some("healthy 99999999999999999"),
+        ] {
+            follower.follow(down, t3);
+            assert!(!follower.trusts(t3, t3), "{down:?}");
+            follower.follow(Some(&holder.report(t3)), t3);
+        }
+    }
 
     #[test]
     fn trust_covers_entries_fetched_since_the_last_gap_for_the_trust_window() {
