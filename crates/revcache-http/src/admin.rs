@@ -28,6 +28,8 @@ use crate::stats_history::StatsHistory;
 /// Largest event batch accepted in one POST.
 /// GitHub delivers payloads of up to 25 MB.
 const MAX_EVENT_BODY: usize = 26 << 20;
+/// Shared-tier entries `/inspect` reads at most.
+const INSPECT_SHARED_MAX: usize = 100_000;
 /// Rows `/inspect` returns when not asked for fewer, and at most.
 const INSPECT_PAGE: usize = 100;
 const INSPECT_MAX_PAGE: usize = 1000;
@@ -217,9 +219,31 @@ impl Admin {
         let (filter_url, filter_tag) = (url.clone(), tag.clone());
         let rows = tokio::task::spawn_blocking(move || {
             crate::inspect::rows(&cache, filter_url.as_deref(), filter_tag.as_deref())
-                .map(|rows| crate::inspect::page(rows, after.as_deref(), limit))
         })
         .await;
+        let rows = match (rows, self.proxy.shared()) {
+            (Ok(Ok(rows)), Some(shared)) => {
+                let routes: Vec<u32> = self
+                    .proxy
+                    .config()
+                    .router
+                    .routes()
+                    .iter()
+                    .map(|r| r.id)
+                    .collect();
+                let tags: Vec<Tag> = tag
+                    .iter()
+                    .flat_map(|t| routes.iter().map(|r| Tag::new(*r, t.as_str())))
+                    .collect();
+                let entries = shared
+                    .entries(url.as_deref(), &tags, &routes, INSPECT_SHARED_MAX)
+                    .await;
+                let now = self.proxy.cache().clock().now();
+                Ok(Ok(crate::inspect::with_shared(rows, &entries, now)))
+            }
+            (rows, _) => rows,
+        };
+        let rows = rows.map(|r| r.map(|rows| crate::inspect::page(rows, after.as_deref(), limit)));
         match rows {
             Ok(Ok((rows, next))) => {
                 let next = next.map(|cursor| {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Row {
-    /// `l1`, `l2` or `l1+l2`.
+    /// The tiers holding it, joined by `+`: `l1`, `l2`, `l3`, `l1+l2+l3`…
     pub tier: String,
     /// Key class, host and request target, e.g. `GET example.org/a?x=1`.
     pub key: String,
@@ -38,8 +38,12 @@ fn version_text(v: &Version) -> String {
 }
 
 fn memory_row(e: &Entry, now: SystemTime) -> Row {
+    entry_row("l1", e, now)
+}
+
+fn entry_row(tier: &str, e: &Entry, now: SystemTime) -> Row {
     Row {
-        tier: "l1".into(),
+        tier: tier.into(),
         key: key_text(&e.key),
         partition: e.key.partition().to_string(),
         version: version_text(&e.version),
@@ -100,6 +104,30 @@ pub fn rows_reporting(
     }
     rows.sort_by(|a, b| a.position().cmp(&b.position()));
     Ok(rows)
+}
+
+/// Adds the shared tier's entries to `rows` (from [`rows`]): an entry a
+/// local tier holds too gets `+l3`, the others are rows of their own.
+pub fn with_shared(mut rows: Vec<Row>, shared: &[Entry], now: SystemTime) -> Vec<Row> {
+    let mut seen: HashMap<(String, String, String), usize> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.key.clone(), r.partition.clone(), r.version.clone()), i))
+        .collect();
+    for e in shared {
+        let row = entry_row("l3", e, now);
+        let id = (row.key.clone(), row.partition.clone(), row.version.clone());
+        match seen.get(&id) {
+            Some(i) if !rows[*i].tier.ends_with("l3") => rows[*i].tier.push_str("+l3"),
+            Some(_) => {}
+            None => {
+                seen.insert(id, rows.len());
+                rows.push(row);
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.position().cmp(&b.position()));
+    rows
 }
 
 impl Row {

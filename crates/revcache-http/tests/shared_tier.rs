@@ -789,3 +789,57 @@ async fn a_command_feed_runs_on_one_node_and_another_takes_over_when_it_dies() {
     }
     assert_eq!(lines(&runs).len(), 2, "only one node took over");
 }
+
+#[tokio::test]
+async fn inspect_shows_what_the_shared_tier_holds() {
+    let redis = Redis::start();
+    let origin = Origin::start(|_, _| cacheable("shared body")).await;
+    let nodes = three_nodes(&origin.url(), &redis).await;
+    Client::default().get(&nodes[0].url("/a?x=1")).await;
+    nodes[0].proxy.fills_idle().await;
+    let rows = |rc: &Revcache, query: &'static str| {
+        let url = rc.admin_url(&format!("/inspect{query}"));
+        async move {
+            let got = Client::default().get(&url).await;
+            assert_eq!(got.status, 200, "{}", got.text());
+            let v: serde_json::Value = serde_json::from_str(&got.text()).unwrap();
+            v["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["tier"].as_str().unwrap().to_owned(),
+                        r["key"].as_str().unwrap().to_owned(),
+                        r["size"].as_u64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // Node 0 holds it in memory and shared it; node 1 only sees it in L3.
+    let here = rows(&nodes[0], "").await;
+    assert_eq!(here.len(), 1, "{here:?}");
+    assert!(
+        here[0].0.starts_with("l1") && here[0].0.ends_with("+l3"),
+        "{here:?}"
+    );
+    let there = rows(&nodes[1], "").await;
+    assert_eq!(there.len(), 1, "{there:?}");
+    assert_eq!(there[0].0, "l3");
+    assert!(there[0].1.ends_with("/a?x=1"), "{there:?}");
+    assert_eq!(there[0].2, "shared body".len() as u64);
+    assert_eq!(rows(&nodes[1], "?url=%2Fa%3Fx%3D1").await.len(), 1);
+    assert!(rows(&nodes[1], "?url=%2Fb").await.is_empty());
+    // Purged, it is gone from L3 too.
+    let purged = Client::default()
+        .send(
+            "POST",
+            &nodes[2].admin_url("/purge?url=%2Fa%3Fx%3D1"),
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(purged.status, 200, "{}", purged.text());
+    assert!(rows(&nodes[2], "").await.is_empty());
+}

@@ -8,13 +8,15 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use revcache_core::{
-    Invalidation, Known, LedgerRecord, Partition, PrimaryKey, Tag, Variant, record,
+    Entry, Invalidation, Known, LedgerRecord, Partition, PrimaryKey, Tag, Variant, record,
 };
 use serde_json::{Value, json};
 
-/// Entry values start with this (and the record's own version byte).
-pub const MAGIC: &[u8] = b"RCL3";
+/// Entry values start with this, then the length (u32, big-endian) and
+/// bytes of the entry's key, then the record (with its own version byte).
+pub const MAGIC: &[u8] = b"RCL4";
 
 fn hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex()[..32].to_owned()
@@ -131,6 +133,42 @@ pub fn prefix_member(route: Option<u32>, prefix: &str) -> String {
         Some(r) => format!("{r}\0{prefix}"),
         None => format!("*\0{prefix}"),
     }
+}
+
+/// `entry` (its body `body`) as a value.
+pub fn encode_entry(entry: &Entry, body: &Bytes) -> Vec<u8> {
+    let key = record::key_bytes(&entry.key);
+    let record = record::encode(entry, body);
+    let mut value = Vec::with_capacity(MAGIC.len() + 4 + key.len() + record.len());
+    value.extend_from_slice(MAGIC);
+    value.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    value.extend_from_slice(&key);
+    value.extend_from_slice(&record);
+    value
+}
+
+/// The entry a value holds; when `expected` is given, only if the value
+/// is of that key (a value under another key's name is never served).
+pub fn decode_entry(
+    value: &[u8],
+    expected: Option<&PrimaryKey>,
+) -> Result<Entry, record::RecordError> {
+    let rest = value
+        .strip_prefix(MAGIC)
+        .ok_or(record::RecordError("no magic"))?;
+    let (len, rest) = rest
+        .split_first_chunk::<4>()
+        .ok_or(record::RecordError("truncated key"))?;
+    let len = u32::from_be_bytes(*len) as usize;
+    if rest.len() < len {
+        return Err(record::RecordError("truncated key"));
+    }
+    let (key_bytes, rest) = rest.split_at(len);
+    let key = record::decode_key(key_bytes)?;
+    if expected.is_some_and(|e| *e != key) {
+        return Err(record::RecordError("another key's value"));
+    }
+    record::decode(key, rest)
 }
 
 /// Invalidations as one stream message; `Key` ones (a node's own
@@ -317,6 +355,46 @@ mod tests {
         ] {
             assert_eq!(decode_ledger(garbage), None, "{garbage}");
         }
+    }
+
+    #[test]
+    fn an_entry_value_decodes_only_as_its_own_key_and_garbage_is_refused() {
+        let key = |target: &str| {
+            PrimaryKey::new(
+                1,
+                revcache_core::KeyClass::Get,
+                "h",
+                target,
+                Partition::Public,
+            )
+        };
+        let body = Bytes::from_static(b"hello");
+        let entry = Entry::new(
+            key("/a"),
+            Variant::default(),
+            revcache_core::Version::Unversioned,
+            http::StatusCode::OK,
+            http::HeaderMap::new(),
+            body.clone(),
+            Vec::new(),
+            revcache_core::EntryTiming {
+                request_time: SystemTime::now(),
+                response_time: SystemTime::now(),
+                initial_age: Duration::ZERO,
+            },
+            revcache_core::Freshness::default(),
+        );
+        let value = encode_entry(&entry, &body);
+        let back = decode_entry(&value, Some(&key("/a"))).unwrap();
+        assert_eq!(back.key, key("/a"));
+        assert_eq!(decode_entry(&value, None).unwrap().key, key("/a"));
+        assert!(decode_entry(&value, Some(&key("/b"))).is_err());
+        for cut in 0..value.len() {
+            assert!(decode_entry(&value[..cut], None).is_err(), "cut at {cut}");
+        }
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert!(decode_entry(&huge, None).is_err());
     }
 
     #[test]

@@ -29,6 +29,7 @@
 
 mod codec;
 mod connection;
+mod inspect;
 mod lease;
 mod scripts;
 mod settings;

@@ -158,7 +158,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<6} {:>8} {:>10} {:<16} {:<18} {:<24} KEY",
+        "{:<8} {:>8} {:>10} {:<16} {:<18} {:<24} KEY",
         "TIER", "AGE", "SIZE", "VERSION", "PARTITION", "TAGS"
     );
     for row in &rows {
@@ -173,7 +173,7 @@ pub fn inspect(args: InspectArgs) -> anyhow::Result<()> {
             row.tags.join(",")
         };
         println!(
-            "{:<6} {:>8} {:>10} {:<16} {:<18} {:<24} {}",
+            "{:<8} {:>8} {:>10} {:<16} {:<18} {:<24} {}",
             row.tier,
             human_age(row.age_secs),
             size,
