@@ -52,6 +52,11 @@ impl Names {
     pub fn sequence(&self) -> String {
         format!("{}:seq", self.prefix)
     }
+    /// Made afresh whenever Redis has none (it lost its data): tickets
+    /// of another epoch are refused.
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
     pub fn slots(&self) -> String {
         format!("{}:slots", self.prefix)
     }

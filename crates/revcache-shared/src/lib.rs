@@ -38,4 +38,4 @@ mod tier;
 
 pub use settings::SharedSettings;
 pub use stream::{Applier, StreamEvent};
-pub use tier::{SharedError, SharedStats, SharedTier};
+pub use tier::{SharedError, SharedStats, SharedTier, Ticket};

@@ -8,6 +8,9 @@
 //!   reaches, deletes the entries it reaches (through the indexes),
 //!   appends it to the stream, and keeps the prefix history short (a store
 //!   older than what it forgot is refused).
+//! - `TICKET` reads the sequence and the epoch (made when there is none:
+//!   Redis started empty), so a fill that began before Redis lost its
+//!   data is never stored after.
 //! - `LOOKUP` reads every variant of a key in one round trip.
 //! - `UNLOCK` releases a fetch lock only if this node still holds it.
 //! - `LEASE` takes or renews a lease (with the state its holder reports)
@@ -25,13 +28,17 @@ pub static STORE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 -- KEYS: 1 slots, 2 prefixes, 3 prefix floor, 4 entry, 5 variants,
---       6 route members, 7 routes, 8 entry date, 9.. index sets (target, tags)
+--       6 route members, 7 routes, 8 entry date, 9 epoch,
+--       10.. index sets (target, tags)
 -- ARGV: 1 ticket, 2 ttl, 3 index ttl, 4 value, 5 route, 6 target,
---       7 slot count, 8.. slots, then the entry's date (seconds)
+--       7 slot count, 8.. slots, then the entry's date (seconds), then
+--       the ticket's epoch
+local n = tonumber(ARGV[7])
+-- A ticket of before Redis lost its data is worth nothing now.
+if redis.call('GET', KEYS[9]) ~= ARGV[9 + n] then return 0 end
 local ticket = tonumber(ARGV[1])
 local floor = tonumber(redis.call('GET', KEYS[3]) or '0')
 if ticket < floor then return 0 end
-local n = tonumber(ARGV[7])
 for i = 1, n do
   local s = redis.call('HGET', KEYS[1], ARGV[7 + i])
   if s and tonumber(s) > ticket then return 0 end
@@ -57,7 +64,7 @@ redis.call('EXPIRE', KEYS[5], ARGV[3])
 redis.call('SADD', KEYS[6], target .. '\0' .. KEYS[4])
 redis.call('EXPIRE', KEYS[6], ARGV[3])
 redis.call('SADD', KEYS[7], ARGV[5])
-for i = 9, #KEYS do
+for i = 10, #KEYS do
   redis.call('SADD', KEYS[i], KEYS[4])
   redis.call('EXPIRE', KEYS[i], ARGV[3])
 end
@@ -117,6 +124,20 @@ end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*',
   'node', ARGV[1], 'seq', seq, 'invalidations', ARGV[2])
 return {seq, deleted}
+"#,
+    )
+});
+
+pub static TICKET: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+-- KEYS: 1 sequence, 2 epoch; ARGV: 1 a new epoch, used if there is none
+local e = redis.call('GET', KEYS[2])
+if not e then
+  e = ARGV[1]
+  redis.call('SET', KEYS[2], e)
+end
+return {e, tonumber(redis.call('GET', KEYS[1]) or '0')}
 "#,
     )
 });

@@ -66,6 +66,14 @@ pub struct SharedStats {
     pub gaps: AtomicU64,
 }
 
+/// Where a fill starts from in the shared generations: Redis's epoch
+/// (it changes when Redis loses its data) and the shared sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    epoch: Arc<str>,
+    seq: u64,
+}
+
 pub struct SharedTier {
     pub(crate) settings: SharedSettings,
     pub(crate) names: Names,
@@ -246,22 +254,35 @@ impl SharedTier {
         out
     }
 
-    /// The shared sequence a fill starts from; `None` when Redis cannot
-    /// say (the fill is then not shared).
-    pub async fn ticket(&self) -> Option<u64> {
+    /// The shared sequence a fill starts from, in Redis's current epoch;
+    /// `None` when Redis cannot say (the fill is then not shared).
+    pub async fn ticket(&self) -> Option<Ticket> {
         let mut conn = self.conn.clone();
-        let key = self.names.sequence();
-        self.timed("ticket", async move {
-            let v: Option<u64> = conn.get(&key).await?;
-            Ok(v.unwrap_or(0))
+        let fresh = format!(
+            "{}-{}",
+            self.node,
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let mut invocation = scripts::TICKET.prepare_invoke();
+        invocation
+            .key(self.names.sequence())
+            .key(self.names.epoch())
+            .arg(fresh);
+        let (epoch, seq): (String, u64) = self
+            .timed("ticket", invocation.invoke_async(&mut conn))
+            .await?;
+        Some(Ticket {
+            epoch: epoch.into(),
+            seq,
         })
-        .await
     }
 
     /// Shares `entry` (fetched under `ticket`) unless its body is on disk
     /// or too large, or an invalidation reached it since. `ttl` bounds how
     /// long it may be of use (freshness, stale windows, trust).
-    pub async fn store(&self, entry: &Entry, ticket: u64, ttl: Duration) {
+    pub async fn store(&self, entry: &Entry, ticket: &Ticket, ttl: Duration) {
         let EntryBody::Memory(body) = &entry.body else {
             return;
         };
@@ -286,12 +307,13 @@ impl SharedTier {
             .key(self.names.by_route(key.route()))
             .key(self.names.routes())
             .key(self.names.entry_date(&entry_name))
+            .key(self.names.epoch())
             .key(self.names.by_target(key.target()));
         for tag in &entry.tags {
             invocation.key(self.names.by_tag(tag));
         }
         invocation
-            .arg(ticket)
+            .arg(ticket.seq)
             .arg(ttl)
             .arg(self.settings.max_ttl.as_secs())
             .arg(value.as_slice())
@@ -306,10 +328,12 @@ impl SharedTier {
             .get_str("date")
             .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
             .unwrap_or(entry.timing().response_time);
-        invocation.arg(
-            date.duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-        );
+        invocation
+            .arg(
+                date.duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            )
+            .arg(&*ticket.epoch);
         let mut conn = self.conn.clone();
         let stored: Option<i64> = self
             .timed("store", invocation.invoke_async(&mut conn))

@@ -55,11 +55,11 @@ async fn the_newer_representation_stays_whichever_fill_stores_last() {
     let t = tier(&redis).await;
     let now = SystemTime::now();
     let ticket = t.ticket().await.unwrap();
-    t.store(&entry("new", now), ticket, Duration::from_secs(60))
+    t.store(&entry("new", now), &ticket, Duration::from_secs(60))
         .await;
     t.store(
         &entry("old", now - Duration::from_secs(3600)),
-        ticket,
+        &ticket,
         Duration::from_secs(60),
     )
     .await;
@@ -68,7 +68,7 @@ async fn the_newer_representation_stays_whichever_fill_stores_last() {
     assert_eq!(body(&found[0]), "new");
     t.store(
         &entry("newer", now + Duration::from_secs(5)),
-        ticket,
+        &ticket,
         Duration::from_secs(60),
     )
     .await;
@@ -91,13 +91,13 @@ async fn a_fill_an_invalidation_overtook_is_stored_nowhere() {
     ] {
         let ticket = t.ticket().await.unwrap();
         assert!(t.invalidate(std::slice::from_ref(&overtaking)).await);
-        t.store(&entry("stale", now), ticket, Duration::from_secs(60))
+        t.store(&entry("stale", now), &ticket, Duration::from_secs(60))
             .await;
         assert!(t.lookup(&key()).await.is_empty(), "{overtaking:?}");
         // A fill that started after it is stored, and the invalidation
         // deletes it.
         let ticket = t.ticket().await.unwrap();
-        t.store(&entry("fresh", now), ticket, Duration::from_secs(60))
+        t.store(&entry("fresh", now), &ticket, Duration::from_secs(60))
             .await;
         assert_eq!(t.lookup(&key()).await.len(), 1, "{overtaking:?}");
         assert!(t.invalidate(std::slice::from_ref(&overtaking)).await);
@@ -105,7 +105,7 @@ async fn a_fill_an_invalidation_overtook_is_stored_nowhere() {
     }
     // Another route's tag reaches nothing here.
     let ticket = t.ticket().await.unwrap();
-    t.store(&entry("kept", now), ticket, Duration::from_secs(60))
+    t.store(&entry("kept", now), &ticket, Duration::from_secs(60))
         .await;
     assert!(t.invalidate(&[Invalidation::Tag(Tag::new(8, "doc"))]).await);
     assert_eq!(t.lookup(&key()).await.len(), 1);
@@ -118,7 +118,7 @@ async fn values_that_are_not_revcaches_are_ignored_and_counted() {
     let ticket = t.ticket().await.unwrap();
     t.store(
         &entry("real", SystemTime::now()),
-        ticket,
+        &ticket,
         Duration::from_secs(60),
     )
     .await;
@@ -145,4 +145,32 @@ async fn values_that_are_not_revcaches_are_ignored_and_counted() {
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
+}
+
+#[tokio::test]
+async fn a_fill_that_began_before_redis_lost_its_data_is_not_stored_after() {
+    let redis = Redis::start();
+    let t = tier(&redis).await;
+    let now = SystemTime::now();
+    let before = t.ticket().await.unwrap();
+    // Redis restarts empty (FLUSHALL stands for it): the sequence starts
+    // over, and an invalidation made since takes it to 1, below the
+    // fill's ticket once the sequence had grown.
+    for _ in 0..3 {
+        assert!(t.invalidate(&[Invalidation::target(7, "/x")]).await);
+    }
+    let before_grown = t.ticket().await.unwrap();
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    assert!(t.invalidate(&[Invalidation::target(7, "/doc")]).await);
+    for old in [&before, &before_grown] {
+        t.store(&entry("outdated", now), old, Duration::from_secs(60))
+            .await;
+        assert!(t.lookup(&key()).await.is_empty(), "{old:?}");
+    }
+    let after = t.ticket().await.unwrap();
+    t.store(&entry("fresh", now), &after, Duration::from_secs(60))
+        .await;
+    assert_eq!(body(&t.lookup(&key()).await[0]), "fresh");
 }

@@ -238,7 +238,7 @@ impl Proxy {
         variant: Variant,
         answer: Answer<'_>,
         ticket: revcache_core::FillTicket,
-        share: Option<(Arc<revcache_shared::SharedTier>, u64)>,
+        share: Option<(Arc<revcache_shared::SharedTier>, revcache_shared::Ticket)>,
     ) -> FillPlan {
         let key = match storable {
             Storability::Shared => ex.public_key().clone(),

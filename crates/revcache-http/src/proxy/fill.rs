@@ -51,7 +51,7 @@ pub struct FillPlan {
 /// long its entry may be of use, and the cross-node fetch lock it holds.
 pub struct Share {
     pub tier: Arc<SharedTier>,
-    pub ticket: u64,
+    pub ticket: revcache_shared::Ticket,
     pub ttl: Duration,
     pub lock: PrimaryKey,
 }
@@ -267,7 +267,7 @@ async fn run(
     }
     // The other nodes' turn, after this node's waiters.
     if let (Some(e), Some(share)) = (stored, &plan.share) {
-        share.tier.store(&e, share.ticket, share.ttl).await;
+        share.tier.store(&e, &share.ticket, share.ttl).await;
     }
     if let (Some(ledger), Some(share)) = (ledger, &plan.share) {
         let records = ledger.take_unshared();
