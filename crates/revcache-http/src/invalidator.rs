@@ -4,6 +4,8 @@
 //! NDJSON batch of events) reach the disk tier in one durable commit.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use revcache_core::{Cache, Invalidation, PurgeError};
@@ -22,6 +24,10 @@ pub struct Invalidator {
     active: Arc<ArcSwap<ActiveConfig>>,
     /// The other nodes, told of every invalidation made here.
     shared: Option<Arc<SharedTier>>,
+    /// Entries received before this (µs since the Unix epoch) are
+    /// revalidated before they answer: the shared tier's stream could
+    /// not be read meanwhile, so an invalidation of them may be missed.
+    revalidate_before: AtomicU64,
 }
 
 impl Invalidator {
@@ -31,11 +37,19 @@ impl Invalidator {
         active: Arc<ArcSwap<ActiveConfig>>,
         shared: Option<Arc<SharedTier>>,
     ) -> Self {
+        // A node joining (or rejoining) the shared tier missed what the
+        // others invalidated while it was not reading the stream: what its
+        // disk tier kept is revalidated first.
+        let revalidate_before = match shared {
+            Some(_) => micros(cache.clock().now()),
+            None => 0,
+        };
         Invalidator {
             cache,
             metrics,
             active,
             shared,
+            revalidate_before: AtomicU64::new(revalidate_before),
         }
     }
 
@@ -88,9 +102,19 @@ impl Invalidator {
         }
     }
 
-    /// Lets trust start over, from `now`, after a suspension.
+    /// Entries received before this instant must be revalidated before
+    /// they answer (see [`Invalidator::resume_trust`]).
+    pub fn revalidate_before(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_micros(self.revalidate_before.load(Ordering::Acquire))
+    }
+
+    /// Lets trust start over, from `now`, after a suspension; whatever was
+    /// received before is revalidated before it answers again (an
+    /// invalidation published meanwhile may never reach this node).
     pub fn resume_trust(&self) {
         let now = self.cache.clock().now();
+        self.revalidate_before
+            .fetch_max(micros(now), Ordering::AcqRel);
         for route in self.active.load().router.routes() {
             if let Some(feed) = route.dialect.feed() {
                 feed.resume(now);
@@ -162,4 +186,9 @@ impl Invalidator {
         }
         results
     }
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

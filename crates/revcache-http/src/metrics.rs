@@ -994,6 +994,14 @@ impl TierCollector {
             lag.metric_type(),
         )?;
         lag.encode(m)?;
+        let unpublished = ConstGauge::new(shared.unpublished() as i64);
+        let m = encoder.encode_descriptor(
+            "shared_unpublished",
+            "Invalidations made here that wait for Redis to reach the other nodes",
+            None,
+            unpublished.metric_type(),
+        )?;
+        unpublished.encode(m)?;
         let ledger = ConstCounter::new(load(&s.ledger_published));
         let mut m = encoder.encode_descriptor(
             "shared_ledger_records",

@@ -6,6 +6,7 @@ mod support;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 use revcache_http::{DialectName, EventSettings, SharedSettings};
@@ -842,4 +843,162 @@ async fn inspect_shows_what_the_shared_tier_holds() {
         .await;
     assert_eq!(purged.status, 200, "{}", purged.text());
     assert!(rows(&nodes[2], "").await.is_empty());
+}
+
+/// An origin of versioned pages `/r/N`: a PUT makes the next version.
+/// Answers carry `max-age=600`, so only invalidations make nodes ask.
+struct Versioned {
+    origin: Origin,
+    versions: Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>,
+}
+
+impl Versioned {
+    async fn start() -> Versioned {
+        let versions = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+        let v = versions.clone();
+        let origin = Origin::start(move |seen, _| {
+            let mut versions = v.lock().unwrap();
+            let n = versions.entry(seen.target.clone()).or_insert(0);
+            if seen.method == "PUT" {
+                *n += 1;
+                return Reply::status(204);
+            }
+            Reply::ok(format!("{} v{n}", seen.target))
+                .header("cache-control", "max-age=600")
+                .header("etag", format!("\"{n}\""))
+        })
+        .await;
+        Versioned { origin, versions }
+    }
+
+    fn current(&self, path: &str) -> String {
+        let n = self
+            .versions
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or(0);
+        format!("{path} v{n}")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_redis_under_mixed_load_costs_no_client_errors_and_leaves_nothing_stale() {
+    let mut redis = Redis::start();
+    let origin = Versioned::start().await;
+    let nodes = Arc::new(three_nodes(&origin.origin.url(), &redis).await);
+    let paths: Vec<String> = (0..8).map(|i| format!("/r/{i}")).collect();
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Readers and writers over every node, until told to stop.
+    let mut load = Vec::new();
+    for worker in 0..6usize {
+        let (nodes, paths, errors, stop) =
+            (nodes.clone(), paths.clone(), errors.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut i = worker;
+            let mut done = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i = i.wrapping_mul(31).wrapping_add(7);
+                let n = &nodes[i % 3];
+                let path = &paths[(i / 3) % paths.len()];
+                let got = if worker == 0 && i % 4 == 0 {
+                    Client::default().send("PUT", &n.url(path), &[], "x").await
+                } else {
+                    Client::default().get(&n.url(path)).await
+                };
+                if got.status >= 300 {
+                    errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("{path}: {} {}", got.status, got.text()));
+                }
+                done += 1;
+            }
+            done
+        }));
+    }
+    let settle = || tokio::time::sleep(Duration::from_millis(400));
+    settle().await;
+    redis.kill();
+    // While Redis is away, a write through node 0 outdates what nodes 1
+    // and 2 hold; they cannot hear of it yet.
+    for n in nodes.iter() {
+        Client::default().get(&n.url("/r/0")).await;
+    }
+    let put = Client::default()
+        .send("PUT", &nodes[0].url("/r/0"), &[], "x")
+        .await;
+    assert_eq!(put.status, 204);
+    settle().await;
+    redis.run();
+    for n in nodes.iter() {
+        eventually(n, "revcache_shared_healthy", 1.0).await;
+        eventually(n, "revcache_shared_gaps_total", 1.0).await;
+    }
+    settle().await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut requests = 0;
+    for l in load {
+        requests += l.await.unwrap();
+    }
+    let errors = errors.lock().unwrap().clone();
+    assert!(
+        errors.is_empty(),
+        "{} client errors: {errors:?}",
+        errors.len()
+    );
+    assert!(requests > 100, "only {requests} requests");
+    // Redis is back and the nodes read its stream: nothing outdated is
+    // served anywhere.
+    for n in nodes.iter() {
+        for path in &paths {
+            let got = Client::default().get(&n.url(path)).await;
+            assert_eq!(got.text(), origin.current(path), "{}", got.cache_status());
+        }
+    }
+    // What node 0 kept while Redis was away reached the others.
+    for n in nodes.iter() {
+        assert_eq!(
+            metric(&metrics(n).await, "revcache_shared_unpublished"),
+            0.0
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_node_back_from_a_restart_revalidates_what_its_disk_kept_while_it_was_away() {
+    let redis = Redis::start();
+    let origin = Versioned::start().await;
+    let key = shared_key_file();
+    let dir = temp_dir("restarting-node");
+    let url = origin.origin.url();
+    let a = node(&url, &redis, &key, |_| {}).await;
+    let start_b = || {
+        let dir = dir.clone();
+        node(&url, &redis, &key, move |s| s.data_dir = dir)
+    };
+    let b = start_b().await;
+    assert_eq!(
+        Client::default().get(&b.url("/r/0")).await.text(),
+        "/r/0 v0"
+    );
+    b.proxy.fills_idle().await;
+    b.shutdown().await;
+    // While B is down, the page changes and A purges it.
+    let put = Client::default()
+        .send("PUT", &a.url("/r/0"), &[], "x")
+        .await;
+    assert_eq!(put.status, 204);
+    let b = start_b().await;
+    let got = Client::default().get(&b.url("/r/0")).await;
+    assert_eq!(got.text(), "/r/0 v1", "{}", got.cache_status());
+    // Revalidated once, it answers from the cache again.
+    let again = Client::default().get(&b.url("/r/0")).await;
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
 }

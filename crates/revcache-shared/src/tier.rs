@@ -389,6 +389,14 @@ impl SharedTier {
         published
     }
 
+    /// Invalidations this node made that wait for Redis.
+    pub fn unpublished(&self) -> usize {
+        self.unpublished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     pub(crate) fn has_unpublished(&self) -> bool {
         !self
             .unpublished

@@ -34,8 +34,18 @@ pub enum Decision {
 }
 
 impl Decision {
-    /// The decision for `entry` answering `ex` at `now`.
-    pub fn of(ex: &Exchange, entry: &Entry, now: SystemTime) -> Decision {
+    /// The decision for `entry` answering `ex` at `now`. An entry received
+    /// before `revalidate_before` (a gap in the shared tier's stream may
+    /// have hidden an invalidation of it) is revalidated first.
+    pub fn of(
+        ex: &Exchange,
+        entry: &Entry,
+        now: SystemTime,
+        revalidate_before: SystemTime,
+    ) -> Decision {
+        if entry.timing().response_time < revalidate_before {
+            return Decision::Revalidate { fwd: Fwd::Stale };
+        }
         let req = &ex.req_cc;
         let client_insists = req.no_cache || req.max_age.is_some_and(|m| m.seconds() == 0);
         let dialect = ex.route.dialect.reuse(entry, now);
@@ -116,10 +126,11 @@ impl Candidate {
         uri_known: bool,
         ex: &Exchange,
         now: SystemTime,
+        revalidate_before: SystemTime,
     ) -> Self {
         Candidate {
             entry: entry.map(|e| {
-                let d = Decision::of(ex, &e, now);
+                let d = Decision::of(ex, &e, now, revalidate_before);
                 (e, d)
             }),
             uri_known,

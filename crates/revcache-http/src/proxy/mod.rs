@@ -371,7 +371,13 @@ impl Proxy {
             }
             Kind::Cacheable => {
                 let (entry, uri_known) = self.find(&ex);
-                let candidate = Candidate::decided(entry, uri_known, &ex, now);
+                let candidate = Candidate::decided(
+                    entry,
+                    uri_known,
+                    &ex,
+                    now,
+                    self.invalidator.revalidate_before(),
+                );
                 if let Some(serving) = candidate.serving()
                     && let Some(res) = self.serve_now(&ex, serving, now)
                 {
@@ -467,7 +473,13 @@ impl Proxy {
                 },
             };
             if found.is_some() {
-                candidate = Candidate::decided(found, true, &ex, self.cache.clock().now());
+                candidate = Candidate::decided(
+                    found,
+                    true,
+                    &ex,
+                    self.cache.clock().now(),
+                    self.invalidator.revalidate_before(),
+                );
             }
         }
         if let Some(serving) = candidate.serving() {
@@ -485,7 +497,13 @@ impl Proxy {
         if candidate.entry.is_none()
             && let Some(entry) = self.wait_for_other_node(&ex).await
         {
-            candidate = Candidate::decided(Some(entry), true, &ex, self.cache.clock().now());
+            candidate = Candidate::decided(
+                Some(entry),
+                true,
+                &ex,
+                self.cache.clock().now(),
+                self.invalidator.revalidate_before(),
+            );
             if let Some(serving) = candidate.serving() {
                 leader.finish(FlightOutcome::Entry(serving.entry.clone()));
                 return self.serve_decided(&ex, serving).await;
