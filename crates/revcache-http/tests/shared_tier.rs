@@ -1002,3 +1002,53 @@ async fn a_node_back_from_a_restart_revalidates_what_its_disk_kept_while_it_was_
         again.cache_status()
     );
 }
+
+#[tokio::test]
+async fn a_revalidation_on_one_node_refreshes_the_entry_for_the_others() {
+    let redis = Redis::start();
+    // The origin's clock moves with the nodes' (its Date is what they age
+    // entries by).
+    let ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let origin_ahead = ahead.clone();
+    let origin = Origin::start(move |seen, _| {
+        let now = std::time::SystemTime::now()
+            + Duration::from_secs(origin_ahead.load(std::sync::atomic::Ordering::SeqCst));
+        let current = seen
+            .headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"v1\"");
+        let reply = if current {
+            Reply::status(304)
+        } else {
+            Reply::ok("body")
+        };
+        reply
+            .header("cache-control", "max-age=60")
+            .header("etag", "\"v1\"")
+            .header("date", httpdate::fmt_http_date(now))
+    })
+    .await;
+    let nodes = three_nodes(&origin.url(), &redis).await;
+    Client::default().get(&nodes[0].url("/p")).await;
+    nodes[0].proxy.fills_idle().await;
+    ahead.store(120, std::sync::atomic::Ordering::SeqCst);
+    for n in &nodes {
+        n.advance(Duration::from_secs(120));
+    }
+    // Node 0's copy is stale: it revalidates, and shares what the 304
+    // refreshed.
+    let got = Client::default().get(&nodes[0].url("/p")).await;
+    assert!(
+        got.cache_status().contains("fwd-status=304"),
+        "{}",
+        got.cache_status()
+    );
+    assert_eq!(origin.requests(), 2);
+    eventually(&nodes[0], "revcache_shared_stored_total", 2.0).await;
+    // The others find it fresh in the shared tier.
+    for n in &nodes[1..] {
+        let got = Client::default().get(&n.url("/p")).await;
+        assert_eq!(got.text(), "body");
+        assert_eq!(origin.requests(), 2, "{}", got.cache_status());
+    }
+}

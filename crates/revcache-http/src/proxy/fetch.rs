@@ -125,6 +125,7 @@ impl Proxy {
                     request_time,
                     response_time,
                     ticket,
+                    shared_ticket,
                 };
                 return self.revalidated(ex, answer, leader, fwd, reason).await;
             }
@@ -375,7 +376,10 @@ impl Proxy {
 
 /// How long a shared entry may be of use to another node: its freshness,
 /// its stale windows and the route's trust, and a minute more.
-fn shared_ttl(ex: &Exchange, freshness: &revcache_core::Freshness) -> std::time::Duration {
+pub(super) fn shared_ttl(
+    ex: &Exchange,
+    freshness: &revcache_core::Freshness,
+) -> std::time::Duration {
     let stale = freshness
         .stale_while_revalidate
         .unwrap_or_default()

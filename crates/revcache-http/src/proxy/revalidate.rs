@@ -31,6 +31,9 @@ pub struct Revalidation {
     pub request_time: SystemTime,
     pub response_time: SystemTime,
     pub ticket: FillTicket,
+    /// Where the shared tier was when the request was sent: the refreshed
+    /// entry replaces the other nodes' copy unless invalidated since.
+    pub shared_ticket: Option<revcache_shared::Ticket>,
 }
 
 impl Proxy {
@@ -50,6 +53,7 @@ impl Proxy {
             request_time,
             response_time,
             ticket,
+            shared_ticket,
         } = answer;
         let stored = stale.headers.to_map(0);
         if !merge::validates(&stored, &headers) {
@@ -99,7 +103,15 @@ impl Proxy {
             self.forget(stale.key.clone()).await;
             (Arc::new(entry), FlightOutcome::NotShared)
         };
+        let refreshed_here = matches!(shared, FlightOutcome::Entry(_));
         leader.finish(shared);
+        // The other nodes get the refreshed entry too, so they need not
+        // revalidate theirs.
+        if refreshed_here && let (Some(tier), Some(shared_ticket)) = (&self.shared, shared_ticket) {
+            let (tier, e) = (tier.clone(), entry.clone());
+            let ttl = super::fetch::shared_ttl(ex, &e.freshness());
+            tokio::spawn(async move { tier.store(&e, &shared_ticket, ttl).await });
+        }
         let status = CacheStatus::fwd(fwd).fwd_status(304);
         let mut res = self.serve(ex, &entry, status, Outcome::Revalidated).await;
         // What the 304 says to this client only (its cookies) is never
