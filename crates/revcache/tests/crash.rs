@@ -3,7 +3,10 @@
 //! SIGKILL at random moments and restarted on the same data dir, again and
 //! again. Every response served at any point must be byte-identical to what
 //! the origin served for the version its ETag names: no torn bodies, no
-//! body under the wrong ETag, and every start-up must succeed.
+//! body under the wrong ETag, and every start-up must succeed. Meanwhile
+//! resources are written through revcache (PUT) and purged through its
+//! admin API: once either was acknowledged, no request sent later gets a
+//! version older than the one it made current, whatever crashed since.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,11 +63,15 @@ fn body(path: &str, version: u64) -> Vec<u8> {
         .collect()
 }
 
-/// An origin whose resources change version all the time.
-fn origin(stop: Arc<AtomicBool>) -> SocketAddr {
+/// Each path's current version at the origin.
+type Versions = Arc<Mutex<HashMap<&'static str, u64>>>;
+
+/// An origin whose resources change version all the time; a PUT makes a
+/// new version of its path.
+fn origin(stop: Arc<AtomicBool>) -> (SocketAddr, Versions) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let versions: Arc<Mutex<HashMap<&'static str, u64>>> = Arc::default();
+    let versions: Versions = Arc::default();
     {
         let versions = versions.clone();
         let stop = stop.clone();
@@ -77,14 +84,15 @@ fn origin(stop: Arc<AtomicBool>) -> SocketAddr {
             }
         });
     }
+    let served = versions.clone();
     thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let versions = versions.clone();
+            let versions = served.clone();
             thread::spawn(move || serve_origin(stream, &versions));
         }
     });
-    addr
+    (addr, versions)
 }
 
 fn serve_origin(mut stream: TcpStream, versions: &Mutex<HashMap<&'static str, u64>>) {
@@ -112,6 +120,16 @@ fn serve_origin(mut stream: TcpStream, versions: &Mutex<HashMap<&'static str, u6
             let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
             continue;
         };
+        if first.starts_with("PUT ") {
+            *versions.lock().unwrap().entry(known).or_insert(0) += 1;
+            if stream
+                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
         let version = *versions.lock().unwrap().get(known).unwrap_or(&0);
         let etag = format!("\"{version}\"");
         let head = |status: &str, len: usize| {
@@ -194,7 +212,8 @@ fn free_port() -> SocketAddr {
         .unwrap()
 }
 
-fn start(upstream: SocketAddr, dir: &std::path::Path) -> (Child, SocketAddr) {
+/// A revcache child: the process, its proxy and its admin address.
+fn start(upstream: SocketAddr, dir: &std::path::Path) -> (Child, SocketAddr, SocketAddr) {
     let (listen, admin) = (free_port(), free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_revcache"))
         .args(["serve", "--upstream", &format!("http://{upstream}")])
@@ -216,8 +235,29 @@ fn start(upstream: SocketAddr, dir: &std::path::Path) -> (Child, SocketAddr) {
         );
         thread::sleep(Duration::from_millis(20));
     }
-    (child, listen)
+    (child, listen, admin)
 }
+
+/// Sends `method path` (no body) to `addr` (named in `Host`, as the
+/// admin API wants); the status, or `None` when nothing answered whole
+/// (revcache was killed).
+fn send(addr: SocketAddr, method: &str, path: &str) -> Option<u16> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let head = String::from_utf8_lossy(&raw);
+    head.split(' ').nth(1)?.parse().ok()
+}
+
+/// The newest version each path must be served at, at least, by requests
+/// sent after `Instant`: what an acknowledged write or purge made current.
+type Floors = Arc<Mutex<HashMap<&'static str, (u64, Instant)>>>;
 
 #[test]
 fn sigkill_at_random_moments_never_serves_a_wrong_or_torn_body() {
@@ -226,7 +266,9 @@ fn sigkill_at_random_moments_never_serves_a_wrong_or_torn_body() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(12);
     let stop = Arc::new(AtomicBool::new(false));
-    let upstream = origin(stop.clone());
+    let (upstream, versions) = origin(stop.clone());
+    let floors: Floors = Arc::default();
+    let admin: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
     let dir = std::env::temp_dir().join(format!("revcache-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let current: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
@@ -236,6 +278,7 @@ fn sigkill_at_random_moments_never_serves_a_wrong_or_torn_body() {
         .map(|i| {
             let (current, failures, stop) = (current.clone(), failures.clone(), stop.clone());
             let (verified, hits) = (verified.clone(), hits.clone());
+            let floors = floors.clone();
             thread::spawn(move || {
                 let mut rng = Rng(0xdead_beef + i);
                 while !stop.load(Ordering::Relaxed) {
@@ -244,11 +287,20 @@ fn sigkill_at_random_moments_never_serves_a_wrong_or_torn_body() {
                         continue;
                     };
                     let (path, _) = PATHS[rng.below(PATHS.len() as u64) as usize];
+                    let sent = Instant::now();
                     match fetch(addr, path) {
-                        Ok(Some((hit, _))) => {
+                        Ok(Some((hit, version))) => {
                             verified.fetch_add(1, Ordering::Relaxed);
                             if hit {
                                 hits.fetch_add(1, Ordering::Relaxed);
+                            }
+                            if let Some((floor, acked)) = floors.lock().unwrap().get(path)
+                                && *acked < sent
+                                && version < *floor
+                            {
+                                failures.lock().unwrap().push(format!(
+                                    "{path}: version {version} served after a write or purge made {floor} current"
+                                ));
                             }
                         }
                         Ok(None) => {}
@@ -258,21 +310,64 @@ fn sigkill_at_random_moments_never_serves_a_wrong_or_torn_body() {
             })
         })
         .collect();
+    // Writes through revcache and purges through its admin API.
+    let writes = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (current, admin, stop) = (current.clone(), admin.clone(), stop.clone());
+        let (versions, floors, writes) = (versions.clone(), floors.clone(), writes.clone());
+        thread::spawn(move || {
+            let mut rng = Rng(0xfeed);
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(20));
+                let (Some(proxy), Some(admin)) = (*current.lock().unwrap(), *admin.lock().unwrap())
+                else {
+                    continue;
+                };
+                let (path, _) = PATHS[rng.below(PATHS.len() as u64) as usize];
+                // Versions only grow: what is current once the write or
+                // purge is acknowledged is at least `floor`.
+                let (acked, floor) = if rng.below(2) == 0 {
+                    let before = versions.lock().unwrap().get(path).copied().unwrap_or(0);
+                    (
+                        send(proxy, "PUT", path).is_some_and(|s| s == 204),
+                        before + 1,
+                    )
+                } else {
+                    // The origin changes behind revcache's back; the
+                    // operator purges.
+                    let bumped = {
+                        let mut v = versions.lock().unwrap();
+                        let n = v.entry(path).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    let purged = send(admin, "POST", &format!("/purge?url={path}"));
+                    (purged.is_some_and(|s| s == 200), bumped)
+                };
+                if acked {
+                    floors.lock().unwrap().insert(path, (floor, Instant::now()));
+                    writes.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
 
     let mut rng = Rng(0x5eed);
     for _ in 0..rounds {
-        let (mut child, listen) = start(upstream, &dir);
+        let (mut child, listen, admin_addr) = start(upstream, &dir);
+        *admin.lock().unwrap() = Some(admin_addr);
         *current.lock().unwrap() = Some(listen);
         thread::sleep(Duration::from_millis(300 + rng.below(700)));
         child.kill().unwrap(); // SIGKILL
         let _ = child.wait();
         *current.lock().unwrap() = None;
+        *admin.lock().unwrap() = None;
         let mut stderr = String::new();
         let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
         assert!(!stderr.contains("panicked"), "revcache panicked:\n{stderr}");
     }
     // A last, clean run: every path is served correctly after all that.
-    let (mut child, listen) = start(upstream, &dir);
+    let (mut child, listen, _) = start(upstream, &dir);
     *current.lock().unwrap() = Some(listen);
     for (path, _) in PATHS {
         for _ in 0..3 {
@@ -285,6 +380,7 @@ fn sigkill_at_random_moments_never_serves_a_wrong_or_torn_body() {
     for c in clients {
         c.join().unwrap();
     }
+    writer.join().unwrap();
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -309,6 +405,10 @@ fn sigkill_at_random_moments_never_serves_a_wrong_or_torn_body() {
         hits > 10,
         "only {hits} cache hits among {verified} responses"
     );
-    eprintln!("crash test: {rounds} kills, {verified} responses verified, {hits} hits, 0 wrong");
+    let writes = writes.load(Ordering::Relaxed);
+    assert!(writes > 10, "only {writes} writes and purges acknowledged");
+    eprintln!(
+        "crash test: {rounds} kills, {verified} responses verified, {hits} hits, {writes} writes and purges acknowledged, 0 wrong"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

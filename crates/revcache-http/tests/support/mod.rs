@@ -413,11 +413,29 @@ impl Client {
     }
 }
 
+/// Reads from `s` until `buf` holds a whole request head (a raw origin's
+/// requests have no body), and drops it from `buf`; `false` when the
+/// connection ends first.
+pub async fn next_request_head(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            buf.drain(..end + 4);
+            return true;
+        }
+        let mut chunk = [0u8; 4096];
+        match s.read(&mut chunk).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// A raw origin that answers every request head with `answer` (bytes as
 /// they go on the wire: interim responses, say, which the scripted origin
 /// cannot send); returns its URL and how many requests it got.
 pub async fn raw_origin(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let count = Arc::new(AtomicUsize::new(0));
@@ -427,21 +445,10 @@ pub async fn raw_origin(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
             let seen = seen.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
+                while next_request_head(&mut s, &mut buf).await {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    if s.write_all(answer).await.is_err() {
                         return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        buf.drain(..end + 4);
-                        seen.fetch_add(1, Ordering::SeqCst);
-                        if s.write_all(answer).await.is_err() {
-                            return;
-                        }
                     }
                 }
             });
