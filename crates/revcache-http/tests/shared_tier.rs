@@ -1159,3 +1159,125 @@ async fn a_gerrit_event_posted_to_one_node_invalidates_on_all() {
         assert_eq!(status(&got), "MERGED", "{}", got.cache_status());
     }
 }
+
+/// A TCP relay between one node and Redis that can be cut: while cut it
+/// keeps every connection open and passes nothing on (a partition, as
+/// when a network path drops packets, not a refusal); healed, it passes
+/// on what it held, as TCP's retransmissions would.
+struct Relay {
+    addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    async fn start(to: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let c = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let cut = c.clone();
+                tokio::spawn(async move {
+                    Relay::wait_healed(&cut).await;
+                    let Ok(server) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::spawn(Relay::pass(cr, sw, cut.clone()));
+                    Relay::pass(sr, cw, cut).await;
+                });
+            }
+        });
+        Relay { addr, cut }
+    }
+
+    async fn wait_healed(cut: &std::sync::atomic::AtomicBool) {
+        while cut.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn pass(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        cut: Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            let n = match from.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            Relay::wait_healed(&cut).await;
+            if to.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_partitioned_from_redis_answers_every_request_and_serves_nothing_stale_once_healed()
+{
+    let redis = Redis::start();
+    let origin = Versioned::start().await;
+    let url = origin.origin.url();
+    let key = shared_key_file();
+    let relay = Relay::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let relayed = format!("redis://{}/", relay.addr);
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let relayed = relayed.clone();
+        nodes.push(
+            node(&url, &redis, &key, move |s| {
+                if i == 2 {
+                    s.shared.as_mut().unwrap().url = relayed;
+                }
+            })
+            .await,
+        );
+    }
+    let paths: Vec<String> = (0..4).map(|i| format!("/r/{i}")).collect();
+    for n in &nodes {
+        for path in &paths {
+            assert_eq!(Client::default().get(&n.url(path)).await.status, 200);
+        }
+        n.proxy.fills_idle().await;
+    }
+    relay.set_cut(true);
+    // Writes through the other nodes while node 2 hears nothing; node 2
+    // answers every request meanwhile.
+    for (i, path) in paths.iter().enumerate() {
+        let put = Client::default()
+            .send("PUT", &nodes[i % 2].url(path), &[], "x")
+            .await;
+        assert_eq!(put.status, 204);
+        for _ in 0..5 {
+            let got = Client::default().get(&nodes[2].url(path)).await;
+            assert_eq!(got.status, 200, "{}", got.text());
+        }
+        // The others share the write at once.
+        eventually(
+            &nodes[1 - i % 2],
+            "revcache_shared_applied_total",
+            (i / 2 + 1) as f64,
+        )
+        .await;
+    }
+    eventually(&nodes[2], "revcache_shared_errors_total", 1.0).await;
+    relay.set_cut(false);
+    eventually(&nodes[2], "revcache_shared_gaps_total", 1.0).await;
+    eventually(&nodes[2], "revcache_shared_healthy", 1.0).await;
+    // Healed: node 2 revalidates what it held before it lost the stream.
+    for path in &paths {
+        let got = Client::default().get(&nodes[2].url(path)).await;
+        assert_eq!(got.text(), origin.current(path), "{}", got.cache_status());
+    }
+}
