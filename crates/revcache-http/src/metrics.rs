@@ -1012,7 +1012,12 @@ impl TierCollector {
         ledger.encode(m.encode_family(&[("direction", "published")])?)?;
         ConstCounter::new(load(&s.ledger_applied))
             .encode(m.encode_family(&[("direction", "applied")])?)?;
-        let counters: [(&str, &str, u64); 10] = [
+        let counters: [(&str, &str, u64); 11] = [
+            (
+                "shared_ack_timeouts",
+                "Invalidations answered before every other live node had applied them (it waited 100 ms)",
+                load(&s.ack_timeouts),
+            ),
             ("shared_stored", "Entries this node shared", load(&s.stored)),
             (
                 "shared_stores_outdated",

@@ -421,14 +421,11 @@ fn stream_applier(proxy: &Arc<Proxy>) -> revcache_shared::Applier {
     let invalidator = Arc::downgrade(proxy.invalidator());
     let weak_proxy = Arc::downgrade(proxy);
     Arc::new(move |event| {
-        let Some(invalidator) = invalidator.upgrade() else {
-            return;
+        let (Some(invalidator), Some(proxy)) = (invalidator.upgrade(), weak_proxy.upgrade()) else {
+            return Box::pin(std::future::ready(()));
         };
         match event {
             StreamEvent::Ledger(records) => {
-                let Some(proxy) = weak_proxy.upgrade() else {
-                    return;
-                };
                 // Records of a route this node does not have are dropped.
                 let config = proxy.config();
                 for record in records {
@@ -442,23 +439,24 @@ fn stream_applier(proxy: &Arc<Proxy>) -> revcache_shared::Applier {
                         ledger.record_shared(record);
                     }
                 }
+                Box::pin(std::future::ready(()))
             }
-            StreamEvent::Invalidations(invalidations) => {
-                tokio::spawn(async move {
-                    let _ = invalidator
-                        .invalidate(invalidations, crate::metrics::InvalidationSource::Shared)
-                        .await;
-                });
-            }
+            StreamEvent::Invalidations(invalidations) => Box::pin(async move {
+                let _ = invalidator
+                    .invalidate(invalidations, crate::metrics::InvalidationSource::Shared)
+                    .await;
+            }),
             StreamEvent::Lost => {
                 tracing::warn!("the shared tier's invalidations cannot be read; trust suspended");
                 invalidator.suspend_trust();
+                Box::pin(std::future::ready(()))
             }
             StreamEvent::Resumed => {
                 tracing::info!(
                     "the shared tier's invalidations can be read again; trust starts over"
                 );
                 invalidator.resume_trust();
+                Box::pin(std::future::ready(()))
             }
         }
     })

@@ -1281,3 +1281,42 @@ async fn a_node_partitioned_from_redis_answers_every_request_and_serves_nothing_
         assert_eq!(got.text(), origin.current(path), "{}", got.cache_status());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_on_another_node_right_after_a_write_returns_gets_the_new_version() {
+    let redis = Redis::start();
+    let origin = Versioned::start().await;
+    let nodes = three_nodes(&origin.origin.url(), &redis).await;
+    // Every node has read the stream once: each is known to be alive.
+    for n in &nodes {
+        eventually(n, "revcache_shared_healthy", 1.0).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for round in 0..40 {
+        let path = format!("/r/{}", round % 4);
+        for n in &nodes {
+            Client::default().get(&n.url(&path)).await;
+        }
+        let writer = &nodes[round % 3];
+        let put = Client::default()
+            .send("PUT", &writer.url(&path), &[], "x")
+            .await;
+        assert_eq!(put.status, 204);
+        // At once, on the other nodes: the write's invalidation is applied.
+        for n in &nodes {
+            let got = Client::default().get(&n.url(&path)).await;
+            assert_eq!(
+                got.text(),
+                origin.current(&path),
+                "round {round}: {}",
+                got.cache_status()
+            );
+        }
+    }
+    for n in &nodes {
+        assert_eq!(
+            metric(&metrics(n).await, "revcache_shared_ack_timeouts_total"),
+            0.0
+        );
+    }
+}

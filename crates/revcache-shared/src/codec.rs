@@ -71,6 +71,10 @@ impl Names {
     pub fn stream(&self) -> String {
         format!("{}:invalidations", self.prefix)
     }
+    /// Per node: the last stream id it applied and when it said so.
+    pub fn applied(&self) -> String {
+        format!("{}:applied", self.prefix)
+    }
     pub fn routes(&self) -> String {
         format!("{}:routes", self.prefix)
     }
@@ -138,6 +142,12 @@ pub fn prefix_member(route: Option<u32>, prefix: &str) -> String {
         Some(r) => format!("{r}\0{prefix}"),
         None => format!("*\0{prefix}"),
     }
+}
+
+/// A stream id (`milliseconds-sequence`) as numbers, to compare.
+pub fn stream_id(id: &str) -> Option<(u64, u64)> {
+    let (ms, seq) = id.split_once('-')?;
+    Some((ms.parse().ok()?, seq.parse().ok()?))
 }
 
 /// `entry` (its body `body`) as a value.

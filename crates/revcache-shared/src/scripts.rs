@@ -121,9 +121,9 @@ if count > keep then
   redis.call('ZREMRANGEBYRANK', KEYS[3], 0, count - keep - 1)
   redis.call('SET', KEYS[4], old[#old])
 end
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*',
+local id = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[3], '*',
   'node', ARGV[1], 'seq', seq, 'invalidations', ARGV[2])
-return {seq, deleted}
+return {seq, deleted, id}
 "#,
     )
 });

@@ -40,8 +40,12 @@ pub enum StreamEvent {
     Resumed,
 }
 
-/// Where the reader's events go.
-pub type Applier = Arc<dyn Fn(StreamEvent) + Send + Sync>;
+/// Where the reader's events go; the reader waits for what it returns
+/// (the event applied) before it tells the other nodes it applied it.
+pub type Applier = Arc<dyn Fn(StreamEvent) -> Applied + Send + Sync>;
+
+/// An event being applied.
+pub type Applied = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// How long one `XREAD` blocks.
 const BLOCK: Duration = Duration::from_millis(1000);
@@ -70,7 +74,7 @@ impl SharedTier {
                 _ => {
                     if !lost {
                         lost = true;
-                        apply(StreamEvent::Lost);
+                        apply(StreamEvent::Lost).await;
                     }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(2));
@@ -90,7 +94,7 @@ impl SharedTier {
                         self.failed("stream", &e);
                         if !lost {
                             lost = true;
-                            apply(StreamEvent::Lost);
+                            apply(StreamEvent::Lost).await;
                         }
                         tokio::time::sleep(pause).await;
                         continue;
@@ -125,7 +129,7 @@ impl SharedTier {
                 if lost {
                     lost = false;
                     self.stats.gaps.fetch_add(1, Ordering::Relaxed);
-                    apply(StreamEvent::Resumed);
+                    apply(StreamEvent::Resumed).await;
                 }
                 // What this node invalidated while Redis was away reaches
                 // the others (tried again after each read until it does).
@@ -167,33 +171,52 @@ impl SharedTier {
                             self.stats
                                 .ledger_applied
                                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-                            apply(StreamEvent::Ledger(records));
+                            apply(StreamEvent::Ledger(records)).await;
                         }
                         Some(event) => {
                             self.stats.applied.fetch_add(1, Ordering::Relaxed);
-                            apply(event);
+                            apply(event).await;
                         }
                         None => {
                             self.stats.malformed.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
+                // The other nodes may wait for this: what they published
+                // up to here is applied on this node. Sent after an empty
+                // read too, as this node's heartbeat.
+                self.acknowledge(&mut conn, last.as_deref()).await;
                 if trimmed {
                     tracing::warn!(
                         "the invalidation stream was trimmed past this node's position; trust starts over"
                     );
                     self.stats.gaps.fetch_add(1, Ordering::Relaxed);
-                    apply(StreamEvent::Lost);
-                    apply(StreamEvent::Resumed);
+                    apply(StreamEvent::Lost).await;
+                    apply(StreamEvent::Resumed).await;
                 }
             }
             if !lost {
                 lost = true;
-                apply(StreamEvent::Lost);
+                apply(StreamEvent::Lost).await;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_secs(2));
         }
+    }
+
+    /// Records in Redis that this node applied the stream up to `last`,
+    /// and is alive now (see `SharedTier::wait_applied`).
+    async fn acknowledge(&self, conn: &mut Conn, last: Option<&str>) {
+        let Some(last) = last else { return };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let _: redis::RedisResult<Value> = redis::cmd("HSET")
+            .arg(self.names.applied())
+            .arg(&self.node)
+            .arg(format!("{last} {now}"))
+            .query_async(conn)
+            .await;
     }
 
     /// The stream's `entries-added` and `last-generated-id`, when the

@@ -21,6 +21,11 @@ use crate::settings::SharedSettings;
 
 /// Stream entries kept (about); a node further behind sees a gap.
 const STREAM_LENGTH: u64 = 100_000;
+/// How long a write or event waits for the other nodes to apply what it
+/// published before it is answered anyway.
+const ACK_WAIT: Duration = Duration::from_millis(100);
+/// A node that has not read the stream for this long is not waited for.
+const LIVE: Duration = Duration::from_secs(3);
 /// Ledger records per stream message.
 const LEDGER_CHUNK: usize = 1_000;
 /// Prefix invalidations remembered for checking stores.
@@ -61,6 +66,8 @@ pub struct SharedStats {
     /// time (microseconds).
     pub stream_lag_micros: AtomicU64,
     pub lock_waits: AtomicU64,
+    /// Invalidations answered before every other node applied them.
+    pub ack_timeouts: AtomicU64,
     pub bytes_read: AtomicU64,
     pub bytes_written: AtomicU64,
     pub gaps: AtomicU64,
@@ -463,13 +470,58 @@ impl SharedTier {
             invocation.arg(kind).arg(a).arg(b);
         }
         let mut conn = self.conn.clone();
-        let published: Option<(u64, u64)> = self
+        let published: Option<(u64, u64, String)> = self
             .timed("invalidate", invocation.invoke_async(&mut conn))
             .await;
-        if published.is_some() {
-            self.stats.published.fetch_add(1, Ordering::Relaxed);
+        let Some((_, _, id)) = published else {
+            return false;
+        };
+        self.stats.published.fetch_add(1, Ordering::Relaxed);
+        self.wait_applied(&id).await;
+        true
+    }
+
+    /// Waits (up to `ACK_WAIT`) until every other live node (one that
+    /// read the stream in the last `LIVE` seconds) applied the stream up
+    /// to `id`, so a read on another node after the write or event that
+    /// published it returns does not get what it outdated.
+    async fn wait_applied(&self, id: &str) {
+        let Some(target) = codec::stream_id(id) else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + ACK_WAIT;
+        loop {
+            let mut conn = self.conn.clone();
+            let acks: Option<Vec<(String, String)>> = self
+                .timed(
+                    "acknowledgements",
+                    redis::cmd("HGETALL")
+                        .arg(self.names.applied())
+                        .query_async(&mut conn),
+                )
+                .await;
+            let Some(acks) = acks else { return };
+            let now = SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let behind = acks.iter().any(|(node, ack)| {
+                let Some((applied, at)) = ack.split_once(' ') else {
+                    return false;
+                };
+                let alive = at
+                    .parse::<u64>()
+                    .is_ok_and(|at| now.saturating_sub(at) <= LIVE.as_millis() as u64);
+                *node != self.node && alive && codec::stream_id(applied).is_some_and(|a| a < target)
+            });
+            if !behind {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.stats.ack_timeouts.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        published.is_some()
     }
 
     /// Tells the other nodes what this node's listings recorded in its

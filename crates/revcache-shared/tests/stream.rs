@@ -37,6 +37,7 @@ async fn reader(redis: &Redis, hold: Arc<AtomicBool>) -> (Seen, Arc<revcache_sha
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
+        Box::pin(std::future::ready(()))
     })));
     (seen, node)
 }
