@@ -6,11 +6,31 @@
 //! holds a URL or a credential. Entry values start with a magic and the
 //! record format's version; anything else is ignored, never served.
 
-use revcache_core::{Invalidation, PrimaryKey, Tag, Variant, record};
+use bytes::Bytes;
+use revcache_core::{Entry, Invalidation, PrimaryKey, Tag, Variant, record};
 use serde_json::{Value, json};
 
 /// Entry values start with this (and the record's own version byte).
 pub const MAGIC: &[u8] = b"RCL3";
+
+/// An entry's value in Redis: the magic, then its record with the body
+/// inline.
+pub fn encode_entry(entry: &Entry, body: &Bytes) -> Vec<u8> {
+    let record = record::encode(entry, body);
+    let mut value = Vec::with_capacity(MAGIC.len() + record.len());
+    value.extend_from_slice(MAGIC);
+    value.extend_from_slice(&record);
+    value
+}
+
+/// The entry of `key` a Redis value holds; an error for anything else
+/// (another program's value, a torn or older record).
+pub fn decode_entry(key: &PrimaryKey, value: &[u8]) -> Result<Entry, record::RecordError> {
+    let record = value
+        .strip_prefix(MAGIC)
+        .ok_or(record::RecordError("no magic"))?;
+    record::decode(key.clone(), record)
+}
 
 fn hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex()[..32].to_owned()

@@ -27,6 +27,8 @@
 
 mod codec;
 mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 mod scripts;
 mod settings;
 mod stream;

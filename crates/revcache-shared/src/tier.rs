@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use redis::{AsyncCommands, Value};
-use revcache_core::{Entry, EntryBody, Invalidation, PrimaryKey, record};
+use revcache_core::{Entry, EntryBody, Invalidation, PrimaryKey};
 
-use crate::codec::{self, MAGIC, Names};
+use crate::codec::{self, Names};
 use crate::connection::{Conn, Source};
 use crate::scripts;
 use crate::settings::SharedSettings;
@@ -218,11 +217,7 @@ impl SharedTier {
             self.stats
                 .bytes_read
                 .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            match bytes
-                .strip_prefix(MAGIC)
-                .ok_or(record::RecordError("no magic"))
-                .and_then(|b| record::decode(key.clone(), b))
-            {
+            match codec::decode_entry(key, &bytes) {
                 Ok(entry) => out.push(entry),
                 Err(_) => {
                     self.stats.malformed.fetch_add(1, Ordering::Relaxed);
@@ -260,7 +255,7 @@ impl SharedTier {
         if body.len() as u64 > self.settings.max_entry_bytes {
             return;
         }
-        let value = encode(entry, body);
+        let value = codec::encode_entry(entry, body);
         let ttl = ttl
             .clamp(Duration::from_secs(1), self.settings.max_ttl)
             .as_secs();
@@ -492,12 +487,4 @@ impl SharedTier {
             pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
-}
-
-fn encode(entry: &Entry, body: &Bytes) -> Vec<u8> {
-    let record = record::encode(entry, body);
-    let mut value = Vec::with_capacity(MAGIC.len() + record.len());
-    value.extend_from_slice(MAGIC);
-    value.extend_from_slice(&record);
-    value
 }
