@@ -70,7 +70,7 @@ fn normalized(request: &HeaderMap, name: &HeaderName, key: &PartitionKey) -> Opt
     let mut out = String::new();
     for v in values {
         // Non-UTF-8 values still select, byte-exactly.
-        let v = String::from_utf8_lossy(v.as_bytes());
+        let v = exact_text(v.as_bytes());
         for part in v.split(',') {
             if !out.is_empty() {
                 out.push_str(", ");
@@ -85,6 +85,21 @@ fn normalized(request: &HeaderMap, name: &HeaderName, key: &PartitionKey) -> Opt
         return Some(preferences(&out).into_boxed_str());
     }
     Some(out.into_boxed_str())
+}
+
+/// `bytes` as text, byte-exactly: UTF-8 as it is, and each byte of an
+/// invalid sequence as DEL and two hex digits. A header value never holds
+/// DEL, so two different values never read the same (a lossy reading made
+/// `s=\xe9` and `s=\xe8` one `Cookie` variant).
+fn exact_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\u{7f}{b:02x}"));
+        }
+    }
+    out
 }
 
 /// A weighted preference list in one spelling: members in lower case, a
@@ -236,6 +251,35 @@ mod tests {
             assert_eq!(once, want, "{list}");
             assert_eq!(preferences(&once), once, "{list}");
         }
+    }
+
+    /// Values were read lossily: every invalid byte became U+FFFD, so two
+    /// callers whose cookies differed only there shared a `Vary: Cookie`
+    /// variant (the one's personalised response served to the other).
+    #[test]
+    fn values_that_are_not_utf8_select_byte_exactly() {
+        let res = h(&[("vary", "Cookie, Accept-Language")]);
+        let k = key();
+        let req = |cookie: &[u8], language: &[u8]| {
+            let mut r = HeaderMap::new();
+            r.insert("cookie", HeaderValue::from_bytes(cookie).unwrap());
+            r.insert(
+                "accept-language",
+                HeaderValue::from_bytes(language).unwrap(),
+            );
+            r
+        };
+        let v = variant_of(&res, &req(b"s=\xe9", b"fr"), &k, &[], &[]).unwrap();
+        assert!(matches(&v, &req(b"s=\xe9", b"fr"), &k));
+        assert!(!matches(&v, &req(b"s=\xe8", b"fr"), &k));
+        let v = variant_of(&res, &req(b"s=1", b"\xe9\xff"), &k, &[], &[]).unwrap();
+        assert!(matches(&v, &req(b"s=1", b"\xe9\xff"), &k));
+        assert!(!matches(&v, &req(b"s=1", b"\xe8\xff"), &k));
+        assert!(!matches(
+            &v,
+            &req(b"s=1", "\u{fffd}\u{fffd}".as_bytes()),
+            &k
+        ));
     }
 
     #[test]
