@@ -13,7 +13,7 @@
 # sparingly: keep each committed corpus under ~200 files.
 #
 # Build the targets first (sanitizer-free, with debug assertions):
-#   cd fuzz && flock /tmp/revcache-cargo.lock cargo +nightly fuzz build -a -s none
+#   cd fuzz && env -u CARGO_TARGET_DIR flock /tmp/revcache-cargo.lock cargo +nightly fuzz build -a -s none
 set -euo pipefail
 cd "$(dirname "$0")"
 bins=target/x86_64-unknown-linux-gnu/release
@@ -27,7 +27,7 @@ usage() {
 binary() {
   local bin="$bins/$1"
   if [ ! -x "$bin" ]; then
-    echo "no $bin; build it: cd fuzz && flock /tmp/revcache-cargo.lock cargo +nightly fuzz build -a -s none" >&2
+    echo "no $bin; build it: cd fuzz && env -u CARGO_TARGET_DIR flock /tmp/revcache-cargo.lock cargo +nightly fuzz build -a -s none" >&2
     exit 1
   fi
   echo "$bin"

@@ -50,8 +50,9 @@ pub fn check_vary(data: &[u8]) {
 }
 
 /// A request holding `variant`'s values as they were normalised
-/// (credential headers, stored as hashes, keep the request's values), and
-/// the response's `Vary`.
+/// (credential headers, stored as hashes, and values with bytes that are
+/// not UTF-8, stored escaped, keep the request's values), and the
+/// response's `Vary`.
 fn normalised_request(variant: &Variant, request: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
     for line in request.get_all(VARY) {
@@ -62,7 +63,8 @@ fn normalised_request(variant: &Variant, request: &HeaderMap) -> HeaderMap {
             // Copied above: a response may vary on `Vary` itself.
             continue;
         }
-        if [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION].contains(name) {
+        let escaped = value.as_deref().is_some_and(|v| v.contains('\u{7f}'));
+        if escaped || [AUTHORIZATION, COOKIE, PROXY_AUTHORIZATION].contains(name) {
             for v in request.get_all(name) {
                 out.append(name.clone(), v.clone());
             }
