@@ -14,6 +14,8 @@ pub mod data_dir;
 mod disk;
 mod entry;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod generation;
 mod identity_map;
 mod invalidation;

@@ -14,9 +14,9 @@ use revcache_core::{DiskState, Tag};
 
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::admin_access::{AdminAccess, Refusal};
+use crate::admin_query;
 use crate::dialect::Invalidation;
 use crate::events::{Event, EventError, EventFraming};
 use crate::metrics::InvalidationSource;
@@ -30,9 +30,6 @@ use crate::stats_history::StatsHistory;
 const MAX_EVENT_BODY: usize = 26 << 20;
 /// Shared-tier entries `/inspect` reads at most.
 const INSPECT_SHARED_MAX: usize = 100_000;
-/// Rows `/inspect` returns when not asked for fewer, and at most.
-const INSPECT_PAGE: usize = 100;
-const INSPECT_MAX_PAGE: usize = 1000;
 
 pub struct Admin {
     proxy: Arc<Proxy>,
@@ -149,7 +146,7 @@ impl Admin {
             }
             (&Method::GET, "/stats") => json(StatusCode::OK, &crate::stats::stats(&self.proxy)),
             (&Method::GET, "/stats/history") => {
-                let since = match history_since(req.uri().query().unwrap_or("")) {
+                let since = match admin_query::history_since(req.uri().query().unwrap_or("")) {
                     Ok(since) => since,
                     Err(message) => return bad_request(message),
                 };
@@ -187,38 +184,14 @@ impl Admin {
     /// Paginated: at most `limit` rows (100 unless asked, 1000 at most)
     /// after the `after` cursor; `next` is the query of the next page.
     async fn inspect(&self, query: &str) -> Response<ProxyBody> {
-        let (mut url, mut tag, mut after) = (None, None, None);
-        let mut limit = INSPECT_PAGE;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let Some(value) = crate::percent::decode_strict(value) else {
-                return bad_request(format!(
-                    "inspect: {name} is not valid percent-encoded UTF-8"
-                ));
-            };
-            match name {
-                "url" => url = Some(value),
-                "tag" => tag = Some(value),
-                "after" => after = Some(value),
-                "limit" => match value.parse::<usize>() {
-                    Ok(n) if (1..=INSPECT_MAX_PAGE).contains(&n) => limit = n,
-                    _ => {
-                        return bad_request(format!(
-                            "inspect: limit must be a number from 1 to {INSPECT_MAX_PAGE}, got {value:?}"
-                        ));
-                    }
-                },
-                other => {
-                    return bad_request(format!(
-                        "inspect: unknown parameter {other:?}; use url=, tag=, limit= or after="
-                    ));
-                }
-            }
-        }
+        let q = match admin_query::inspect(query) {
+            Ok(q) => q,
+            Err(message) => return bad_request(message),
+        };
         let cache = self.proxy.cache().clone();
-        let (filter_url, filter_tag) = (url.clone(), tag.clone());
+        let filter = q.clone();
         let rows = tokio::task::spawn_blocking(move || {
-            crate::inspect::rows(&cache, filter_url.as_deref(), filter_tag.as_deref())
+            crate::inspect::rows(&cache, filter.url.as_deref(), filter.tag.as_deref())
         })
         .await;
         let rows = match (rows, self.proxy.shared()) {
@@ -231,32 +204,23 @@ impl Admin {
                     .iter()
                     .map(|r| r.id)
                     .collect();
-                let tags: Vec<Tag> = tag
+                let tags: Vec<Tag> = q
+                    .tag
                     .iter()
                     .flat_map(|t| routes.iter().map(|r| Tag::new(*r, t.as_str())))
                     .collect();
                 let entries = shared
-                    .entries(url.as_deref(), &tags, &routes, INSPECT_SHARED_MAX)
+                    .entries(q.url.as_deref(), &tags, &routes, INSPECT_SHARED_MAX)
                     .await;
                 let now = self.proxy.cache().clock().now();
                 Ok(Ok(crate::inspect::with_shared(rows, &entries, now)))
             }
             (rows, _) => rows,
         };
-        let rows = rows.map(|r| r.map(|rows| crate::inspect::page(rows, after.as_deref(), limit)));
+        let rows = rows.map(|r| r.map(|rows| crate::inspect::page(rows, q.after.as_deref(), q.limit)));
         match rows {
             Ok(Ok((rows, next))) => {
-                let next = next.map(|cursor| {
-                    let mut q = Vec::new();
-                    for (name, v) in [("url", &url), ("tag", &tag)] {
-                        if let Some(v) = v {
-                            q.push(format!("{name}={}", query_value(v)));
-                        }
-                    }
-                    q.push(format!("limit={limit}"));
-                    q.push(format!("after={}", cursor));
-                    format!("/inspect?{}", q.join("&"))
-                });
+                let next = next.map(|cursor| q.next(&cursor));
                 json(
                     StatusCode::OK,
                     &serde_json::json!({ "entries": rows, "next": next }),
@@ -401,49 +365,13 @@ impl Admin {
     }
 
     async fn purge(&self, query: &str) -> Response<ProxyBody> {
-        let mut scope = None;
-        let mut route_name = None;
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let Some(value) = crate::percent::decode_strict(value) else {
-                return bad_request(format!("purge: {name} is not valid percent-encoded UTF-8"));
-            };
-            // Keys hold normalised targets: `/d//f` names the entry of `/d/f`.
-            let value = match name {
-                "url" | "prefix" => match crate::request_target::normalize_target(&value) {
-                    Ok(v) => v,
-                    Err(e) => return bad_request(format!("purge: {name}: {e}")),
-                },
-                _ => value,
-            };
-            match name {
-                "url" | "prefix" if !value.starts_with('/') => {
-                    return bad_request(format!(
-                        "purge: {name} must start with '/', got {value:?}"
-                    ));
-                }
-                "tag" if value.is_empty() => {
-                    return bad_request("purge: tag must not be empty".into());
-                }
-                "route" => {
-                    route_name = Some(value);
-                    continue;
-                }
-                "url" | "prefix" | "tag" => {}
-                other => {
-                    return bad_request(format!(
-                        "purge: unknown parameter {other:?}; use url=, prefix= or tag=, and optionally route="
-                    ));
-                }
-            }
-            if scope.replace((name.to_owned(), value)).is_some() {
-                return bad_request("purge: give exactly one of url=, prefix= or tag=".into());
-            }
-        }
-        let Some((name, value)) = scope else {
-            return bad_request(
-                "purge: give one of url=PATH_AND_QUERY, prefix=PATH or tag=TAG (and optionally route=NAME)".into(),
-            );
+        let admin_query::PurgeQuery {
+            scope: name,
+            value,
+            route: route_name,
+        } = match admin_query::purge(query) {
+            Ok(q) => q,
+            Err(message) => return bad_request(message),
         };
         // One route when named; without one, every route's entries.
         let config = self.proxy.config();
@@ -527,41 +455,4 @@ fn method_not_allowed(allow: &'static str) -> Response<ProxyBody> {
     res.headers_mut()
         .insert(http::header::ALLOW, HeaderValue::from_static(allow));
     res
-}
-
-/// What a query parameter value escapes: everything but unreserved
-/// characters and `/`.
-const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-
-/// `since=N` of `/stats/history`: the `next` of the previous answer.
-fn history_since(query: &str) -> Result<Option<u64>, String> {
-    let mut since = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("since", n)) => match n.parse::<u64>() {
-                Ok(n) => since = Some(n),
-                Err(_) => {
-                    return Err(format!(
-                        "stats/history: since must be a sample number (the `next` of the previous answer), got {n:?}"
-                    ));
-                }
-            },
-            _ => {
-                return Err(format!(
-                    "stats/history: unknown parameter {pair:?}; use since=N"
-                ));
-            }
-        }
-    }
-    Ok(since)
-}
-
-/// Percent-encodes a query parameter value.
-fn query_value(s: &str) -> String {
-    utf8_percent_encode(s, QUERY_VALUE).to_string()
 }

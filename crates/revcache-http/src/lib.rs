@@ -8,10 +8,13 @@
 mod access_log;
 mod admin;
 mod admin_access;
+mod admin_query;
 mod credential;
 mod dashboard;
 mod dialect;
 mod events;
+#[doc(hidden)]
+pub mod fuzzing;
 mod inspect;
 mod interim;
 mod invalidator;

@@ -29,6 +29,8 @@
 
 mod codec;
 mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 mod inspect;
 mod lease;
 mod scripts;

@@ -1,14 +1,14 @@
 //! The `revcache` binary: command line, config file, logging, signals.
 //! Everything else lives in `revcache-http` and `revcache-core`.
 
-mod cli;
-mod config;
 mod logging;
 mod maintenance;
 mod manual;
 mod progress;
 
 use std::process::ExitCode;
+
+use revcache::{cli, config};
 
 use anyhow::Context;
 use clap::Parser;

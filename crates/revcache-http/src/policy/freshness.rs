@@ -68,11 +68,15 @@ pub fn stored_freshness(
     } else if let Some(m) = cc.max_age {
         Duration::from_secs(m.seconds())
     } else if headers.contains_key(EXPIRES) {
-        // An invalid Expires means "already expired".
+        // An invalid Expires means "already expired". A lifetime beyond
+        // DELTA_MAX is DELTA_MAX, as for delta-seconds (RFC 9111 §1.2.2):
+        // so the largest age, which an unreadable Age counts as, always
+        // outlives it.
         match http_date(headers, EXPIRES) {
             Some(expires) => expires
                 .duration_since(date.unwrap_or(response_time))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .min(Duration::from_secs(DELTA_MAX)),
             None => Duration::ZERO,
         }
     } else if heuristically_cacheable(status) || cc.public {
@@ -368,6 +372,21 @@ mod tests {
             ]),
             T0,
         );
+        assert_eq!(reuse_at(&e, T0), Reuse::Revalidate);
+    }
+
+    /// Found by the `policy` fuzz target: an Expires 8,000 years after
+    /// Date gave a lifetime longer than the largest age, so an unreadable
+    /// Age still served the response fresh.
+    #[test]
+    fn malformed_age_makes_even_a_far_future_expires_stale() {
+        let h = hdrs(&[
+            ("expires", "Fri, 31 Dec 9999 23:59:59 GMT"),
+            ("date", "Thu, 01 Jan 1970 00:00:01 GMT"),
+            ("age", "abc"),
+        ]);
+        let e = entry_for(200, &h, T0);
+        assert_eq!(e.freshness().lifetime, Duration::from_secs(DELTA_MAX));
         assert_eq!(reuse_at(&e, T0), Reuse::Revalidate);
     }
 

@@ -70,7 +70,7 @@ fn normalized(request: &HeaderMap, name: &HeaderName, key: &PartitionKey) -> Opt
     let mut out = String::new();
     for v in values {
         // Non-UTF-8 values still select, byte-exactly.
-        let v = String::from_utf8_lossy(v.as_bytes());
+        let v = exact_text(v.as_bytes());
         for part in v.split(',') {
             if !out.is_empty() {
                 out.push_str(", ");
@@ -87,46 +87,58 @@ fn normalized(request: &HeaderMap, name: &HeaderName, key: &PartitionKey) -> Opt
     Some(out.into_boxed_str())
 }
 
+/// `bytes` as text, byte-exactly: UTF-8 as it is, and each byte of an
+/// invalid sequence as DEL and two hex digits. A header value never holds
+/// DEL, so two different values never read the same (a lossy reading made
+/// `s=\xe9` and `s=\xe8` one `Cookie` variant).
+fn exact_text(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\u{7f}{b:02x}"));
+        }
+    }
+    out
+}
+
 /// A weighted preference list in one spelling: members in lower case, a
 /// weight of 1 left out and others written with up to three decimals,
-/// ordered by weight (heaviest first) and then by name, the first of
-/// duplicate names kept. A member whose weight does not parse is kept as
-/// written (lower-cased), weighing least: it never merges with another.
+/// ordered by weight (heaviest first) and then by spelling, the first of
+/// members with the same name kept. A member whose weight does not parse
+/// is kept as written (lower-cased), weighing least: it never merges with
+/// another. Applied to its own output it changes nothing.
 fn preferences(list: &str) -> String {
-    let mut members: Vec<(u16, String)> = Vec::new();
+    // (weight, name, spelling)
+    let mut members: Vec<(u16, String, String)> = Vec::new();
     for member in list.split(',').map(str::trim).filter(|m| !m.is_empty()) {
         let member = member.to_ascii_lowercase();
-        let (name, weight) = match member.split_once(';') {
-            None => (member.clone(), Some(1000)),
-            Some((name, params)) => {
-                let weight = params
-                    .trim()
-                    .strip_prefix("q=")
-                    .and_then(qvalue)
-                    .filter(|_| !params.contains(';'));
-                match weight {
-                    Some(w) => (name.trim().to_owned(), Some(w)),
-                    None => (member.clone(), None),
-                }
-            }
+        let (name, params) = match member.split_once(';') {
+            Some((name, params)) => (name.trim(), Some(params)),
+            None => (member.as_str(), None),
         };
-        if members
-            .iter()
-            .any(|(_, n)| n.split(';').next() == Some(name.as_str()))
-        {
+        if members.iter().any(|(_, n, _)| n == name) {
             continue;
         }
-        let spelled = match weight {
-            Some(1000) => name,
-            Some(w) => format!("{name};q={}", qvalue_text(w)),
-            None => name,
+        let weight = match params {
+            None => Some(1000),
+            Some(params) => params
+                .trim()
+                .strip_prefix("q=")
+                .and_then(qvalue)
+                .filter(|_| !params.contains(';')),
         };
-        members.push((weight.unwrap_or(0), spelled));
+        let spelled = match weight {
+            Some(1000) => name.to_owned(),
+            Some(w) => format!("{name};q={}", qvalue_text(w)),
+            None => member.clone(),
+        };
+        members.push((weight.unwrap_or(0), name.to_owned(), spelled));
     }
-    members.sort_by(|(wa, a), (wb, b)| wb.cmp(wa).then_with(|| a.cmp(b)));
+    members.sort_by(|(wa, _, a), (wb, _, b)| wb.cmp(wa).then_with(|| a.cmp(b)));
     members
         .into_iter()
-        .map(|(_, m)| m)
+        .map(|(_, _, m)| m)
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -221,6 +233,53 @@ mod tests {
             let req = h(&[("accept-encoding", encoding), ("accept-language", language)]);
             assert!(!matches(&v, &req, &k), "{encoding} / {language}");
         }
+    }
+
+    /// Found by the `vary` fuzz target's idempotence check: `y;q=0, y;a`
+    /// kept both members (an unreadable weight's member was compared by its
+    /// whole text), sorted to `y;a, y;q=0`, which normalised again to
+    /// `y;a`: one request, two variants.
+    #[test]
+    fn a_preference_list_keeps_one_member_per_name_and_is_a_fixed_point() {
+        for (list, want) in [
+            ("y;q=0, y;a", "y;q=0"),
+            ("y;a, y;q=0", "y;a"),
+            ("gzip;q=x, GZIP", "gzip;q=x"),
+            ("br;q=0.5, gzip, br", "gzip, br;q=0.5"),
+        ] {
+            let once = preferences(list);
+            assert_eq!(once, want, "{list}");
+            assert_eq!(preferences(&once), once, "{list}");
+        }
+    }
+
+    /// Values were read lossily: every invalid byte became U+FFFD, so two
+    /// callers whose cookies differed only there shared a `Vary: Cookie`
+    /// variant (the one's personalised response served to the other).
+    #[test]
+    fn values_that_are_not_utf8_select_byte_exactly() {
+        let res = h(&[("vary", "Cookie, Accept-Language")]);
+        let k = key();
+        let req = |cookie: &[u8], language: &[u8]| {
+            let mut r = HeaderMap::new();
+            r.insert("cookie", HeaderValue::from_bytes(cookie).unwrap());
+            r.insert(
+                "accept-language",
+                HeaderValue::from_bytes(language).unwrap(),
+            );
+            r
+        };
+        let v = variant_of(&res, &req(b"s=\xe9", b"fr"), &k, &[], &[]).unwrap();
+        assert!(matches(&v, &req(b"s=\xe9", b"fr"), &k));
+        assert!(!matches(&v, &req(b"s=\xe8", b"fr"), &k));
+        let v = variant_of(&res, &req(b"s=1", b"\xe9\xff"), &k, &[], &[]).unwrap();
+        assert!(matches(&v, &req(b"s=1", b"\xe9\xff"), &k));
+        assert!(!matches(&v, &req(b"s=1", b"\xe8\xff"), &k));
+        assert!(!matches(
+            &v,
+            &req(b"s=1", "\u{fffd}\u{fffd}".as_bytes()),
+            &k
+        ));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //!   upstream's bytes.
 
 pub mod endpoint;
-mod event;
+pub(crate) mod event;
 pub mod query;
 
 use std::time::SystemTime;

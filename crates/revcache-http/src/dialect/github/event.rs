@@ -74,7 +74,7 @@ impl Webhooks {
 
     /// Verifies, de-duplicates and reads one delivery.
     pub fn receive(&self, headers: &HeaderMap, body: &[u8]) -> Result<Parsed, EventError> {
-        self.verify(headers, body)?;
+        let tag = self.verify(headers, body)?;
         let event = header(headers, "x-github-event")
             .ok_or_else(|| EventError::Shape("no X-GitHub-Event header".into()))?;
         let value: Value =
@@ -83,10 +83,11 @@ impl Webhooks {
             return Err(EventError::Json("the payload is not a JSON object".into()));
         }
         // A delivery is known by its id, and by its signature: a body
-        // replayed under a fresh id is the same delivery.
-        let signature = header(headers, "x-hub-signature-256").unwrap_or_default();
+        // replayed under a fresh id is the same delivery. The signature's
+        // bytes, not its spelling: `AB` and `ab` are one signature.
+        let signature: String = tag.iter().map(|b| format!("{b:02x}")).collect();
         let id = header(headers, "x-github-delivery").unwrap_or_default();
-        if !self.first_delivery(id, signature) {
+        if !self.first_delivery(id, &signature) {
             return Ok(Parsed {
                 kind: "duplicate".into(),
                 duplicate: true,
@@ -96,7 +97,8 @@ impl Webhooks {
         Ok(parse(event, &value))
     }
 
-    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), EventError> {
+    /// The delivery's signature, when it is the body's.
+    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, EventError> {
         let Some(signature) = header(headers, "x-hub-signature-256") else {
             return Err(EventError::Unauthenticated(
                 "the delivery has no X-Hub-Signature-256".into(),
@@ -110,7 +112,8 @@ impl Webhooks {
             })?;
         hmac::verify(&self.key, body, &tag).map_err(|_| {
             EventError::Unauthenticated("X-Hub-Signature-256 does not match the body".into())
-        })
+        })?;
+        Ok(tag)
     }
 
     /// Records a delivery's id and signature; false when either was seen
@@ -145,7 +148,8 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+    // `from_str_radix` alone would take a sign (`+a`) for a digit.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -441,6 +445,34 @@ mod tests {
             .receive(&signed(b"k", "issues", "d-2", body), body)
             .unwrap();
         assert!(replayed.duplicate);
+    }
+
+    /// Found by the `github_event` fuzz target: the replay check compared
+    /// the signature as spelled, so a captured delivery replayed under a
+    /// fresh id with its signature in capitals (or a digit written `+a`,
+    /// which `from_str_radix` read as `0a`) was applied again.
+    #[test]
+    fn a_replay_with_the_signature_spelled_otherwise_changes_nothing() {
+        let hooks = Webhooks::new(b"k");
+        let body = br#"{"action":"opened","repository":{"full_name":"o/r"},"issue":{"number":1}}"#;
+        let first = signed(b"k", "issues", "d-1", body);
+        assert!(!hooks.receive(&first, body).unwrap().duplicate);
+        let signature = first["x-hub-signature-256"].to_str().unwrap();
+        let mut upper = signed(b"k", "issues", "d-2", body);
+        let capitals = format!(
+            "sha256={}",
+            signature["sha256=".len()..].to_ascii_uppercase()
+        );
+        upper.insert("x-hub-signature-256", capitals.parse().unwrap());
+        assert!(hooks.receive(&upper, body).unwrap().duplicate);
+        let mut signed_digit = signed(b"k", "issues", "d-3", body);
+        let hex = &signature["sha256=".len()..];
+        let plus = format!("sha256=+{}", &hex[1..]);
+        signed_digit.insert("x-hub-signature-256", plus.parse().unwrap());
+        assert!(matches!(
+            hooks.receive(&signed_digit, body),
+            Err(EventError::Unauthenticated(_))
+        ));
     }
 
     #[test]

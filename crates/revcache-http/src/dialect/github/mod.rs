@@ -19,7 +19,7 @@
 //!   (`installation`).
 
 mod endpoint;
-mod event;
+pub(crate) mod event;
 mod expectation;
 mod installation;
 mod rate_limit;

@@ -15,7 +15,7 @@
 //!   invalidated them; without it bodies are revalidated with their ETag
 //!   and properties and listings (which have no validator) refetched.
 
-mod invalidate;
+pub(crate) mod invalidate;
 pub mod xml;
 
 use std::time::{Duration, SystemTime};

@@ -89,8 +89,9 @@ pub fn key_class(depth: &str, props: &str) -> Arc<str> {
 /// The normalized property set of a PROPFIND body: `allprop` (also for an
 /// empty body), `propname`, or the sorted `{namespace}name` list. `None`
 /// when the body is not a PROPFIND document we can read, or names more
-/// than [`MAX_PROPERTIES`] properties or [`MAX_PROPERTY_BYTES`] of names
-/// (the request then passes through uncached).
+/// than [`MAX_PROPERTIES`] properties or [`MAX_PROPERTY_BYTES`] of names,
+/// or a name the list cannot spell unambiguously (see [`name_part`]): the
+/// request then passes through uncached.
 pub fn requested_props(body: &[u8]) -> Option<String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Some("allprop".into());
@@ -126,8 +127,8 @@ pub fn requested_props(body: &[u8]) -> Option<String> {
             }
             names.push(format!(
                 "{{{}}}{}",
-                ns_text(&ns),
-                String::from_utf8_lossy(&local)
+                name_part(ns_bytes(&ns))?,
+                name_part(&local)?
             ));
         } else {
             match local.as_slice() {
@@ -159,11 +160,20 @@ fn ns_len(ns: &ResolveResult<'_>) -> usize {
     }
 }
 
-fn ns_text(ns: &ResolveResult<'_>) -> String {
+fn ns_bytes<'a>(ns: &'a ResolveResult<'_>) -> &'a [u8] {
     match ns {
-        ResolveResult::Bound(n) => String::from_utf8_lossy(n.as_ref()).into_owned(),
-        _ => String::new(),
+        ResolveResult::Bound(n) => n.as_ref(),
+        _ => b"",
     }
+}
+
+/// A namespace or local name as the property list spells it: `None` (the
+/// request passes through) when it is not UTF-8 or holds a brace or
+/// whitespace, so that two different property sets never spell the same
+/// list (`{a}b {c}d` is two properties, never one in namespace `a}b {c`).
+fn name_part(bytes: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    (!text.contains(['{', '}']) && !text.contains(char::is_whitespace)).then_some(text)
 }
 
 /// One member of a multistatus listing.
@@ -396,6 +406,24 @@ mod tests {
         }
         body.push_str("</D:prop></D:propfind>");
         body
+    }
+
+    /// Found by the `webdav` fuzz target: names were read lossily, so
+    /// `getlast\xff\x01fied` and `getlast\xfe\x01fied` were one property,
+    /// and a namespace holding `} {` spelled one property as two.
+    #[test]
+    fn property_sets_that_would_share_a_spelling_are_not_keyed() {
+        let body = |prop: &[u8]| {
+            let mut b = br#"<D:propfind xmlns:D="DAV:"><D:prop>"#.to_vec();
+            b.extend_from_slice(prop);
+            b.extend_from_slice(b"</D:prop></D:propfind>");
+            b
+        };
+        assert_eq!(requested_props(&body(b"<D:getlast\xff\x01fied/>")), None);
+        let two = requested_props(&body(br#"<a xmlns="x"/><d xmlns="c"/>"#));
+        assert_eq!(two.as_deref(), Some("{c}d {x}a"));
+        assert_eq!(requested_props(&body(br#"<d xmlns="x}a {c"/>"#)), None);
+        assert_eq!(requested_props(&body(br#"<D:a{b/>"#)), None);
     }
 
     #[test]
