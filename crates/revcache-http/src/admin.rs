@@ -217,7 +217,8 @@ impl Admin {
             }
             (rows, _) => rows,
         };
-        let rows = rows.map(|r| r.map(|rows| crate::inspect::page(rows, q.after.as_deref(), q.limit)));
+        let rows =
+            rows.map(|r| r.map(|rows| crate::inspect::page(rows, q.after.as_deref(), q.limit)));
         match rows {
             Ok(Ok((rows, next))) => {
                 let next = next.map(|cursor| q.next(&cursor));

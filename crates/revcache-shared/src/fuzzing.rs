@@ -49,7 +49,10 @@ pub fn check_shared_codec(data: &[u8]) {
         let named = entry.key.clone();
         assert!(decode_entry(value, Some(&named)).is_ok());
         if named != key {
-            assert!(decode_entry(value, Some(&key)).is_err(), "served for another key");
+            assert!(
+                decode_entry(value, Some(&key)).is_err(),
+                "served for another key"
+            );
             continue;
         }
         let again =
