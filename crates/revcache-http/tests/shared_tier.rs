@@ -268,7 +268,11 @@ async fn node(
     key_file: &std::path::Path,
     tweak: impl FnOnce(&mut revcache_http::Settings),
 ) -> Revcache {
-    let (shared, key_file) = (redis.settings(), key_file.to_owned());
+    let (mut shared, key_file) = (redis.settings(), key_file.to_owned());
+    // The suite runs many tests at once on two cores: a Redis command
+    // that waits for a core past the default 500 ms would mark the tier
+    // unreachable and turn a check of sharing into one of degrading.
+    shared.timeout = Duration::from_secs(3);
     Revcache::start_with(origin, move |s| {
         s.shared = Some(shared);
         s.partition.key_file = Some(key_file);
