@@ -268,6 +268,12 @@ async fn node(
     key_file: &std::path::Path,
     tweak: impl FnOnce(&mut revcache_http::Settings),
 ) -> Revcache {
+    // What the shared tier warns of (a command that failed, Redis away)
+    // is printed with a failing test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("revcache_shared=info,revcache_http=warn")
+        .with_test_writer()
+        .try_init();
     let (mut shared, key_file) = (redis.settings(), key_file.to_owned());
     // The suite runs many tests at once on two cores: a Redis command
     // that waits for a core past the default 500 ms would mark the tier

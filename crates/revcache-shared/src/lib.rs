@@ -40,4 +40,4 @@ mod tier;
 
 pub use settings::SharedSettings;
 pub use stream::{Applier, StreamEvent};
-pub use tier::{SharedError, SharedStats, SharedTier, Ticket};
+pub use tier::{Claim, SharedError, SharedStats, SharedTier, Ticket};

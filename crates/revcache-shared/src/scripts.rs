@@ -12,6 +12,8 @@
 //!   Redis started empty), so a fill that began before Redis lost its
 //!   data is never stored after.
 //! - `LOOKUP` reads every variant of a key in one round trip.
+//! - `CLAIM` takes a fetch lock unless another node holds it, and reads
+//!   every variant of its key in the same step.
 //! - `UNLOCK` releases a fetch lock only if this node still holds it.
 //! - `LEASE` takes or renews a lease (with the state its holder reports)
 //!   unless another node holds it; `RELEASE` gives it up.
@@ -148,6 +150,20 @@ pub static LOOKUP: LazyLock<Script> = LazyLock::new(|| {
 local members = redis.call('SMEMBERS', KEYS[1])
 if #members == 0 then return {} end
 return redis.call('MGET', unpack(members))
+"#,
+    )
+});
+
+pub static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+-- KEYS: 1 variants, 2 lock; ARGV: 1 node, 2 ttl (ms)
+-- Returns {1 when this node now holds the lock, the variants' values}.
+local held = 0
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then held = 1 end
+local members = redis.call('SMEMBERS', KEYS[1])
+if #members == 0 then return {held, {}} end
+return {held, redis.call('MGET', unpack(members))}
 "#,
     )
 });

@@ -198,9 +198,10 @@ impl SharedTier {
         }
     }
 
-    /// Runs one command under the timeout. While the tier is unhealthy no
-    /// command is sent (the request path must not wait for a Redis that is
-    /// away): the stream reader, which keeps trying, says when it is back.
+    /// Runs one command of the request path under the timeout. While the
+    /// tier is unhealthy no such command is sent (a request must not wait
+    /// for a Redis that is away): the stream reader, which keeps trying,
+    /// or a command off the request path says when it is back.
     pub(crate) async fn timed<T>(
         &self,
         what: &str,
@@ -209,6 +210,18 @@ impl SharedTier {
         if !self.healthy() {
             return None;
         }
+        self.off_path(what, f).await
+    }
+
+    /// Runs one command no request waits for (sharing a fill, releasing
+    /// a fetch lock, publishing ledger records) under the timeout, healthy
+    /// or not: one slow command elsewhere must not leave a lock held
+    /// until it expires, with the other nodes waiting for it.
+    pub(crate) async fn off_path<T>(
+        &self,
+        what: &str,
+        f: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
         match tokio::time::timeout(self.settings.timeout, f).await {
             Ok(Ok(v)) => {
                 self.succeeded();
@@ -237,8 +250,20 @@ impl SharedTier {
         let values: Option<Vec<Value>> = self
             .timed("lookup", scripts::LOOKUP.key(&set).invoke_async(&mut conn))
             .await;
+        let out = self.decode_variants(key, values.unwrap_or_default());
+        let counter = if out.is_empty() {
+            &self.stats.misses
+        } else {
+            &self.stats.hits
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        out
+    }
+
+    /// The entries of `key` among `values`; the rest is counted.
+    fn decode_variants(&self, key: &PrimaryKey, values: Vec<Value>) -> Vec<Entry> {
         let mut out = Vec::new();
-        for v in values.unwrap_or_default() {
+        for v in values {
             let Value::BulkString(bytes) = v else {
                 continue;
             };
@@ -252,12 +277,6 @@ impl SharedTier {
                 }
             }
         }
-        let counter = if out.is_empty() {
-            &self.stats.misses
-        } else {
-            &self.stats.hits
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
         out
     }
 
@@ -343,7 +362,7 @@ impl SharedTier {
             .arg(&*ticket.epoch);
         let mut conn = self.conn.clone();
         let stored: Option<i64> = self
-            .timed("store", invocation.invoke_async(&mut conn))
+            .off_path("store", invocation.invoke_async(&mut conn))
             .await;
         match stored {
             Some(1) => {
@@ -532,7 +551,7 @@ impl SharedTier {
             let message = codec::encode_ledger(chunk);
             let mut conn = self.conn.clone();
             let added: Option<Value> = self
-                .timed(
+                .off_path(
                     "ledger",
                     redis::cmd("XADD")
                         .arg(self.names.stream())
@@ -556,26 +575,36 @@ impl SharedTier {
         }
     }
 
-    /// Claims the fetch of `key` for this node: `true` when no other node
-    /// is fetching it (or Redis cannot say).
-    pub async fn lock(&self, key: &PrimaryKey) -> bool {
+    /// Claims the fetch of `key` for this node unless another node holds
+    /// it, and reads what is shared for `key` in the same step: a fill
+    /// another node shared (and released) since this node last looked is
+    /// found, never fetched again.
+    pub async fn claim(&self, key: &PrimaryKey) -> Claim {
         let mut conn = self.conn.clone();
-        let name = self.names.lock(key);
-        let ttl = self.settings.lock_ttl.as_millis() as u64;
-        let node = self.node.clone();
-        let got: Option<Option<String>> = self
-            .timed("lock", async move {
-                redis::cmd("SET")
-                    .arg(&name)
-                    .arg(&node)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl)
-                    .query_async(&mut conn)
-                    .await
-            })
+        let mut invocation = scripts::CLAIM.prepare_invoke();
+        invocation
+            .key(self.names.variants(key))
+            .key(self.names.lock(key))
+            .arg(&*self.node)
+            .arg(self.settings.lock_ttl.as_millis() as u64);
+        let answer: Option<(i64, Vec<Value>)> = self
+            .timed("claim", invocation.invoke_async(&mut conn))
             .await;
-        !matches!(got, Some(None))
+        let Some((held, values)) = answer else {
+            // Redis cannot say: this node fetches.
+            return Claim {
+                fetch: true,
+                found: Vec::new(),
+            };
+        };
+        let found = self.decode_variants(key, values);
+        if !found.is_empty() {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        Claim {
+            fetch: held == 1,
+            found,
+        }
     }
 
     /// Releases this node's claim on `key`.
@@ -583,7 +612,7 @@ impl SharedTier {
         let mut conn = self.conn.clone();
         let name = self.names.lock(key);
         let _: Option<i64> = self
-            .timed(
+            .off_path(
                 "unlock",
                 scripts::UNLOCK
                     .key(&name)
@@ -593,27 +622,17 @@ impl SharedTier {
             .await;
     }
 
-    /// Waits, until `deadline`, for another node's fetch of `key` to be
-    /// shared (its entries), polling Redis; empty when the other node
-    /// gave up, died, or the deadline passed.
-    pub async fn wait_for(&self, key: &PrimaryKey, deadline: tokio::time::Instant) -> Vec<Entry> {
+    /// Counts a request that waited for another node's fetch.
+    pub fn waited_for_another_node(&self) {
         self.stats.lock_waits.fetch_add(1, Ordering::Relaxed);
-        let mut pause = Duration::from_millis(5);
-        loop {
-            let found = self.lookup(key).await;
-            if !found.is_empty() {
-                return found;
-            }
-            let mut conn = self.conn.clone();
-            let name = self.names.lock(key);
-            let held: Option<bool> = self
-                .timed("wait", async move { conn.exists(&name).await })
-                .await;
-            if held != Some(true) || tokio::time::Instant::now() + pause >= deadline {
-                return Vec::new();
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
     }
+}
+
+/// What [`SharedTier::claim`] found.
+#[derive(Debug)]
+pub struct Claim {
+    /// This node fetches: it holds the fetch lock, or Redis cannot say.
+    pub fetch: bool,
+    /// What is shared for the key now.
+    pub found: Vec<Entry>,
 }

@@ -9,6 +9,7 @@
 //! said it may be shared with them (RFC 9111 §3.5).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use revcache_core::{Entry, Partition, Variants};
 
@@ -68,16 +69,43 @@ impl Proxy {
 
     /// When another node holds the fetch lock of `ex`'s key, waits for
     /// what it shares (until `collapsed_wait_timeout`); `None` when this
-    /// node fetches (it then holds the lock), or the other gave up.
+    /// node fetches (it then holds the lock, or Redis cannot say), or the
+    /// wait timed out.
+    ///
+    /// Every poll is one [`SharedTier::claim`]: it reads what is shared
+    /// and takes the lock if it is free in one step, so a fill shared and
+    /// released between two of this node's reads is found, not fetched
+    /// again, and a holder that died hands the fetch to one waiter.
+    ///
+    /// [`SharedTier::claim`]: revcache_shared::SharedTier::claim
     pub(super) async fn wait_for_other_node(&self, ex: &Exchange) -> Option<Arc<Entry>> {
         let shared = self.shared.as_ref()?;
-        if ex.parts.method != http::Method::GET || shared.lock(ex.own_key()).await {
+        if ex.parts.method != http::Method::GET {
             return None;
         }
-        let ticket = self.cache.begin_fill();
         let deadline = tokio::time::Instant::now() + ex.config.limits.collapsed_wait_timeout;
-        let found = shared.wait_for(ex.own_key(), deadline).await;
-        self.promote_shared(ex, found, ticket)
+        let mut pause = Duration::from_millis(5);
+        let mut waited = false;
+        loop {
+            let ticket = self.cache.begin_fill();
+            let claim = shared.claim(ex.own_key()).await;
+            if let Some(entry) = self.promote_shared(ex, claim.found, ticket) {
+                if claim.fetch {
+                    let (shared, key) = (shared.clone(), ex.own_key().clone());
+                    tokio::spawn(async move { shared.unlock(&key).await });
+                }
+                return Some(entry);
+            }
+            if claim.fetch || tokio::time::Instant::now() + pause >= deadline {
+                return None;
+            }
+            if !waited {
+                waited = true;
+                shared.waited_for_another_node();
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
     }
 
     fn promote_shared(

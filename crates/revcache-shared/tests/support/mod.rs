@@ -53,11 +53,26 @@ impl Redis {
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.0)
     }
+
+    /// Stops (`SIGSTOP`) or continues (`SIGCONT`) the server: it keeps
+    /// its connections and answers nothing meanwhile.
+    pub fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([signal, &self.1.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
 }
 
 /// A shared tier on `redis`, as one node would have it.
 pub async fn tier(redis: &Redis) -> Arc<SharedTier> {
-    SharedTier::connect(SharedSettings::for_url(redis.url()), "fingerprint")
-        .await
-        .unwrap()
+    tier_with(redis, |_| {}).await
+}
+
+/// The same, with `tweak` applied to its settings.
+pub async fn tier_with(redis: &Redis, tweak: impl FnOnce(&mut SharedSettings)) -> Arc<SharedTier> {
+    let mut settings = SharedSettings::for_url(redis.url());
+    tweak(&mut settings);
+    SharedTier::connect(settings, "fingerprint").await.unwrap()
 }
