@@ -34,7 +34,7 @@ mod version;
 
 pub use cache::{Cache, CacheConfig, CacheStats, DiskState, StoreOutcome};
 pub use clock::{Clock, ClockHand};
-pub use disk::{DiskConfig, DiskError, DiskStats, DiskTier};
+pub use disk::{DiskConfig, DiskError, DiskStats, DiskTier, faults as disk_faults};
 pub use entry::{BodyFile, Entry, EntryBody, EntryTiming, Freshness, Variant};
 pub use error::{PartitionKeyError, PurgeError};
 pub use generation::{FillTicket, Generations};

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::error::DiskError;
+use super::faults;
 use crate::data_dir::{create_private_file, ensure_private_dir};
 
 pub struct BlobStore {
@@ -79,8 +80,10 @@ impl BlobStore {
         ));
         let result = (|| {
             let mut f = create_private_file(&tmp)?;
-            f.write_all(bytes)?;
+            faults::write_with(bytes, |b| f.write_all(b))?;
+            faults::check()?;
             f.sync_all()?;
+            faults::check()?;
             fs::rename(&tmp, &path)?;
             fs::File::open(dir)?.sync_all()
         })();

@@ -18,6 +18,8 @@
 
 mod blobs;
 mod error;
+#[doc(hidden)]
+pub mod faults;
 pub mod format;
 mod sweep;
 mod writer;
@@ -601,7 +603,7 @@ impl Drop for DiskTier {
 
 /// Opens the index, creating it owner-only; never through a symlink.
 pub(crate) fn open_index(path: &Path) -> Result<Database, DiskError> {
-    match Database::builder().create_file(index_file(path)?) {
+    match create_index(index_file(path)?) {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(DiskError::InUse {
             path: path.to_owned(),
@@ -627,9 +629,19 @@ pub(crate) fn open_index(path: &Path) -> Result<Database, DiskError> {
                 "disk tier index cannot be opened; setting it aside and starting empty"
             );
             std::fs::rename(path, &aside).map_err(DiskError::io(path))?;
-            Ok(Database::builder().create_file(index_file(path)?)?)
+            Ok(create_index(index_file(path)?)?)
         }
     }
+}
+
+/// The index database on its file: through the fault-injecting storage
+/// in a test process that armed a fault, directly otherwise.
+fn create_index(file: std::fs::File) -> Result<Database, redb::DatabaseError> {
+    if faults::enabled() {
+        let backend = redb::backends::FileBackend::new(file)?;
+        return Database::builder().create_with_backend(faults::Faulty::new(backend));
+    }
+    Database::builder().create_file(file)
 }
 
 /// The index file, opened read-write (created 0600), refusing a symlink,
