@@ -27,8 +27,9 @@ apt_install() {
 # the TLS listener; Apache with
 # mod_dav, litmus and cadaver are the WebDAV real-server suite; redis-server
 # is the shared tier of the multi-node tests; systemd-analyze (systemd)
-# checks dist/revcache.service.
-apt_install procps apache2 litmus cadaver curl redis-server systemd
+# checks dist/revcache.service; ip (iproute2) puts Redis in a network namespace
+# for the partition test.
+apt_install procps apache2 litmus cadaver curl redis-server systemd iproute2
 # Real GitHub clients for tests/github_clients.rs: PyGithub in a venv and
 # @octokit/rest in a node_modules, both under target/github-clients, at the
 # versions pinned in crates/revcache-http/tests/clients/. Reinstalled only

@@ -304,6 +304,17 @@ impl Cache {
     pub fn purge(&self, invalidations: &[Invalidation]) -> Result<usize, PurgeError> {
         let in_memory: usize = invalidations.iter().map(|i| self.purge_memory(i)).sum();
         let Some(disk) = &self.disk else {
+            // A disk tier that could not open still holds what it held: the
+            // purge did not reach it, and a restart on a working disk would
+            // serve those entries again.
+            if let Some(reason) = &self.disk_failed {
+                return Err(PurgeError {
+                    in_memory,
+                    source: DiskError::Unavailable {
+                        reason: reason.clone(),
+                    },
+                });
+            }
             return Ok(in_memory);
         };
         if invalidations.is_empty() {

@@ -407,6 +407,8 @@ pub struct DiskSettings {
     pub max_idle: Duration,
     /// Bodies up to this size live in the index, larger ones in files.
     pub inline_threshold: u64,
+    /// Memory the index keeps of its pages.
+    pub index_cache: u64,
     /// Granularity of recorded access times.
     pub access_bucket: Duration,
     pub sweep_interval: Duration,
@@ -421,6 +423,7 @@ impl Default for DiskSettings {
             limit: d.byte_limit,
             max_idle: d.max_idle,
             inline_threshold: d.inline_threshold,
+            index_cache: d.index_cache,
             access_bucket: d.access_bucket,
             sweep_interval: d.sweep_interval,
         }
@@ -433,6 +436,7 @@ impl DiskSettings {
         c.byte_limit = self.limit;
         c.max_idle = self.max_idle;
         c.inline_threshold = self.inline_threshold;
+        c.index_cache = self.index_cache;
         c.access_bucket = self.access_bucket;
         c.sweep_interval = self.sweep_interval;
         c

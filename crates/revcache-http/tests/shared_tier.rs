@@ -231,6 +231,139 @@ impl Drop for RedisCluster {
     }
 }
 
+/// A `redis-server` in a network namespace of its own, reached from the
+/// test's nodes over two veth links: `Link::Nodes` for every node but the
+/// one the test cuts off, `Link::CutOff` for that one. Cutting sets the
+/// root-side end of `CutOff` down: every packet either way is dropped
+/// silently, as on a broken network path (no refusal, no reset); healing
+/// sets it up again and TCP retransmits. Needs root and `ip` (iproute2).
+struct NetnsRedis {
+    ns: String,
+    links: [String; 2],
+    hosts: [String; 2],
+    server: Child,
+}
+
+#[derive(Clone, Copy)]
+enum Link {
+    Nodes = 0,
+    CutOff = 1,
+}
+
+const NETNS_REDIS_PORT: u16 = 6379;
+
+fn ip(args: &[&str]) {
+    let done = Command::new("ip")
+        .args(args)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("ip (iproute2)");
+    assert!(
+        done.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
+
+impl NetnsRedis {
+    fn start() -> NetnsRedis {
+        let id = std::process::id() % 100_000;
+        let octet = (id % 250).to_string();
+        let ns = format!("rcredis{id}");
+        let links = [format!("rcn{id}a"), format!("rcn{id}b")];
+        // Left by an earlier run of this process id, if any.
+        let quiet = |args: &[&str]| {
+            let _ = Command::new("ip").args(args).stderr(Stdio::null()).status();
+        };
+        quiet(&["netns", "del", &ns]);
+        ip(&["netns", "add", &ns]);
+        ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        let mut hosts = Vec::new();
+        for (link, net) in links.iter().zip(["10.231", "10.232"]) {
+            let peer = format!("{link}p");
+            let (root_addr, ns_addr) = (format!("{net}.{octet}.1/24"), format!("{net}.{octet}.2"));
+            quiet(&["link", "del", link]);
+            ip(&["link", "add", link, "type", "veth", "peer", "name", &peer]);
+            ip(&["link", "set", &peer, "netns", &ns]);
+            ip(&["addr", "add", &root_addr, "dev", link]);
+            ip(&["link", "set", link, "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{ns_addr}/24"),
+                "dev",
+                &peer,
+            ]);
+            ip(&["-n", &ns, "link", "set", &peer, "up"]);
+            hosts.push(ns_addr);
+        }
+        let port = NETNS_REDIS_PORT.to_string();
+        let server = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns,
+                "redis-server",
+                "--port",
+                &port,
+                "--bind",
+            ])
+            .args(&hosts)
+            // Its clients are not on loopback (it has no password).
+            .args(["--protected-mode", "no", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        let redis = NetnsRedis {
+            ns,
+            links: links.clone(),
+            hosts: [hosts[0].clone(), hosts[1].clone()],
+            server,
+        };
+        for host in &redis.hosts {
+            wait_until(|| std::net::TcpStream::connect((host.as_str(), NETNS_REDIS_PORT)).is_ok());
+        }
+        redis
+    }
+
+    fn url(&self, link: Link) -> String {
+        format!("redis://{}:{NETNS_REDIS_PORT}/", self.hosts[link as usize])
+    }
+
+    fn set_cut(&self, cut: bool) {
+        let state = if cut { "down" } else { "up" };
+        ip(&["link", "set", &self.links[Link::CutOff as usize], state]);
+    }
+}
+
+impl Backend for NetnsRedis {
+    fn settings(&self) -> SharedSettings {
+        SharedSettings::for_url(self.url(Link::Nodes))
+    }
+}
+
+impl Drop for NetnsRedis {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        // Deleting the namespace deletes the veth pairs with it.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .stderr(Stdio::null())
+            .status();
+        for link in &self.links {
+            let _ = Command::new("ip")
+                .args(["link", "del", link])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
 /// Polls `ready` for up to ten seconds.
 fn wait_until(mut ready: impl FnMut() -> bool) {
     for _ in 0..1000 {
@@ -908,6 +1041,9 @@ enum Outage {
     Killed,
     /// Paused (`SIGSTOP`): connections stay open, nothing answers.
     Paused,
+    /// Slowed: everything to and from Redis waits 400 ms on the way (a
+    /// command about 0.8 s, under the command timeout).
+    Slowed,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -920,10 +1056,26 @@ async fn pausing_redis_under_mixed_load_costs_no_client_errors_and_leaves_nothin
     redis_away_under_mixed_load(Outage::Paused).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowing_redis_under_mixed_load_costs_no_client_errors_and_leaves_nothing_stale() {
+    redis_away_under_mixed_load(Outage::Slowed).await;
+}
+
 async fn redis_away_under_mixed_load(outage: Outage) {
     let mut redis = Redis::start();
     let origin = Versioned::start().await;
-    let nodes = Arc::new(three_nodes(&origin.origin.url(), &redis).await);
+    let relay = Relay::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let nodes = match outage {
+        Outage::Slowed => {
+            three_nodes(
+                &origin.origin.url(),
+                &Through(format!("redis://{}/", relay.addr)),
+            )
+            .await
+        }
+        _ => three_nodes(&origin.origin.url(), &redis).await,
+    };
+    let nodes = Arc::new(nodes);
     let paths: Vec<String> = (0..8).map(|i| format!("/r/{i}")).collect();
     let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -960,6 +1112,7 @@ async fn redis_away_under_mixed_load(outage: Outage) {
     match outage {
         Outage::Killed => redis.kill(),
         Outage::Paused => redis.signal("-STOP"),
+        Outage::Slowed => relay.set_delay(Duration::from_millis(400)),
     }
     // While Redis is away, a write through node 0 outdates what nodes 1
     // and 2 hold; they cannot hear of it yet.
@@ -971,9 +1124,25 @@ async fn redis_away_under_mixed_load(outage: Outage) {
         .await;
     assert_eq!(put.status, 204);
     settle().await;
+    if matches!(outage, Outage::Slowed) {
+        // Slow is not away: the write's invalidation reaches the other
+        // nodes while Redis is still slow.
+        for n in &nodes[1..] {
+            let mut got = Client::default().get(&n.url("/r/0")).await;
+            for _ in 0..100 {
+                if got.text() == origin.current("/r/0") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                got = Client::default().get(&n.url("/r/0")).await;
+            }
+            assert_eq!(got.text(), origin.current("/r/0"), "{}", got.cache_status());
+        }
+    }
     match outage {
         Outage::Killed => redis.run(),
         Outage::Paused => redis.signal("-CONT"),
+        Outage::Slowed => relay.set_delay(Duration::ZERO),
     }
     for n in nodes.iter() {
         eventually(n, "revcache_shared_healthy", 1.0).await;
@@ -1177,6 +1346,8 @@ async fn a_gerrit_event_posted_to_one_node_invalidates_on_all() {
 struct Relay {
     addr: std::net::SocketAddr,
     cut: Arc<std::sync::atomic::AtomicBool>,
+    /// Milliseconds each chunk waits before it is passed on (a slow path).
+    delay: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Relay {
@@ -1184,10 +1355,11 @@ impl Relay {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let c = cut.clone();
+        let delay = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (c, d) = (cut.clone(), delay.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                let cut = c.clone();
+                let (cut, delay) = (c.clone(), d.clone());
                 tokio::spawn(async move {
                     Relay::wait_healed(&cut).await;
                     let Ok(server) = tokio::net::TcpStream::connect(to).await else {
@@ -1195,12 +1367,12 @@ impl Relay {
                     };
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
-                    tokio::spawn(Relay::pass(cr, sw, cut.clone()));
-                    Relay::pass(sr, cw, cut).await;
+                    tokio::spawn(Relay::pass(cr, sw, cut.clone(), delay.clone()));
+                    Relay::pass(sr, cw, cut, delay).await;
                 });
             }
         });
-        Relay { addr, cut }
+        Relay { addr, cut, delay }
     }
 
     async fn wait_healed(cut: &std::sync::atomic::AtomicBool) {
@@ -1213,6 +1385,7 @@ impl Relay {
         mut from: tokio::net::tcp::OwnedReadHalf,
         mut to: tokio::net::tcp::OwnedWriteHalf,
         cut: Arc<std::sync::atomic::AtomicBool>,
+        delay: Arc<std::sync::atomic::AtomicU64>,
     ) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut buf = vec![0u8; 16 << 10];
@@ -1221,6 +1394,10 @@ impl Relay {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
+            let ms = delay.load(std::sync::atomic::Ordering::SeqCst);
+            if ms > 0 {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
             Relay::wait_healed(&cut).await;
             if to.write_all(&buf[..n]).await.is_err() {
                 return;
@@ -1231,24 +1408,59 @@ impl Relay {
     fn set_cut(&self, cut: bool) {
         self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
     }
+
+    fn set_delay(&self, delay: Duration) {
+        self.delay.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+}
+
+/// Nodes reaching a Redis through a relay.
+struct Through(String);
+
+impl Backend for Through {
+    fn settings(&self) -> SharedSettings {
+        SharedSettings::for_url(self.0.clone())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_partitioned_from_redis_answers_every_request_and_serves_nothing_stale_once_healed()
 {
     let redis = Redis::start();
+    let relay = Relay::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
+    let relayed = format!("redis://{}/", relay.addr);
+    a_partitioned_node_answers_and_heals(&redis, relayed, |cut| relay.set_cut(cut)).await;
+}
+
+/// The same with a real network path: Redis in a network namespace, the
+/// node's link to it set down (packets dropped both ways) and up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_by_the_network_answers_every_request_and_serves_nothing_stale_once_healed()
+ {
+    let redis = NetnsRedis::start();
+    let cut_off = redis.url(Link::CutOff);
+    a_partitioned_node_answers_and_heals(&redis, cut_off, |cut| redis.set_cut(cut)).await;
+}
+
+/// Node 2 reaches Redis at `cut_off_url`, which `cut` partitions and heals.
+async fn a_partitioned_node_answers_and_heals(
+    redis: &impl Backend,
+    cut_off_url: String,
+    cut: impl Fn(bool),
+) {
     let origin = Versioned::start().await;
     let url = origin.origin.url();
     let key = shared_key_file();
-    let relay = Relay::start(format!("127.0.0.1:{}", redis.port).parse().unwrap()).await;
-    let relayed = format!("redis://{}/", relay.addr);
     let mut nodes = Vec::new();
     for i in 0..3 {
-        let relayed = relayed.clone();
+        let cut_off_url = cut_off_url.clone();
         nodes.push(
-            node(&url, &redis, &key, move |s| {
+            node(&url, redis, &key, move |s| {
                 if i == 2 {
-                    s.shared.as_mut().unwrap().url = relayed;
+                    s.shared.as_mut().unwrap().url = cut_off_url;
                 }
             })
             .await,
@@ -1261,7 +1473,7 @@ async fn a_node_partitioned_from_redis_answers_every_request_and_serves_nothing_
         }
         n.proxy.fills_idle().await;
     }
-    relay.set_cut(true);
+    cut(true);
     // Writes through the other nodes while node 2 hears nothing; node 2
     // answers every request meanwhile.
     for (i, path) in paths.iter().enumerate() {
@@ -1282,7 +1494,7 @@ async fn a_node_partitioned_from_redis_answers_every_request_and_serves_nothing_
         .await;
     }
     eventually(&nodes[2], "revcache_shared_errors_total", 1.0).await;
-    relay.set_cut(false);
+    cut(false);
     eventually(&nodes[2], "revcache_shared_gaps_total", 1.0).await;
     eventually(&nodes[2], "revcache_shared_healthy", 1.0).await;
     // Healed: node 2 revalidates what it held before it lost the stream.

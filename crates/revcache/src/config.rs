@@ -107,6 +107,7 @@ struct DiskConfig {
     limit: Option<Quantity>,
     max_idle: Option<Quantity>,
     inline_threshold: Option<Quantity>,
+    index_cache: Option<Quantity>,
     access_bucket: Option<Quantity>,
     sweep_interval: Option<Quantity>,
 }
@@ -525,12 +526,17 @@ fn disk_settings(d: &DiskConfig, args: &ServeArgs) -> anyhow::Result<DiskSetting
     if inline_threshold > 1 << 20 {
         bail!("disk.inline_threshold: must be at most 1MiB (larger bodies belong in files)");
     }
+    let index_cache = size_opt("disk.index_cache", &d.index_cache, defaults.index_cache)?;
+    if index_cache < 1 << 20 {
+        bail!("disk.index_cache: must be at least 1MiB");
+    }
     Ok(DiskSettings {
         enabled: !args.no_disk && d.enabled.unwrap_or(true),
         required: d.required.unwrap_or(false),
         limit,
         max_idle,
         inline_threshold,
+        index_cache,
         access_bucket,
         sweep_interval,
     })

@@ -35,11 +35,19 @@ static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
 static KIND: AtomicU8 = AtomicU8::new(0);
 static CRASHED: AtomicBool = AtomicBool::new(false);
 static EVER_ARMED: AtomicBool = AtomicBool::new(false);
+static FIRED: AtomicBool = AtomicBool::new(false);
+
+/// Routes every index opened from now on through [`Faulty`], so a
+/// fault armed later reaches it too.
+pub fn enable() {
+    EVER_ARMED.store(true, Ordering::SeqCst);
+}
 
 /// Makes operation number `after` (1 = the next) fail with `fault`.
 pub fn arm(after: u64, fault: Fault) {
     EVER_ARMED.store(true, Ordering::SeqCst);
     CRASHED.store(false, Ordering::SeqCst);
+    FIRED.store(false, Ordering::SeqCst);
     KIND.store(fault as u8, Ordering::SeqCst);
     COUNTDOWN.store(after.max(1), Ordering::SeqCst);
 }
@@ -51,9 +59,9 @@ pub fn disarm() {
     CRASHED.store(false, Ordering::SeqCst);
 }
 
-/// Whether the armed fault has happened.
+/// Whether the fault armed last has happened.
 pub fn fired() -> bool {
-    EVER_ARMED.load(Ordering::SeqCst) && COUNTDOWN.load(Ordering::SeqCst) == 0
+    FIRED.load(Ordering::SeqCst)
 }
 
 pub(crate) fn enabled() -> bool {
@@ -92,6 +100,7 @@ pub(crate) fn next() -> Now {
     if fault == Fault::Crash {
         CRASHED.store(true, Ordering::SeqCst);
     }
+    FIRED.store(true, Ordering::SeqCst);
     Now::Fail(fault)
 }
 
@@ -192,7 +201,7 @@ impl StorageBackend for Faulty {
         out.fill(0);
         let readable = on_disk.min(len);
         if offset < readable {
-            let n = (readable - offset) as usize;
+            let n = (readable - offset).min(out.len() as u64) as usize;
             self.file.read(offset, &mut out[..n])?;
         }
         for (at, bytes) in &pending.writes {

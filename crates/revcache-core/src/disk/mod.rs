@@ -49,6 +49,10 @@ pub struct DiskConfig {
     pub dir: PathBuf,
     /// Bodies up to this size are stored inside the index.
     pub inline_threshold: u64,
+    /// Memory the index keeps of its pages (redb's cache; its own default
+    /// is 1 GiB, more than the memory tier of most deployments). The
+    /// operating system's page cache still holds the file besides.
+    pub index_cache: u64,
     /// Bodies larger than this are streamed from their file when read back.
     pub stream_threshold: u64,
     /// Granularity of recorded access times.
@@ -75,6 +79,7 @@ impl DiskConfig {
         DiskConfig {
             dir: dir.into(),
             inline_threshold: 16 << 10,
+            index_cache: 64 << 20,
             stream_threshold: 1 << 20,
             access_bucket: Duration::from_secs(3600),
             max_idle: Duration::from_secs(14 * 86400),
@@ -242,21 +247,41 @@ impl DiskTier {
         let started = Instant::now();
         crate::data_dir::ensure_private_dir(&config.dir, true)?;
         let index = config.dir.join("index.redb");
-        let db = open_index(&index)?;
         let counters = Counters::default();
-        writer::init(&db, &counters)?;
+        // An index the disk fails to open or initialize (I/O errors, a full
+        // disk) leaves the tier disabled, as a failure later would: lookups
+        // miss, removals stay tombstones and report the failure, and the
+        // writer reopens the index on its interval, committing them first.
+        // Running without the tier instead would acknowledge purges the disk
+        // never saw, and a restart on a working disk would serve those
+        // entries again.
+        let (db, disabled) = match open_index(&index, config.index_cache).and_then(|db| {
+            writer::init(&db, &counters)?;
+            Ok(db)
+        }) {
+            Ok(db) => (Some(Arc::new(db)), None),
+            Err(e) if e.is_disk_fault() => {
+                tracing::error!(
+                    error = %e,
+                    "disk tier index cannot be opened; serving from memory until it reopens"
+                );
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                (None, Some(e.to_string()))
+            }
+            Err(e) => return Err(e),
+        };
         let blobs = BlobStore::open(&config.dir)?;
         counters
             .load_micros
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         let shared = Arc::new(Shared {
-            db: RwLock::new(Some(Arc::new(db))),
+            db: RwLock::new(db),
             index,
             blobs,
             config,
             generations,
             counters,
-            disabled: Mutex::new(None),
+            disabled: Mutex::new(disabled),
             tombstones: Mutex::new(Vec::new()),
         });
         let (tx, rx) = mpsc::sync_channel(shared.config.write_queue.max(1));
@@ -602,8 +627,8 @@ impl Drop for DiskTier {
 }
 
 /// Opens the index, creating it owner-only; never through a symlink.
-pub(crate) fn open_index(path: &Path) -> Result<Database, DiskError> {
-    match create_index(index_file(path)?) {
+pub(crate) fn open_index(path: &Path, cache: u64) -> Result<Database, DiskError> {
+    match create_index(index_file(path)?, cache) {
         Ok(db) => Ok(db),
         Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(DiskError::InUse {
             path: path.to_owned(),
@@ -629,19 +654,21 @@ pub(crate) fn open_index(path: &Path) -> Result<Database, DiskError> {
                 "disk tier index cannot be opened; setting it aside and starting empty"
             );
             std::fs::rename(path, &aside).map_err(DiskError::io(path))?;
-            Ok(create_index(index_file(path)?)?)
+            Ok(create_index(index_file(path)?, cache)?)
         }
     }
 }
 
 /// The index database on its file: through the fault-injecting storage
 /// in a test process that armed a fault, directly otherwise.
-fn create_index(file: std::fs::File) -> Result<Database, redb::DatabaseError> {
+fn create_index(file: std::fs::File, cache: u64) -> Result<Database, redb::DatabaseError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(usize::try_from(cache).unwrap_or(usize::MAX));
     if faults::enabled() {
         let backend = redb::backends::FileBackend::new(file)?;
-        return Database::builder().create_with_backend(faults::Faulty::new(backend));
+        return builder.create_with_backend(faults::Faulty::new(backend));
     }
-    Database::builder().create_file(file)
+    builder.create_file(file)
 }
 
 /// The index file, opened read-write (created 0600), refusing a symlink,

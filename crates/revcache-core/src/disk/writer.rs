@@ -353,7 +353,7 @@ fn disable(shared: &Shared, reason: &str) {
 /// the disk still refuses.
 fn reopen(shared: &Shared) {
     let result = (|| -> Result<bool, DiskError> {
-        let db = Arc::new(super::open_index(&shared.index)?);
+        let db = Arc::new(super::open_index(&shared.index, shared.config.index_cache)?);
         init(&db, &shared.counters)?;
         // A failure here is counted, and keeps the tier disabled.
         if !apply_on(shared, &db, Vec::new()) {
