@@ -9,9 +9,8 @@
 //! - `web` (http dialect) on a local origin. 60 % of all requests ask for
 //!   a key never asked before (`/o/N`, N counting up; 200 B to 4.4 KB, one
 //!   in 50 of 40 KiB), 15 % for a recent one (mostly hits), 10 % for a
-//!   recent one with a caller's
-//!   credentials (a `private` answer: one partition per caller), and the
-//!   rest write (`PUT`, invalidating through revcache) and read their
+//!   recent one with a caller's credentials (a `private` answer: one
+//!   partition per caller), and the rest write (`PUT`, invalidating through revcache) and read their
 //!   write back. Every second an admin purge (by URL or by prefix) runs.
 //! - `gerrit` (gerrit dialect, trusted events) on `fake-gerrit`: callers
 //!   read changes and queries while Gerrit changes all the time (new
