@@ -14,7 +14,8 @@
 //! - the tier reopens once the disk works again, or runs memory-only
 //!   meanwhile.
 //!
-//! The countdown is process-wide, so this file holds one test.
+//! The countdown is process-wide: the tests of this file take turns
+//! (`FAULTS`).
 //! `REVCACHE_FAULT_CASES` runs more cases than CI's (the campaign's
 //! figures are in bench/README.md); `REVCACHE_FAULT_SEED` replays one.
 
@@ -31,6 +32,13 @@ use revcache_core::{
 };
 
 const KEYS: usize = 8;
+
+/// Held by each test for its whole run: the countdown is the process's.
+static FAULTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn faults() -> std::sync::MutexGuard<'static, ()> {
+    FAULTS.lock().unwrap_or_else(|e| e.into_inner())
+}
 const STEPS: usize = 40;
 
 /// splitmix64: a seed names a whole case.
@@ -320,6 +328,7 @@ fn run_case(seed: u64) -> Ran {
 
 #[test]
 fn random_workloads_under_disk_faults_never_serve_wrong_bytes_or_undo_purges() {
+    let _turn = faults();
     if let Some(seed) = std::env::var("REVCACHE_FAULT_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -342,4 +351,81 @@ fn random_workloads_under_disk_faults_never_serve_wrong_bytes_or_undo_purges() {
         fired * 2 >= cases as usize,
         "only {fired} of {cases} cases reached their fault"
     );
+}
+
+/// Found by the random workload (seed 1): the index failed to open after a
+/// restart, revcache ran without its disk tier, acknowledged a purge the
+/// disk never saw, and the next restart served the purged entry again.
+#[test]
+fn an_index_the_disk_fails_to_open_leaves_the_tier_disabled_and_purges_reach_it_once_it_reopens() {
+    let _turn = faults();
+    disk_faults::enable();
+    disk_faults::disarm();
+    let dir = dir_for(u64::MAX);
+    let _ = std::fs::remove_dir_all(&dir);
+    let case = "open fault";
+    let cache = open(&dir, case);
+    cache.store(entry(0, 1, 100), cache.begin_fill());
+    cache.store(entry(1, 2, 100), cache.begin_fill());
+    cache.flush();
+    drop(cache);
+
+    // From the first disk operation of the next start on, the disk
+    // fails (a crash: every operation fails until disarmed).
+    disk_faults::arm(1, Fault::Crash);
+    let cache = open(&dir, case);
+    assert!(disk_faults::fired());
+    let DiskState::Disabled { reason } = cache.disk_state() else {
+        panic!(
+            "a tier whose index failed to open is {:?}",
+            cache.disk_state()
+        );
+    };
+    assert!(reason.contains("Input/output error"), "{reason}");
+    let purge = [Invalidation::Target {
+        route: None,
+        target: target(0),
+    }];
+    let err = cache
+        .purge(&purge)
+        .expect_err("a purge the disk did not commit must say so");
+    assert!(
+        err.to_string().contains("did not reach the disk tier"),
+        "{err}"
+    );
+
+    // The disk works again: the tier reopens, committing the purge first.
+    disk_faults::disarm();
+    let until = Instant::now() + Duration::from_secs(10);
+    while cache.disk_state() != DiskState::Enabled {
+        assert!(Instant::now() < until, "the tier did not reopen");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(cache.stats().disk.unwrap().tombstones, 0);
+    assert!(cache.lookup_disk(&key(0)).is_none());
+    assert!(cache.lookup_disk(&key(1)).is_some());
+    drop(cache);
+    let cache = open(&dir, case);
+    assert!(
+        cache.lookup_disk(&key(0)).is_none(),
+        "the purged entry came back"
+    );
+    assert!(cache.lookup_disk(&key(1)).is_some());
+    drop(cache);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_cache_whose_disk_tier_could_not_open_reports_purges_as_not_reaching_the_disk() {
+    let cache = Cache::without_failed_disk(CacheConfig::default(), "disk full".into());
+    cache.store(entry(0, 1, 100), cache.begin_fill());
+    let err = cache
+        .purge(&[Invalidation::Target {
+            route: None,
+            target: target(0),
+        }])
+        .expect_err("the disk still holds what it held");
+    assert_eq!(err.in_memory, 1);
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert!(cache.lookup(&key(0)).is_none());
 }

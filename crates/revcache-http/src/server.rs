@@ -403,6 +403,11 @@ fn open_cache(settings: &Settings, clock: Clock) -> Result<Cache, ServerError> {
         Err(e) if e.is_disk_fault() && !required => return Ok(memory_only(e.to_string())),
         Err(e) => return Err(e.into()),
     };
+    // An index the disk failed to open leaves the tier disabled (it
+    // reopens by itself); a required tier must work from the start.
+    if let (true, revcache_core::DiskState::Disabled { reason }) = (required, cache.disk_state()) {
+        return Err(DiskError::Unavailable { reason }.into());
+    }
     if let Some(stats) = cache.stats().disk {
         tracing::info!(
             entries = stats.entries,

@@ -1021,6 +1021,7 @@ mod tests {
             limit = "2GiB"
             max_idle = "7d"
             required = true
+            index_cache = "32MiB"
             [partition]
             cookies = ["session"]
             headers = ["X-Api-Key"]
@@ -1046,6 +1047,7 @@ mod tests {
         assert_eq!(s.partition.headers[0].as_str(), "x-api-key");
         assert_eq!(s.disk.limit, 2 << 30);
         assert_eq!(s.disk.max_idle, Duration::from_secs(7 * 86400));
+        assert_eq!(s.disk.index_cache, 32 << 20);
         assert!(s.disk.enabled);
         assert!(s.disk.required);
         assert_eq!(s.access_log, None, "the access log is off by default");
@@ -1265,6 +1267,21 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_index_cache_defaults_to_64_mib_and_refuses_less_than_1_mib() {
+        let route = "[[routes]]\nname = \"a\"\nupstream = \"http://127.0.0.1:9000\"\n";
+        let r = resolve_text(route).unwrap();
+        assert_eq!(r.settings.disk.index_cache, 64 << 20);
+        let Err(err) = resolve_text(&format!("[disk]\nindex_cache = \"512KiB\"\n{route}")) else {
+            panic!("index_cache = 512KiB was accepted");
+        };
+        assert!(
+            err.to_string()
+                .contains("disk.index_cache: must be at least 1MiB"),
+            "{err}"
+        );
     }
 
     #[test]
