@@ -367,6 +367,43 @@ fn the_byte_budget_removes_the_least_recently_used_first() {
     );
 }
 
+/// Found by bench/soak: sweeps ran only when the writer was idle, so a
+/// steady stream of writes kept the tier from ever sweeping and it grew
+/// past its budget without bound.
+#[test]
+fn the_byte_budget_holds_under_a_steady_stream_of_writes() {
+    let dir = temp_dir();
+    let cache = open_with(&dir, |c| {
+        c.byte_limit = 200_000;
+        c.sweep_interval = Duration::from_secs(1);
+        c.sweep_batch = 100;
+    });
+    // Stores without pause (the writer always has a batch waiting) until
+    // sweeps have run, or give up after a minute.
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let mut i = 0u64;
+    while cache.stats().disk.unwrap().sweeps < 3 {
+        assert!(
+            std::time::Instant::now() < until,
+            "no sweep under steady writes: {:?}",
+            cache.stats().disk.unwrap()
+        );
+        for _ in 0..50 {
+            i += 1;
+            store(
+                &cache,
+                entry(&format!("/churn/{i}"), vec![7; 1_000], &[], None),
+            );
+        }
+    }
+    let stats = cache.stats().disk.unwrap();
+    assert!(stats.swept_over_budget > 0, "{stats:?}");
+    cache.flush();
+    cache.disk().unwrap().sweep_all().unwrap();
+    let stats = cache.stats().disk.unwrap();
+    assert!(stats.row_bytes + stats.file_bytes <= 200_000, "{stats:?}");
+}
+
 #[test]
 fn orphan_and_temp_files_are_removed_at_start() {
     let dir = temp_dir();
