@@ -918,10 +918,12 @@ async fn a_command_feed_runs_on_one_node_and_another_takes_over_when_it_dies() {
         "{}",
         again.cache_status()
     );
-    // The holder dies: within seconds another node runs the command.
+    // The holder dies: within seconds another node runs the command (the
+    // bounds are generous: on a loaded two-core machine a takeover and
+    // the follower's next renewal took longer than 5 s once).
     drop(nodes[holder].take());
     assert_eq!(live(&nodes), 2);
-    for _ in 0..800 {
+    for _ in 0..1500 {
         if lines(&runs).len() >= 2 {
             break;
         }
@@ -931,7 +933,7 @@ async fn a_command_feed_runs_on_one_node_and_another_takes_over_when_it_dies() {
     assert_eq!(after.len(), 2, "not taken over: {after:?}");
     assert_ne!(after[1], first[0], "{after:?}");
     for n in nodes.iter().flatten() {
-        for _ in 0..500 {
+        for _ in 0..1500 {
             if feed_healthy(n).await {
                 break;
             }
