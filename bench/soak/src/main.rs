@@ -6,9 +6,9 @@
 //! memory, a 512 MiB disk tier swept every 30 s, 256 connections), so an
 //! hour of churn fills and evicts both many times over. Two routes:
 //!
-//! - `web` (http dialect) on a local origin. 60 % of all requests ask for
+//! - `web` (http dialect) on a local origin. 65 % of all requests ask for
 //!   a key never asked before (`/o/N`, N counting up; 200 B to 4.4 KB, one
-//!   in 50 of 40 KiB), 15 % for a recent one (mostly hits), 10 % for a
+//!   in 50 of 40 KiB), 10 % for a recent one (mostly hits), 10 % for a
 //!   recent one with a caller's credentials (a `private` answer: one
 //!   partition per caller), and the rest write (`PUT`, invalidating through revcache) and read their
 //!   write back. Every second an admin purge (by URL or by prefix) runs.
@@ -348,11 +348,11 @@ impl Soak {
         let mut rng = Rng(seed);
         while Instant::now() < until {
             match rng.below(100) {
-                0..=59 => {
+                0..=64 => {
                     let id = self.next_key.fetch_add(1, Ordering::Relaxed);
                     self.read_key(id, None, 0).await;
                 }
-                60..=74 => {
+                65..=74 => {
                     let id = self.recent(&mut rng);
                     self.read_key(id, None, 0).await;
                 }
