@@ -175,7 +175,7 @@ pub fn page(rows: Vec<Row>, after: Option<&str>, limit: usize) -> (Vec<Row>, Opt
 
 fn decode_cursor(cursor: &str) -> Option<(String, String, String)> {
     let bytes = cursor.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
+    if !bytes.len().is_multiple_of(2) || !bytes.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
     let raw: Vec<u8> = bytes
@@ -186,4 +186,19 @@ fn decode_cursor(cursor: &str) -> Option<(String, String, String)> {
     let mut next = || String::from_utf8(parts.next()?.to_vec()).ok();
     let decoded = (next()?, next()?, next()?);
     Some(decoded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_cursor;
+
+    #[test]
+    fn a_cursor_is_hex_pairs_and_nothing_else() {
+        let parts = |k: &str, p: &str, v: &str| Some((k.into(), p.into(), v.into()));
+        assert_eq!(decode_cursor("6100620063"), parts("a", "b", "c"));
+        assert_eq!(decode_cursor("4A0000"), parts("J", "", ""));
+        // `from_str_radix` alone would read "+1" as 1.
+        assert_eq!(decode_cursor("+100620063"), None);
+        assert_eq!(decode_cursor("61006200-3"), None);
+    }
 }
