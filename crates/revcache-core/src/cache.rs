@@ -191,6 +191,13 @@ impl Cache {
     /// Reads `key`'s variants from the disk tier and promotes them to
     /// memory. Blocking (disk I/O): call it from a blocking pool, once per
     /// burst (under the key's single flight).
+    /// Whether no invalidation reached `entry` (its target, a prefix of
+    /// it, one of its tags) after `ticket`: what was read or fetched
+    /// under that ticket may still answer requests that began after it.
+    pub fn is_current(&self, ticket: FillTicket, entry: &Entry) -> bool {
+        self.generations.is_current(ticket, &entry.key, &entry.tags)
+    }
+
     pub fn lookup_disk(&self, key: &PrimaryKey) -> Option<Variants> {
         let disk = self.disk.as_ref()?;
         let ticket = self.begin_fill();

@@ -256,7 +256,7 @@ async fn run(
     // Waiters of an outdated fill may have arrived after the invalidation:
     // they fetch again rather than get the outdated response.
     let (outcome, stored) = match cache.store(entry, plan.ticket) {
-        StoreOutcome::Stored(e) => (FlightOutcome::Entry(e.clone()), Some(e)),
+        StoreOutcome::Stored(e) => (FlightOutcome::Entry(e.clone(), plan.ticket), Some(e)),
         StoreOutcome::Outdated(e) => {
             tracing::debug!(key = ?e.key, "fill overtaken by an invalidation; not stored");
             (FlightOutcome::NotShared, None)

@@ -44,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime};
 use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use revcache_core::{Cache, PartitionKey, PrimaryKey};
+use revcache_core::{Cache, FillTicket, PartitionKey, PrimaryKey};
 use revcache_shared::SharedTier;
 
 use self::admission::{Admitted, Kind};
@@ -410,14 +410,19 @@ impl Proxy {
             // often a HEAD leader sends it to join again.
             let deadline = tokio::time::Instant::now() + ex.config.limits.collapsed_wait_timeout;
             loop {
+                // Before the join: a leader hands its waiters what it reads
+                // under this ticket, and they check it (`Waiter::wait_until`).
+                let ticket = self.cache.begin_fill();
                 let waiter = match self.flights.join(ex.own_key()) {
                     Role::Lead(leader) => {
-                        return self.lead(ex, body, exceeded, candidate, leader).await;
+                        return self
+                            .lead(ex, body, exceeded, candidate, leader, ticket)
+                            .await;
                     }
                     Role::Wait(waiter) => waiter,
                 };
-                match waiter.wait_until(deadline).await {
-                    Some(FlightOutcome::Entry(e)) if self.may_answer(&ex, &e) => {
+                match waiter.wait_until(deadline, &self.cache).await {
+                    Some(FlightOutcome::Entry(e, _)) if self.may_answer(&ex, &e) => {
                         let status = CacheStatus::hit().collapsed();
                         return self.serve(&ex, &e, status, Outcome::Collapsed).await;
                     }
@@ -453,7 +458,8 @@ impl Proxy {
     }
 
     /// Leads `ex`'s flight: reads the disk tier once for every request
-    /// behind it, then serves what it found or asks the upstream.
+    /// behind it, then serves what it found or asks the upstream. What it
+    /// hands the waiters carries `ticket`, taken before any of it was read.
     async fn lead(
         self: &Arc<Self>,
         ex: Exchange,
@@ -461,6 +467,7 @@ impl Proxy {
         exceeded: Option<Arc<AtomicBool>>,
         mut candidate: Candidate,
         leader: Leader,
+        ticket: FillTicket,
     ) -> Response<ProxyBody> {
         if candidate.entry.is_none() {
             // A leader after another flight ended finds what that one
@@ -483,7 +490,7 @@ impl Proxy {
             }
         }
         if let Some(serving) = candidate.serving() {
-            leader.finish(FlightOutcome::Entry(serving.entry.clone()));
+            leader.finish(FlightOutcome::Entry(serving.entry.clone(), ticket));
             return self.serve_decided(&ex, serving).await;
         }
         if ex.parts.method == http::Method::HEAD {
@@ -505,7 +512,7 @@ impl Proxy {
                 self.invalidator.revalidate_before(),
             );
             if let Some(serving) = candidate.serving() {
-                leader.finish(FlightOutcome::Entry(serving.entry.clone()));
+                leader.finish(FlightOutcome::Entry(serving.entry.clone(), ticket));
                 return self.serve_decided(&ex, serving).await;
             }
         }

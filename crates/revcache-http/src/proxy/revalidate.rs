@@ -96,14 +96,14 @@ impl Proxy {
             });
         let (entry, shared) = if still_storable {
             match self.cache.store_refresh(&stale, entry, ticket) {
-                StoreOutcome::Stored(e) => (e.clone(), FlightOutcome::Entry(e)),
+                StoreOutcome::Stored(e) => (e.clone(), FlightOutcome::Entry(e, ticket)),
                 StoreOutcome::Outdated(e) => (e, FlightOutcome::NotShared),
             }
         } else {
             self.forget(stale.key.clone()).await;
             (Arc::new(entry), FlightOutcome::NotShared)
         };
-        let refreshed_here = matches!(shared, FlightOutcome::Entry(_));
+        let refreshed_here = matches!(shared, FlightOutcome::Entry(..));
         leader.finish(shared);
         // The other nodes get the refreshed entry too, so they need not
         // revalidate theirs.
