@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use revcache_core::{Cache, Invalidation, PurgeError};
+use revcache_core::{Cache, DiskError, Invalidation, PurgeError};
 use revcache_shared::SharedTier;
 
 use crate::credential;
@@ -83,6 +83,12 @@ impl Invalidator {
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         let n = match &result {
             Ok(n) => *n,
+            // A disk tier already disabled (reported when it failed, and
+            // by readyz) would otherwise log this for every event.
+            Err(e) if matches!(e.source, DiskError::Unavailable { .. }) => {
+                tracing::debug!(error = %e, "invalidation did not reach the disabled disk tier");
+                e.in_memory
+            }
             Err(e) => {
                 tracing::error!(error = %e, "invalidation did not reach the disk tier");
                 e.in_memory

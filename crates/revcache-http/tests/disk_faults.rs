@@ -97,13 +97,19 @@ async fn fill_until_disabled(c: &Client, rc: &Revcache) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_at_start_up_serves_from_memory_and_says_so() {
-    let origin = Origin::start(cacheable()).await;
+/// A revcache whose data dir is on a disk full before it starts.
+async fn start_on_a_full_disk(origin: &Origin) -> (Tmpfs, Revcache) {
     let fs = Tmpfs::mount("1m");
     fs.fill();
     let dir = fs.path().join("data");
-    let rc = Revcache::start_with(&origin.url(), |s| s.data_dir = dir.clone()).await;
+    let rc = Revcache::start_with(&origin.url(), |s| s.data_dir = dir).await;
+    (fs, rc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_at_start_up_serves_from_memory_and_says_so() {
+    let origin = Origin::start(cacheable()).await;
+    let (_fs, rc) = start_on_a_full_disk(&origin).await;
     let c = Client::default();
     let ready = readyz(&c, &rc).await;
     assert_eq!(ready["disk_tier"]["state"], "disabled", "{ready}");
@@ -115,6 +121,59 @@ async fn a_full_disk_at_start_up_serves_from_memory_and_says_so() {
     assert!(!c.get(&rc.url("/a")).await.is_hit());
     assert!(c.get(&rc.url("/a")).await.is_hit());
     assert_eq!(origin.requests(), 1);
+}
+
+/// What revcache logs at `warn` and above, kept for the test to read.
+#[derive(Clone, Default)]
+struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Captures this process's logs (nextest runs each test in its own).
+    fn capture() -> Logs {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        logs
+    }
+
+    fn lines_with(&self, text: &str) -> usize {
+        let logs = self.0.lock().unwrap();
+        String::from_utf8_lossy(&logs)
+            .lines()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+}
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_only_revcache_says_once_that_the_disk_fails_not_at_every_invalidation() {
+    let logs = Logs::capture();
+    let origin = Origin::start(cacheable()).await;
+    let (_fs, rc) = start_on_a_full_disk(&origin).await;
+    let c = Client::default();
+    for _ in 0..5 {
+        assert!(!c.get(&rc.url("/a")).await.is_hit());
+        assert!(c.get(&rc.url("/a")).await.is_hit());
+        // A write invalidates what it changed, in memory all the same.
+        assert_eq!(c.send("DELETE", &rc.url("/a"), &[], "").await.status, 200);
+    }
+    assert_eq!(logs.lines_with("running memory-only"), 1);
+    assert_eq!(logs.lines_with("did not reach"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
