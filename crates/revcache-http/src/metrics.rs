@@ -829,10 +829,10 @@ impl Collector for TierCollector {
                 "l2",
                 d.entries as i64,
             )?;
-            let g = ConstGauge::new(d.row_bytes as i64);
+            let g = ConstGauge::new(d.index_bytes as i64);
             let mut m = encoder.encode_descriptor(
                 "disk_bytes",
-                "Bytes of the disk tier: index rows (metadata and inline bodies) and body files",
+                "Bytes the disk tier takes on disk, what its byte budget counts: the index (its rows, metadata and inline bodies, times the measured overhead of its pages) and body files",
                 None,
                 g.metric_type(),
             )?;

@@ -411,7 +411,7 @@ fn open_cache(settings: &Settings, clock: Clock) -> Result<Cache, ServerError> {
     if let Some(stats) = cache.stats().disk {
         tracing::info!(
             entries = stats.entries,
-            bytes = stats.row_bytes + stats.file_bytes,
+            bytes = stats.bytes(),
             load_ms = stats.load_time.as_millis() as u64,
             "disk tier opened"
         );

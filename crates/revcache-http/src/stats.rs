@@ -61,7 +61,8 @@ pub fn stats(proxy: &Proxy) -> Value {
         "tags": s.tags,
         "disk_tier": disk_tier(cache.disk_state()),
         "l2": s.disk.map(|d| json!({
-            "entries": d.entries, "index_bytes": d.row_bytes, "file_bytes": d.file_bytes,
+            "entries": d.entries, "index_bytes": d.index_bytes, "row_bytes": d.row_bytes,
+            "file_bytes": d.file_bytes,
             "files": d.files, "sweeps": d.sweeps, "swept_idle": d.swept_idle,
             "swept_over_budget": d.swept_over_budget, "orphans_removed": d.orphans_removed,
             "corrupt_dropped": d.corrupt_dropped, "open_seconds": d.load_time.as_secs_f64(),

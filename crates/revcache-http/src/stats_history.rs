@@ -75,7 +75,7 @@ impl Reading {
             l1_keys: stats.memory_keys as u64,
             l1_bytes: stats.memory_bytes,
             l2_entries: stats.disk.as_ref().map(|d| d.entries),
-            l2_bytes: stats.disk.as_ref().map(|d| d.row_bytes + d.file_bytes),
+            l2_bytes: stats.disk.as_ref().map(|d| d.bytes()),
         }
     }
 }

@@ -80,7 +80,7 @@ pub fn sweep(args: MaintenanceArgs) -> anyhow::Result<()> {
             println!(
                 "swept {idle} idle and {over_budget} over-budget entries; {} entries, {} bytes remain",
                 s.entries,
-                s.row_bytes + s.file_bytes
+                s.bytes()
             );
         }
         None => {

@@ -59,8 +59,10 @@ pub struct DiskConfig {
     pub access_bucket: Duration,
     /// Entries not used for this long are swept.
     pub max_idle: Duration,
-    /// Byte budget (index rows plus body files); the least recently used
-    /// buckets go first when it is exceeded.
+    /// Byte budget: the index as it takes space on disk (its rows times
+    /// the overhead measured at each sweep interval, see
+    /// [`DiskStats::index_bytes`]) plus body files; the least recently
+    /// used buckets go first when it is exceeded.
     pub byte_limit: u64,
     pub sweep_interval: Duration,
     /// Most entries one sweep step removes (one transaction).
@@ -111,6 +113,10 @@ pub struct DiskStats {
     pub entries: u64,
     /// Bytes of index rows (metadata and inline bodies).
     pub row_bytes: u64,
+    /// What the index takes on disk: its rows times the overhead of its
+    /// B-tree pages, secondary tables and redb's own pages, as measured
+    /// (redb's allocated pages per row byte) at the last sweep interval.
+    pub index_bytes: u64,
     pub file_bytes: u64,
     pub files: u64,
     pub sweeps: u64,
@@ -128,6 +134,13 @@ pub struct DiskStats {
     /// Why the tier is disabled, while it is.
     pub disabled: Option<String>,
     pub load_time: Duration,
+}
+
+impl DiskStats {
+    /// The bytes the byte budget applies to: the index and body files.
+    pub fn bytes(&self) -> u64 {
+        self.index_bytes + self.file_bytes
+    }
 }
 
 /// One entry as `revcache inspect` shows it.
@@ -156,6 +169,8 @@ pub(crate) struct Counters {
     writes_dropped: AtomicU64,
     errors: AtomicU64,
     load_micros: AtomicU64,
+    /// Index bytes on disk per row byte, in thousandths (0: not measured).
+    index_overhead_milli: AtomicU64,
 }
 
 pub(crate) enum Op {
@@ -201,9 +216,19 @@ pub(crate) struct Shared {
     /// reach from lookups, and the writer applies them before anything
     /// else in each transaction until one commits.
     tombstones: Mutex<Vec<Invalidation>>,
+    /// When the index's overhead was last measured (by a sweep).
+    overhead_measured: Mutex<Option<Instant>>,
 }
 
 impl Shared {
+    /// Index bytes on disk per row byte, as last measured (1 before).
+    fn index_overhead(&self) -> f64 {
+        match self.counters.index_overhead_milli.load(Ordering::Relaxed) {
+            0 => 1.0,
+            milli => milli as f64 / 1000.0,
+        }
+    }
+
     fn db(&self) -> Result<Arc<Database>, DiskError> {
         let db = self.db.read();
         db.clone().ok_or_else(|| self.unavailable())
@@ -283,6 +308,7 @@ impl DiskTier {
             counters,
             disabled: Mutex::new(disabled),
             tombstones: Mutex::new(Vec::new()),
+            overhead_measured: Mutex::new(None),
         });
         let (tx, rx) = mpsc::sync_channel(shared.config.write_queue.max(1));
         let writer = {
@@ -522,6 +548,7 @@ impl DiskTier {
         DiskStats {
             entries: get(&c.entries),
             row_bytes: get(&c.row_bytes),
+            index_bytes: sweep::index_bytes(get(&c.row_bytes), self.shared.index_overhead()),
             file_bytes: get(&c.file_bytes),
             files: get(&c.files),
             sweeps: get(&c.sweeps),

@@ -2,19 +2,49 @@
 //! recently used buckets while the tier exceeds its byte budget. One step
 //! removes at most `sweep_batch` entries, so a sweep never holds the
 //! writer (and the purges queued behind it) for long.
+//!
+//! The budget counts what the tier takes on disk. Body files count their
+//! length; the index counts its rows times its overhead (B-tree pages
+//! part full, the secondary tables, redb's own pages), which a sweep
+//! measures from redb's allocated pages at most once per sweep interval:
+//! at small entries the index takes two to three times its rows' bytes.
 
 use std::time::SystemTime;
 
-use redb::ReadableTable;
+use redb::{ReadableTable, WriteTransaction};
 
 use super::error::DiskError;
 use super::writer::Tables;
 use super::{DiskConfig, SweepReport};
 
+/// The index's bytes on disk for `row_bytes` of rows at `overhead`.
+pub(super) fn index_bytes(row_bytes: u64, overhead: f64) -> u64 {
+    (row_bytes as f64 * overhead) as u64
+}
+
+/// Index bytes on disk per row byte: redb's allocated pages over the rows'
+/// bytes (`row_bytes`, from the counters). `None` for an index without
+/// rows, which has nothing to measure.
+pub(super) fn measure_overhead(
+    txn: &WriteTransaction,
+    row_bytes: u64,
+) -> Result<Option<f64>, DiskError> {
+    if row_bytes == 0 {
+        return Ok(None);
+    }
+    let stats = txn.stats()?;
+    let allocated = stats.allocated_pages() * stats.page_size() as u64;
+    // Never below the rows themselves; and bounded, so that a nearly
+    // empty index (a few rows on redb's fixed pages) does not make the
+    // budget sweep everything.
+    Ok(Some((allocated as f64 / row_bytes as f64).clamp(1.0, 8.0)))
+}
+
 pub(super) fn step(
     t: &mut Tables<'_>,
     config: &DiskConfig,
     now: SystemTime,
+    overhead: f64,
 ) -> Result<SweepReport, DiskError> {
     let mut report = SweepReport::default();
     let idle_buckets = (config.max_idle.as_secs() / config.access_bucket.as_secs().max(1)) as u32;
@@ -41,7 +71,7 @@ pub(super) fn step(
     }
 
     let mut budget_steps = idle.len();
-    while t.totals.bytes() > config.byte_limit {
+    while index_bytes(t.totals.row_bytes, overhead) + t.totals.file_bytes > config.byte_limit {
         if budget_steps == limit {
             report.more = true;
             break;

@@ -117,10 +117,6 @@ pub(super) struct Totals {
 }
 
 impl Totals {
-    pub fn bytes(&self) -> u64 {
-        self.row_bytes + self.file_bytes
-    }
-
     fn publish(&self, c: &Counters) {
         c.entries.store(self.entries, Ordering::Relaxed);
         c.row_bytes.store(self.row_bytes, Ordering::Relaxed);
@@ -407,6 +403,11 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
         txn.set_quick_repair(true);
         let (freed, orphans, totals) = {
             let mut t = Tables::open(&txn)?;
+            let sweeps = batch.iter().any(|op| matches!(op, Op::Sweep { .. }));
+            if sweeps && shared.overhead_due() {
+                shared.overhead_measured(sweep::measure_overhead(&txn, t.totals.row_bytes)?);
+            }
+            let overhead = shared.index_overhead();
             // Removals that failed before come first: whatever follows in
             // this batch was queued after them.
             for removal in &tombstones {
@@ -439,7 +440,7 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
                         removed.insert(i, n);
                     }
                     Op::Sweep { .. } => {
-                        swept.insert(i, sweep::step(&mut t, &shared.config, now)?);
+                        swept.insert(i, sweep::step(&mut t, &shared.config, now, overhead)?);
                     }
                     Op::Flush { .. } => {}
                     Op::Orphans { hashes } => candidates.extend_from_slice(hashes),
@@ -542,6 +543,24 @@ fn refuse(shared: &Shared, batch: Vec<Op>, reason: &str) {
 impl Shared {
     fn counters_publish(&self, totals: Totals) {
         totals.publish(&self.counters);
+    }
+
+    /// Whether a sweep should measure the index's overhead: never measured
+    /// yet, or a sweep interval ago (measuring reads every index page).
+    fn overhead_due(&self) -> bool {
+        self.overhead_measured
+            .lock()
+            .is_none_or(|at| at.elapsed() >= self.config.sweep_interval)
+    }
+
+    fn overhead_measured(&self, overhead: Option<f64>) {
+        *self.overhead_measured.lock() = Some(Instant::now());
+        if let Some(overhead) = overhead {
+            let milli = (overhead * 1000.0) as u64;
+            self.counters
+                .index_overhead_milli
+                .store(milli, Ordering::Relaxed);
+        }
     }
 
     fn is_disabled(&self) -> bool {
