@@ -24,9 +24,10 @@
 //! Usage: revcache-bench-soak REVCACHE_BINARY SECONDS OUT_DIR
 //!
 //! Writes OUT_DIR/samples.csv (one row a second: seconds, RSS KiB, open
-//! files, requests, distinct keys, errors) and OUT_DIR/summary.md; exits
-//! non-zero when anything was wrong or RSS or open files grew (see
-//! `verdict`).
+//! files, requests, distinct keys, errors, and the data dir's allocated
+//! KiB, measured every 10 s) and OUT_DIR/summary.md; exits non-zero when
+//! anything was wrong, RSS or open files grew, or the data dir outgrew its
+//! budget (see `verdict`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -529,17 +530,39 @@ fn sample(pid: u32) -> Option<(u64, u64)> {
     Some((rss, fds))
 }
 
+/// Bytes the files under `dir` take on disk (allocated blocks, so a
+/// sparse file counts what it holds, not its length).
+fn allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for entry in entries.flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            total += allocated_bytes(&entry.path());
+        } else {
+            total += meta.blocks() * 512;
+        }
+    }
+    total
+}
+
 /// One row a second.
 struct Row {
     seconds: u64,
     rss_kib: u64,
     fds: u64,
+    disk_kib: u64,
 }
 
 /// Flat means: the last quarter's peak RSS is within 10 % of the second
 /// quarter's (after warm-up, the caches full), every RSS sample within the
-/// budget, and open files within `max_connections` plus a margin and not
-/// growing between the same quarters.
+/// budget, open files within `max_connections` plus a margin and not
+/// growing between the same quarters, and the data dir within 1.5 times
+/// the disk tier's budget (which counts index pages and body files as
+/// estimated between sweeps, every 30 s here).
 fn verdict(rows: &[Row]) -> (bool, String) {
     let quarter = rows.len() / 4;
     if quarter == 0 {
@@ -553,6 +576,8 @@ fn verdict(rows: &[Row]) -> (bool, String) {
     let fds4 = peak(last, |r| r.fds);
     let rss_max = peak(rows, |r| r.rss_kib);
     let fds_max = peak(rows, |r| r.fds);
+    let disk_max = peak(rows, |r| r.disk_kib);
+    let disk_budget = (DISK_LIMIT_MIB << 10) * 3 / 2;
     // The memory tier's budget, plus what a process needs besides it
     // (allocator slack, buffers of 256 connections, the index's cache).
     let rss_budget = (MEMORY_LIMIT_MIB * 3 + 128) << 10;
@@ -560,13 +585,18 @@ fn verdict(rows: &[Row]) -> (bool, String) {
     let flat = rss4 * 10 <= rss2 * 11
         && rss_max <= rss_budget
         && fds_max <= fd_budget
-        && fds4 <= fds2 + 16;
+        && fds4 <= fds2 + 16
+        && disk_max <= disk_budget;
     let text = format!(
-        "RSS peak: second quarter {} MiB, last quarter {} MiB, overall {} MiB (budget {} MiB); open files peak: second quarter {fds2}, last quarter {fds4}, overall {fds_max} (budget {fd_budget})",
+        "RSS peak: second quarter {} MiB, last quarter {} MiB, overall {} MiB (budget {} MiB); open files peak: second quarter {fds2}, last quarter {fds4}, overall {fds_max} (budget {fd_budget}); data dir allocated peak: second quarter {} MiB, last quarter {} MiB, overall {} MiB (disk.limit {DISK_LIMIT_MIB} MiB, budget {} MiB)",
         rss2 >> 10,
         rss4 >> 10,
         rss_max >> 10,
-        rss_budget >> 10
+        rss_budget >> 10,
+        peak(second, |r| r.disk_kib) >> 10,
+        peak(last, |r| r.disk_kib) >> 10,
+        disk_max >> 10,
+        disk_budget >> 10
     );
     (flat, text)
 }
@@ -615,7 +645,9 @@ async fn main() {
 
     let pid = child.id();
     let mut rows = Vec::new();
-    let mut csv = String::from("seconds,rss_kib,fds,requests,distinct_keys,errors\n");
+    let mut csv = String::from("seconds,rss_kib,fds,requests,distinct_keys,errors,disk_kib\n");
+    let data_dir = out.join("data");
+    let mut disk_kib = 0;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
@@ -627,10 +659,13 @@ async fn main() {
             eprintln!("soak: revcache is gone");
             break;
         };
+        if seconds.is_multiple_of(10) {
+            disk_kib = allocated_bytes(&data_dir) >> 10;
+        }
         let requests = soak.tally.requests.load(Ordering::Relaxed);
         let _ = writeln!(
             csv,
-            "{seconds},{rss_kib},{fds},{requests},{},{}",
+            "{seconds},{rss_kib},{fds},{requests},{},{},{disk_kib}",
             soak.next_key.load(Ordering::Relaxed),
             soak.tally.errors.load(Ordering::Relaxed)
         );
@@ -638,12 +673,14 @@ async fn main() {
             seconds,
             rss_kib,
             fds,
+            disk_kib,
         });
         if seconds.is_multiple_of(60) {
             std::fs::write(out.join("samples.csv"), &csv).expect("write samples");
             eprintln!(
-                "soak: {seconds} s, {requests} requests, RSS {} MiB, {fds} open files",
-                rss_kib >> 10
+                "soak: {seconds} s, {requests} requests, RSS {} MiB, {fds} open files, data dir {} MiB",
+                rss_kib >> 10,
+                disk_kib >> 10
             );
         }
     }
