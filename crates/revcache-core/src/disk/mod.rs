@@ -216,8 +216,8 @@ pub(crate) struct Shared {
     /// reach from lookups, and the writer applies them before anything
     /// else in each transaction until one commits.
     tombstones: Mutex<Vec<Invalidation>>,
-    /// When the index's overhead was last measured (by a sweep).
-    overhead_measured: Mutex<Option<Instant>>,
+    /// When the index's overhead was last measured, and its row bytes then.
+    overhead_measured: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Shared {

@@ -1,13 +1,17 @@
 //! Sweeping: removing entries idle longer than `max_idle`, then the least
 //! recently used buckets while the tier exceeds its byte budget. One step
 //! removes at most `sweep_batch` entries, so a sweep never holds the
-//! writer (and the purges queued behind it) for long.
+//! writer (and the purges queued behind it) for long. A batch that stores
+//! entries also trims the tier back to its budget in the same transaction
+//! (at most `sweep_batch` removals, more than a batch stores), so no write
+//! rate outgrows the budget between timed steps.
 //!
 //! The budget counts what the tier takes on disk. Body files count their
 //! length; the index counts its rows times its overhead (B-tree pages
-//! part full, the secondary tables, redb's own pages), which a sweep
-//! measures from redb's allocated pages at most once per sweep interval:
-//! at small entries the index takes two to three times its rows' bytes.
+//! part full, the secondary tables, redb's own pages), measured from
+//! redb's allocated pages once per sweep interval and whenever the rows
+//! doubled or halved since: at small entries the index takes two to three
+//! times its rows' bytes.
 
 use std::time::SystemTime;
 
@@ -70,23 +74,38 @@ pub(super) fn step(
         }
     }
 
-    let mut budget_steps = idle.len();
+    let (over_budget, more) = trim(t, config, overhead, limit - idle.len())?;
+    report.over_budget = over_budget;
+    report.more |= more;
+    Ok(report)
+}
+
+/// Removes the least recently used entries while the tier exceeds its
+/// budget, at most `max` of them. Returns how many went, and whether the
+/// tier is still over budget.
+pub(super) fn trim(
+    t: &mut Tables<'_>,
+    config: &DiskConfig,
+    overhead: f64,
+    max: usize,
+) -> Result<(u64, bool), DiskError> {
+    let mut removed = 0;
+    let mut steps = 0;
     while index_bytes(t.totals.row_bytes, overhead) + t.totals.file_bytes > config.byte_limit {
-        if budget_steps == limit {
-            report.more = true;
-            break;
+        if steps == max {
+            return Ok((removed, true));
         }
         let Some(oldest) = t.access.first()?.map(|(k, _)| k.value().to_vec()) else {
             break;
         };
         if t.delete(entry_key_of(&oldest))? {
-            report.over_budget += 1;
+            removed += 1;
         } else {
             t.access.remove(oldest.as_slice())?;
         }
-        budget_steps += 1;
+        steps += 1;
     }
-    Ok(report)
+    Ok((removed, false))
 }
 
 /// The entry key an access row names (after its 4-byte bucket); empty

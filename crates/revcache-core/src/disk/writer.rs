@@ -396,6 +396,7 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
     let tombstones: Vec<Invalidation> = shared.tombstones.lock().clone();
     let mut removed = HashMap::new();
     let mut swept = HashMap::new();
+    let mut trimmed = 0;
     // Body files to delete once committed: freed by the batch, and orphans.
     type Deletions = (Vec<[u8; 32]>, Vec<[u8; 32]>);
     let result = (|| -> Result<Deletions, DiskError> {
@@ -403,11 +404,15 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
         txn.set_quick_repair(true);
         let (freed, orphans, totals) = {
             let mut t = Tables::open(&txn)?;
-            let sweeps = batch.iter().any(|op| matches!(op, Op::Sweep { .. }));
-            if sweeps && shared.overhead_due() {
-                shared.overhead_measured(sweep::measure_overhead(&txn, t.totals.row_bytes)?);
+            let grows = batch
+                .iter()
+                .any(|op| matches!(op, Op::Sweep { .. } | Op::Put { .. }));
+            if grows && shared.overhead_due(t.totals.row_bytes) {
+                let measured = sweep::measure_overhead(&txn, t.totals.row_bytes)?;
+                shared.overhead_measured(measured, t.totals.row_bytes);
             }
             let overhead = shared.index_overhead();
+            let mut stored = false;
             // Removals that failed before come first: whatever follows in
             // this batch was queued after them.
             for removal in &tombstones {
@@ -425,7 +430,7 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
                             .is_current(*ticket, &entry.key, &entry.tags)
                         {
                             let key = format::entry_key(&entry.key, &entry.variant);
-                            t.put(&key, entry, body, bucket)?;
+                            stored |= t.put(&key, entry, body, bucket)?;
                         }
                     }
                     Op::Touch { key, bucket } => t.touch(key, *bucket)?,
@@ -445,6 +450,11 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
                     Op::Flush { .. } => {}
                     Op::Orphans { hashes } => candidates.extend_from_slice(hashes),
                 }
+            }
+            // Eviction on insert: back within the budget before the commit.
+            if stored {
+                trimmed =
+                    sweep::trim(&mut t, &shared.config, overhead, shared.config.sweep_batch)?.0;
             }
             // After every put of the batch: one may reference a candidate.
             let mut orphans = Vec::new();
@@ -493,6 +503,10 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
         refuse(shared, batch, &e);
         return false;
     }
+    shared
+        .counters
+        .swept_over_budget
+        .fetch_add(trimmed, Ordering::Relaxed);
     for (i, op) in batch.into_iter().enumerate() {
         match op {
             Op::Remove { done, .. } => {
@@ -545,17 +559,20 @@ impl Shared {
         totals.publish(&self.counters);
     }
 
-    /// Whether a sweep should measure the index's overhead: never measured
-    /// yet, or a sweep interval ago (measuring reads every index page).
-    fn overhead_due(&self) -> bool {
-        self.overhead_measured
-            .lock()
-            .is_none_or(|at| at.elapsed() >= self.config.sweep_interval)
+    /// Whether to measure the index's overhead again (it reads every index
+    /// page): never measured, a sweep interval ago, or its rows (now
+    /// `row_bytes`) doubled or halved since.
+    fn overhead_due(&self, row_bytes: u64) -> bool {
+        self.overhead_measured.lock().is_none_or(|(at, rows)| {
+            at.elapsed() >= self.config.sweep_interval
+                || row_bytes > rows.saturating_mul(2)
+                || row_bytes < rows / 2
+        })
     }
 
-    fn overhead_measured(&self, overhead: Option<f64>) {
-        *self.overhead_measured.lock() = Some(Instant::now());
+    fn overhead_measured(&self, overhead: Option<f64>, row_bytes: u64) {
         if let Some(overhead) = overhead {
+            *self.overhead_measured.lock() = Some((Instant::now(), row_bytes));
             let milli = (overhead * 1000.0) as u64;
             self.counters
                 .index_overhead_milli
