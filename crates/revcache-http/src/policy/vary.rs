@@ -105,9 +105,10 @@ fn exact_text(bytes: &[u8]) -> String {
 /// A weighted preference list in one spelling: members in lower case, a
 /// weight of 1 left out and others written with up to three decimals,
 /// ordered by weight (heaviest first) and then by spelling, the first of
-/// members with the same name kept. A member whose weight does not parse
-/// is kept as written (lower-cased), weighing least: it never merges with
-/// another. Applied to its own output it changes nothing.
+/// members with the same name kept. A member whose weight does not parse,
+/// or that has no name, is kept as written (lower-cased), weighing least:
+/// it never merges with another. Applied to its own output it changes
+/// nothing.
 fn preferences(list: &str) -> String {
     // (weight, name, spelling)
     let mut members: Vec<(u16, String, String)> = Vec::new();
@@ -121,6 +122,9 @@ fn preferences(list: &str) -> String {
             continue;
         }
         let weight = match params {
+            // A weight alone (`;q=1`) names nothing: spelled as its name,
+            // it would vanish when normalised again.
+            _ if name.is_empty() => None,
             None => Some(1000),
             Some(params) => params
                 .trim()
@@ -246,6 +250,13 @@ mod tests {
             ("y;a, y;q=0", "y;a"),
             ("gzip;q=x, GZIP", "gzip;q=x"),
             ("br;q=0.5, gzip, br", "gzip, br;q=0.5"),
+            // Found by the same check: a weight without a name was spelled
+            // as its (empty) name, which the next pass dropped.
+            (";q=1, ua", "ua, ;q=1"),
+            (
+                "gzAcceptde;q, deflate, br;ip, ;q=1.0",
+                "deflate, ;q=1.0, br;ip, gzacceptde;q",
+            ),
         ] {
             let once = preferences(list);
             assert_eq!(once, want, "{list}");
