@@ -471,6 +471,30 @@ fn the_byte_budget_bounds_what_the_index_takes_on_disk() {
     assert!(stats.index_bytes > 2 * stats.row_bytes, "{stats:?}");
 }
 
+/// Measuring the overhead reads every index page: a start-up keeps the
+/// last measure instead of reading a large index again.
+#[test]
+fn the_index_overhead_measured_before_a_restart_counts_at_once_after_it() {
+    let dir = temp_dir();
+    let measured = {
+        let cache = open_with(&dir, |c| c.sweep_interval = Duration::ZERO);
+        for i in 0..2000 {
+            store(
+                &cache,
+                entry(&format!("/kept/{i}"), vec![5; 300], &[], None),
+            );
+        }
+        cache.flush();
+        cache.disk().unwrap().sweep_all().unwrap();
+        let stats = cache.stats().disk.unwrap();
+        assert!(stats.index_bytes > 2 * stats.row_bytes, "{stats:?}");
+        stats.index_bytes
+    };
+    let cache = open(&dir);
+    let stats = cache.stats().disk.unwrap();
+    assert_eq!(stats.index_bytes, measured, "{stats:?}");
+}
+
 #[test]
 fn orphan_and_temp_files_are_removed_at_start() {
     let dir = temp_dir();

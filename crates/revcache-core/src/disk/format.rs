@@ -38,6 +38,8 @@ pub const META_ENTRIES: &str = "entries";
 pub const META_ROW_BYTES: &str = "row_bytes";
 pub const META_FILE_BYTES: &str = "file_bytes";
 pub const META_FILES: &str = "files";
+/// Index bytes on disk per row byte, in thousandths, as last measured.
+pub const META_INDEX_OVERHEAD: &str = "index_overhead_milli";
 
 /// Version of the index layout inside the data dir format.
 pub const INDEX_FORMAT: u64 = 1;

@@ -216,8 +216,17 @@ pub(crate) struct Shared {
     /// reach from lookups, and the writer applies them before anything
     /// else in each transaction until one commits.
     tombstones: Mutex<Vec<Invalidation>>,
-    /// When the index's overhead was last measured, and its row bytes then.
-    overhead_measured: Mutex<Option<(Instant, u64)>>,
+    /// The last measure of the index's overhead in this process.
+    overhead_measured: Mutex<Option<OverheadMeasure>>,
+}
+
+/// When the index's overhead was measured, its row bytes then, and how
+/// long measuring took.
+#[derive(Clone, Copy)]
+struct OverheadMeasure {
+    at: Instant,
+    row_bytes: u64,
+    took: Duration,
 }
 
 impl Shared {

@@ -24,9 +24,9 @@ use redb::{
 use super::error::DiskError;
 use super::format::{
     self, ACCESS, BLOBS, BUCKETS, ENTRIES, INDEX_FORMAT, META, META_ENTRIES, META_FILE_BYTES,
-    META_FILES, META_FORMAT, META_ROW_BYTES, StoredBody, TAGS,
+    META_FILES, META_FORMAT, META_INDEX_OVERHEAD, META_ROW_BYTES, StoredBody, TAGS,
 };
-use super::{Counters, Op, Shared, blobs, sweep};
+use super::{Counters, Op, OverheadMeasure, Shared, blobs, sweep};
 use crate::entry::{Entry, EntryBody};
 use crate::invalidation::Invalidation;
 
@@ -35,16 +35,23 @@ const BATCH: usize = 256;
 /// Creates the tables of a new index and loads the counters.
 pub(super) fn init(db: &Database, counters: &Counters) -> Result<(), DiskError> {
     let txn = db.begin_write()?;
-    let totals = {
+    let (totals, overhead) = {
         let t = Tables::open(&txn)?;
         let mut t = t;
         if t.meta.get(META_FORMAT)?.is_none() {
             t.meta.insert(META_FORMAT, INDEX_FORMAT)?;
         }
-        t.totals
+        let overhead = t.meta.get(META_INDEX_OVERHEAD)?.map(|v| v.value());
+        (t.totals, overhead)
     };
     txn.commit()?;
     totals.publish(counters);
+    // Kept from the last run: a start-up does not read every page again.
+    if let Some(milli) = overhead {
+        counters
+            .index_overhead_milli
+            .store(milli.clamp(1000, 8000), Ordering::Relaxed);
+    }
     Ok(())
 }
 
@@ -408,8 +415,12 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
                 .iter()
                 .any(|op| matches!(op, Op::Sweep { .. } | Op::Put { .. }));
             if grows && shared.overhead_due(t.totals.row_bytes) {
-                let measured = sweep::measure_overhead(&txn, t.totals.row_bytes)?;
-                shared.overhead_measured(measured, t.totals.row_bytes);
+                let started = Instant::now();
+                if let Some(overhead) = sweep::measure_overhead(&txn, t.totals.row_bytes)? {
+                    let milli = (overhead * 1000.0) as u64;
+                    t.meta.insert(META_INDEX_OVERHEAD, milli)?;
+                    shared.overhead_measured(milli, t.totals.row_bytes, started.elapsed());
+                }
             }
             let overhead = shared.index_overhead();
             let mut stored = false;
@@ -559,25 +570,41 @@ impl Shared {
         totals.publish(&self.counters);
     }
 
-    /// Whether to measure the index's overhead again (it reads every index
-    /// page): never measured, a sweep interval ago, or its rows (now
-    /// `row_bytes`) doubled or halved since.
+    /// Whether to measure the index's overhead again: never measured (nor
+    /// kept from the last run), a sweep interval ago, or its rows (now
+    /// `row_bytes`) doubled or halved since. Measuring reads every index
+    /// page and holds the writer meanwhile (about 0.25 s for 600 MB), so
+    /// it also waits a hundred times as long as the last one took.
     fn overhead_due(&self, row_bytes: u64) -> bool {
-        self.overhead_measured.lock().is_none_or(|(at, rows)| {
-            at.elapsed() >= self.config.sweep_interval
-                || row_bytes > rows.saturating_mul(2)
-                || row_bytes < rows / 2
-        })
+        let mut measured = self.overhead_measured.lock();
+        let Some(last) = *measured else {
+            if self.counters.index_overhead_milli.load(Ordering::Relaxed) == 0 {
+                return true;
+            }
+            // Kept from the last run: measured again as if just now.
+            *measured = Some(OverheadMeasure {
+                at: Instant::now(),
+                row_bytes,
+                took: Duration::ZERO,
+            });
+            return false;
+        };
+        let since = last.at.elapsed();
+        since >= last.took * 100
+            && (since >= self.config.sweep_interval
+                || row_bytes > last.row_bytes.saturating_mul(2)
+                || row_bytes < last.row_bytes / 2)
     }
 
-    fn overhead_measured(&self, overhead: Option<f64>, row_bytes: u64) {
-        if let Some(overhead) = overhead {
-            *self.overhead_measured.lock() = Some((Instant::now(), row_bytes));
-            let milli = (overhead * 1000.0) as u64;
-            self.counters
-                .index_overhead_milli
-                .store(milli, Ordering::Relaxed);
-        }
+    fn overhead_measured(&self, milli: u64, row_bytes: u64, took: Duration) {
+        *self.overhead_measured.lock() = Some(OverheadMeasure {
+            at: Instant::now(),
+            row_bytes,
+            took,
+        });
+        self.counters
+            .index_overhead_milli
+            .store(milli, Ordering::Relaxed);
     }
 
     fn is_disabled(&self) -> bool {
