@@ -370,6 +370,15 @@ impl Cache {
         }
     }
 
+    /// Commits what the disk tier has queued and closes it (see
+    /// [`DiskTier::close`]): the data dir is free once this returns, even
+    /// if tasks still hold the cache. Blocking.
+    pub fn close(&self) {
+        if let Some(disk) = &self.disk {
+            disk.close();
+        }
+    }
+
     fn purge_memory(&self, invalidation: &Invalidation) -> usize {
         let keys = match invalidation {
             Invalidation::Target { route, target } => {

@@ -495,6 +495,25 @@ fn the_index_overhead_measured_before_a_restart_counts_at_once_after_it() {
     assert_eq!(stats.index_bytes, measured, "{stats:?}");
 }
 
+/// Found by the suite under load: a task that outlived a server's shutdown
+/// still held the cache, so the data dir stayed "in use" for the next
+/// server on it.
+#[test]
+fn a_closed_cache_frees_its_data_dir_while_something_still_holds_it() {
+    let dir = temp_dir();
+    let cache = Arc::new(open(&dir));
+    store(&cache, entry("/kept", vec![1; 100], &[], None));
+    let lingering = cache.clone();
+    cache.close();
+    let reopened = open(&dir);
+    assert!(reopened.lookup_disk(&key("/kept")).is_some());
+    // What still holds the closed one misses and writes nowhere.
+    assert!(lingering.lookup_disk(&key("/kept")).is_none());
+    store(&lingering, entry("/late", vec![2; 100], &[], None));
+    reopened.flush();
+    assert!(reopened.lookup_disk(&key("/late")).is_none());
+}
+
 #[test]
 fn orphan_and_temp_files_are_removed_at_start() {
     let dir = temp_dir();

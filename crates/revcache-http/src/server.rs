@@ -325,8 +325,11 @@ impl Server {
         {
             tracing::warn!("cache fills still running after the grace period; they are not stored");
         }
+        // Closed, not only flushed: a task that outlives the server (a
+        // background revalidation, a disk lookup) must not keep the data
+        // dir from opening again at once.
         let cache = self.proxy.cache().clone();
-        let _ = tokio::task::spawn_blocking(move || cache.flush()).await;
+        let _ = tokio::task::spawn_blocking(move || cache.close()).await;
         Ok(())
     }
 }

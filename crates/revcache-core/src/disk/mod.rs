@@ -648,9 +648,12 @@ impl DiskTier {
     }
 }
 
-impl Drop for DiskTier {
-    /// Commits what is queued and stops the writer.
-    fn drop(&mut self) {
+impl DiskTier {
+    /// Commits what is queued, stops the writer and the orphan collection,
+    /// and closes the index: the data dir can be opened again at once,
+    /// even while something still holds this tier (a task that outlived a
+    /// server's shutdown). Its lookups then miss and its writes go nowhere.
+    pub fn close(&self) {
         self.gc_stop.store(true, Ordering::Relaxed);
         if let Some(gc) = self.gc.lock().take() {
             let _ = gc.join();
@@ -659,6 +662,25 @@ impl Drop for DiskTier {
         if let Some(writer) = self.writer.lock().take() {
             let _ = writer.join();
         }
+        let Some(mut db) = self.shared.db.write().take() else {
+            return;
+        };
+        // A lookup under way holds the index a moment longer.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            match Arc::try_unwrap(db) {
+                Ok(db) => return drop(db),
+                Err(held) => db = held,
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        tracing::warn!("the disk tier index is still in use after closing");
+    }
+}
+
+impl Drop for DiskTier {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 
