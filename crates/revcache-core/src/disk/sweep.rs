@@ -21,27 +21,34 @@ use super::error::DiskError;
 use super::writer::Tables;
 use super::{DiskConfig, SweepReport};
 
+/// Bounds of a measured overhead, in thousandths: never below the rows
+/// themselves, and at most 8, so that a nearly empty index (a few rows on
+/// redb's fixed pages), or a damaged `meta` row, does not make the budget
+/// sweep everything.
+pub(super) const OVERHEAD_MILLI: std::ops::RangeInclusive<u64> = 1000..=8000;
+
 /// The index's bytes on disk for `row_bytes` of rows at `overhead`.
 pub(super) fn index_bytes(row_bytes: u64, overhead: f64) -> u64 {
     (row_bytes as f64 * overhead) as u64
 }
 
-/// Index bytes on disk per row byte: redb's allocated pages over the rows'
-/// bytes (`row_bytes`, from the counters). `None` for an index without
-/// rows, which has nothing to measure.
+/// Index bytes on disk per row byte, in thousandths (within
+/// [`OVERHEAD_MILLI`]): redb's allocated pages over the rows' bytes
+/// (`row_bytes`, from the counters). `None` for an index without rows,
+/// which has nothing to measure.
 pub(super) fn measure_overhead(
     txn: &WriteTransaction,
     row_bytes: u64,
-) -> Result<Option<f64>, DiskError> {
+) -> Result<Option<u64>, DiskError> {
     if row_bytes == 0 {
         return Ok(None);
     }
     let stats = txn.stats()?;
     let allocated = stats.allocated_pages() * stats.page_size() as u64;
-    // Never below the rows themselves; and bounded, so that a nearly
-    // empty index (a few rows on redb's fixed pages) does not make the
-    // budget sweep everything.
-    Ok(Some((allocated as f64 / row_bytes as f64).clamp(1.0, 8.0)))
+    let milli = (allocated as f64 * 1000.0 / row_bytes as f64) as u64;
+    Ok(Some(
+        milli.clamp(*OVERHEAD_MILLI.start(), *OVERHEAD_MILLI.end()),
+    ))
 }
 
 pub(super) fn step(

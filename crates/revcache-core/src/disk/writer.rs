@@ -48,9 +48,10 @@ pub(super) fn init(db: &Database, counters: &Counters) -> Result<(), DiskError> 
     totals.publish(counters);
     // Kept from the last run: a start-up does not read every page again.
     if let Some(milli) = overhead {
-        counters
-            .index_overhead_milli
-            .store(milli.clamp(1000, 8000), Ordering::Relaxed);
+        counters.index_overhead_milli.store(
+            milli.clamp(*sweep::OVERHEAD_MILLI.start(), *sweep::OVERHEAD_MILLI.end()),
+            Ordering::Relaxed,
+        );
     }
     Ok(())
 }
@@ -416,8 +417,7 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
                 .any(|op| matches!(op, Op::Sweep { .. } | Op::Put { .. }));
             if grows && shared.overhead_due(t.totals.row_bytes) {
                 let started = Instant::now();
-                if let Some(overhead) = sweep::measure_overhead(&txn, t.totals.row_bytes)? {
-                    let milli = (overhead * 1000.0) as u64;
+                if let Some(milli) = sweep::measure_overhead(&txn, t.totals.row_bytes)? {
                     t.meta.insert(META_INDEX_OVERHEAD, milli)?;
                     shared.overhead_measured(milli, t.totals.row_bytes, started.elapsed());
                 }
@@ -464,8 +464,8 @@ fn apply_on(shared: &Shared, db: &Database, batch: Vec<Op>) -> bool {
             }
             // Eviction on insert: back within the budget before the commit.
             if stored {
-                trimmed =
-                    sweep::trim(&mut t, &shared.config, overhead, shared.config.sweep_batch)?.0;
+                let most = shared.config.sweep_batch.max(1);
+                trimmed = sweep::trim(&mut t, &shared.config, overhead, most)?.0;
             }
             // After every put of the batch: one may reference a candidate.
             let mut orphans = Vec::new();
